@@ -1,0 +1,124 @@
+"""Audio loading: any format libsndfile reads, resampled to one rate, mixed to mono.
+
+>>> import numpy as np, soundfile as sf, tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+>>> sf.write(path, np.zeros((8000, 2), dtype="float32") + 0.1, 8000)
+>>> wave = load_audio(path, sample_rate=16000)
+>>> wave.shape, wave.dtype
+((16000,), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+__all__ = ["AudioError", "load_audio", "iter_blocks", "resample", "audio_duration"]
+
+PathLike = str | os.PathLike
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message names the file and the reason."""
+
+    def __init__(self, path: PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _open(path: PathLike) -> sf.SoundFile:
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(path, f"not a readable audio file ({error})") from None
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,) float32, channels averaged."""
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
+
+
+def _check_finite(path: PathLike, wave: np.ndarray) -> None:
+    if not np.isfinite(wave).all():
+        raise AudioError(path, "contains non-finite samples (NaN or infinity)")
+
+
+def resample(wave: np.ndarray, orig_rate: int, sample_rate: int) -> np.ndarray:
+    """Resample a mono float32 signal (samples,) with soxr ("HQ")."""
+    if orig_rate == sample_rate:
+        return wave.astype(np.float32, copy=False)
+    return soxr.resample(wave, orig_rate, sample_rate, quality="HQ").astype(np.float32)
+
+
+def audio_duration(path: PathLike) -> float:
+    """Duration in seconds read from the file header (no decoding)."""
+    with _open(path) as f:
+        return f.frames / f.samplerate
+
+
+def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Decode a whole file to a mono float32 array (samples,) at ``sample_rate``.
+
+    Raises:
+        AudioError: missing, empty, undecodable, zero-length or non-finite audio.
+    """
+    with _open(path) as f:
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioError(path, f"could not decode audio ({error})") from None
+        orig_rate = f.samplerate
+    if data.shape[0] == 0:
+        raise AudioError(path, "contains zero samples")
+    wave = _mono(data)
+    _check_finite(path, wave)
+    return resample(wave, orig_rate, sample_rate)
+
+
+def iter_blocks(
+    path: PathLike, *, block_seconds: float = 60.0, sample_rate: int = 16000
+) -> Iterator[np.ndarray]:
+    """Yield consecutive mono float32 blocks (about ``block_seconds`` each) at ``sample_rate``.
+
+    Memory stays bounded by the block size, whatever the file's length. Resampling is
+    streamed, so the concatenated blocks equal :func:`load_audio` up to resampler edge effects.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    with _open(path) as f:
+        orig_rate = f.samplerate
+        if f.frames == 0:
+            raise AudioError(path, "contains zero samples")
+        stream = (
+            None
+            if orig_rate == sample_rate
+            else soxr.ResampleStream(orig_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        )
+        block_frames = max(1, int(block_seconds * orig_rate))
+        while True:
+            try:
+                data = f.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as error:
+                raise AudioError(path, f"could not decode audio ({error})") from None
+            last = data.shape[0] < block_frames
+            wave = _mono(data)
+            _check_finite(path, wave)
+            if stream is not None:
+                wave = stream.resample_chunk(wave, last=last)
+            if wave.size:
+                yield wave
+            if last:
+                return
