@@ -69,7 +69,9 @@ def index_by_stem(paths: Iterable[Path], corpus: str) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for path in paths:
         if path.stem in index:
-            raise CorpusError(f"{corpus}: two audio files for {path.stem!r}: {index[path.stem]}, {path}")
+            raise CorpusError(
+                f"{corpus}: two audio files for {path.stem!r}: {index[path.stem]}, {path}"
+            )
         index[path.stem] = path
     return index
 
@@ -96,20 +98,29 @@ def collect(
         else:
             utterances.append(utt)
     if not utterances:
-        raise CorpusError(f"{corpus}: no audio files in the {corpus} layout under {root}; expected {expected}")
+        raise CorpusError(
+            f"{corpus}: no audio files in the {corpus} layout under {root}; expected {expected}"
+        )
     if skipped:
         warnings.warn(
-            f"{corpus}: skipped {len(skipped)} audio file(s) whose name does not follow {expected}, "
-            f"e.g. {skipped[0]}",
+            f"{corpus}: skipped {len(skipped)} audio file(s) whose name does not follow "
+            f"{expected}, e.g. {skipped[0]}",
             CorpusWarning,
             stacklevel=3,
         )
+    check_unique_ids(utterances, corpus)
+    return utterances
+
+
+def check_unique_ids(utterances: Iterable[Utterance], corpus: str) -> None:
+    """Raise ``CorpusError`` when two utterances share an id (e.g. ``x.wav`` and ``x.flac``)."""
     seen: dict[str, Path] = {}
     for utt in utterances:
         if utt.id in seen:
-            raise CorpusError(f"{corpus}: two audio files for id {utt.id!r}: {seen[utt.id]}, {utt.path}")
+            raise CorpusError(
+                f"{corpus}: two audio files for id {utt.id!r}: {seen[utt.id]}, {utt.path}"
+            )
         seen[utt.id] = utt.path
-    return utterances
 
 
 def natural_key(text: str) -> tuple[Any, ...]:

@@ -66,7 +66,7 @@ def _check_sizes(channels: int, scale: int, kernel_size: int) -> None:
 
 
 class _MultiScaleBlock(nn.Module):
-    """Res2Net-style residual block over ``dims`` (1 or 2) spatial axes; see the module docstring."""
+    """Res2Net-style residual block over ``dims`` (1 or 2) axes; see the module docstring."""
 
     def __init__(self, channels: int, *, scale: int, kernel_size: int, dims: int) -> None:
         super().__init__()

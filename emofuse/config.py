@@ -1,0 +1,177 @@
+"""Experiment configuration: plain YAML <-> dataclasses, written back beside every result.
+
+A config file has up to four sections, each optional (defaults fill the rest)::
+
+    features: {n_mels: 64, n_mfcc: 40}
+    model: {multiscale: true, fusion: cross_attention}
+    train: {epochs: 60, batch_size: 32, seed: 0}
+    data: {corpora: [{name: emodb, root: ../shared/corpora/emodb}], task: emodb7}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emofuse.features import FeatureConfig
+from emofuse.model import ModelConfig
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "CorpusSpec",
+    "DataConfig",
+    "ExperimentConfig",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used; the message names it."""
+
+
+def _check_keys(cls: type, values: dict, where: str) -> None:
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        known = ", ".join(f.name for f in fields(cls))
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, segmenting and augmentation settings."""
+
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 2
+    patience: int = 20  # epochs without a better validation UA before stopping
+    label_smoothing: float = 0.1
+    class_weighted: bool = True  # loss weights inverse to training-class frequency
+    crop_seconds: float = 3.0  # random training crops
+    eval_window_seconds: float = 3.0  # evaluation windows, posteriors averaged per utterance
+    eval_hop_fraction: float = 0.5
+    time_masks: int = 2  # SpecAugment-style masks on both streams
+    time_mask_frames: int = 20
+    freq_masks: int = 2
+    freq_mask_bins: int = 8
+    gain_db: float = 6.0  # random level change, +- dB (applied in the log domain)
+    mixup_alpha: float = 0.0  # 0 disables mixup
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "lr", "crop_seconds", "eval_window_seconds")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        non_negative = (
+            "weight_decay", "warmup_epochs", "patience", "time_masks", "time_mask_frames",
+            "freq_masks", "freq_mask_bins", "gain_db", "mixup_alpha", "num_threads",
+        )  # fmt: skip
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.eval_hop_fraction <= 1:
+            raise ConfigError(
+                f"train.eval_hop_fraction must be in (0, 1], got {self.eval_hop_fraction}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass
+class CorpusSpec:
+    """One corpus: its loader name and root folder."""
+
+    name: str
+    root: str
+
+
+@dataclass
+class DataConfig:
+    """Which corpora, label task and fold protocol."""
+
+    corpora: list[CorpusSpec] = field(default_factory=list)
+    task: str | None = None  # default: the first corpus's own task
+    protocol: str | None = None  # default: the first corpus's speaker-independent protocol
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that determines a result."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> ExperimentConfig:
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{where}: expected a mapping of sections, got {type(values).__name__}"
+            )
+        _check_keys(cls, values, where)
+        sections = {name: values.get(name) or {} for name in ("features", "model", "train", "data")}
+        for name, section in sections.items():
+            if not isinstance(section, dict):
+                raise ConfigError(f"{where}: section {name!r} must be a mapping")
+        try:
+            data = dict(sections["data"])
+            _check_keys(DataConfig, data, f"{where}: data")
+            corpora = []
+            for spec in data.pop("corpora", []):
+                if not isinstance(spec, dict):
+                    raise ConfigError(f"{where}: data.corpora entries need name and root")
+                _check_keys(CorpusSpec, spec, f"{where}: data.corpora")
+                corpora.append(CorpusSpec(**spec))
+            _check_keys(TrainConfig, sections["train"], f"{where}: train")
+            return cls(
+                features=FeatureConfig.from_dict(sections["features"]),
+                model=ModelConfig.from_dict(sections["model"]),
+                train=TrainConfig(**sections["train"]),
+                data=DataConfig(corpora=corpora, **data),
+            )
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{where}: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": self.features.to_dict(),
+            "model": self.model.to_dict(),
+            "train": asdict(self.train),
+            "data": asdict(self.data),
+        }
+
+
+def load_config(path: str | os.PathLike | None) -> ExperimentConfig:
+    """Read a YAML config; ``None`` gives the defaults."""
+    if path is None:
+        return ExperimentConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    return ExperimentConfig.from_dict(values, where=str(path))
+
+
+def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
+    """Write the config as YAML (readable by :func:`load_config`)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,289 @@
+"""Speaker-independent cross-validation: folds -> fit -> test -> structured results on disk.
+
+``run_crossval`` writes into ``out_dir``:
+
+- ``config.yaml``: the exact experiment config (seed included);
+- ``fold_XX.json`` per fold: test speakers, metrics, confusion matrix, chosen epoch, learning
+  curve and per-utterance posteriors; a finished fold is not recomputed on a later call;
+- ``fold_XX/``: the fold's checkpoint (while training) and best model;
+- ``summary.json`` / ``summary.md``: WA, UA, macro-F1 per fold, mean +- std and pooled;
+- ``confusion.png`` (summed over folds) and ``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emofuse.cache import FeatureCache
+from emofuse.config import ExperimentConfig, save_config
+from emofuse.corpora import Utterance, load_corpus
+from emofuse.data import FeatureSet
+from emofuse.labels import LabelTask, apply_task, default_task, get_task
+from emofuse.metrics import confusion_matrix, summarize
+from emofuse.splits import Fold, default_protocol, make_folds
+from emofuse.train import evaluate, fit
+
+__all__ = ["Experiment", "prepare_experiment", "run_crossval", "summarize_folds"]
+
+
+@dataclass
+class Experiment:
+    """A labelled manifest with its task, protocol and folds."""
+
+    corpus: str
+    task: LabelTask
+    protocol: str
+    utterances: list[Utterance]
+    folds: list[Fold]
+    dropped: dict[str, int]
+
+
+def prepare_experiment(config: ExperimentConfig) -> Experiment:
+    """Load the configured corpus, apply the label task and build the folds (no audio decoded)."""
+    if not config.data.corpora:
+        raise ValueError("no corpus configured: pass --corpus and --root, or set data.corpora")
+    spec = config.data.corpora[0]
+    utterances = load_corpus(spec.name, spec.root)
+    task = get_task(config.data.task) if config.data.task else default_task(spec.name)
+    selection = apply_task(utterances, task)
+    protocol = config.data.protocol or default_protocol(spec.name)
+    folds = make_folds(selection.utterances, protocol, seed=config.train.seed)
+    dropped = {**selection.dropped_labels, **selection.dropped_codes}
+    return Experiment(spec.name, task, protocol, selection.utterances, folds, dropped)
+
+
+def _feature_set(
+    utts: Sequence[Utterance], features: dict[str, np.ndarray], task: LabelTask
+) -> FeatureSet:
+    return FeatureSet.from_arrays(
+        [features[u.id] for u in utts], [task.index(u.label) for u in utts], [u.id for u in utts]
+    )
+
+
+def _write_json(data: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _speakers(utts: Sequence[Utterance]) -> list[str]:
+    return sorted({f"{u.corpus}:{u.speaker}" for u in utts})
+
+
+def run_fold(
+    experiment: Experiment,
+    index: int,
+    features: dict[str, np.ndarray],
+    config: ExperimentConfig,
+    out_dir: Path,
+    progress: bool = True,
+) -> dict:
+    """Train and test fold ``index``; returns (and writes) its result record."""
+    fold = experiment.folds[index]
+    task = experiment.task
+    train_set = _feature_set(fold.train, features, task)
+    val_set = _feature_set(fold.val, features, task)
+    test_set = _feature_set(fold.test, features, task)
+    result = fit(
+        train_set, val_set, list(task.labels), config, out_dir / f"fold_{index:02d}",
+        resume=True, progress=progress,
+    )  # fmt: skip
+    test = evaluate(
+        result.pipeline.to(next(result.pipeline.parameters()).device), test_set, config.train
+    )
+    predictions = test.pop("posteriors")
+    record = {
+        "fold": index,
+        "name": fold.name,
+        "description": fold.description,
+        "speaker_overlap": fold.speaker_overlap,
+        "train_speakers": _speakers(fold.train),
+        "val_speakers": _speakers(fold.val),
+        "test_speakers": _speakers(fold.test),
+        "n_train": len(fold.train),
+        "n_val": len(fold.val),
+        "n_test": len(fold.test),
+        **{k: test[k] for k in ("wa", "ua", "macro_f1")},
+        "confusion": confusion_matrix(
+            test_set.labels.numpy(), predictions.argmax(1), task.num_classes
+        ).tolist(),
+        "best_epoch": result.best_epoch,
+        "val_ua": result.best_val_ua,
+        "train_seconds": result.train_seconds,
+        "history": result.history,
+        "predictions": [
+            {"id": uid, "label": int(y), "posteriors": [round(float(p), 5) for p in probs]}
+            for uid, y, probs in zip(
+                test_set.ids, test_set.labels.tolist(), predictions, strict=True
+            )
+        ],
+    }
+    _write_json(record, out_dir / f"fold_{index:02d}.json")
+    checkpoint = out_dir / f"fold_{index:02d}" / "checkpoint.pt"
+    checkpoint.unlink(missing_ok=True)  # the fold is done; model.pt stays
+    return record
+
+
+def summarize_folds(records: list[dict], labels: Sequence[str]) -> dict:
+    """Per-fold metrics, their mean +- std, pooled metrics and the summed confusion matrix."""
+    table = {k: np.array([r[k] for r in records]) for k in ("wa", "ua", "macro_f1")}
+    y_true = np.array([p["label"] for r in records for p in r["predictions"]])
+    y_pred = np.array([int(np.argmax(p["posteriors"])) for r in records for p in r["predictions"]])
+    return {
+        "folds": [
+            {
+                k: r[k]
+                for k in (
+                    "fold",
+                    "name",
+                    "test_speakers",
+                    "n_test",
+                    "wa",
+                    "ua",
+                    "macro_f1",
+                    "best_epoch",
+                    "val_ua",
+                    "train_seconds",
+                )
+            }
+            for r in records
+        ],
+        "mean": {k: float(v.mean()) for k, v in table.items()},
+        "std": {k: float(v.std()) for k, v in table.items()},
+        "pooled": summarize(y_true, y_pred, len(labels)),
+        "confusion": confusion_matrix(y_true, y_pred, len(labels)).tolist(),
+        "speaker_overlap": any(r["speaker_overlap"] for r in records),
+        "train_seconds": float(sum(r["train_seconds"] for r in records)),
+    }
+
+
+def _pct(value: float, spread: float | None = None) -> str:
+    """0.6234 -> '62.3'; with a spread, '62.3 +- 4.1'."""
+    text = f"{100 * value:.1f}"
+    return text if spread is None else f"{text} +- {100 * spread:.1f}"
+
+
+def _markdown(summary: dict, experiment: Experiment, config: ExperimentConfig) -> str:
+    overlap = summary["speaker_overlap"]
+    lines = [
+        f"# Cross-validation: {experiment.corpus}, task {experiment.task.name}",
+        "",
+        f"Protocol **{experiment.protocol}**"
+        + (
+            " (RANDOM, SPEAKER-OVERLAPPING: not speaker-independent)"
+            if overlap
+            else " (speaker-independent)"
+        )
+        + f", {len(summary['folds'])} of {len(experiment.folds)} folds, seed {config.train.seed}, "
+        f"classes: {', '.join(experiment.task.labels)}.",
+        "",
+        "| fold | test speakers | n | WA % | UA % | macro-F1 % | epoch | val UA % | train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for f in summary["folds"]:
+        speakers = " ".join(s.split(":", 1)[1] for s in f["test_speakers"])
+        lines.append(
+            f"| {f['fold']} | {speakers} | {f['n_test']} | {_pct(f['wa'])} | {_pct(f['ua'])} "
+            f"| {_pct(f['macro_f1'])} | {f['best_epoch']} | {_pct(f['val_ua'])} "
+            f"| {f['train_seconds']:.0f} |"
+        )
+    m, s, p = summary["mean"], summary["std"], summary["pooled"]
+    lines += [
+        f"| **mean +- std** | | | **{_pct(m['wa'], s['wa'])}** | **{_pct(m['ua'], s['ua'])}** "
+        f"| {_pct(m['macro_f1'], s['macro_f1'])} | | | {summary['train_seconds']:.0f} |",
+        f"| pooled | | {p['n']} | {_pct(p['wa'])} | {_pct(p['ua'])} | {_pct(p['macro_f1'])} "
+        "| | | |",
+        "",
+        "UA per fold averages recall over the classes present in that fold's test set.",
+    ]
+    if experiment.dropped:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(experiment.dropped.items()))
+        lines += ["", f"Left out by the task (label or code: count): {dropped}."]
+    return "\n".join(lines) + "\n"
+
+
+def machine_description() -> str:
+    """Processor, thread count, torch version and device, for results files."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads, "
+        f"torch {torch.__version__}, {device}"
+    )
+
+
+def _parse_folds(folds: Sequence[int] | None, n_folds: int) -> list[int]:
+    if folds is None:
+        return list(range(n_folds))
+    bad = [f for f in folds if not 0 <= f < n_folds]
+    if bad:
+        raise ValueError(f"fold(s) {bad} out of range: this protocol has folds 0..{n_folds - 1}")
+    return sorted(set(folds))
+
+
+def run_crossval(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike,
+    *,
+    folds: Sequence[int] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run (or finish) the cross-validation of ``config``; returns the summary dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    experiment = prepare_experiment(config)
+    selected = _parse_folds(folds, len(experiment.folds))
+    save_config(config, out_dir / "config.yaml")
+    cache = FeatureCache(config.features, cache_dir)
+    features = dict(
+        zip(
+            (u.id for u in experiment.utterances),
+            cache.get_many([u.path for u in experiment.utterances], progress=progress),
+            strict=True,
+        )
+    )
+    began = time.perf_counter()
+    for index in selected:
+        if (out_dir / f"fold_{index:02d}.json").exists():
+            continue
+        record = run_fold(experiment, index, features, config, out_dir, progress)
+        if progress:
+            print(
+                f"fold {index} ({record['name']}): WA {record['wa']:.3f} UA {record['ua']:.3f}",
+                flush=True,
+            )
+    records = [
+        json.loads((out_dir / f"fold_{i:02d}.json").read_text())
+        for i in range(len(experiment.folds))
+        if (out_dir / f"fold_{i:02d}.json").exists()
+    ]
+    summary = {
+        "corpus": experiment.corpus,
+        "task": experiment.task.name,
+        "labels": list(experiment.task.labels),
+        "protocol": experiment.protocol,
+        "n_folds": len(experiment.folds),
+        "seed": config.train.seed,
+        "dropped": experiment.dropped,
+        "machine": machine_description(),
+        "wall_seconds_this_call": time.perf_counter() - began,
+        **summarize_folds(records, experiment.task.labels),
+    }
+    _write_json(summary, out_dir / "summary.json")
+    (out_dir / "summary.md").write_text(_markdown(summary, experiment, config))
+    from emofuse.plots import plot_confusion, plot_learning_curves
+
+    plot_confusion(
+        np.array(summary["confusion"]), experiment.task.labels, out_dir / "confusion.png"
+    )
+    plot_learning_curves(records, out_dir / "learning_curves.png")
+    return summary

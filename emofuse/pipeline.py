@@ -1,0 +1,112 @@
+"""The whole recogniser as one module: waveform -> features -> normalisation -> network.
+
+A saved model is one file holding the feature settings, the model settings, the label names
+and the weights (normalisation statistics included); :func:`load_pipeline` reads it with
+``weights_only=True``, so loading runs no pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from emofuse.features import FeatureConfig, FeatureExtractor, FeatureNormalizer
+from emofuse.model import EmotionNet, ModelConfig
+
+__all__ = ["EmotionPipeline", "save_pipeline", "load_pipeline", "ModelFileError"]
+
+FORMAT = "emofuse-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, unreadable or not an emofuse model."""
+
+
+class EmotionPipeline(nn.Module):
+    """Features, training-fold normalisation and :class:`EmotionNet` in one module."""
+
+    def __init__(
+        self,
+        feature_config: FeatureConfig,
+        model_config: ModelConfig,
+        labels: list[str] | tuple[str, ...],
+    ) -> None:
+        super().__init__()
+        if len(labels) != model_config.n_classes:
+            raise ValueError(
+                f"{len(labels)} label names for a model with {model_config.n_classes} classes"
+            )
+        if (feature_config.n_mfcc, feature_config.n_mels) != (
+            model_config.n_mfcc,
+            model_config.n_mels,
+        ):
+            raise ValueError(
+                f"features give {feature_config.n_mfcc} MFCC / {feature_config.n_mels} mels but "
+                f"the model expects {model_config.n_mfcc} / {model_config.n_mels}"
+            )
+        self.feature_config = feature_config
+        self.model_config = model_config
+        self.labels = tuple(labels)
+        self.extractor = FeatureExtractor(feature_config)
+        self.mfcc_norm = FeatureNormalizer(feature_config.n_mfcc)
+        self.logmel_norm = FeatureNormalizer(feature_config.n_mels)
+        self.net = EmotionNet(model_config)
+
+    def forward_features(self, mfcc: Tensor, logmel: Tensor, frames: Tensor) -> Tensor:
+        """Raw features (B, n_mfcc, T), (B, n_mels, T), frame lengths (B,) -> logits (B, C)."""
+        mfcc = self.mfcc_norm(mfcc, frames)  # (B, n_mfcc, T), zero past each length
+        logmel = self.logmel_norm(logmel, frames)  # (B, n_mels, T)
+        return self.net(mfcc, logmel, frames)
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
+        """Padded waveforms (B, samples), lengths (B,) -> logits (B, C)."""
+        mfcc, logmel, frames = self.extractor(waveforms, lengths)
+        return self.forward_features(mfcc, logmel, frames)
+
+    def metadata(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "feature_config": self.feature_config.to_dict(),
+            "model_config": self.model_config.to_dict(),
+            "labels": list(self.labels),
+        }
+
+
+def save_pipeline(pipeline: EmotionPipeline, path: str | os.PathLike, **extra: object) -> None:
+    """Write the model file atomically (temporary file, then rename); ``extra`` is stored too."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**pipeline.metadata(), "extra": extra, "state_dict": pipeline.state_dict()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> EmotionPipeline:
+    """Read a model file written by :func:`save_pipeline`; eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise ModelFileError(f"{path}: not a readable emofuse model ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an emofuse model file")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: written by a newer emofuse (format {payload['format_version']}); upgrade"
+        )
+    pipeline = EmotionPipeline(
+        FeatureConfig.from_dict(payload["feature_config"]),
+        ModelConfig.from_dict(payload["model_config"]),
+        payload["labels"],
+    )
+    pipeline.load_state_dict(payload["state_dict"])
+    pipeline.extra = payload.get("extra", {})
+    return pipeline.eval()
