@@ -208,9 +208,10 @@ class MfccBranch(nn.Module):
 
 
 class LogMelBranch(nn.Module):
-    """Conv2d stem, 2x2 pooling, residual 2D block, 2x2 pooling, residual 2D block; frequency
-    flattened and projected to ``D``. Pooling before each block (not after, as in the 1D branch)
-    keeps the 2D blocks off the full-resolution spectrogram, which would dominate the cost.
+    """Stride-2 Conv2d stem, residual 2D block, 2x2 pooling, residual 2D block; frequency
+    flattened and projected to ``D``. Halving before each block (not after, as in the 1D branch)
+    keeps every 2D activation off the full-resolution spectrogram, which would dominate the cost
+    (a stride-1 stem made training 2.4x slower).
 
     Shape: ``(B, n_mels, T), (B,) -> (B, D, T / 4)``; ``T`` must be a multiple of 4.
     """
@@ -219,7 +220,7 @@ class LogMelBranch(nn.Module):
         self, n_mels: int, channels: int, d_model: int, *, multiscale: bool, scale: int
     ) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(1, channels, 3, padding=1, bias=False)
+        self.stem = nn.Conv2d(1, channels, 3, stride=2, padding=1, bias=False)
         self.stem_norm = nn.BatchNorm2d(channels)
         self.act = nn.ReLU()
         self.block1 = make_block(channels, dims=2, multiscale=multiscale, scale=scale)
@@ -229,11 +230,10 @@ class LogMelBranch(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, _, T = x.shape
-        mask = lengths_to_mask(lengths, T)[:, None, None, :].to(x.dtype)  # (B, 1, 1, T)
-        h = x.unsqueeze(1)  # (B, 1, F, T)
-        h = self.act(self.stem_norm(self.stem(h))) * mask  # (B, C, F, T)
-        h, lengths = _max_pool_2x2(h), _halve(lengths)  # (B, C, F/2, T/2)
+        h = x.unsqueeze(1)  # (B, 1, F, T), zero past each length
+        lengths = _halve(lengths)  # a stride-2 stem: ceil(len / 2) valid frames
         mask = lengths_to_mask(lengths, T // 2)[:, None, None, :].to(x.dtype)  # (B, 1, 1, T/2)
+        h = self.act(self.stem_norm(self.stem(h))) * mask  # (B, C, F/2, T/2)
         h = self.block1(h, mask)  # (B, C, F/2, T/2)
         h, lengths = _max_pool_2x2(h), _halve(lengths)  # (B, C, F/4, T/4)
         mask = lengths_to_mask(lengths, T // 4)[:, None, None, :].to(x.dtype)  # (B, 1, 1, T/4)
