@@ -76,7 +76,12 @@ def cmd_corpus_info(args: argparse.Namespace) -> None:
 def cmd_crossval(args: argparse.Namespace) -> None:
     from emofuse.crossval import run_crossval
 
-    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    try:
+        folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    except ValueError:
+        raise ValueError(
+            f"--folds takes comma-separated fold indices, got {args.folds!r}"
+        ) from None
     summary = run_crossval(
         _config_with_overrides(args), args.out, folds=folds, cache_dir=args.cache
     )

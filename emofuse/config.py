@@ -46,12 +46,12 @@ def _check_keys(cls: type, values: dict, where: str) -> None:
 class TrainConfig:
     """Optimisation, segmenting and augmentation settings."""
 
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_epochs: int = 2
-    patience: int = 20  # epochs without a better validation UA before stopping
+    patience: int = 12  # epochs without a better validation UA before stopping
     label_smoothing: float = 0.1
     class_weighted: bool = True  # loss weights inverse to training-class frequency
     crop_seconds: float = 3.0  # random training crops
@@ -68,6 +68,13 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
     def __post_init__(self) -> None:
+        # Types first: YAML reads ``1e-3`` (no dot) as a string, ``16.0`` as a float.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
+            if not isinstance(value, kind) or (f.type != "bool" and isinstance(value, bool)):
+                hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
+                raise ConfigError(f"train.{f.name} must be of type {f.type}, got {value!r}{hint}")
         positive = ("epochs", "batch_size", "lr", "crop_seconds", "eval_window_seconds")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -124,7 +131,10 @@ class ExperimentConfig:
                 f"{where}: expected a mapping of sections, got {type(values).__name__}"
             )
         _check_keys(cls, values, where)
-        sections = {name: values.get(name) or {} for name in ("features", "model", "train", "data")}
+        sections = {
+            name: {} if values.get(name) is None else values[name]
+            for name in ("features", "model", "train", "data")
+        }
         for name, section in sections.items():
             if not isinstance(section, dict):
                 raise ConfigError(f"{where}: section {name!r} must be a mapping")
@@ -158,6 +168,13 @@ class ExperimentConfig:
         }
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: where and what (PyYAML's own message spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or " ".join(str(error).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def load_config(path: str | os.PathLike | None) -> ExperimentConfig:
     """Read a YAML config; ``None`` gives the defaults."""
     if path is None:
@@ -168,7 +185,7 @@ def load_config(path: str | os.PathLike | None) -> ExperimentConfig:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
     return ExperimentConfig.from_dict(values, where=str(path))
 
 

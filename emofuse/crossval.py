@@ -2,7 +2,8 @@
 
 ``run_crossval`` writes into ``out_dir``:
 
-- ``config.yaml``: the exact experiment config (seed included);
+- ``config.yaml``: the exact experiment config (seed included); a later call with another
+  config into the same folder is refused (ValueError), so results never mix settings;
 - ``fold_XX.json`` per fold: test speakers, metrics, confusion matrix, chosen epoch, learning
   curve and per-utterance posteriors; a finished fold is not recomputed on a later call;
 - ``fold_XX/``: the fold's checkpoint (while training) and best model;
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from emofuse.cache import FeatureCache
-from emofuse.config import ExperimentConfig, save_config
+from emofuse.config import ExperimentConfig, load_config, save_config
 from emofuse.corpora import Utterance, load_corpus
 from emofuse.data import FeatureSet
 from emofuse.labels import LabelTask, apply_task, default_task, get_task
@@ -229,6 +230,19 @@ def _parse_folds(folds: Sequence[int] | None, n_folds: int) -> list[int]:
     return sorted(set(folds))
 
 
+def _check_same_config(config: ExperimentConfig, path: Path) -> None:
+    """Refuse to mix results (or resume checkpoints) of another config in one folder."""
+    if not path.exists():
+        return
+    old, new = load_config(path).to_dict(), config.to_dict()
+    changed = [f"{s}.{k}" for s in new for k in new[s] if old[s].get(k) != new[s][k]]
+    if changed:
+        raise ValueError(
+            f"{path.parent} holds results of another config (changed: {', '.join(changed)}); "
+            "use a new output folder or the settings in its config.yaml"
+        )
+
+
 def run_crossval(
     config: ExperimentConfig,
     out_dir: str | os.PathLike,
@@ -242,6 +256,7 @@ def run_crossval(
     out_dir.mkdir(parents=True, exist_ok=True)
     experiment = prepare_experiment(config)
     selected = _parse_folds(folds, len(experiment.folds))
+    _check_same_config(config, out_dir / "config.yaml")
     save_config(config, out_dir / "config.yaml")
     cache = FeatureCache(config.features, cache_dir)
     features = dict(

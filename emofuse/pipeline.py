@@ -87,6 +87,12 @@ def save_pipeline(pipeline: EmotionPipeline, path: str | os.PathLike, **extra: o
     os.replace(tmp, path)
 
 
+def _one_line(error: Exception, limit: int = 300) -> str:
+    """``Type: message`` on one line, cut at ``limit`` characters (torch's can be long)."""
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> EmotionPipeline:
     """Read a model file written by :func:`save_pipeline`; eval mode."""
     path = Path(path)
@@ -95,18 +101,21 @@ def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> Emotion
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise ModelFileError(f"{path}: not a readable emofuse model ({error})") from None
+        raise ModelFileError(f"{path}: not a readable emofuse model ({_one_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an emofuse model file")
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: written by a newer emofuse (format {payload['format_version']}); upgrade"
         )
-    pipeline = EmotionPipeline(
-        FeatureConfig.from_dict(payload["feature_config"]),
-        ModelConfig.from_dict(payload["model_config"]),
-        payload["labels"],
-    )
-    pipeline.load_state_dict(payload["state_dict"])
+    try:
+        pipeline = EmotionPipeline(
+            FeatureConfig.from_dict(payload["feature_config"]),
+            ModelConfig.from_dict(payload["model_config"]),
+            payload["labels"],
+        )
+        pipeline.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged model file
+        raise ModelFileError(f"{path}: damaged emofuse model file ({_one_line(error)})") from None
     pipeline.extra = payload.get("extra", {})
     return pipeline.eval()

@@ -222,7 +222,8 @@ def fit(
     start_epoch, elapsed = 0, 0.0
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        # On the CPU: RNG states must stay CPU tensors; the load_state_dict calls move the rest.
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         pipeline.load_state_dict(state["pipeline"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

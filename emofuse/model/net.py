@@ -77,7 +77,7 @@ class ModelConfig:
     n_mfcc: int = 40
     n_mels: int = 64
     mfcc_channels: int = 128
-    logmel_channels: int = 32
+    logmel_channels: int = 16
     d_model: int = 128
     n_heads: int = 4
     scale: int = 4

@@ -1,0 +1,322 @@
+"""CPU training and evaluation throughput of the default model, and feature caching speed.
+
+- Training: ``emofuse.train.train_one_epoch`` (random 3 s crops, default ``TrainConfig``
+  augmentation, class-weighted loss, forward + backward + gradient clipping + AdamW step) over
+  a synthetic :class:`emofuse.data.FeatureSet` of raw features ``(104, 300)``, batches of 32;
+  3 s clips per second at 2 and 1 torch threads.
+- Evaluation: ``emofuse.train.predict_posteriors`` (one 3 s window per clip, batches of 64);
+  clips per second.
+- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.cache.FeatureCache.get_many``
+  into a temporary cache folder, decode + extract + write (cold) and read back (warm); files/s
+  and audio seconds/s. The audio files are read once beforehand so the OS page cache is warm
+  for every timed pass.
+
+Run ``python bench/train_speed.py`` (``--quick`` for a smoke run); writes
+``bench/results/train_speed.json`` and ``train_speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/train_speed.py``: bench/ itself is on sys.path
+    import _common as common
+
+THREADS = (2, 1)
+LABELS = ("angry", "happy", "neutral", "sad")
+CLIP_FRAMES = 300  # 3 s at 100 frames per second
+DEFAULT_EMODB = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora" / "emodb"
+FULL = {"train_clips": 96, "train_repeats": 3, "eval_clips": 192, "eval_repeats": 3,
+        "cache_files": None}  # fmt: skip
+QUICK = {"train_clips": 64, "train_repeats": 1, "eval_clips": 64, "eval_repeats": 1,
+         "cache_files": 24}  # fmt: skip
+
+
+def synthetic_features(n_clips: int, *, seed: int = 0, n_classes: int = len(LABELS)):
+    """A FeatureSet of ``n_clips`` raw-feature tensors (40 MFCC + 64 log-Mel, 300 frames), with
+    value ranges like real raw features (c0 large and negative, log-Mel around -6)."""
+    from emofuse.data import FeatureSet
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for _ in range(n_clips):
+        mfcc = rng.normal(0.0, 5.0, (40, CLIP_FRAMES))
+        mfcc[0] += -150.0
+        logmel = rng.normal(-6.0, 2.5, (64, CLIP_FRAMES))
+        arrays.append(np.concatenate([mfcc, logmel]).astype(np.float32))
+    labels = [i % n_classes for i in range(n_clips)]
+    return FeatureSet.from_arrays(arrays, labels, [f"clip{i:04d}" for i in range(n_clips)])
+
+
+def _new_pipeline(data):
+    from emofuse.features import FeatureConfig
+    from emofuse.model import ModelConfig
+    from emofuse.pipeline import EmotionPipeline
+
+    pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(), LABELS)
+    sums, squares, count = data.moments()
+    n_mfcc = pipeline.feature_config.n_mfcc
+    pipeline.mfcc_norm.fit(sums[:n_mfcc], squares[:n_mfcc], count)
+    pipeline.logmel_norm.fit(sums[n_mfcc:], squares[n_mfcc:], count)
+    return pipeline
+
+
+def measure_training(n_clips: int, repeats: int, threads: int) -> dict:
+    """Time ``train_one_epoch`` over ``n_clips`` synthetic clips, ``repeats`` epochs."""
+    from emofuse.config import TrainConfig
+    from emofuse.train import _class_weights, train_one_epoch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = TrainConfig(device="cpu")
+    data = synthetic_features(n_clips)
+    pipeline = _new_pipeline(data)
+    optimizer = torch.optim.AdamW(
+        pipeline.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    weights = _class_weights(data.labels, len(LABELS))  # as fit() does (class_weighted=True)
+    generator = torch.Generator().manual_seed(0)
+    warmup = synthetic_features(2 * config.batch_size, seed=1)
+    train_one_epoch(pipeline, warmup, optimizer, scheduler, config, generator, weights)
+    seconds = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        train_one_epoch(pipeline, data, optimizer, scheduler, config, generator, weights)
+        seconds.append(time.perf_counter() - began)
+    median = statistics.median(seconds)
+    steps = math.ceil(n_clips / config.batch_size)
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "clips_per_epoch": n_clips,
+        "batch_size": config.batch_size,
+        "epochs_timed": repeats,
+        "epoch_seconds": seconds,
+        "median_epoch_seconds": median,
+        "clips_per_second": n_clips / median,
+        "ms_per_step": median / steps * 1e3,
+    }
+
+
+def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
+    """Time ``predict_posteriors`` over ``n_clips`` synthetic 3 s clips."""
+    from emofuse.config import TrainConfig
+    from emofuse.train import predict_posteriors
+
+    torch.set_num_threads(threads)
+    config = TrainConfig(device="cpu")
+    data = synthetic_features(n_clips, seed=2)
+    pipeline = _new_pipeline(data).eval()
+    predict_posteriors(pipeline, synthetic_features(64, seed=3), config)  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        predict_posteriors(pipeline, data, config)
+        seconds.append(time.perf_counter() - began)
+    median = statistics.median(seconds)
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "clips": n_clips,
+        "batch_size": 64,
+        "repeats": repeats,
+        "seconds": seconds,
+        "median_seconds": median,
+        "clips_per_second": n_clips / median,
+    }
+
+
+def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
+    """Cold (decode + extract + write) and warm (read) ``FeatureCache.get_many`` on EmoDB."""
+    from emofuse.audio import audio_duration
+    from emofuse.cache import FeatureCache
+    from emofuse.corpora import emodb
+    from emofuse.features import FeatureConfig
+
+    torch.set_num_threads(threads)
+    paths = [u.path for u in emodb.prepare(root)][:max_files]
+    audio_seconds = sum(audio_duration(p) for p in paths)
+    for p in paths:  # warm the OS page cache so every pass reads from memory
+        Path(p).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="emofuse-bench-cache-") as tmp:
+        cache = FeatureCache(FeatureConfig(), root=tmp)
+        began = time.perf_counter()
+        cache.get_many(paths)
+        cold = time.perf_counter() - began
+        began = time.perf_counter()
+        cache.get_many(paths)
+        warm = time.perf_counter() - began
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "files": len(paths),
+        "audio_seconds": audio_seconds,
+        "cold_seconds": cold,
+        "cold_files_per_second": len(paths) / cold,
+        "cold_audio_seconds_per_second": audio_seconds / cold,
+        "warm_seconds": warm,
+        "warm_files_per_second": len(paths) / warm,
+        "warm_audio_seconds_per_second": audio_seconds / warm,
+    }
+
+
+def run(quick: bool = False, emodb_root: Path = DEFAULT_EMODB) -> dict:
+    from emofuse.config import TrainConfig
+    from emofuse.model import ModelConfig
+
+    sizes = QUICK if quick else FULL
+    began = time.perf_counter()
+    load_before = common.load_average()
+    initial_threads = torch.get_num_threads()
+    whole_run = common.cpu_snapshot()
+    training, evaluation, caching = [], [], []
+
+    def measured(fn, *args) -> dict:  # adds the cores other processes kept busy meanwhile
+        snapshot = common.cpu_snapshot()
+        result = fn(*args)
+        return {
+            **result,
+            "other_processes_cores": common.other_processes_cores(snapshot, common.cpu_snapshot()),
+        }
+
+    try:
+        for threads in THREADS:
+            training.append(
+                measured(measure_training, sizes["train_clips"], sizes["train_repeats"], threads)
+            )
+            print(f"train, {threads} thread(s): {training[-1]['clips_per_second']:.1f} clips/s")
+            evaluation.append(
+                measured(measure_evaluation, sizes["eval_clips"], sizes["eval_repeats"], threads)
+            )
+            print(f"eval, {threads} thread(s): {evaluation[-1]['clips_per_second']:.1f} clips/s")
+            if emodb_root.is_dir():
+                caching.append(measured(measure_caching, emodb_root, sizes["cache_files"], threads))
+                print(
+                    f"cache, {threads} thread(s): {caching[-1]['cold_files_per_second']:.1f} "
+                    "files/s cold"
+                )
+    finally:
+        torch.set_num_threads(initial_threads)
+    return {
+        "benchmark": "train_speed",
+        "quick": quick,
+        "machine": common.machine_info(),
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
+        "other_processes_cores": common.other_processes_cores(whole_run, common.cpu_snapshot()),
+        "train_config": asdict(TrainConfig(device="cpu")),
+        "model_config": ModelConfig().to_dict(),
+        "clip_frames": CLIP_FRAMES,
+        "training": training,
+        "evaluation": evaluation,
+        "caching": caching,
+        "emodb_root": str(emodb_root.resolve()) if emodb_root.is_dir() else None,
+        "elapsed_seconds": time.perf_counter() - began,
+    }
+
+
+BUSY = "cores busy with other processes"
+
+
+def render_markdown(results: dict) -> str:
+    machine = results["machine"]
+    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
+    parts = [
+        f"# emofuse training throughput{quick}",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
+        f"Python {machine['python']}, torch {machine['torch']}, numpy {machine['numpy']}. "
+        f"Load average (1/5/15 min) before {results['load_average_before']}, after "
+        f"{results['load_average_after']}; other processes kept "
+        f"{results['other_processes_cores']} cores busy on average during the run. Other jobs "
+        "share the machine: where they occupy the cores torch wants, the multi-thread numbers "
+        "measure contention more than the code.",
+        "## Training (train_one_epoch, default TrainConfig augmentation, AdamW)",
+        "Synthetic raw features (104, 300) = 3 s clips, random crops, batches of 32.",
+        common.markdown_table(
+            ["threads", "clips/s", "ms/step", "clips per epoch", "epochs timed", BUSY],
+            [
+                [
+                    t["torch_threads"],
+                    f"{t['clips_per_second']:.1f}",
+                    f"{t['ms_per_step']:.0f}",
+                    t["clips_per_epoch"],
+                    t["epochs_timed"],
+                    t["other_processes_cores"],
+                ]  # fmt: skip
+                for t in results["training"]
+            ],
+        ),
+        "## Evaluation (predict_posteriors, batches of 64, one 3 s window per clip)",
+        common.markdown_table(
+            ["threads", "clips/s", "clips", "repeats", BUSY],
+            [
+                [
+                    e["torch_threads"],
+                    f"{e['clips_per_second']:.1f}",
+                    e["clips"],
+                    e["repeats"],
+                    e["other_processes_cores"],
+                ]
+                for e in results["evaluation"]
+            ],
+        ),
+    ]
+    if results["caching"]:
+        parts += [
+            "## Feature extraction + caching of EmoDB (FeatureCache.get_many, temporary folder)",
+            "Cold: decode + extract + write each file; warm: read the cached features back. "
+            "Audio files were read once beforehand (OS page cache warm).",
+            common.markdown_table(
+                [
+                    "threads",
+                    "files",
+                    "audio s",
+                    "cold files/s",
+                    "cold audio s/s",
+                    "warm files/s",
+                    BUSY,
+                ],  # fmt: skip
+                [
+                    [
+                        c["torch_threads"],
+                        c["files"],
+                        f"{c['audio_seconds']:.0f}",
+                        f"{c['cold_files_per_second']:.1f}",
+                        f"{c['cold_audio_seconds_per_second']:.0f}",
+                        f"{c['warm_files_per_second']:.0f}",
+                        c["other_processes_cores"],
+                    ]  # fmt: skip
+                    for c in results["caching"]
+                ],
+            ),
+        ]
+    else:
+        parts.append("EmoDB not found: feature caching not measured.")
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    parser.add_argument(
+        "--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root for the caching timing"
+    )
+    args = parser.parse_args(argv)
+    results = run(quick=args.quick, emodb_root=args.emodb)
+    markdown = render_markdown(results)
+    print()
+    print(markdown)
+    common.write_results("train_speed-quick" if args.quick else "train_speed", results, markdown)
+
+
+if __name__ == "__main__":
+    main()
