@@ -93,6 +93,18 @@ def cmd_crossval(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from emofuse.final import train_final
+
+    report = train_final(_config_with_overrides(args), args.out, cache_dir=args.cache)
+    print(
+        f"trained on {sum(report['train_utterances'].values())} utterances "
+        f"({', '.join(f'{k} {v}' for k, v in report['train_utterances'].items())}); "
+        f"validation UA {100 * report['val_ua']:.1f} at epoch {report['best_epoch']} "
+        f"-> {args.out}/model.pt"
+    )
+
+
 def _add_experiment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="experiment YAML (defaults when absent)")
     parser.add_argument("--corpus", help="corpus name, e.g. emodb, ravdess, emovo, iemocap")
@@ -135,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     crossval.add_argument("--out", required=True, help="output folder (resumable)")
     crossval.add_argument("--folds", help="comma-separated fold indices, e.g. 0,3 (default: all)")
     crossval.set_defaults(func=cmd_crossval)
+
+    train = commands.add_parser(
+        "train", help="train one model on every configured corpus (validation speakers held out)"
+    )
+    _add_experiment_args(train)
+    train.add_argument("--out", required=True, help="output folder (resumable)")
+    train.set_defaults(func=cmd_train)
     return parser
 
 

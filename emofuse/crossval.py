@@ -18,7 +18,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,11 @@ __all__ = ["Experiment", "prepare_experiment", "run_crossval", "summarize_folds"
 
 @dataclass
 class Experiment:
-    """A labelled manifest with its task, protocol and folds."""
+    """A labelled manifest with its task, protocol and folds.
+
+    ``extra_train`` holds utterances of the further configured corpora, added to the training
+    side of every fold (they never contain the evaluated corpus's speakers).
+    """
 
     corpus: str
     task: LabelTask
@@ -46,28 +50,60 @@ class Experiment:
     utterances: list[Utterance]
     folds: list[Fold]
     dropped: dict[str, int]
+    extra_train: list[Utterance] = field(default_factory=list)
+
+
+def load_manifest(config: ExperimentConfig) -> tuple[LabelTask, list[Utterance], dict[str, int]]:
+    """Every configured corpus under one label task (default: the first corpus's own task).
+
+    Returns the task, the kept utterances and the counts of what the task left out.
+    """
+    if not config.data.corpora:
+        raise ValueError("no corpus configured: pass --corpus and --root, or set data.corpora")
+    first = config.data.corpora[0].name
+    task = get_task(config.data.task) if config.data.task else default_task(first)
+    utterances = [u for spec in config.data.corpora for u in load_corpus(spec.name, spec.root)]
+    selection = apply_task(utterances, task)
+    return task, selection.utterances, {**selection.dropped_labels, **selection.dropped_codes}
 
 
 def prepare_experiment(config: ExperimentConfig) -> Experiment:
-    """Load the configured corpus, apply the label task and build the folds (no audio decoded)."""
-    if not config.data.corpora:
-        raise ValueError("no corpus configured: pass --corpus and --root, or set data.corpora")
-    spec = config.data.corpora[0]
-    utterances = load_corpus(spec.name, spec.root)
-    task = get_task(config.data.task) if config.data.task else default_task(spec.name)
-    selection = apply_task(utterances, task)
-    protocol = config.data.protocol or default_protocol(spec.name)
-    folds = make_folds(selection.utterances, protocol, seed=config.train.seed)
-    dropped = {**selection.dropped_labels, **selection.dropped_codes}
-    return Experiment(spec.name, task, protocol, selection.utterances, folds, dropped)
+    """Load the configured corpora, apply the label task and build the folds (no audio decoded).
+
+    Protocol ``loco`` makes one fold per corpus; any other protocol evaluates the first corpus
+    and adds the others to every fold's training side.
+    """
+    task, utterances, dropped = load_manifest(config)
+    first = config.data.corpora[0].name
+    protocol = config.data.protocol or default_protocol(first)
+    if protocol == "loco":
+        names = "+".join(spec.name for spec in config.data.corpora)
+        folds = make_folds(utterances, protocol, seed=config.train.seed)
+        return Experiment(names, task, protocol, utterances, folds, dropped)
+    evaluated = [u for u in utterances if u.corpus == first]
+    extra = [u for u in utterances if u.corpus != first]
+    folds = make_folds(evaluated, protocol, seed=config.train.seed)
+    return Experiment(first, task, protocol, evaluated, folds, dropped, extra)
 
 
-def _feature_set(
+def feature_set(
     utts: Sequence[Utterance], features: dict[str, np.ndarray], task: LabelTask
 ) -> FeatureSet:
+    """Cached features (keyed by path) of ``utts`` with their task class indices."""
     return FeatureSet.from_arrays(
-        [features[u.id] for u in utts], [task.index(u.label) for u in utts], [u.id for u in utts]
+        [features[str(u.path)] for u in utts],
+        [task.index(u.label) for u in utts],
+        [u.id for u in utts],
     )
+
+
+def load_features(
+    utterances: Sequence[Utterance], config: ExperimentConfig, cache_dir, progress: bool
+) -> dict[str, np.ndarray]:
+    """Raw features of every utterance, keyed by path, through the on-disk cache."""
+    cache = FeatureCache(config.features, cache_dir)
+    paths = [u.path for u in utterances]
+    return dict(zip(map(str, paths), cache.get_many(paths, progress=progress), strict=True))
 
 
 def _write_json(data: dict, path: Path) -> None:
@@ -91,9 +127,10 @@ def run_fold(
     """Train and test fold ``index``; returns (and writes) its result record."""
     fold = experiment.folds[index]
     task = experiment.task
-    train_set = _feature_set(fold.train, features, task)
-    val_set = _feature_set(fold.val, features, task)
-    test_set = _feature_set(fold.test, features, task)
+    train = fold.train + experiment.extra_train
+    train_set = feature_set(train, features, task)
+    val_set = feature_set(fold.val, features, task)
+    test_set = feature_set(fold.test, features, task)
     result = fit(
         train_set, val_set, list(task.labels), config, out_dir / f"fold_{index:02d}",
         resume=True, progress=progress,
@@ -107,10 +144,10 @@ def run_fold(
         "name": fold.name,
         "description": fold.description,
         "speaker_overlap": fold.speaker_overlap,
-        "train_speakers": _speakers(fold.train),
+        "train_speakers": _speakers(train),
         "val_speakers": _speakers(fold.val),
         "test_speakers": _speakers(fold.test),
-        "n_train": len(fold.train),
+        "n_train": len(train),
         "n_val": len(fold.val),
         "n_test": len(fold.test),
         **{k: test[k] for k in ("wa", "ua", "macro_f1")},
@@ -206,6 +243,13 @@ def _markdown(summary: dict, experiment: Experiment, config: ExperimentConfig) -
         "",
         "UA per fold averages recall over the classes present in that fold's test set.",
     ]
+    if experiment.extra_train:
+        extra = sorted({u.corpus for u in experiment.extra_train})
+        lines += [
+            "",
+            f"Every fold also trains on {len(experiment.extra_train)} utterances of "
+            f"{', '.join(extra)} (other corpora: never the test speakers).",
+        ]
     if experiment.dropped:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(experiment.dropped.items()))
         lines += ["", f"Left out by the task (label or code: count): {dropped}."]
@@ -258,13 +302,8 @@ def run_crossval(
     selected = _parse_folds(folds, len(experiment.folds))
     _check_same_config(config, out_dir / "config.yaml")
     save_config(config, out_dir / "config.yaml")
-    cache = FeatureCache(config.features, cache_dir)
-    features = dict(
-        zip(
-            (u.id for u in experiment.utterances),
-            cache.get_many([u.path for u in experiment.utterances], progress=progress),
-            strict=True,
-        )
+    features = load_features(
+        experiment.utterances + experiment.extra_train, config, cache_dir, progress
     )
     began = time.perf_counter()
     for index in selected:

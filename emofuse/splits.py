@@ -8,6 +8,9 @@ Protocols (``make_folds``):
   contiguous groups of near-equal size, one test group per fold (RAVDESS K=6: actors 01-04,
   05-08, ...; odd actors are male, so each group is balanced by gender). No shuffling: the
   folds are the same for every seed.
+- ``"loco"``: leave one corpus out, one fold per corpus (its speakers are all new to training,
+  and so are its language and recording conditions); validation speakers from each training
+  corpus.
 - ``"random"``: one utterance-level split whose speakers overlap; named and described as such.
 
 In every speaker-independent fold the test speakers appear in neither train nor validation.
@@ -84,11 +87,13 @@ def make_folds(
     if protocol.startswith(_KFOLD) and protocol[len(_KFOLD) :].isdigit():
         k = int(protocol[len(_KFOLD) :])
         return speaker_kfold(utterances, k, seed=seed, n_val_speakers=n_val_speakers)
+    if protocol == "loco":
+        return leave_one_corpus_out(utterances, seed=seed)
     if protocol == "random":
         return random_split(utterances, seed=seed)
     raise ValueError(
         f"unknown protocol {protocol!r}; expected loso-session, loso-speaker, "
-        "kfold-speaker-K (e.g. kfold-speaker-6) or random"
+        "kfold-speaker-K (e.g. kfold-speaker-6), loco or random"
     )
 
 
@@ -136,6 +141,53 @@ def speaker_kfold(
         groups[f"fold-{i + 1}-of-{k}"] = set(speakers[start : start + size])
         start += size
     return _holdout_folds(utterances, groups, f"speaker {k}-fold", seed, n_val_speakers)
+
+
+def holdout_speakers(
+    utterances: list[Utterance], *, seed: int = 0
+) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, validation): 10% of each corpus's speakers (at least 1) held out for validation.
+
+    For training a final model on everything; every corpus is represented in validation.
+    """
+    val: set[SpeakerKey] = set()
+    for corpus in sorted({u.corpus for u in utterances}):
+        own = [u for u in utterances if u.corpus == corpus]
+        candidates = _speakers(own)
+        if len(candidates) < 2:
+            raise ValueError(f"corpus {corpus!r} has {len(candidates)} speaker(s); need 2 or more")
+        genders = {speaker_key(u): u.gender for u in own}
+        val |= _pick_val(candidates, genders, None, random.Random(f"{seed}:{corpus}"), corpus)
+    return (
+        [u for u in utterances if speaker_key(u) not in val],
+        [u for u in utterances if speaker_key(u) in val],
+    )
+
+
+def leave_one_corpus_out(utterances: list[Utterance], *, seed: int = 0) -> list[Fold]:
+    """One fold per corpus: test on it, train on the others (validation speakers from each)."""
+    corpora = sorted({u.corpus for u in utterances})
+    if len(corpora) < 2:
+        raise ValueError(f"loco needs at least 2 corpora, got {corpora}")
+    folds = []
+    for corpus in corpora:
+        test = [u for u in utterances if u.corpus == corpus]
+        train, val = holdout_speakers([u for u in utterances if u.corpus != corpus], seed=seed)
+        others = ", ".join(c for c in corpora if c != corpus)
+        folds.append(
+            Fold(
+                name=f"corpus-{corpus}",
+                train=train,
+                val=val,
+                test=test,
+                speaker_overlap=False,
+                description=(
+                    f"loco (speaker- and corpus-independent): test corpus {corpus}; "
+                    f"train and validation speakers from {others}"
+                ),
+            )
+        )
+    return folds
 
 
 def random_split(

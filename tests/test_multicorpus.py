@@ -1,0 +1,123 @@
+"""Several corpora at once: extra training corpora, leave-one-corpus-out, and `emofuse train`."""
+
+from __future__ import annotations
+
+import json
+
+import fake_corpora
+import pytest
+import torch
+
+from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
+from emofuse.crossval import prepare_experiment, run_crossval
+from emofuse.final import train_final
+from emofuse.model import ModelConfig
+from emofuse.pipeline import load_pipeline
+from emofuse.splits import holdout_speakers, leave_one_corpus_out, make_folds, speaker_key
+
+SPEAKERS = ("03", "08", "10")
+STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in "WAFTN" for v in (1, 2))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    emodb = tmp_path_factory.mktemp("emodb")
+    for i, stem in enumerate(STEMS):
+        fake_corpora.write_audio(emodb / "wav" / f"{stem}.wav", seconds=0.5, seed=i)
+    ravdess = fake_corpora.make_ravdess(tmp_path_factory.mktemp("ravdess"), actors=range(1, 7))
+    emovo = fake_corpora.make_emovo(tmp_path_factory.mktemp("emovo"))
+    return {"emodb": emodb, "ravdess": ravdess, "emovo": emovo}
+
+
+def _config(roots, names, task="bundled7", protocol=None) -> ExperimentConfig:
+    return ExperimentConfig(
+        model=ModelConfig(mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
+                          lstm_hidden=16),
+        train=TrainConfig(epochs=2, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
+                          warmup_epochs=1, device="cpu", time_mask_frames=5),
+        data=DataConfig([CorpusSpec(n, str(roots[n])) for n in names], task, protocol),
+    )  # fmt: skip
+
+
+def test_extra_corpora_train_every_fold_but_are_never_tested(roots):
+    experiment = prepare_experiment(_config(roots, ["emodb", "ravdess", "emovo"]))
+    assert experiment.corpus == "emodb" and len(experiment.folds) == 3
+    assert {u.corpus for u in experiment.extra_train} == {"ravdess", "emovo"}
+    for fold in experiment.folds:
+        assert {u.corpus for u in fold.test} == {"emodb"}
+        assert {u.corpus for u in fold.val} == {"emodb"}
+    assert all(u.label != "bored" for u in experiment.utterances)  # bundled7 leaves it out
+    assert experiment.dropped.get("bored", 0) == 0  # no 'L' stems in this fake tree
+
+
+def test_loco_folds_hold_out_whole_corpora(roots):
+    experiment = prepare_experiment(_config(roots, ["emodb", "ravdess", "emovo"], protocol="loco"))
+    assert experiment.corpus == "emodb+ravdess+emovo" and experiment.extra_train == []
+    assert [f.name for f in experiment.folds] == ["corpus-emodb", "corpus-emovo", "corpus-ravdess"]
+    for fold in experiment.folds:
+        test_corpora = {u.corpus for u in fold.test}
+        assert len(test_corpora) == 1
+        assert not test_corpora & {u.corpus for u in fold.train + fold.val}
+        assert {u.corpus for u in fold.val} == {u.corpus for u in fold.train}  # each represented
+        assert not {speaker_key(u) for u in fold.val} & {speaker_key(u) for u in fold.train}
+    assert sorted(u.id for f in experiment.folds for u in f.test) == sorted(
+        u.id for u in experiment.utterances
+    )
+
+
+def test_loco_needs_two_corpora(roots):
+    experiment = prepare_experiment(_config(roots, ["emodb"], task="emodb7"))
+    with pytest.raises(ValueError, match="at least 2 corpora"):
+        leave_one_corpus_out(experiment.utterances)
+    with pytest.raises(ValueError, match="at least 2 corpora"):
+        make_folds(experiment.utterances, "loco")
+
+
+def test_holdout_speakers_takes_speakers_from_every_corpus(roots):
+    experiment = prepare_experiment(_config(roots, ["emodb", "ravdess", "emovo"], protocol="loco"))
+    train, val = holdout_speakers(experiment.utterances, seed=1)
+    assert {u.corpus for u in val} == {"emodb", "ravdess", "emovo"}
+    assert not {speaker_key(u) for u in val} & {speaker_key(u) for u in train}
+    assert len(train) + len(val) == len(experiment.utterances)
+    again, _ = holdout_speakers(experiment.utterances, seed=1)
+    assert [u.id for u in again] == [u.id for u in train]
+
+
+def test_crossval_with_extra_corpora_writes_it_down(roots, tmp_path):
+    config = _config(roots, ["emodb", "emovo"])
+    summary = run_crossval(
+        config, tmp_path / "cv", folds=[0], cache_dir=tmp_path / "c", progress=False
+    )
+    fold = json.loads((tmp_path / "cv" / "fold_00.json").read_text())
+    assert any(s.startswith("emovo:") for s in fold["train_speakers"])
+    assert fold["n_train"] > len(STEMS)  # EmoDB training speakers plus all of EMOVO
+    assert summary["labels"] == [
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "fearful",
+        "disgusted",
+        "surprised",
+    ]
+    assert "also trains on" in (tmp_path / "cv" / "summary.md").read_text()
+
+
+def test_train_final_writes_a_loadable_model(roots, tmp_path):
+    config = _config(roots, ["emodb", "ravdess", "emovo"])
+    report = train_final(config, tmp_path / "final", cache_dir=tmp_path / "c", progress=False)
+    assert set(report["train_utterances"]) == {"emodb", "ravdess", "emovo"}
+    assert {s.split(":")[0] for s in report["val_speakers"]} == {"emodb", "ravdess", "emovo"}
+    assert 0 <= report["val_ua"] <= 1 and len(report["history"]) == 2
+    pipeline = load_pipeline(tmp_path / "final" / "model.pt")
+    assert pipeline.labels == tuple(report["labels"])
+    assert not (tmp_path / "final" / "checkpoint.pt").exists()
+    assert json.loads((tmp_path / "final" / "training.json").read_text())["task"] == "bundled7"
