@@ -19,7 +19,7 @@ import torch
 from emofuse.audio import load_audio
 from emofuse.features import FeatureConfig, FeatureExtractor
 
-__all__ = ["FeatureCache", "default_cache_dir"]
+__all__ = ["FeatureCache", "default_cache_dir", "file_key"]
 
 CACHE_VERSION = 1
 
@@ -37,7 +37,8 @@ def _config_key(config: FeatureConfig) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _file_key(path: Path) -> str:
+def file_key(path: Path) -> str:
+    """Identity of a file: hash of its resolved path, size and modification time."""
     stat = path.stat()
     identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     return hashlib.sha1(identity.encode()).hexdigest()
@@ -53,7 +54,7 @@ class FeatureCache:
 
     def entry(self, path: str | os.PathLike) -> Path:
         """Where the features of ``path`` are (or would be) stored."""
-        return self.folder / f"{_file_key(Path(path))}.npy"
+        return self.folder / f"{file_key(Path(path))}.npy"
 
     @torch.no_grad()
     def compute(self, path: str | os.PathLike) -> np.ndarray:

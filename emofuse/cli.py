@@ -83,8 +83,9 @@ def cmd_crossval(args: argparse.Namespace) -> None:
             f"--folds takes comma-separated fold indices, got {args.folds!r}"
         ) from None
     summary = run_crossval(
-        _config_with_overrides(args), args.out, folds=folds, cache_dir=args.cache
-    )
+        _config_with_overrides(args), args.out, system=args.system, folds=folds,
+        cache_dir=args.cache,
+    )  # fmt: skip
     m, s = summary["mean"], summary["std"]
     print(
         f"{summary['corpus']} ({summary['protocol']}, {len(summary['folds'])}/{summary['n_folds']} "
@@ -145,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     crossval = commands.add_parser("crossval", help="speaker-independent cross-validation")
     _add_experiment_args(crossval)
     crossval.add_argument("--out", required=True, help="output folder (resumable)")
+    crossval.add_argument(
+        "--system", default="emofuse", choices=("emofuse", "egemaps-svm"),
+        help="the network of the config (default) or the eGeMAPS + SVM baseline",
+    )  # fmt: skip
     crossval.add_argument("--folds", help="comma-separated fold indices, e.g. 0,3 (default: all)")
     crossval.set_defaults(func=cmd_crossval)
 

@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from emofuse.labels import LabelTask, apply_task, default_task, get_task
 from emofuse.metrics import confusion_matrix, summarize
 from emofuse.splits import Fold, default_protocol, make_folds
 from emofuse.train import evaluate, fit
+
+SYSTEMS = ("emofuse", "egemaps-svm")
 
 __all__ = ["Experiment", "prepare_experiment", "run_crossval", "summarize_folds"]
 
@@ -116,31 +118,23 @@ def _speakers(utts: Sequence[Utterance]) -> list[str]:
     return sorted({f"{u.corpus}:{u.speaker}" for u in utts})
 
 
-def run_fold(
+def fold_record(
     experiment: Experiment,
     index: int,
-    features: dict[str, np.ndarray],
-    config: ExperimentConfig,
-    out_dir: Path,
-    progress: bool = True,
+    system: str,
+    posteriors: np.ndarray,
+    labels: np.ndarray,
+    ids: Sequence[str],
+    **details: object,
 ) -> dict:
-    """Train and test fold ``index``; returns (and writes) its result record."""
+    """The result record of fold ``index`` (any system): speakers, metrics, predictions."""
     fold = experiment.folds[index]
-    task = experiment.task
     train = fold.train + experiment.extra_train
-    train_set = feature_set(train, features, task)
-    val_set = feature_set(fold.val, features, task)
-    test_set = feature_set(fold.test, features, task)
-    result = fit(
-        train_set, val_set, list(task.labels), config, out_dir / f"fold_{index:02d}",
-        resume=True, progress=progress,
-    )  # fmt: skip
-    test = evaluate(
-        result.pipeline.to(next(result.pipeline.parameters()).device), test_set, config.train
-    )
-    predictions = test.pop("posteriors")
-    record = {
+    predicted = posteriors.argmax(axis=1)
+    metrics = summarize(labels, predicted, experiment.task.num_classes)
+    return {
         "fold": index,
+        "system": system,
         "name": fold.name,
         "description": fold.description,
         "speaker_overlap": fold.speaker_overlap,
@@ -150,25 +144,42 @@ def run_fold(
         "n_train": len(train),
         "n_val": len(fold.val),
         "n_test": len(fold.test),
-        **{k: test[k] for k in ("wa", "ua", "macro_f1")},
-        "confusion": confusion_matrix(
-            test_set.labels.numpy(), predictions.argmax(1), task.num_classes
-        ).tolist(),
-        "best_epoch": result.best_epoch,
-        "val_ua": result.best_val_ua,
-        "train_seconds": result.train_seconds,
-        "history": result.history,
+        **{k: metrics[k] for k in ("wa", "ua", "macro_f1")},
+        "confusion": confusion_matrix(labels, predicted, experiment.task.num_classes).tolist(),
+        **details,
         "predictions": [
             {"id": uid, "label": int(y), "posteriors": [round(float(p), 5) for p in probs]}
-            for uid, y, probs in zip(
-                test_set.ids, test_set.labels.tolist(), predictions, strict=True
-            )
+            for uid, y, probs in zip(ids, labels.tolist(), posteriors, strict=True)
         ],
     }
-    _write_json(record, out_dir / f"fold_{index:02d}.json")
-    checkpoint = out_dir / f"fold_{index:02d}" / "checkpoint.pt"
-    checkpoint.unlink(missing_ok=True)  # the fold is done; model.pt stays
-    return record
+
+
+def run_fold(
+    experiment: Experiment,
+    index: int,
+    features: dict[str, np.ndarray],
+    config: ExperimentConfig,
+    out_dir: Path,
+    progress: bool = True,
+) -> dict:
+    """Train and test the network on fold ``index``; returns its result record."""
+    fold = experiment.folds[index]
+    task = experiment.task
+    train_set = feature_set(fold.train + experiment.extra_train, features, task)
+    val_set = feature_set(fold.val, features, task)
+    test_set = feature_set(fold.test, features, task)
+    fold_dir = out_dir / f"fold_{index:02d}"
+    result = fit(
+        train_set, val_set, list(task.labels), config, fold_dir, resume=True, progress=progress
+    )
+    device = next(result.pipeline.parameters()).device
+    posteriors = evaluate(result.pipeline.to(device), test_set, config.train)["posteriors"]
+    (fold_dir / "checkpoint.pt").unlink(missing_ok=True)  # the fold is done; model.pt stays
+    return fold_record(
+        experiment, index, "emofuse", posteriors, test_set.labels.numpy(), test_set.ids,
+        best_epoch=result.best_epoch, val_ua=result.best_val_ua,
+        train_seconds=result.train_seconds, history=result.history,
+    )  # fmt: skip
 
 
 def summarize_folds(records: list[dict], labels: Sequence[str]) -> dict:
@@ -210,10 +221,15 @@ def _pct(value: float, spread: float | None = None) -> str:
     return text if spread is None else f"{text} +- {100 * spread:.1f}"
 
 
+def _or_dash(value: object, show: Callable[[float], str] = str) -> str:
+    return "-" if value is None else show(value)
+
+
 def _markdown(summary: dict, experiment: Experiment, config: ExperimentConfig) -> str:
     overlap = summary["speaker_overlap"]
     lines = [
-        f"# Cross-validation: {experiment.corpus}, task {experiment.task.name}",
+        f"# Cross-validation of {summary['system']}: {experiment.corpus}, "
+        f"task {experiment.task.name}",
         "",
         f"Protocol **{experiment.protocol}**"
         + (
@@ -231,7 +247,8 @@ def _markdown(summary: dict, experiment: Experiment, config: ExperimentConfig) -
         speakers = " ".join(s.split(":", 1)[1] for s in f["test_speakers"])
         lines.append(
             f"| {f['fold']} | {speakers} | {f['n_test']} | {_pct(f['wa'])} | {_pct(f['ua'])} "
-            f"| {_pct(f['macro_f1'])} | {f['best_epoch']} | {_pct(f['val_ua'])} "
+            f"| {_pct(f['macro_f1'])} | {_or_dash(f['best_epoch'])} "
+            f"| {_or_dash(f['val_ua'], _pct)} "
             f"| {f['train_seconds']:.0f} |"
         )
     m, s, p = summary["mean"], summary["std"], summary["pooled"]
@@ -287,40 +304,74 @@ def _check_same_config(config: ExperimentConfig, path: Path) -> None:
         )
 
 
+def _records(out_dir: Path, n_folds: int) -> list[dict]:
+    return [
+        json.loads((out_dir / f"fold_{i:02d}.json").read_text())
+        for i in range(n_folds)
+        if (out_dir / f"fold_{i:02d}.json").exists()
+    ]
+
+
+def _fold_runner(
+    system: str,
+    experiment: Experiment,
+    config: ExperimentConfig,
+    out_dir: Path,
+    cache_dir: str | os.PathLike | None,
+    progress: bool,
+) -> Callable[[int], dict]:
+    """Load the system's features once; return a function that runs one fold."""
+    utterances = experiment.utterances + experiment.extra_train
+    if system == "emofuse":
+        features = load_features(utterances, config, cache_dir, progress)
+        return lambda i: run_fold(experiment, i, features, config, out_dir, progress)
+    from emofuse.baseline import egemaps_features, run_svm_fold
+
+    functionals = egemaps_features(utterances, cache_dir, progress)
+    return lambda i: run_svm_fold(experiment, i, functionals)
+
+
 def run_crossval(
     config: ExperimentConfig,
     out_dir: str | os.PathLike,
     *,
+    system: str = "emofuse",
     folds: Sequence[int] | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run (or finish) the cross-validation of ``config``; returns the summary dict."""
+    """Run (or finish) the cross-validation of ``system`` under ``config``; returns the summary.
+
+    ``system`` is ``"emofuse"`` (the network of ``config``) or ``"egemaps-svm"`` (openSMILE
+    eGeMAPSv02 functionals + RBF SVM, the classic baseline), on identical folds.
+    """
+    if system not in SYSTEMS:
+        raise ValueError(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     experiment = prepare_experiment(config)
     selected = _parse_folds(folds, len(experiment.folds))
     _check_same_config(config, out_dir / "config.yaml")
+    others = {r.get("system", "emofuse") for r in _records(out_dir, len(experiment.folds))}
+    if others - {system}:
+        raise ValueError(f"{out_dir} holds results of system(s) {sorted(others)}, not {system!r}")
     save_config(config, out_dir / "config.yaml")
-    features = load_features(
-        experiment.utterances + experiment.extra_train, config, cache_dir, progress
-    )
+    run = _fold_runner(system, experiment, config, out_dir, cache_dir, progress)
     began = time.perf_counter()
     for index in selected:
-        if (out_dir / f"fold_{index:02d}.json").exists():
+        path = out_dir / f"fold_{index:02d}.json"
+        if path.exists():
             continue
-        record = run_fold(experiment, index, features, config, out_dir, progress)
+        record = run(index)
+        _write_json(record, path)
         if progress:
             print(
                 f"fold {index} ({record['name']}): WA {record['wa']:.3f} UA {record['ua']:.3f}",
                 flush=True,
             )
-    records = [
-        json.loads((out_dir / f"fold_{i:02d}.json").read_text())
-        for i in range(len(experiment.folds))
-        if (out_dir / f"fold_{i:02d}.json").exists()
-    ]
+    records = _records(out_dir, len(experiment.folds))
     summary = {
+        "system": system,
         "corpus": experiment.corpus,
         "task": experiment.task.name,
         "labels": list(experiment.task.labels),
@@ -339,5 +390,6 @@ def run_crossval(
     plot_confusion(
         np.array(summary["confusion"]), experiment.task.labels, out_dir / "confusion.png"
     )
-    plot_learning_curves(records, out_dir / "learning_curves.png")
+    if any(r.get("history") for r in records):
+        plot_learning_curves(records, out_dir / "learning_curves.png")
     return summary
