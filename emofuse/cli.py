@@ -106,6 +106,104 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Print the emotion (or ``--timeline``) of each file; 1 if any file failed."""
+    from emofuse.audio import AudioError
+    from emofuse.inference import EmotionRecognizer, find_audio
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    failed = []
+
+    def report(path, error: Exception) -> None:
+        failed.append(path)
+        print(f"emofuse: error: {error}", file=sys.stderr)
+
+    files = []
+    for item in args.inputs:
+        found = find_audio([item])
+        files += found
+        if not found:
+            report(item, ValueError(f"{item}: no audio files in this folder"))
+    if args.plot and len(files) != 1:
+        raise ValueError(f"--plot needs exactly one audio file, got {len(files)}")
+    recognizer = EmotionRecognizer.load(args.model, backend=args.backend)
+    progress = len(files) > 1 and sys.stderr.isatty()
+    labels = recognizer.labels
+    if args.timeline or args.plot:
+        timelines = {}
+        for path in _progress(files, progress):
+            try:
+                timelines[path] = list(
+                    recognizer.timeline(
+                        path, window=args.window, hop=args.hop, batch_size=args.batch_size
+                    )
+                )
+            except AudioError as error:
+                report(path, error)
+        if args.plot and timelines:
+            from emofuse.plots import plot_timeline
+
+            plot_timeline(timelines[files[0]], labels, args.plot)
+        rows = [{"file": p, **s.to_dict()} for p, segs in timelines.items() for s in segs]
+        _print_rows(rows, labels, args.format, ["file", "start", "end"])
+    else:
+        predictions = recognizer.predict_many(
+            files, batch_size=args.batch_size, progress=progress, on_error=report
+        )
+        rows = [{"file": p.source, **p.to_dict()} for p in predictions if p is not None]
+        _print_rows(rows, labels, args.format, ["file", "duration"])
+    return 1 if failed else 0
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, unit="file", leave=False)
+
+
+def _print_rows(rows: list[dict], labels: Sequence[str], fmt: str, keys: list[str]) -> None:
+    """Predictions or segments as a table, JSON list or CSV (one column per label)."""
+    import csv
+    import json
+
+    for row in rows:
+        row.pop("source", None)
+        row["confidence"] = row["probabilities"].get(row["label"], 0.0)
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([*keys, "label", "confidence", "silent", *labels])
+        for row in rows:
+            probs = [f"{row['probabilities'][k]:.4f}" if not row["silent"] else "" for k in labels]
+            writer.writerow([*(row[k] for k in keys), row["label"], f"{row['confidence']:.4f}",
+                             int(row["silent"]), *probs])  # fmt: skip
+    else:
+        header = ["file", "start", "end"] if "start" in keys else ["file", "seconds"]
+        cells = [[*header, "label", "confidence", "top"]]
+        for row in rows:
+            top = sorted(row["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+            times = [f"{row[k]:.2f}" for k in keys[1:]]
+            confidence = "-" if row["silent"] else f"{row['confidence']:.3f}"
+            cells.append([row["file"], *times, row["label"], confidence,
+                          "  ".join(f"{k} {p:.2f}" for k, p in top)])  # fmt: skip
+        widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+        for c in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from emofuse.export import export_onnx, sidecar_path
+    from emofuse.pipeline import load_bundled_pipeline, load_pipeline
+
+    pipeline = load_pipeline(args.model) if args.model else load_bundled_pipeline()
+    path = export_onnx(pipeline, args.onnx)
+    print(f"wrote {path} and its sidecar {sidecar_path(path)}")
+
+
 def _add_experiment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="experiment YAML (defaults when absent)")
     parser.add_argument("--corpus", help="corpus name, e.g. emodb, ravdess, emovo, iemocap")
@@ -159,13 +257,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_args(train)
     train.add_argument("--out", required=True, help="output folder (resumable)")
     train.set_defaults(func=cmd_train)
+
+    export = commands.add_parser("export", help="export a model to ONNX, with a sidecar JSON")
+    export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    export.add_argument("--model", help="model file (default: the bundled model)")
+    export.set_defaults(func=cmd_export)
+
+    predict = commands.add_parser("predict", help="emotion of audio files (folders searched)")
+    predict.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--timeline", action="store_true", help="one row per segment")
+    predict.add_argument("--window", type=float, default=3.0, help="timeline window (s)")
+    predict.add_argument("--hop", type=float, default=1.5, help="timeline hop (s)")
+    predict.add_argument("--plot", metavar="PNG", help="draw the timeline (implies --timeline)")
+    predict.add_argument("--model", help="model file (default: the bundled model)")
+    predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except KeyboardInterrupt:
         print("emofuse: interrupted", file=sys.stderr)
         return 130
@@ -173,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # AudioError, CorpusError, ConfigError and ModelFileError are ValueErrors.
         print(f"emofuse: error: {error}", file=sys.stderr)
         return 1
-    return 0
+    return status or 0  # a subcommand may return 1 after reporting errors itself
 
 
 if __name__ == "__main__":

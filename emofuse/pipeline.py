@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from emofuse.features import FeatureConfig, FeatureExtractor, FeatureNormalizer
 from emofuse.model import EmotionNet, ModelConfig
 
-__all__ = ["EmotionPipeline", "save_pipeline", "load_pipeline", "ModelFileError"]
+__all__ = [
+    "EmotionPipeline",
+    "save_pipeline",
+    "load_pipeline",
+    "load_bundled_pipeline",
+    "ModelFileError",
+]
 
 FORMAT = "emofuse-model"
 FORMAT_VERSION = 1
@@ -119,3 +125,17 @@ def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> Emotion
         raise ModelFileError(f"{path}: damaged emofuse model file ({_one_line(error)})") from None
     pipeline.extra = payload.get("extra", {})
     return pipeline.eval()
+
+
+def load_bundled_pipeline(map_location: str = "cpu") -> EmotionPipeline:
+    """The pretrained model shipped as package data (``emofuse/pretrained/bundled.pt``)."""
+    from importlib import resources
+
+    bundled = resources.files("emofuse") / "pretrained" / "bundled.pt"
+    if not bundled.is_file():
+        raise ModelFileError(
+            "no bundled model is installed (emofuse/pretrained/bundled.pt); "
+            "pass the path of a model file"
+        )
+    with resources.as_file(bundled) as file:
+        return load_pipeline(file, map_location)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["plot_confusion", "plot_learning_curves"]
+__all__ = ["plot_confusion", "plot_learning_curves", "plot_timeline"]
 
 
 def _pyplot():
@@ -55,6 +55,27 @@ def plot_learning_curves(records: Sequence[dict], path: str | os.PathLike) -> No
     ua_ax.set(xlabel="epoch", ylabel="validation UA %")
     if len(records) <= 12:
         ua_ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_timeline(segments: Sequence, labels: Sequence[str], path: str | os.PathLike) -> None:
+    """Probability of each label over time, silent segments shaded grey.
+
+    ``segments``: :class:`emofuse.inference.Segment` objects, contiguous and in order.
+    """
+    if not segments:
+        raise ValueError("no segments to plot")
+    plt = _pyplot()
+    edges = [s.start for s in segments] + [segments[-1].end]
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    for name in labels:
+        ax.stairs([s.probabilities.get(name, 0.0) for s in segments], edges, label=name, lw=1.2)
+    for i, s in enumerate(s for s in segments if s.silent):
+        ax.axvspan(s.start, s.end, color="0.85", lw=0, label="silence" if i == 0 else None)
+    ax.set(xlabel="time (s)", ylabel="probability", xlim=(edges[0], edges[-1]), ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -12,7 +12,7 @@ from emofuse.features import FeatureConfig
 from emofuse.model import ModelConfig
 from emofuse.pipeline import EmotionPipeline, save_pipeline
 
-__all__ = ["tiny_pipeline", "save_tiny_pipeline", "synthetic_voice"]
+__all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voice"]
 
 TINY_LABELS = ("neutral", "happy", "sad", "angry")
 
@@ -46,7 +46,7 @@ def save_tiny_pipeline(path: str | os.PathLike, **kwargs: object) -> Path:
 def synthetic_voice(
     seconds: float, sample_rate: int = 16000, pitch: float = 160.0, seed: int = 0
 ) -> np.ndarray:
-    """A voice-like float32 signal: a gliding harmonic tone with syllable-rate loudness and noise."""
+    """A voice-like float32 signal: gliding harmonic tone, syllable-rate loudness, noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     f0 = pitch * (1 + 0.15 * np.sin(2 * np.pi * 0.5 * t))

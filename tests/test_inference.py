@@ -1,0 +1,257 @@
+"""Tests of emofuse.inference with tiny random-weight models: behaviour, not accuracy."""
+
+from __future__ import annotations
+
+import sys
+import types
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from emofuse.audio import AudioError
+from emofuse.data import windows
+from emofuse.inference import EmotionRecognizer, TorchBackend, find_audio
+from emofuse.pipeline import ModelFileError, load_pipeline
+from emofuse.testing import save_tiny_pipeline, synthetic_voice, tiny_pipeline
+
+RATE = 16000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return save_tiny_pipeline(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def recognizer(model_path) -> EmotionRecognizer:
+    return EmotionRecognizer.load(model_path, device="cpu")
+
+
+def _direct(wave: np.ndarray) -> np.ndarray:
+    """Softmax of one EmotionPipeline forward on the whole (already prepared) clip."""
+    with torch.no_grad():
+        logits = tiny_pipeline()(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
+    return logits.softmax(dim=1)[0].numpy()
+
+
+def _probs(prediction) -> np.ndarray:
+    return np.array(list(prediction.probabilities.values()))
+
+
+def _write(path: Path, wave: np.ndarray, rate: int = RATE) -> Path:
+    sf.write(path, wave, rate, subtype="FLOAT")
+    return path
+
+
+def test_single_window_matches_pipeline_forward(recognizer):
+    wave = synthetic_voice(2.0)
+    prediction = recognizer.predict(wave, sample_rate=RATE)
+    expected = _direct(wave - wave.mean())
+    assert list(prediction.probabilities) == list(recognizer.labels)
+    np.testing.assert_allclose(_probs(prediction), expected, atol=1e-6)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert prediction.label == recognizer.labels[int(expected.argmax())]
+    assert prediction.confidence == pytest.approx(expected.max(), abs=1e-6)
+    assert not prediction.silent and prediction.duration == pytest.approx(2.0)
+    assert prediction.to_dict()["probabilities"] == prediction.probabilities
+
+
+def test_long_clip_averages_3s_windows_with_half_hop(recognizer):
+    wave = synthetic_voice(7.0, seed=3)  # windows at 0, 1.5, 3 s and one ending at 7 s
+    parts = windows(torch.from_numpy(wave)[None], 3 * RATE, 3 * RATE // 2)  # training's rule
+    assert [p.shape[1] for p in parts] == [3 * RATE] * 4
+    expected = np.mean([_direct((p[0] - p[0].mean()).numpy()) for p in parts], axis=0)
+    prediction = recognizer.predict(wave, sample_rate=RATE)
+    np.testing.assert_allclose(_probs(prediction), expected, atol=1e-6)
+
+
+def test_path_and_array_give_the_same_result(recognizer, tmp_path):
+    wave = synthetic_voice(4.0, seed=1)
+    from_file = recognizer.predict(_write(tmp_path / "a.wav", wave))
+    from_array = recognizer.predict(wave, sample_rate=RATE)
+    np.testing.assert_allclose(_probs(from_file), _probs(from_array), atol=1e-6)
+    assert from_file.source == str(tmp_path / "a.wav") and from_array.source is None
+
+
+def test_stereo_8khz_and_integer_input(recognizer, tmp_path):
+    left, right = synthetic_voice(2.0, 8000, seed=1), synthetic_voice(2.0, 8000, pitch=220)
+    stereo = np.stack([left, right], axis=1)  # (samples, channels)
+    mono = recognizer.predict((left + right) / 2, sample_rate=8000)
+    np.testing.assert_allclose(
+        _probs(recognizer.predict(stereo, sample_rate=8000)), _probs(mono), atol=1e-6
+    )
+    from_file = recognizer.predict(_write(tmp_path / "stereo8k.wav", stereo, 8000))
+    np.testing.assert_allclose(_probs(from_file), _probs(mono), atol=1e-5)
+    assert from_file.duration == pytest.approx(2.0)
+    pcm = (left * 32767).astype(np.int16)
+    np.testing.assert_allclose(
+        _probs(recognizer.predict(pcm, sample_rate=8000)),
+        _probs(recognizer.predict(pcm / 32768.0, sample_rate=8000)),
+        atol=1e-6,
+    )
+
+
+def test_bad_array_input(recognizer):
+    with pytest.raises(ValueError, match="sample_rate"):
+        recognizer.predict(synthetic_voice(1.0))
+    with pytest.raises(ValueError, match="transpose"):
+        recognizer.predict(np.zeros((2, RATE)), sample_rate=RATE)
+    with pytest.raises(ValueError, match="non-finite"):
+        recognizer.predict(np.full(RATE, np.nan), sample_rate=RATE)
+
+
+def test_short_clip_is_tiled_to_half_a_second(recognizer):
+    wave = synthetic_voice(0.1)  # 1600 samples
+    prediction = recognizer.predict(wave, sample_rate=RATE)
+    assert not prediction.silent and prediction.duration == pytest.approx(0.1)
+    tiled = np.tile(wave - wave.mean(), 5)  # 8000 samples = 0.5 s
+    np.testing.assert_allclose(_probs(prediction), _direct(tiled), atol=1e-6)
+
+
+def test_silence_is_reported_not_given_an_emotion(model_path):
+    recognizer = EmotionRecognizer.load(model_path, device="cpu")
+    for quiet in (np.zeros(2 * RATE), 1e-4 * synthetic_voice(2.0) + 0.2):  # -98 dBFS plus DC
+        prediction = recognizer.predict(quiet, sample_rate=RATE)
+        assert prediction.silent and prediction.label == "silence"
+        assert prediction.probabilities == {} and prediction.confidence == 0.0
+    sensitive = EmotionRecognizer.load(model_path, device="cpu", silence_db=-100.0)
+    assert not sensitive.predict(1e-4 * synthetic_voice(2.0), sample_rate=RATE).silent
+
+
+def test_dc_offset_is_removed(recognizer):
+    wave = synthetic_voice(5.0, seed=2)
+    plain = recognizer.predict(wave, sample_rate=RATE)
+    shifted = recognizer.predict(wave + 0.3, sample_rate=RATE)
+    assert shifted.label == plain.label
+    np.testing.assert_allclose(_probs(shifted), _probs(plain), atol=1e-4)
+
+
+def test_clipped_audio_is_answered(recognizer):
+    clipped = np.clip(20 * synthetic_voice(3.0), -1.0, 1.0)
+    prediction = recognizer.predict(clipped, sample_rate=RATE)
+    assert not prediction.silent
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_predict_many_matches_predict_and_survives_bad_files(recognizer, tmp_path):
+    waves = [synthetic_voice(s, seed=i) for i, s in enumerate((1.0, 4.2, 0.2, 8.0))]
+    paths = [_write(tmp_path / f"{i}.wav", w) for i, w in enumerate(waves)]
+    _write(tmp_path / "silent.wav", np.zeros(RATE, np.float32))
+    (tmp_path / "bad.wav").write_text("not audio")
+    items = [paths[0], paths[1], tmp_path / "bad.wav", tmp_path / "silent.wav"]
+    items += [tmp_path / "missing.wav", paths[2], paths[3]]
+    errors = []
+    results = recognizer.predict_many(
+        items, batch_size=3, on_error=lambda p, e: errors.append((p, e))
+    )
+    assert [r is None for r in results] == [False, False, True, False, True, False, False]
+    assert [p for p, _ in errors] == [tmp_path / "bad.wav", tmp_path / "missing.wav"]
+    assert all(isinstance(e, AudioError) for _, e in errors)
+    assert results[3].silent
+    for item, result in zip(items, results, strict=True):
+        if result is not None:
+            assert result.source == str(item)
+            single = recognizer.predict(item)
+            assert result.label == single.label and result.duration == single.duration
+            np.testing.assert_allclose(_probs(result), _probs(single), atol=1e-5)
+
+
+def test_timeline_covers_the_file_and_finds_the_silence(recognizer, tmp_path):
+    wave = np.concatenate(
+        [synthetic_voice(25.0), np.zeros(20 * RATE, np.float32), synthetic_voice(26.0, seed=1)]
+    )  # voice 0-25 s, silence 25-45 s, voice 45-71 s
+    path = _write(tmp_path / "long.wav", wave)
+    segments = list(recognizer.timeline(path))
+    assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(71.0)
+    for a, b in zip(segments, segments[1:], strict=False):
+        assert a.end == b.start and a.start < a.end
+    for s in segments:
+        if 25.0 <= s.start and s.end <= 45.0:
+            assert s.silent and s.label == "silence" and s.probabilities == {}
+        elif s.end <= 25.0 or s.start >= 45.0:
+            assert not s.silent and s.label in recognizer.labels
+            assert sum(s.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    # A window starts every 1.5 s; segment k is the stretch nearest to window k's centre.
+    k = 4
+    assert (segments[k].start, segments[k].end) == pytest.approx((k * 1.5 + 0.75, k * 1.5 + 2.25))
+    window = wave[int(k * 1.5 * RATE) : int((k * 1.5 + 3) * RATE)]
+    np.testing.assert_allclose(
+        list(segments[k].probabilities.values()),
+        _probs(recognizer.predict(window, sample_rate=RATE)),
+        atol=1e-6,
+    )
+    small = list(recognizer.timeline(path, block_seconds=7.3, batch_size=5))
+    assert len(small) == len(segments)
+    for a, b in zip(segments, small, strict=True):
+        assert (a.start, a.end, a.label, a.silent) == (b.start, b.end, b.label, b.silent)
+        np.testing.assert_allclose(
+            list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4
+        )
+
+
+def test_timeline_of_a_short_file_is_one_segment(recognizer, tmp_path):
+    path = _write(tmp_path / "short.wav", synthetic_voice(2.0))
+    (segment,) = recognizer.timeline(path)
+    assert (segment.start, segment.end) == (0.0, 2.0)
+    assert segment.to_dict()["probabilities"] == recognizer.predict(path).probabilities
+
+
+def test_timeline_checks_arguments_when_called(recognizer, tmp_path):
+    with pytest.raises(ValueError, match="hop"):
+        recognizer.timeline(tmp_path / "unused.wav", window=1.0, hop=2.0)
+
+
+def test_load_without_bundled_model_raises_clearly():
+    if (resources.files("emofuse") / "pretrained" / "bundled.pt").is_file():
+        pytest.skip("a bundled model is installed")
+    with pytest.raises(ModelFileError, match="no bundled model is installed"):
+        EmotionRecognizer.load()
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="no such model file"):
+        EmotionRecognizer.load(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="unknown backend"):
+        EmotionRecognizer.load(tmp_path / "missing.pt", backend="tensorrt")
+
+
+def test_onnx_backend_is_selected_through_the_interface(model_path, monkeypatch):
+    """A stand-in ``emofuse.export`` with the agreed ``OnnxBackend(path)`` interface."""
+    opened = []
+
+    def fake_onnx_backend(path):
+        opened.append(path)
+        return TorchBackend(load_pipeline(model_path), device="cpu")
+
+    fake = types.ModuleType("emofuse.export")
+    fake.OnnxBackend = fake_onnx_backend
+    monkeypatch.setitem(sys.modules, "emofuse.export", fake)
+    recognizer = EmotionRecognizer.load("model.onnx", backend="onnx")
+    assert opened == ["model.onnx"] and recognizer.labels == tiny_pipeline().labels
+    assert recognizer.sample_rate == RATE
+    assert recognizer.predict(synthetic_voice(1.0), sample_rate=RATE).label in recognizer.labels
+
+
+def test_find_audio_searches_folders(tmp_path):
+    for name in ("b.wav", "sub/a.FLAC", "sub/deeper/c.ogg", "notes.txt", "sub/x.npy"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = find_audio([tmp_path, "given.txt"])
+    assert found == [
+        str(tmp_path / "b.wav"),
+        str(tmp_path / "sub/a.FLAC"),
+        str(tmp_path / "sub/deeper/c.ogg"),
+        "given.txt",
+    ]

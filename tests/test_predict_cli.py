@@ -1,0 +1,148 @@
+"""Tests of ``emofuse predict``, run in-process through ``emofuse.cli.main``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from emofuse.cli import main
+from emofuse.testing import TINY_LABELS, save_tiny_pipeline, synthetic_voice
+
+RATE = 16000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(save_tiny_pipeline(tmp_path_factory.mktemp("model") / "tiny.pt"))
+
+
+@pytest.fixture
+def audio(tmp_path) -> dict[str, str]:
+    """Two voices (one in a sub-folder, as FLAC) and a silent file."""
+    (tmp_path / "sub").mkdir()
+    files = {
+        "a": (tmp_path / "a.wav", synthetic_voice(2.0)),
+        "b": (tmp_path / "sub" / "b.flac", synthetic_voice(4.0, seed=1)),
+        "quiet": (tmp_path / "quiet.wav", np.zeros(RATE, np.float32)),
+    }
+    for path, wave in files.values():
+        sf.write(path, wave, RATE)
+    return {name: str(path) for name, (path, _) in files.items()}
+
+
+def _run(capsys, *args: str) -> tuple[int, str, list[str]]:
+    status = main(["predict", *args])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return status, captured.out, captured.err.strip().splitlines()
+
+
+def test_table(capsys, model, audio):
+    status, out, err = _run(capsys, audio["a"], audio["quiet"], "--model", model)
+    assert status == 0 and err == []
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:4] == ["file", "seconds", "label", "confidence"]
+    assert rows[0].startswith(audio["a"]) and rows[0].split()[2] in TINY_LABELS
+    assert rows[1].split()[1:] == ["1.00", "silence", "-"]
+
+
+def test_json(capsys, model, audio):
+    status, out, _ = _run(capsys, audio["b"], audio["a"], "--model", model, "--format", "json")
+    records = json.loads(out)
+    assert status == 0 and [r["file"] for r in records] == [audio["b"], audio["a"]]
+    for record in records:
+        assert set(record["probabilities"]) == set(TINY_LABELS)
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert record["confidence"] == max(record["probabilities"].values())
+        assert record["silent"] is False
+
+
+def test_csv_has_a_column_per_label(capsys, model, audio):
+    args = (audio["a"], audio["quiet"], "--model", model, "--format", "csv", "--batch-size", "1")
+    status, out, _ = _run(capsys, *args)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert status == 0 and len(rows) == 2
+    assert set(TINY_LABELS) <= set(rows[0]) and rows[0]["file"] == audio["a"]
+    assert sum(float(rows[0][k]) for k in TINY_LABELS) == pytest.approx(1.0, abs=1e-3)
+    assert rows[1]["label"] == "silence" and rows[1]["silent"] == "1"
+
+
+def test_bad_files_are_reported_and_the_others_finish(capsys, model, audio, tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("hello")
+    bad = [str(tmp_path / name) for name in ("empty.wav", "text.wav", "missing.wav")]
+    args = (audio["a"], *bad, audio["b"], "--model", model, "--format", "json")
+    status, out, err = _run(capsys, *args)
+    assert status == 1
+    assert [r["file"] for r in json.loads(out)] == [audio["a"], audio["b"]]
+    assert len(err) == 3
+    for line, path in zip(err, bad, strict=True):
+        assert line.startswith(f"emofuse: error: {path}: ")
+
+
+def test_directory_input(capsys, model, audio, tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio, not looked at")
+    status, out, err = _run(capsys, str(tmp_path), "--model", model, "--format", "json")
+    assert status == 0 and err == []
+    assert [r["file"] for r in json.loads(out)] == [audio["a"], audio["quiet"], audio["b"]]
+
+
+def test_empty_directory_is_an_error(capsys, model, audio, tmp_path):
+    (tmp_path / "nothing").mkdir()
+    status, out, err = _run(capsys, str(tmp_path / "nothing"), audio["a"], "--model", model)
+    assert status == 1 and "no audio files" in err[0] and audio["a"] in out
+
+
+def test_timeline_rows_and_plot(capsys, model, tmp_path):
+    wave = np.concatenate([synthetic_voice(6.0), np.zeros(6 * RATE, np.float32)])
+    sf.write(tmp_path / "long.wav", wave, RATE)
+    png = tmp_path / "timeline.png"
+    args = (str(tmp_path / "long.wav"), "--model", model, "--timeline", "--format", "csv")
+    status, out, err = _run(capsys, *args, "--plot", str(png), "--window", "2", "--hop", "1")
+    assert status == 0 and err == []
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert float(rows[0]["start"]) == 0.0 and float(rows[-1]["end"]) == pytest.approx(12.0)
+    assert all(a["end"] == b["start"] for a, b in zip(rows, rows[1:], strict=False))
+    assert rows[-1]["label"] == "silence" and rows[0]["label"] in TINY_LABELS
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    status, out, _ = _run(capsys, str(tmp_path / "long.wav"), "--model", model, "--timeline")
+    header, *lines = out.strip().splitlines()
+    assert status == 0 and header.split()[:5] == ["file", "start", "end", "label", "confidence"]
+    assert len(lines) == len(list(csv.DictReader(io.StringIO(out)))) and len(lines) > 3
+
+
+def test_plot_needs_one_file(capsys, model, audio):
+    status, _, err = _run(capsys, audio["a"], audio["b"], "--model", model, "--plot", "x.png")
+    assert status == 1 and err == ["emofuse: error: --plot needs exactly one audio file, got 2"]
+
+
+def test_model_errors_are_one_line(capsys, audio, tmp_path):
+    status, _, err = _run(capsys, audio["a"], "--model", str(tmp_path / "nope.pt"))
+    assert status == 1 and len(err) == 1 and "no such model file" in err[0]
+    if not (resources.files("emofuse") / "pretrained" / "bundled.pt").is_file():
+        status, _, err = _run(capsys, audio["a"])
+        assert status == 1 and len(err) == 1 and "no bundled model" in err[0]
+
+
+def test_predict_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--format", "--timeline", "--window", "--hop", "--plot", "--model"):
+        assert option in out
