@@ -8,7 +8,6 @@ from dataclasses import replace
 import fake_corpora
 import numpy as np
 import pytest
-import torch
 
 import emofuse.cache
 import emofuse.crossval
@@ -28,14 +27,6 @@ SPEAKERS = ("03", "08", "10")
 LETTERS = "WLEAFTN"  # all seven emodb7 classes
 STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in LETTERS for v in (1, 2))
 N_UTTS = len(STEMS)  # 42: 14 per speaker, 2 per class
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

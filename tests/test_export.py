@@ -29,14 +29,6 @@ TOLERANCE = 1e-4
 SECONDS = {"0.5 s": 0.5, "3 s": 3.0, "10 s": 10.0, "12345 samples": 12345 / 16000, "5 ms": 0.005}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipeline() -> EmotionPipeline:
     return tiny_pipeline()

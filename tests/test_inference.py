@@ -21,14 +21,6 @@ from emofuse.testing import save_tiny_pipeline, synthetic_voice, tiny_pipeline
 RATE = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
     return save_tiny_pipeline(tmp_path_factory.mktemp("model") / "tiny.pt")

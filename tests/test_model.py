@@ -20,16 +20,6 @@ from emofuse.model import (
     make_fusion,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is fastest and robust when other work shares the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # Small widths keep the tests fast; the structure is the same as the default model.
 SMALL = dict(mfcc_channels=32, logmel_channels=16, d_model=32, n_heads=4, lstm_hidden=16)
 

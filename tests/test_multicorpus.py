@@ -6,7 +6,6 @@ import json
 
 import fake_corpora
 import pytest
-import torch
 
 from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
 from emofuse.crossval import prepare_experiment, run_crossval
@@ -17,14 +16,6 @@ from emofuse.splits import holdout_speakers, leave_one_corpus_out, make_folds, s
 
 SPEAKERS = ("03", "08", "10")
 STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in "WAFTN" for v in (1, 2))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,11 @@ from importlib import resources
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from emofuse.cli import main
 from emofuse.testing import TINY_LABELS, save_tiny_pipeline, synthetic_voice
 
 RATE = 16000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,6 @@ TINY = ModelConfig(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _feature_set(n: int, seed: int, offset: float = 0.0) -> FeatureSet:
     """Random raw features whose level depends on the class, 40-90 frames each."""
     rng = np.random.default_rng(seed)
