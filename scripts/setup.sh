@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Create .venv and install emofuse with the pinned CPU build of torch.
-# Usage: bash scripts/setup.sh [EXTRAS]   (default extras: plot,onnx,service; CI passes test extras too)
+# Usage: bash scripts/setup.sh [EXTRAS]   (default extras: plot,onnx; CI adds baseline,test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-plot,onnx,service}"
+extras="${1:-plot,onnx}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
 # Install the CPU wheel first, so nothing below can pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[${extras}]"

@@ -1,0 +1,27 @@
+"""Print the README's results table from results/*/summary.json (run from the repo root)."""
+
+import json
+from pathlib import Path
+
+CORPORA = {"emodb": "EmoDB (10 speakers, 7 classes)", "ravdess": "RAVDESS (24 actors, 8 classes)",
+           "emovo": "EMOVO (6 speakers, 7 classes)"}  # fmt: skip
+
+
+def cell(summary: dict | None, key: str) -> str:
+    if summary is None:
+        return "not run"
+    done = f" ({len(summary['folds'])}/{summary['n_folds']} folds)" if len(summary["folds"]) < summary["n_folds"] else ""
+    return f"{100 * summary['mean'][key]:.1f} +- {100 * summary['std'][key]:.1f}{done}"
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+print("| corpus, speaker-independent folds | system | UA % | WA % | training time |")
+print("| --- | --- | ---: | ---: | ---: |")
+for name, title in CORPORA.items():
+    for system, folder in (("emofuse (default model)", name), ("eGeMAPS + SVM", f"{name}-egemaps-svm")):
+        summary = load(Path("results") / folder / "summary.json")
+        seconds = f"{summary['train_seconds'] / 60:.1f} min" if summary else ""
+        print(f"| {title} | {system} | {cell(summary, 'ua')} | {cell(summary, 'wa')} | {seconds} |")
