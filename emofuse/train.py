@@ -223,7 +223,7 @@ def fit(
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.exists():
         # On the CPU: RNG states must stay CPU tensors; the load_state_dict calls move the rest.
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         pipeline.load_state_dict(state["pipeline"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
