@@ -205,9 +205,8 @@ def test_timeline_checks_arguments_when_called(recognizer, tmp_path):
         recognizer.timeline(tmp_path / "unused.wav", window=1.0, hop=2.0)
 
 
-def test_load_without_bundled_model_raises_clearly():
-    if (resources.files("emofuse") / "pretrained" / "bundled.pt").is_file():
-        pytest.skip("a bundled model is installed")
+def test_load_without_bundled_model_raises_clearly(monkeypatch, tmp_path):
+    monkeypatch.setattr(resources, "files", lambda package: tmp_path)  # an install without it
     with pytest.raises(ModelFileError, match="no bundled model is installed"):
         EmotionRecognizer.load()
 

@@ -1,0 +1,643 @@
+"""Inference speed and memory of emofuse's public API: EmotionRecognizer, torch vs onnxruntime.
+
+Three measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`:
+
+1. **Latency**: ``EmotionRecognizer.predict(array, sample_rate=16000)`` on a 3 s and a 10 s clip,
+   torch backend vs onnxruntime backend (the model exported once with
+   :func:`emofuse.export.export_onnx`), at 1 and 2 threads, timed in alternating rounds.
+2. **Throughput**: ``EmotionRecognizer.predict_many`` over a folder of 3 s FLAC files (decoding
+   included), both backends, batch sizes 16 and 64, 2 threads; files per second.
+3. **Memory**: peak RSS of a separate process that iterates ``EmotionRecognizer.timeline`` over
+   a 1-hour 16 kHz FLAC file, beside its RSS after the imports and after loading the model.
+
+The model: ``--model PATH``, else the bundled model if installed, else a randomly initialised
+default-size pipeline (7 classes; speed does not depend on the weights). Run
+``python bench/inference.py`` (``--quick`` for a smoke run); writes
+``bench/results/inference.json`` and ``inference.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/inference.py``: bench/ itself is on sys.path
+    import _common as common
+
+SAMPLE_RATE = 16000
+CLIP_SECONDS = (3, 10)
+THREADS = (1, 2)
+BACKENDS = ("torch", "onnx")
+RUNS = {3: 40, 10: 20}  # timed rounds per clip length (each backend once per round)
+QUICK_RUNS = {3: 3, 10: 2}
+WARMUP, QUICK_WARMUP = 3, 1
+
+MANY_FILES, QUICK_MANY_FILES = 400, 200  # 3 s FLAC files for predict_many
+MANY_SECONDS = 3.0
+MANY_BATCH_SIZES = (16, 64)
+MANY_THREADS = 2
+MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1  # passes over the folder per configuration
+
+LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 300  # the timeline file
+LONG_CHUNK_SECONDS = 60  # written chunk by chunk, so the generator stays small
+TIMELINE_THREADS = 1
+
+# the 7-class task (emofuse.labels); used only for the randomly initialised fallback model
+SEVEN_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+
+TARGET_RTF = 0.005  # faster backend, 1 thread, 10 s clip
+TARGET_FILES_PER_SECOND = 200.0  # best predict_many configuration, 2 threads
+TARGET_PEAK_RSS_MB = 500.0  # timeline over 1 hour, MB = 10**6 bytes
+HEADLINE = (10, 1)  # (clip seconds, threads) of the RTF target
+
+# Run in a fresh process (see _run_timeline): iterate a timeline, report memory and time.
+TIMELINE_CHILD = r"""
+import json, resource, sys, time
+
+def memory():
+    status = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                status[key] = int(value.split()[0])  # kB (KiB)
+    return {"ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "vm_hwm_kib": status.get("VmHWM"), "vm_rss_kib": status.get("VmRSS")}
+
+args = json.loads(sys.argv[1])
+import torch
+torch.set_num_threads(args["threads"])
+from emofuse.inference import EmotionRecognizer, TorchBackend
+after_imports = memory()
+if args["backend"] == "onnx":
+    from emofuse.export import OnnxBackend
+    recognizer = EmotionRecognizer(OnnxBackend(args["onnx"], num_threads=args["threads"]))
+else:
+    from emofuse.pipeline import load_pipeline
+    recognizer = EmotionRecognizer(TorchBackend(load_pipeline(args["model"]), device="cpu"))
+after_load = memory()
+began = time.perf_counter()
+segments = silent = 0
+end = 0.0
+for segment in recognizer.timeline(args["audio"]):
+    segments += 1
+    silent += segment.silent
+    end = segment.end
+wall = time.perf_counter() - began
+print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
+                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
+                  "timeline_end_seconds": end}))
+"""
+
+
+# --------------------------------------------------------------------------- model and files
+
+
+def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
+    """The pipeline to benchmark and a description of where it came from."""
+    from emofuse.pipeline import ModelFileError, load_bundled_pipeline, load_pipeline
+
+    if model is not None:
+        pipeline = load_pipeline(model)
+        about = {"source": "file", "path": str(Path(model).resolve())}
+    else:
+        try:
+            pipeline = load_bundled_pipeline()
+            about = {"source": "bundled", "path": "emofuse/pretrained/bundled.pt"}
+        except ModelFileError:
+            pipeline = random_default_pipeline()
+            about = {
+                "source": "random-default",
+                "path": None,
+                "note": "no bundled model installed: randomly initialised default-size "
+                "EmotionPipeline(FeatureConfig(), ModelConfig(n_classes=7)) with typical "
+                "normalisation statistics; speed does not depend on the weights",
+            }
+    about["labels"] = list(pipeline.labels)
+    about["parameters"] = sum(p.numel() for p in pipeline.parameters())
+    about["model_config"] = pipeline.model_config.to_dict()
+    return pipeline.eval(), about
+
+
+def random_default_pipeline(seed: int = 0) -> torch.nn.Module:
+    """Default FeatureConfig and ModelConfig, 7 classes, statistics as emofuse.testing sets."""
+    from emofuse.features import FeatureConfig
+    from emofuse.model import ModelConfig
+    from emofuse.pipeline import EmotionPipeline
+
+    torch.manual_seed(seed)
+    config = ModelConfig(n_classes=len(SEVEN_LABELS))
+    pipeline = EmotionPipeline(FeatureConfig(), config, SEVEN_LABELS)
+    with torch.no_grad():  # as emofuse.testing.tiny_pipeline: outputs are not degenerate
+        pipeline.mfcc_norm.mean.copy_(torch.linspace(-300, 0, config.n_mfcc))
+        pipeline.mfcc_norm.std.fill_(20.0)
+        pipeline.logmel_norm.mean.fill_(-6.0)
+        pipeline.logmel_norm.std.fill_(3.0)
+    return pipeline.eval()
+
+
+def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
+    """``n`` distinct voice-like clips as 16-bit FLAC files; returns the paths."""
+    import soundfile as sf
+
+    from emofuse.testing import synthetic_voice
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"clip_{i:04d}.flac"
+        wave = synthetic_voice(seconds, SAMPLE_RATE, pitch=110.0 + (i * 7) % 150, seed=i)
+        sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        paths.append(str(path))
+    return paths
+
+
+def write_long_file(path: Path, seconds: int) -> int:
+    """A ``seconds``-long voice-like 16-bit FLAC file, written chunk by chunk; returns bytes."""
+    import soundfile as sf
+
+    from emofuse.testing import synthetic_voice
+
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="FLAC") as out:
+        for i, start in enumerate(range(0, seconds, LONG_CHUNK_SECONDS)):
+            chunk = min(LONG_CHUNK_SECONDS, seconds - start)
+            out.write(synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i))
+    return path.stat().st_size
+
+
+def _snapshot() -> dict:
+    """:func:`common.cpu_snapshot` with the CPU time of finished child processes counted as
+    this process's own (the timeline runs in a child)."""
+    snap = common.cpu_snapshot()
+    times = os.times()
+    snap["own"] += times.children_user + times.children_system
+    return snap
+
+
+# --------------------------------------------------------------------------- 1. latency
+
+
+def measure_latency(recognizers: dict, quick: bool) -> list[dict]:
+    """``predict`` latency per (threads, clip length), backends in alternating rounds."""
+    from emofuse.testing import synthetic_voice
+
+    runs = QUICK_RUNS if quick else RUNS
+    out = []
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        for seconds in CLIP_SECONDS:
+            wave = synthetic_voice(seconds, SAMPLE_RATE)
+            calls = {
+                name: lambda r=recognizers[name][threads], w=wave: r.predict(
+                    w, sample_rate=SAMPLE_RATE
+                )
+                for name in BACKENDS
+            }
+            snap = _snapshot()
+            stats = common.time_interleaved(
+                calls, runs=runs[seconds], warmup=QUICK_WARMUP if quick else WARMUP
+            )
+            for s in stats.values():
+                s["rtf"] = s["median_ms"] / 1e3 / seconds
+                s["rtf_p90"] = s["p90_ms"] / 1e3 / seconds
+            preds = {n: recognizers[n][threads].predict(wave, sample_rate=SAMPLE_RATE)
+                     for n in BACKENDS}  # fmt: skip
+            diff = max(
+                abs(preds["torch"].probabilities[k] - preds["onnx"].probabilities[k])
+                for k in preds["torch"].probabilities
+            )
+            m = {
+                "clip_seconds": seconds,
+                "threads": threads,
+                "other_processes_cores": common.other_processes_cores(snap, _snapshot()),
+                "backends": stats,
+                "ratio_torch_over_onnx": stats["torch"]["median_ms"] / stats["onnx"]["median_ms"],
+                "max_probability_difference": diff,
+            }
+            out.append(m)
+            print(
+                f"predict {seconds:>2} s, {threads} thread(s): "
+                + ", ".join(
+                    f"{n} {s['median_ms']:.2f} ms (RTF {s['rtf']:.4f})" for n, s in stats.items()
+                )
+                + f", torch/onnx {m['ratio_torch_over_onnx']:.2f}x"
+                + f", others {m['other_processes_cores']} cores"
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- 2. throughput
+
+
+def measure_throughput(recognizers: dict, paths: list[str], quick: bool) -> list[dict]:
+    """``predict_many`` files/s per (backend, batch size) at MANY_THREADS threads."""
+    torch.set_num_threads(MANY_THREADS)
+    configs = [(name, b) for name in BACKENDS for b in MANY_BATCH_SIZES]
+    rounds = QUICK_MANY_ROUNDS if quick else MANY_ROUNDS
+    for name, b in configs:  # warm-up, and every file read once (OS page cache)
+        recognizers[name][MANY_THREADS].predict_many(paths[: 2 * b], batch_size=b)
+    for path in paths:
+        Path(path).read_bytes()
+    seconds: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    others: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    for _ in range(rounds):
+        for name, b in configs:
+            snap = _snapshot()
+            began = time.perf_counter()
+            predictions = recognizers[name][MANY_THREADS].predict_many(paths, batch_size=b)
+            seconds[(name, b)].append(time.perf_counter() - began)
+            others[(name, b)].append(common.other_processes_cores(snap, _snapshot()))
+            if any(p is None or p.silent for p in predictions):
+                raise RuntimeError(f"predict_many ({name}, batch {b}) lost or silenced a file")
+    out = []
+    for name, b in configs:
+        times = sorted(seconds[(name, b)])
+        median = statistics.median(times)
+        busy = [x for x in others[(name, b)] if x is not None]
+        m = {
+            "backend": name,
+            "batch_size": b,
+            "threads": MANY_THREADS,
+            "files": len(paths),
+            "passes": len(times),
+            "seconds_per_pass": times,
+            "files_per_second_median": len(paths) / median,
+            "files_per_second_best": len(paths) / times[0],
+            "audio_seconds_per_second_median": len(paths) * MANY_SECONDS / median,
+            "other_processes_cores": round(sum(busy) / len(busy), 2) if busy else None,
+        }
+        out.append(m)
+        print(
+            f"predict_many {name:>5}, batch {b:>2}, {MANY_THREADS} threads: "
+            f"{m['files_per_second_median']:.0f} files/s (median of {len(times)}), "
+            f"others {m['other_processes_cores']} cores"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- 3. memory
+
+
+def run_timeline(backend: str, audio: Path, model: Path, onnx: Path) -> dict:
+    """Run TIMELINE_CHILD in a fresh process and return its report.
+
+    Launched as ``sh -c '"$@" & wait $!'``: on Linux a process's ``ru_maxrss`` starts at the
+    high-water mark of the memory it replaced at ``exec``, and ``subprocess`` execs from (a
+    vfork of) this benchmark process, which holds torch, two models and the test files; the
+    shell forks the child, so the child's ``exec`` replaces only a copy of the small shell.
+    ``VmHWM`` (the high-water mark of the process's own memory map) is reported as well.
+    """
+    args = {"backend": backend, "audio": str(audio), "model": str(model), "onnx": str(onnx),
+            "threads": TIMELINE_THREADS}  # fmt: skip
+    command = ["/bin/sh", "-c", '"$@" & wait $!', "sh", sys.executable, "-c", TIMELINE_CHILD,
+               json.dumps(args)]  # fmt: skip
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"timeline child ({backend}) failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["process_seconds"] = elapsed
+    return report
+
+
+def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: bool) -> dict:
+    """Peak RSS of timeline() over a long file, per backend; the long file is deleted after."""
+    from emofuse.pipeline import save_pipeline
+
+    seconds = QUICK_LONG_SECONDS if quick else LONG_SECONDS
+    model = workdir / "model.pt"
+    save_pipeline(pipeline, model)
+    audio = workdir / "long.flac"
+    began = time.perf_counter()
+    size = write_long_file(audio, seconds)
+    write_seconds = time.perf_counter() - began
+    print(f"wrote a {seconds} s FLAC file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
+    runs = {}
+    try:
+        for backend in BACKENDS:
+            snap = _snapshot()
+            report = run_timeline(backend, audio, model, onnx)
+            report["other_processes_cores"] = common.other_processes_cores(snap, _snapshot())
+            report["rtf"] = report["wall_seconds"] / seconds
+            for key in ("after_imports", "after_load", "peak"):
+                mem = report[key]
+                mem["ru_maxrss_mb"] = mem["ru_maxrss_kib"] * 1024 / 1e6
+                mem["vm_hwm_mb"] = mem["vm_hwm_kib"] * 1024 / 1e6 if mem["vm_hwm_kib"] else None
+            runs[backend] = report
+            print(
+                f"timeline {backend:>5}, {seconds} s of audio: peak RSS "
+                f"{report['peak']['ru_maxrss_mb']:.0f} MB (after imports "
+                f"{report['after_imports']['ru_maxrss_mb']:.0f} MB, after loading the model "
+                f"{report['after_load']['ru_maxrss_mb']:.0f} MB), {report['segments']} "
+                f"segments in {report['wall_seconds']:.1f} s (RTF {report['rtf']:.4f}), "
+                f"others {report['other_processes_cores']} cores"
+            )
+    finally:
+        audio.unlink(missing_ok=True)
+    return {
+        "audio_seconds": seconds,
+        "file_bytes": size,
+        "write_seconds": write_seconds,
+        "threads": TIMELINE_THREADS,
+        "timeline_defaults": "window 3 s, hop 1.5 s, block_seconds 60, batch_size 16",
+        "backends": runs,
+    }
+
+
+# --------------------------------------------------------------------------- run and report
+
+
+def run(model: str | None = None, quick: bool = False) -> dict:
+    """All three measurements; returns the results dict."""
+    from emofuse.export import OnnxBackend, export_onnx
+    from emofuse.inference import EmotionRecognizer, TorchBackend
+
+    began = time.perf_counter()
+    load_before = common.load_average()
+    whole_run = _snapshot()
+    initial_threads = torch.get_num_threads()
+    pipeline, about = build_pipeline(model)
+    print(f"model: {about['source']} ({about['parameters']:,} parameters, "
+          f"{len(about['labels'])} classes)")  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-inference-"))
+    try:
+        onnx = workdir / "model.onnx"
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_onnx(pipeline, onnx)
+        export_seconds = time.perf_counter() - t0
+        print(f"exported ONNX ({onnx.stat().st_size / 1e6:.1f} MB) in {export_seconds:.1f} s")
+        torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"))
+        recognizers = {
+            "torch": {n: torch_recognizer for n in THREADS},
+            "onnx": {n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n)) for n in THREADS},
+        }
+        try:
+            latency = measure_latency(recognizers, quick)
+            paths = write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
+                                MANY_SECONDS)  # fmt: skip
+            throughput = measure_throughput(recognizers, paths, quick)
+            shutil.rmtree(workdir / "clips")
+        finally:
+            torch.set_num_threads(initial_threads)
+        memory = measure_memory(workdir, pipeline, onnx, quick)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "benchmark": "inference",
+        "quick": quick,
+        "machine": common.machine_info(),
+        "versions": _versions(),
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
+        "other_processes_cores": common.other_processes_cores(whole_run, _snapshot()),
+        "sample_rate": SAMPLE_RATE,
+        "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
+        "loudness, noise), 16-bit FLAC for the file measurements",
+        "model": about,
+        "onnx_export_seconds": export_seconds,
+        "notes": [
+            "Latency: EmotionRecognizer.predict(array, sample_rate=16000): 3 s windows every "
+            "1.5 s, batched together (a 10 s clip is 6 windows, a 3 s clip 1).",
+            "torch threads via torch.set_num_threads; onnx via "
+            "OnnxBackend(path, num_threads=n) (intra-op threads; inter-op 1).",
+            "Backends are timed in alternating rounds; latencies are medians.",
+            "predict_many: files/s includes reading and decoding each FLAC file "
+            "(from the OS page cache).",
+            "timeline: a fresh process per backend; peak RSS = ru_maxrss of that process "
+            "(launched through a forking shell so it does not inherit this process's "
+            "high-water mark); VmHWM reported beside it. MB = 10**6 bytes.",
+        ],
+        "latency": latency,
+        "throughput": throughput,
+        "memory": memory,
+        "elapsed_seconds": time.perf_counter() - began,
+    }
+    results["targets"] = check_targets(results)
+    return results
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("emofuse", "torch", "numpy", "onnxruntime", "onnx", "onnxscript",
+                    "soundfile", "soxr"):  # fmt: skip
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def check_targets(results: dict) -> list[dict]:
+    """Each target with the measured number and PASS/MISS."""
+    head = next(m for m in results["latency"] if (m["clip_seconds"], m["threads"]) == HEADLINE)
+    fastest = min(BACKENDS, key=lambda n: head["backends"][n]["rtf"])
+    best = max(results["throughput"], key=lambda m: m["files_per_second_median"])
+    memory = results["memory"]
+    minutes = memory["audio_seconds"] / 60
+    targets = [
+        (f"predict RTF <= {TARGET_RTF} (10 s clip, 1 thread, faster backend)",
+         f"{head['backends'][fastest]['rtf']:.4f}", fastest,
+         head["backends"][fastest]["rtf"] <= TARGET_RTF),
+        (f"predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, "
+         f"{MANY_THREADS} threads)",
+         f"{best['files_per_second_median']:.0f}",
+         f"{best['backend']}, batch {best['batch_size']}",
+         best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
+    ]  # fmt: skip
+    for name, report in memory["backends"].items():
+        peak = report["peak"]["ru_maxrss_mb"]
+        targets.append(
+            (
+                f"timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB ({minutes:g} min file)",
+                f"{peak:.0f} MB",
+                name,
+                peak < TARGET_PEAK_RSS_MB,
+            )  # fmt: skip
+        )
+    return [
+        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
+        for t, m, s, ok in targets
+    ]
+
+
+def render_markdown(results: dict) -> str:
+    machine, versions, about = results["machine"], results["versions"], results["model"]
+    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
+    model_line = {
+        "file": f"the model file `{about['path']}`",
+        "bundled": "the bundled model (`emofuse/pretrained/bundled.pt`)",
+        "random-default": "a randomly initialised default-size pipeline (no bundled model "
+        "installed; speed does not depend on the weights)",
+    }[about["source"]]
+    latency_rows = [
+        [
+            m["clip_seconds"],
+            m["threads"],
+            name,
+            f"{s['median_ms']:.2f}",
+            f"{s['p90_ms']:.2f}",
+            f"{s['rtf']:.5f}",
+            s["runs"],
+            m["other_processes_cores"],
+        ]  # fmt: skip
+        for m in results["latency"]
+        for name, s in m["backends"].items()
+    ]
+    ratio_rows = [
+        [
+            m["clip_seconds"],
+            m["threads"],
+            f"{m['ratio_torch_over_onnx']:.2f}x",
+            f"{m['max_probability_difference']:.1e}",
+        ]  # fmt: skip
+        for m in results["latency"]
+    ]
+    many_rows = [
+        [
+            m["backend"],
+            m["batch_size"],
+            m["threads"],
+            f"{m['files_per_second_median']:.0f}",
+            f"{m['files_per_second_best']:.0f}",
+            f"{m['audio_seconds_per_second_median']:.0f}",
+            m["passes"],
+            m["other_processes_cores"],
+        ]  # fmt: skip
+        for m in results["throughput"]
+    ]
+    memory = results["memory"]
+    mem_rows = []
+    for name, r in memory["backends"].items():
+        mem_rows.append(
+            [
+                name,
+                f"{r['after_imports']['ru_maxrss_mb']:.0f}",
+                f"{r['after_load']['ru_maxrss_mb']:.0f}",
+                f"{r['peak']['ru_maxrss_mb']:.0f}",
+                f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
+                r["segments"],
+                f"{r['wall_seconds']:.1f}",
+                f"{r['rtf']:.4f}",
+                r["other_processes_cores"],
+            ]  # fmt: skip
+        )
+    target_rows = [
+        [t["target"], t["measured"], t["setting"], t["status"]] for t in results["targets"]
+    ]
+    return "\n\n".join(
+        [
+            f"# emofuse inference: latency, throughput, memory{quick}",
+            f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
+            f"Python {machine['python']}, emofuse {versions['emofuse']}, torch "
+            f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, numpy "
+            f"{versions['numpy']}. Load average (1/5/15 min) before "
+            f"{results['load_average_before']}, after {results['load_average_after']}; other "
+            f"processes kept {results['other_processes_cores']} cores busy on average during "
+            "the run. Where other jobs occupy the cores, the 2-thread numbers measure "
+            "contention more than the code.",
+            f"Model: {model_line}; {about['parameters']:,} parameters, {len(about['labels'])} "
+            f"classes. ONNX: exported once with `export_onnx` "
+            f"({results['onnx_export_seconds']:.1f} s), run by `OnnxBackend(path, "
+            "num_threads=n)`. Audio: `emofuse.testing.synthetic_voice` at "
+            f"{results['sample_rate']} Hz.",
+            "## Targets",
+            common.markdown_table(["target", "measured", "setting", "status"], target_rows),
+            "## `predict` latency (one clip, array input)",
+            "RTF = median latency / audio duration. Backends timed in alternating rounds.",
+            common.markdown_table(
+                [
+                    "clip s",
+                    "threads",
+                    "backend",
+                    "median ms",
+                    "p90 ms",
+                    "RTF",
+                    "runs",
+                    "cores busy with other processes",
+                ],  # fmt: skip
+                latency_rows,
+            ),
+            common.markdown_table(
+                [
+                    "clip s",
+                    "threads",
+                    "torch / onnx (median)",
+                    "max abs. probability difference torch vs onnx",
+                ],
+                ratio_rows,
+            ),
+            f"## `predict_many` throughput ({results['throughput'][0]['files']} FLAC files of "
+            f"{MANY_SECONDS:g} s, decoding included)",
+            common.markdown_table(
+                [
+                    "backend",
+                    "batch",
+                    "threads",
+                    "files/s (median)",
+                    "files/s (best)",
+                    "audio s / s",
+                    "passes",
+                    "cores busy with other processes",
+                ],  # fmt: skip
+                many_rows,
+            ),
+            f"## `timeline` memory ({memory['audio_seconds'] / 60:g} min 16 kHz FLAC, "
+            f"{memory['file_bytes'] / 1e6:.0f} MB)",
+            "A fresh process per backend iterates `recognizer.timeline(path)` "
+            f"({memory['timeline_defaults']}) at {memory['threads']} thread(s). RSS in MB "
+            "(10^6 bytes) from `ru_maxrss` after the imports (torch, emofuse), after loading "
+            "the model, and at the end (the peak); `VmHWM` is the kernel's high-water mark of "
+            "the same process. The difference between the peak and after-load columns is what "
+            "streaming the audio and running the windows costs.",
+            common.markdown_table(
+                [
+                    "backend",
+                    "after imports",
+                    "after load",
+                    "peak",
+                    "peak VmHWM",
+                    "segments",
+                    "wall s",
+                    "RTF",
+                    "cores busy with other processes",
+                ],  # fmt: skip
+                mem_rows,
+            ),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", default=None, help="model file (default: the bundled model, else random)"
+    )
+    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    args = parser.parse_args(argv)
+    results = run(model=args.model, quick=args.quick)
+    markdown = render_markdown(results)
+    print()
+    print(markdown)
+    common.write_results("inference-quick" if args.quick else "inference", results, markdown)
+
+
+if __name__ == "__main__":
+    main()

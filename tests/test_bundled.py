@@ -1,0 +1,39 @@
+"""The bundled pretrained model as a user gets it: package data, card, example clips."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from emofuse.inference import EmotionRecognizer
+from emofuse.labels import get_task
+from emofuse.pipeline import load_bundled_pipeline
+
+PRETRAINED = resources.files("emofuse") / "pretrained"
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))
+
+
+def test_bundled_model_is_small_package_data_with_a_card():
+    assert PRETRAINED.joinpath("bundled.pt").is_file()
+    with resources.as_file(PRETRAINED / "bundled.pt") as path:
+        assert path.stat().st_size < 10_000_000
+    card = PRETRAINED.joinpath("MODEL_CARD.md").read_text()
+    for needle in ("EmoDB", "RAVDESS", "EMOVO", "CC BY-NC-SA", "Leave one corpus out"):
+        assert needle in card
+
+
+def test_bundled_model_has_the_bundled7_labels():
+    pipeline = load_bundled_pipeline()
+    assert pipeline.labels == get_task("bundled7").labels
+    assert 300_000 < pipeline.net.num_parameters() < 2_000_000
+
+
+@pytest.mark.skipif(len(EXAMPLES) != 4, reason="the examples/ folder is not beside the package")
+def test_example_clips_get_their_acted_emotions():
+    """Packaging sanity check: three of the clips were training data, so this is no accuracy."""
+    predictions = EmotionRecognizer.load().predict_many(EXAMPLES)
+    acted = [p.stem.rsplit("-", 1)[1] for p in EXAMPLES]
+    hits = sum(pred.label == label for pred, label in zip(predictions, acted, strict=True))
+    assert hits >= 3, [(p.label, p.confidence) for p in predictions]
