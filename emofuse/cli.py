@@ -94,6 +94,44 @@ def cmd_crossval(args: argparse.Namespace) -> None:
     )
 
 
+def _corpus_specs(names: Sequence[str], root_dir: str | None, roots: Sequence[str]) -> list:
+    """``--corpus`` names with their folders: ``--root NAME=DIR`` if given, else root-dir/NAME."""
+    from pathlib import Path
+
+    from emofuse.config import CorpusSpec
+
+    given = {}
+    for item in roots:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--root takes NAME=DIR, got {item!r}")
+        if name not in names:
+            raise ValueError(f"--root {item!r} names a corpus not in --corpus ({', '.join(names)})")
+        given[name] = folder
+    specs = []
+    for name in names:
+        if name not in given and root_dir is None:
+            raise ValueError(f"no folder for corpus {name!r}: pass --root-dir or --root {name}=DIR")
+        specs.append(CorpusSpec(name, given.get(name) or str(Path(root_dir) / name)))
+    return specs
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from emofuse.compare import SYSTEMS, run_compare
+    from emofuse.config import load_config
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be positive, got {args.seeds}")
+    base = load_config(args.config)
+    if args.epochs is not None:
+        base = replace(base, train=replace(base.train, epochs=args.epochs))
+    run_compare(
+        base, _corpus_specs(args.corpus, args.root_dir, args.root), args.systems or list(SYSTEMS),
+        list(range(args.seeds)), args.out, cache_dir=args.cache,
+    )  # fmt: skip
+    print(f"-> {args.out}/table.md")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from emofuse.final import train_final
 
@@ -250,6 +288,26 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     crossval.add_argument("--folds", help="comma-separated fold indices, e.g. 0,3 (default: all)")
     crossval.set_defaults(func=cmd_crossval)
+
+    compare = commands.add_parser(
+        "compare", help="ablation table: every system on the same folds and seeds (resumable)"
+    )
+    compare.add_argument("--corpus", nargs="+", required=True, metavar="NAME")
+    compare.add_argument("--root-dir", help="folder holding one sub-folder per corpus name")
+    compare.add_argument(
+        "--root", action="append", default=[], metavar="NAME=DIR", help="one corpus's folder"
+    )
+    compare.add_argument(
+        "--systems", nargs="+", metavar="SYSTEM",
+        help="full, no-multiscale, mfcc-only, logmel-only, concat-fusion, sum-fusion, no-bilstm, "
+        "egemaps-svm (default: all)",
+    )  # fmt: skip
+    compare.add_argument("--seeds", type=int, default=3, help="N seeds: 0..N-1 (default 3)")
+    compare.add_argument("--out", required=True, help="output folder (resumable)")
+    compare.add_argument("--config", help="base experiment YAML (defaults when absent)")
+    compare.add_argument("--epochs", type=int, help="override train.epochs")
+    compare.add_argument("--cache", help="feature cache folder (default ~/.cache/emofuse/features)")
+    compare.set_defaults(func=cmd_compare)
 
     train = commands.add_parser(
         "train", help="train one model on every configured corpus (validation speakers held out)"
