@@ -25,3 +25,12 @@ for name, title in CORPORA.items():
         summary = load(Path("results") / folder / "summary.json")
         seconds = f"{summary['train_seconds'] / 60:.1f} min" if summary else ""
         print(f"| {title} | {system} | {cell(summary, 'ua')} | {cell(summary, 'wa')} | {seconds} |")
+
+loco = load(Path("results/loco/summary.json"))
+if loco:
+    print()
+    print("| held-out corpus (trained on the other two, task bundled7) | UA % | WA % | macro-F1 % |")
+    print("| --- | ---: | ---: | ---: |")
+    for fold in loco["folds"]:
+        corpus = fold["name"].removeprefix("corpus-")
+        print(f"| {corpus} | {100 * fold['ua']:.1f} | {100 * fold['wa']:.1f} | {100 * fold['macro_f1']:.1f} |")
