@@ -155,8 +155,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
-def write_results(name: str, data: dict, markdown: str, results_dir: Path = RESULTS_DIR) -> None:
-    """Write ``<name>.json`` and ``<name>.md`` into ``results_dir`` and say where."""
+def write_results(
+    name: str, data: dict, markdown: str, results_dir: Path = RESULTS_DIR, *, quick: bool = False
+) -> None:
+    """Print the markdown, write ``<name>.json`` and ``<name>.md`` (``<name>-quick.*`` for
+    smoke runs) into ``results_dir`` and say where."""
+    print()
+    print(markdown)
+    name = f"{name}-quick" if quick else name
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = results_dir / f"{name}.json", results_dir / f"{name}.md"
     json_path.write_text(json.dumps(data, indent=2) + "\n")

@@ -633,10 +633,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
     args = parser.parse_args(argv)
     results = run(model=args.model, quick=args.quick)
-    markdown = render_markdown(results)
-    print()
-    print(markdown)
-    common.write_results("inference-quick" if args.quick else "inference", results, markdown)
+    common.write_results("inference", results, render_markdown(results), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -310,10 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
     args = parser.parse_args(argv)
     results = run(quick=args.quick)
-    markdown = render_markdown(results)
-    print()
-    print(markdown)
-    common.write_results("speed-quick" if args.quick else "speed", results, markdown)
+    common.write_results("speed", results, render_markdown(results), quick=args.quick)
 
 
 if __name__ == "__main__":

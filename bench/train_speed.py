@@ -312,10 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     results = run(quick=args.quick, emodb_root=args.emodb)
-    markdown = render_markdown(results)
-    print()
-    print(markdown)
-    common.write_results("train_speed-quick" if args.quick else "train_speed", results, markdown)
+    common.write_results("train_speed", results, render_markdown(results), quick=args.quick)
 
 
 if __name__ == "__main__":
