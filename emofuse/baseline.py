@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emofuse.cache import default_cache_dir, file_key
+from emofuse.cache import cached_array, default_cache_dir, file_key
 from emofuse.corpora import Utterance
 from emofuse.splits import speaker_key
 
@@ -50,25 +50,23 @@ def egemaps_features(
 
     folder = Path(cache_dir or default_cache_dir()) / "egemaps-v02"
     smile = None
+
+    def functionals(path: Path) -> np.ndarray:  # (88,)
+        nonlocal smile
+        smile = smile or _smile()
+        return smile.process_signal(load_audio(path), 16000).to_numpy()[0].astype(np.float32)
+
     paths = [u.path for u in utterances]
     if progress:
         from tqdm import tqdm
 
         paths = tqdm(paths, desc="eGeMAPS", unit="file", leave=False)
-    features = {}
-    for path in paths:
-        entry = folder / f"{file_key(Path(path))}.npy"
-        if entry.exists():
-            features[str(path)] = np.load(entry)
-            continue
-        smile = smile or _smile()
-        values = smile.process_signal(load_audio(path), 16000).to_numpy()[0].astype(np.float32)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f"{entry.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, values)
-        os.replace(tmp, entry)
-        features[str(path)] = values
-    return features
+    return {
+        str(path): cached_array(
+            folder / f"{file_key(Path(path))}.npy", lambda p=path: functionals(p)
+        )
+        for path in paths
+    }
 
 
 def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from emofuse.audio import load_audio
 from emofuse.features import FeatureConfig, FeatureExtractor
 
-__all__ = ["FeatureCache", "default_cache_dir", "file_key"]
+__all__ = ["FeatureCache", "cached_array", "default_cache_dir", "file_key"]
 
 CACHE_VERSION = 1
 
@@ -44,6 +44,18 @@ def file_key(path: Path) -> str:
     return hashlib.sha1(identity.encode()).hexdigest()
 
 
+def cached_array(entry: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array stored at ``entry``; on a miss, ``compute()`` is stored there atomically."""
+    if entry.exists():
+        return np.load(entry)
+    values = compute()
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_name(f"{entry.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, values)
+    os.replace(tmp, entry)
+    return values
+
+
 class FeatureCache:
     """Raw features of whole files, ``(n_mfcc + n_mels, frames)`` float32, MFCC rows first."""
 
@@ -65,15 +77,7 @@ class FeatureCache:
 
     def get(self, path: str | os.PathLike) -> np.ndarray:
         """Cached features of ``path``, computed and stored on a miss."""
-        entry = self.entry(path)
-        if entry.exists():
-            return np.load(entry)
-        features = self.compute(path)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f"{entry.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, features)
-        os.replace(tmp, entry)
-        return features
+        return cached_array(self.entry(path), lambda: self.compute(path))
 
     def get_many(
         self, paths: Sequence[str | os.PathLike], progress: bool = False
