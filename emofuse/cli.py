@@ -7,6 +7,7 @@ line (``emofuse: error: ...``) and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -342,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emofuse: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141
     except (ValueError, OSError, ImportError) as error:
         # AudioError, CorpusError, ConfigError and ModelFileError are ValueErrors.
         print(f"emofuse: error: {error}", file=sys.stderr)

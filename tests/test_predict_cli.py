@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from importlib import resources
 
 import numpy as np
@@ -137,3 +139,12 @@ def test_predict_help_lists_the_options(capsys):
     out = capsys.readouterr().out
     for option in ("--format", "--timeline", "--window", "--hop", "--plot", "--model"):
         assert option in out
+
+
+def test_output_into_a_closed_pipe_is_quiet(model, audio):
+    """`emofuse predict ... | head -1`: the reader leaves early; no error message, status 141."""
+    command = [sys.executable, "-m", "emofuse.cli", "predict", audio["a"], "--model", model]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the command writes anything
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and b"error" not in err, err
