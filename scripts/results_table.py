@@ -10,7 +10,11 @@ CORPORA = {"emodb": "EmoDB (10 speakers, 7 classes)", "ravdess": "RAVDESS (24 ac
 def cell(summary: dict | None, key: str) -> str:
     if summary is None:
         return "not run"
-    done = f" ({len(summary['folds'])}/{summary['n_folds']} folds)" if len(summary["folds"]) < summary["n_folds"] else ""
+    done = (
+        f" ({len(summary['folds'])}/{summary['n_folds']} folds)"
+        if len(summary["folds"]) < summary["n_folds"]
+        else ""
+    )
     return f"{100 * summary['mean'][key]:.1f} +- {100 * summary['std'][key]:.1f}{done}"
 
 
@@ -21,7 +25,10 @@ def load(path: Path) -> dict | None:
 print("| corpus, speaker-independent folds | system | UA % | WA % | training time |")
 print("| --- | --- | ---: | ---: | ---: |")
 for name, title in CORPORA.items():
-    for system, folder in (("emofuse (default model)", name), ("eGeMAPS + SVM", f"{name}-egemaps-svm")):
+    for system, folder in (
+        ("emofuse (default model)", name),
+        ("eGeMAPS + SVM", f"{name}-egemaps-svm"),
+    ):
         summary = load(Path("results") / folder / "summary.json")
         seconds = f"{summary['train_seconds'] / 60:.1f} min" if summary else ""
         print(f"| {title} | {system} | {cell(summary, 'ua')} | {cell(summary, 'wa')} | {seconds} |")
@@ -29,8 +36,11 @@ for name, title in CORPORA.items():
 loco = load(Path("results/loco/summary.json"))
 if loco:
     print()
-    print("| held-out corpus (trained on the other two, task bundled7) | UA % | WA % | macro-F1 % |")
+    print(
+        "| held-out corpus (trained on the other two, task bundled7) | UA % | WA % | macro-F1 % |"
+    )
     print("| --- | ---: | ---: | ---: |")
     for fold in loco["folds"]:
         corpus = fold["name"].removeprefix("corpus-")
-        print(f"| {corpus} | {100 * fold['ua']:.1f} | {100 * fold['wa']:.1f} | {100 * fold['macro_f1']:.1f} |")
+        ua, wa, f1 = (100 * fold[k] for k in ("ua", "wa", "macro_f1"))
+        print(f"| {corpus} | {ua:.1f} | {wa:.1f} | {f1:.1f} |")
