@@ -65,10 +65,7 @@ def _new_pipeline(data):
     from emofuse.pipeline import EmotionPipeline
 
     pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(), LABELS)
-    sums, squares, count = data.moments()
-    n_mfcc = pipeline.feature_config.n_mfcc
-    pipeline.mfcc_norm.fit(sums[:n_mfcc], squares[:n_mfcc], count)
-    pipeline.logmel_norm.fit(sums[n_mfcc:], squares[n_mfcc:], count)
+    pipeline.fit_normalizers(*data.moments())
     return pipeline
 
 

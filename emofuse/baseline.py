@@ -2,7 +2,9 @@
 
 Per fold: functionals standardised with training-side statistics, an RBF SVM whose C and gamma
 are chosen by speaker-grouped inner cross-validation on the training-side speakers only
-(scored by UA, i.e. balanced accuracy), then refit on the whole training side. The fold's
+(scored by UA, i.e. balanced accuracy), then refit on the whole training side. The fold
+records hold its decisions (one-hot posteriors) and, per prediction, Platt-scaled class
+``probabilities`` that :mod:`emofuse.ensemble` averages with the network's posteriors. The fold's
 validation speakers join the training side: the SVM needs no early stopping, and the test
 speakers stay unseen. Needs ``pip install 'emofuse[baseline]'`` (opensmile, scikit-learn),
 imported lazily.
@@ -71,6 +73,7 @@ def egemaps_features(
 
 def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dict:
     """Fit and test the SVM on fold ``index`` of a cross-validation ``Experiment``."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -100,11 +103,25 @@ def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dic
         n_jobs=1,
     )
     search.fit(x_train, y_train, groups=groups)
-    # An SVM decides rather than estimates probabilities: its "posteriors" are one-hot.
-    posteriors = np.eye(task.num_classes)[search.predict(x_test)]
-    return fold_record(
-        experiment, index, "egemaps-svm", posteriors, y_test, [u.id for u in fold.test],
+    # The SVM decides: its posteriors are one-hot decisions, which give its metrics. For
+    # ensembles with the network, each prediction also holds class probabilities from the
+    # chosen SVM refit with Platt scaling on cross-validated decision values (5-fold, fewer when
+    # a class has fewer examples; left out when a class has a single example).
+    decisions = np.eye(task.num_classes)[search.predict(x_test)]
+    record = fold_record(
+        experiment, index, "egemaps-svm", decisions, y_test, [u.id for u in fold.test],
         best_epoch=None, val_ua=None, train_seconds=time.perf_counter() - began, history=[],
         svm_params={k.removeprefix("svc__"): v for k, v in search.best_params_.items()},
         inner_cv_ua=float(search.best_score_),
     )  # fmt: skip
+    counts = np.bincount(y_train)
+    smallest = int(counts[counts > 0].min())
+    if smallest >= 2:
+        calibrated = CalibratedClassifierCV(
+            search.best_estimator_, method="sigmoid", cv=min(5, smallest), ensemble=False
+        ).fit(x_train, y_train)
+        probabilities = np.zeros((len(x_test), task.num_classes))
+        probabilities[:, calibrated.classes_] = calibrated.predict_proba(x_test)
+        for prediction, probs in zip(record["predictions"], probabilities, strict=True):
+            prediction["probabilities"] = [round(float(p), 5) for p in probs]
+    return record

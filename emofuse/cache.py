@@ -57,7 +57,8 @@ def cached_array(entry: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
 
 
 class FeatureCache:
-    """Raw features of whole files, ``(n_mfcc + n_mels, frames)`` float32, MFCC rows first."""
+    """Raw features of whole files, ``(config.n_rows, frames)`` float32: MFCC rows first, then
+    log-Mel, then prosody (see :meth:`emofuse.features.FeatureExtractor.rows`)."""
 
     def __init__(self, config: FeatureConfig, root: str | os.PathLike | None = None) -> None:
         self.config = config
@@ -72,8 +73,8 @@ class FeatureCache:
     def compute(self, path: str | os.PathLike) -> np.ndarray:
         """Decode and extract without touching the cache."""
         wave = torch.from_numpy(load_audio(path, self.config.sample_rate))
-        mfcc, logmel, _ = self.extractor(wave[None], torch.tensor([wave.numel()]))
-        return torch.cat([mfcc[0], logmel[0]]).numpy()
+        rows, _ = self.extractor.rows(wave[None], torch.tensor([wave.numel()]))
+        return rows[0].numpy()
 
     def get(self, path: str | os.PathLike) -> np.ndarray:
         """Cached features of ``path``, computed and stored on a miss."""

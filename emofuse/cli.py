@@ -133,6 +133,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"-> {args.out}/table.md")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from emofuse.ensemble import ensemble_crossval
+
+    summary = ensemble_crossval(args.runs, args.out, weights=args.weights)
+    m, s = summary["mean"], summary["std"]
+    members = " / ".join(f"{100 * u:.1f}" for u in summary["member_mean_ua"])
+    print(
+        f"{summary['corpus']} ({summary['n_folds']} folds): runs UA {members} -> ensemble "
+        f"WA {100 * m['wa']:.1f} +- {100 * s['wa']:.1f}  UA {100 * m['ua']:.1f} +- "
+        f"{100 * s['ua']:.1f}  -> {args.out}/summary.md"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from emofuse.final import train_final
 
@@ -309,6 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs", type=int, help="override train.epochs")
     compare.add_argument("--cache", help="feature cache folder (default ~/.cache/emofuse/features)")
     compare.set_defaults(func=cmd_compare)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="average the posteriors of finished cross-validation runs, fold by fold"
+    )
+    ensemble.add_argument("runs", nargs="+", metavar="RUN_DIR", help="crossval output folders")
+    ensemble.add_argument("--out", required=True, help="output folder")
+    ensemble.add_argument(
+        "--weights", type=float, nargs="+", metavar="W", help="one per run (default: equal)"
+    )
+    ensemble.set_defaults(func=cmd_ensemble)
 
     train = commands.add_parser(
         "train", help="train one model on every configured corpus (validation speakers held out)"

@@ -108,7 +108,8 @@ def load_features(
     return dict(zip(map(str, paths), cache.get_many(paths, progress=progress), strict=True))
 
 
-def _write_json(data: dict, path: Path) -> None:
+def write_json(data: dict, path: Path) -> None:
+    """Write ``data`` as JSON atomically (a temporary file, then a rename)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
@@ -363,7 +364,7 @@ def run_crossval(
         if path.exists():
             continue
         record = run(index)
-        _write_json(record, path)
+        write_json(record, path)
         if progress:
             print(
                 f"fold {index} ({record['name']}): WA {record['wa']:.3f} UA {record['ua']:.3f}",
@@ -383,7 +384,7 @@ def run_crossval(
         "wall_seconds_this_call": time.perf_counter() - began,
         **summarize_folds(records, experiment.task.labels),
     }
-    _write_json(summary, out_dir / "summary.json")
+    write_json(summary, out_dir / "summary.json")
     (out_dir / "summary.md").write_text(_markdown(summary, experiment, config))
     from emofuse.plots import plot_confusion, plot_learning_curves
 

@@ -1,6 +1,6 @@
 """Cached features in memory, random training crops, evaluation windows and augmentation.
 
-Features of one utterance are one tensor ``(n_mfcc + n_mels, frames)``, MFCC rows first
+Features of one utterance are one tensor ``(n_rows, frames)``: MFCC rows, log-Mel, then prosody
 (as :class:`emofuse.cache.FeatureCache` stores them). A batch is
 ``(features (B, F, T), frames (B,))``, zero-padded past each length.
 """
@@ -93,6 +93,7 @@ def augment(
     *,
     n_mfcc: int,
     n_classes: int,
+    n_mels: int | None = None,
     generator: torch.Generator,
     time_masks: int = 0,
     time_mask_frames: int = 0,
@@ -103,20 +104,26 @@ def augment(
 ) -> Batch:
     """Level change, SpecAugment-style masks and mixup on raw (unnormalised) features.
 
-    A gain of g dB adds ``g ln(10)/10`` to every log-Mel bin and ``sqrt(n_mels)`` times that to
-    MFCC c0 (the orthonormal DCT's constant row), the exact effect of scaling the waveform.
-    Masks replace a span with the utterance's mean, in time on both streams and in frequency
-    on the log-Mel. Mixup blends pairs and returns soft targets (B, C).
+    Rows are MFCC (``n_mfcc``), log-Mel (``n_mels``, default: all the rest), then the prosody
+    rows (energy dB, pitch, voicing) if any. A gain of g dB adds ``g ln(10)/10`` to every log-Mel
+    bin, ``sqrt(n_mels)`` times that to MFCC c0 (the orthonormal DCT's constant row) and g to the
+    energy row, the exact effect of scaling the waveform. Masks replace a span with the
+    utterance's mean, in time on every row and in frequency on the log-Mel. Mixup blends pairs
+    and returns soft targets (B, C).
     """
     x = batch.features.clone()
     bsz, n_feats, total = x.shape
-    n_mels = n_feats - n_mfcc
+    n_mels = n_feats - n_mfcc if n_mels is None else n_mels
+    mel_rows = slice(n_mfcc, n_mfcc + n_mels)
+    has_prosody = n_feats > n_mfcc + n_mels
     frame_idx = torch.arange(total)[None, :]
     valid = frame_idx < batch.frames[:, None]  # (B, T)
     if gain_db > 0:
         gain = (torch.rand(bsz, generator=generator) * 2 - 1) * gain_db * math.log(10) / 10
-        x[:, n_mfcc:] += gain[:, None, None]
+        x[:, mel_rows] += gain[:, None, None]
         x[:, 0] += gain[:, None] * math.sqrt(n_mels)
+        if has_prosody:  # the energy row is in dB
+            x[:, n_mfcc + n_mels] += gain[:, None] * 10 / math.log(10)
     mean = (x * valid[:, None]).sum(-1, keepdim=True) / batch.frames[:, None, None]  # (B, F, 1)
     for _ in range(time_masks):
         width = torch.randint(time_mask_frames + 1, (bsz, 1), generator=generator)
@@ -130,7 +137,7 @@ def augment(
         width = torch.randint(freq_mask_bins + 1, (bsz, 1), generator=generator)
         start = torch.randint(max(1, n_mels - freq_mask_bins), (bsz, 1), generator=generator)
         masked = (bins >= start) & (bins < start + width)  # (B, n_mels)
-        x[:, n_mfcc:] = torch.where(masked[:, :, None], mean[:, n_mfcc:], x[:, n_mfcc:])
+        x[:, mel_rows] = torch.where(masked[:, :, None], mean[:, mel_rows], x[:, mel_rows])
     x = x * valid[:, None, :]
     targets = batch.targets
     frames = batch.frames

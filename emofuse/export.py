@@ -146,8 +146,9 @@ class _ExportGraph(nn.Module):
         super().__init__()
         self.pipeline = copy.deepcopy(pipeline)
         net = self.pipeline.net
-        if net.mfcc_branch is not None:
-            net.mfcc_branch.pool = _PairMax()
+        for branch in (net.mfcc_branch, net.prosody_branch):
+            if branch is not None:
+                branch.pool = _PairMax()
         if isinstance(net.temporal, BiLSTM):
             net.temporal = _ExportBiLSTM(net.temporal.lstm)
 

@@ -23,6 +23,8 @@ import scipy.fft
 import torch
 from torch import Tensor, nn
 
+from emofuse.prosody import N_PROSODY, Prosody
+
 __all__ = [
     "FeatureConfig",
     "LogMel",
@@ -48,6 +50,7 @@ class FeatureConfig:
     f_max: float = 8000.0
     n_mfcc: int = 40
     log_offset: float = 1e-6
+    prosody: bool = False  # also energy, pitch and voicing rows (emofuse.prosody)
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
@@ -70,6 +73,13 @@ class FeatureConfig:
             )
         if self.log_offset <= 0:
             raise ValueError(f"FeatureConfig.log_offset must be positive, got {self.log_offset}")
+        if not isinstance(self.prosody, bool):
+            raise ValueError(f"FeatureConfig.prosody must be true or false, got {self.prosody!r}")
+
+    @property
+    def n_rows(self) -> int:
+        """Feature rows per frame: MFCC, then log-Mel, then the prosody rows if enabled."""
+        return self.n_mfcc + self.n_mels + (N_PROSODY if self.prosody else 0)
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureConfig:
@@ -183,17 +193,30 @@ class MFCC(nn.Module):
 
 
 class FeatureExtractor(nn.Module):
-    """Both streams from one STFT: (batch, samples) -> mfcc, logmel, frame lengths."""
+    """MFCC and log-Mel from one STFT (and prosody if ``config.prosody``).
+
+    ``forward``: (batch, samples) -> mfcc, logmel, frame lengths. ``rows``: every stream
+    stacked, (batch, ``config.n_rows``, frames): MFCC rows, then log-Mel, then prosody.
+    """
 
     def __init__(self, config: FeatureConfig = FeatureConfig()) -> None:
         super().__init__()
         self.config = config
         self.mfcc = MFCC(config)
+        self.prosody = Prosody(config.sample_rate, config.hop_length) if config.prosody else None
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         logmel, frames = self.mfcc.logmel(waveforms, lengths)  # (B, n_mels, T)
         mfcc = torch.matmul(self.mfcc.dct, logmel)  # (B, n_mfcc, T)
         return mfcc, logmel, frames
+
+    def rows(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, samples), lengths (B,) -> stacked features (B, n_rows, T), frame lengths (B,)."""
+        mfcc, logmel, frames = self(waveforms, lengths)
+        streams = [mfcc, logmel]
+        if self.prosody is not None:
+            streams.append(self.prosody(waveforms, lengths)[0])  # (B, 3, T)
+        return torch.cat(streams, dim=1), frames
 
 
 class FeatureNormalizer(nn.Module):

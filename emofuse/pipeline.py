@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from emofuse.features import FeatureConfig, FeatureExtractor, FeatureNormalizer
 from emofuse.model import EmotionNet, ModelConfig
+from emofuse.prosody import N_PROSODY
 
 __all__ = [
     "EmotionPipeline",
@@ -54,24 +55,49 @@ class EmotionPipeline(nn.Module):
                 f"features give {feature_config.n_mfcc} MFCC / {feature_config.n_mels} mels but "
                 f"the model expects {model_config.n_mfcc} / {model_config.n_mels}"
             )
+        if feature_config.prosody != model_config.prosody:
+            raise ValueError(
+                f"features.prosody is {feature_config.prosody} but model.prosody is "
+                f"{model_config.prosody}; set both"
+            )
         self.feature_config = feature_config
         self.model_config = model_config
         self.labels = tuple(labels)
         self.extractor = FeatureExtractor(feature_config)
         self.mfcc_norm = FeatureNormalizer(feature_config.n_mfcc)
         self.logmel_norm = FeatureNormalizer(feature_config.n_mels)
+        self.prosody_norm = FeatureNormalizer(N_PROSODY) if feature_config.prosody else None
         self.net = EmotionNet(model_config)
 
-    def forward_features(self, mfcc: Tensor, logmel: Tensor, frames: Tensor) -> Tensor:
-        """Raw features (B, n_mfcc, T), (B, n_mels, T), frame lengths (B,) -> logits (B, C)."""
-        mfcc = self.mfcc_norm(mfcc, frames)  # (B, n_mfcc, T), zero past each length
-        logmel = self.logmel_norm(logmel, frames)  # (B, n_mels, T)
-        return self.net(mfcc, logmel, frames)
+    def _row_slices(self) -> list[tuple[FeatureNormalizer | None, slice]]:
+        m, n = self.feature_config.n_mfcc, self.feature_config.n_mels
+        return [
+            (self.mfcc_norm, slice(0, m)),
+            (self.logmel_norm, slice(m, m + n)),
+            (self.prosody_norm, slice(m + n, m + n + N_PROSODY)),
+        ]
+
+    def fit_normalizers(self, sums: Tensor, squares: Tensor, count: int) -> None:
+        """Set every stream's statistics from per-row sums and squares (n_rows,) over frames."""
+        for norm, rows in self._row_slices():
+            if norm is not None:
+                norm.fit(sums[rows], squares[rows], count)
+
+    def forward_features(self, features: Tensor, frames: Tensor) -> Tensor:
+        """Raw stacked features (B, n_rows, T), frame lengths (B,) -> logits (B, C).
+
+        Rows as :meth:`emofuse.features.FeatureExtractor.rows` stacks them.
+        """
+        mfcc, logmel, prosody = (
+            None if norm is None else norm(features[:, rows], frames)  # zero past each length
+            for norm, rows in self._row_slices()
+        )
+        return self.net(mfcc, logmel, frames, prosody=prosody)
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
         """Padded waveforms (B, samples), lengths (B,) -> logits (B, C)."""
-        mfcc, logmel, frames = self.extractor(waveforms, lengths)
-        return self.forward_features(mfcc, logmel, frames)
+        features, frames = self.extractor.rows(waveforms, lengths)
+        return self.forward_features(features, frames)
 
     def metadata(self) -> dict:
         return {

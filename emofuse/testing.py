@@ -17,7 +17,9 @@ __all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voic
 TINY_LABELS = ("neutral", "happy", "sad", "angry")
 
 
-def tiny_pipeline(labels: tuple[str, ...] = TINY_LABELS, seed: int = 0) -> EmotionPipeline:
+def tiny_pipeline(
+    labels: tuple[str, ...] = TINY_LABELS, seed: int = 0, prosody: bool = False
+) -> EmotionPipeline:
     """A randomly initialised, very small pipeline (eval mode) with non-trivial statistics.
 
     >>> tiny_pipeline().net.num_parameters() < 30_000
@@ -26,14 +28,17 @@ def tiny_pipeline(labels: tuple[str, ...] = TINY_LABELS, seed: int = 0) -> Emoti
     torch.manual_seed(seed)
     model = ModelConfig(
         n_classes=len(labels), mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
-        lstm_hidden=16,
+        lstm_hidden=16, prosody=prosody, prosody_channels=8,
     )  # fmt: skip
-    pipeline = EmotionPipeline(FeatureConfig(), model, labels)
+    pipeline = EmotionPipeline(FeatureConfig(prosody=prosody), model, labels)
     with torch.no_grad():  # statistics of typical speech features, so outputs are not degenerate
         pipeline.mfcc_norm.mean.copy_(torch.linspace(-300, 0, model.n_mfcc))
         pipeline.mfcc_norm.std.fill_(20.0)
         pipeline.logmel_norm.mean.fill_(-6.0)
         pipeline.logmel_norm.std.fill_(3.0)
+        if pipeline.prosody_norm is not None:  # energy dB, pitch semitones, voicing
+            pipeline.prosody_norm.mean.copy_(torch.tensor([-35.0, 3.0, 0.5]))
+            pipeline.prosody_norm.std.copy_(torch.tensor([15.0, 6.0, 0.3]))
     return pipeline.eval()
 
 

@@ -50,11 +50,6 @@ def frames_per_second(pipeline: EmotionPipeline) -> float:
     return c.sample_rate / c.hop_length
 
 
-def _split_streams(pipeline: EmotionPipeline, features: Tensor) -> tuple[Tensor, Tensor]:
-    n_mfcc = pipeline.feature_config.n_mfcc
-    return features[:, :n_mfcc], features[:, n_mfcc:]
-
-
 def _loss(logits: Tensor, targets: Tensor, weights: Tensor | None, smoothing: float) -> Tensor:
     if targets.ndim == 2:  # soft targets (mixup)
         n_classes = logits.shape[1]
@@ -88,6 +83,7 @@ def train_one_epoch(
         batch = augment(
             random_crops(data, idx, crop, generator),
             n_mfcc=pipeline.feature_config.n_mfcc,
+            n_mels=pipeline.feature_config.n_mels,
             n_classes=pipeline.model_config.n_classes,
             generator=generator,
             time_masks=config.time_masks,
@@ -97,8 +93,7 @@ def train_one_epoch(
             gain_db=config.gain_db,
             mixup_alpha=config.mixup_alpha,
         )
-        mfcc, logmel = _split_streams(pipeline, batch.features.to(device))
-        logits = pipeline.forward_features(mfcc, logmel, batch.frames.to(device))
+        logits = pipeline.forward_features(batch.features.to(device), batch.frames.to(device))
         loss = _loss(logits, batch.targets.to(device), class_weights, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,8 +124,7 @@ def predict_posteriors(
     sums = torch.zeros(len(data), pipeline.model_config.n_classes, dtype=torch.float64)
     for start in range(0, len(segments), batch_size):
         features, frames = pad_batch(segments[start : start + batch_size])
-        mfcc, logmel = _split_streams(pipeline, features.to(device))
-        probs = pipeline.forward_features(mfcc, logmel, frames.to(device)).softmax(dim=1)
+        probs = pipeline.forward_features(features.to(device), frames.to(device)).softmax(dim=1)
         sums.index_add_(0, owner_t[start : start + batch_size], probs.double().cpu())
     counts = torch.bincount(owner_t, minlength=len(data)).double()
     return (sums / counts[:, None]).numpy()
@@ -195,10 +189,7 @@ def fit(
     generator = _seed_everything(tc.seed)
     model_config = replace(config.model, n_classes=len(labels))
     pipeline = EmotionPipeline(config.features, model_config, labels)
-    n_mfcc = config.features.n_mfcc
-    sums, squares, count = train.moments()
-    pipeline.mfcc_norm.fit(sums[:n_mfcc], squares[:n_mfcc], count)
-    pipeline.logmel_norm.fit(sums[n_mfcc:], squares[n_mfcc:], count)
+    pipeline.fit_normalizers(*train.moments())
     pipeline.to(device)
 
     optimizer = torch.optim.AdamW(pipeline.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)

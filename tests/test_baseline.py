@@ -58,7 +58,12 @@ def test_baseline_crossval_writes_the_same_outputs(root, tmp_path):
         assert set(fold["svm_params"]) == {"C", "gamma"}
         assert not set(fold["test_speakers"]) & set(fold["train_speakers"])
         posteriors = np.array([p["posteriors"] for p in fold["predictions"]])
+        # Posteriors are the SVM's one-hot decisions; Platt-scaled probabilities ride along.
+        posteriors = np.array([p["posteriors"] for p in fold["predictions"]])
         assert set(np.unique(posteriors)) <= {0.0, 1.0} and (posteriors.sum(1) == 1).all()
+        probabilities = np.array([p["probabilities"] for p in fold["predictions"]])
+        assert (probabilities >= 0).all() and np.allclose(probabilities.sum(1), 1, atol=1e-4)
+        assert len(np.unique(probabilities)) > 2
         assert 0 <= fold["ua"] <= 1
     text = (out / "summary.md").read_text()
     assert "egemaps-svm" in text and "| - |" in text

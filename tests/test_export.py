@@ -153,3 +153,13 @@ def test_cli_export_of_a_missing_model_is_one_error_line(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("emofuse: error: ")
     assert "x.pt" in lines[0]
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_prosody_model_exports_with_its_third_stream(tmp_path):
+    pipeline = tiny_pipeline(prosody=True)
+    path = export_onnx(pipeline, tmp_path / "prosody.onnx")
+    waves, lengths = _padded_batch([1.5, 0.5, 12345 / 16000])
+    onnx = OnnxBackend(path, num_threads=1).probabilities(waves, lengths)
+    assert np.abs(onnx - _torch_probabilities(pipeline, waves, lengths)).max() < TOLERANCE
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["feature_config"]["prosody"] and meta["model_config"]["prosody"]

@@ -5,7 +5,8 @@ Pipeline (``B`` batch, ``T`` frames at 100 per second, ``T' = ceil(T / 4)``, ``D
     mfcc   (B, n_mfcc, T) -> Conv1d stem -> block -> pool/2 -> block -> pool/2 -> (B, D, T')
     logmel (B, n_mels, T) -> (B, 1, n_mels, T) -> Conv2d stem -> pool/2x2 -> block -> pool/2x2
                           -> block -> flatten freq, Linear -> (B, D, T')
-    fusion (cross-attention both ways, or concat/sum) -> (B, T', 2D)
+    prosody (B, 3, T), optional -> Conv1d stem -> block -> pool/2 -> block -> pool/2 -> (B, D, T')
+    fusion (cross-attention both ways, or concat/sum) -> (B, T', 2D) (3D with prosody)
     BiLSTM (packed by lengths) -> (B, T', 2H) -> masked mean/attention pooling -> (B, 2H)
     dropout -> Linear -> logits (B, n_classes)
 
@@ -34,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.model.blocks import lengths_to_mask, make_block
 from emofuse.model.fusion import make_fusion
+from emofuse.prosody import N_PROSODY
 
 __all__ = ["EmotionNet", "ModelConfig"]
 
@@ -64,6 +66,9 @@ class ModelConfig:
         fusion: ``"cross_attention"``, ``"concat"`` or ``"sum"`` (used with both branches).
         branches: ``"both"``, ``"mfcc"`` or ``"logmel"``.
         temporal: ``"bilstm"`` or ``"none"`` (pool the fused sequence directly).
+        prosody: a third, 1D-CNN stream over the 3 prosody rows (energy, pitch, voicing; see
+            :mod:`emofuse.prosody`), fused with the other two by the same fusion module.
+        prosody_channels: width of the prosody branch convolutions.
 
     >>> ModelConfig(fusion="concat").fusion
     'concat'
@@ -88,6 +93,8 @@ class ModelConfig:
     fusion: str = "cross_attention"
     branches: str = "both"
     temporal: str = "bilstm"
+    prosody: bool = False
+    prosody_channels: int = 32
 
     def __post_init__(self) -> None:
         for name in (
@@ -99,6 +106,7 @@ class ModelConfig:
             "n_heads",
             "scale",
             "lstm_hidden",
+            "prosody_channels",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -111,7 +119,7 @@ class ModelConfig:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
-        for name in ("mfcc_channels", "logmel_channels"):
+        for name in ("mfcc_channels", "logmel_channels", "prosody_channels"):
             if getattr(self, name) % self.scale:
                 raise ValueError(
                     f"{name} ({getattr(self, name)}) must be divisible by scale ({self.scale})"
@@ -120,8 +128,9 @@ class ModelConfig:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.multiscale, bool):
-            raise ValueError(f"multiscale must be true or false, got {self.multiscale!r}")
+        for name in ("multiscale", "prosody"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name, allowed in (
             ("pooling", POOLINGS),
             ("fusion", FUSIONS),
@@ -131,6 +140,11 @@ class ModelConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        if self.prosody and self.branches != "both":
+            raise ValueError(
+                f"prosody is a third stream fused with both others; it needs branches 'both', "
+                f"got {self.branches!r}"
+            )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
@@ -369,6 +383,7 @@ class EmotionNet(nn.Module):
         D = cfg.d_model
         self.mfcc_branch = None
         self.logmel_branch = None
+        self.prosody_branch = None
         self.fusion = None
         if cfg.branches in ("both", "mfcc"):
             self.mfcc_branch = MfccBranch(
@@ -378,9 +393,16 @@ class EmotionNet(nn.Module):
             self.logmel_branch = LogMelBranch(
                 cfg.n_mels, cfg.logmel_channels, D, multiscale=cfg.multiscale, scale=cfg.scale
             )
+        if cfg.prosody:
+            self.prosody_branch = MfccBranch(
+                N_PROSODY, cfg.prosody_channels, D, multiscale=cfg.multiscale, scale=cfg.scale
+            )
         stream_dim = D
         if cfg.branches == "both":
-            self.fusion = make_fusion(cfg.fusion, D, n_heads=cfg.n_heads, dropout=cfg.dropout)
+            self.fusion = make_fusion(
+                cfg.fusion, D, n_heads=cfg.n_heads, dropout=cfg.dropout,
+                n_streams=3 if cfg.prosody else 2,
+            )  # fmt: skip
             stream_dim = self.fusion.out_dim
         if cfg.temporal == "bilstm":
             self.temporal = BiLSTM(stream_dim, cfg.lstm_hidden)
@@ -396,8 +418,10 @@ class EmotionNet(nn.Module):
         mfcc: torch.Tensor | None,
         logmel: torch.Tensor | None,
         lengths: torch.Tensor | None = None,
+        prosody: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for ``mfcc`` (B, n_mfcc, T), ``logmel`` (B, n_mels, T)."""
+        """Logits ``(B, n_classes)`` for ``mfcc`` (B, n_mfcc, T), ``logmel`` (B, n_mels, T) and,
+        with ``config.prosody``, ``prosody`` (B, 3, T)."""
         inputs = [x for x in (mfcc, logmel) if x is not None]
         if not inputs:
             raise ValueError("forward needs at least one of mfcc and logmel")
@@ -407,7 +431,7 @@ class EmotionNet(nn.Module):
             lengths = torch.full((B,), T, dtype=torch.long, device=device)
         lengths = lengths.to(device=device, dtype=torch.long)  # (B,)
         if not _exporting():  # data-dependent checks cannot be traced
-            self._check_inputs(mfcc, logmel, lengths, B, T)
+            self._check_inputs(mfcc, logmel, prosody, lengths, B, T)
         pad = (-T) % POOL_FACTOR
         mask = lengths_to_mask(lengths, T + pad).unsqueeze(1)  # (B, 1, T + pad)
         lengths4 = torch.div(lengths + POOL_FACTOR - 1, POOL_FACTOR, rounding_mode="floor")
@@ -420,8 +444,11 @@ class EmotionNet(nn.Module):
         if self.logmel_branch is not None:
             x = F.pad(logmel, (0, pad)) * mask  # (B, n_mels, T + pad), zero beyond lengths
             streams.append(self.logmel_branch(x, lengths).transpose(1, 2))  # (B, T', D)
+        if self.prosody_branch is not None:
+            x = F.pad(prosody, (0, pad)) * mask  # (B, 3, T + pad), zero beyond lengths
+            streams.append(self.prosody_branch(x, lengths).transpose(1, 2))  # (B, T', D)
         if self.fusion is not None:
-            h = self.fusion(streams[0], streams[1], mask4)  # (B, T', 2D) or (B, T', D) for sum
+            h = self.fusion(*streams[:2], mask4, *streams[2:])  # (B, T', kD), or (B, T', D): sum
         else:
             h = streams[0]  # (B, T', D): single branch, no fusion
         h = self.temporal(h, lengths4, mask4)  # (B, T', 2H)
@@ -432,6 +459,7 @@ class EmotionNet(nn.Module):
         self,
         mfcc: torch.Tensor | None,
         logmel: torch.Tensor | None,
+        prosody: torch.Tensor | None,
         lengths: torch.Tensor,
         B: int,
         T: int,
@@ -440,6 +468,7 @@ class EmotionNet(nn.Module):
         for name, x, used, n in (
             ("mfcc", mfcc, self.mfcc_branch is not None, cfg.n_mfcc),
             ("logmel", logmel, self.logmel_branch is not None, cfg.n_mels),
+            ("prosody", prosody, self.prosody_branch is not None, N_PROSODY),
         ):
             if not used:
                 continue
