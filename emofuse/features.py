@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from emofuse.prosody import N_PROSODY, Prosody
+from emofuse.spectrum import power_spectrogram
 
 __all__ = [
     "FeatureConfig",
@@ -162,17 +163,7 @@ class LogMel(nn.Module):
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         c = self.config
-        spec = torch.stft(
-            waveforms,
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            win_length=c.win_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # (B, n_fft/2+1, frames)
-        power = spec.real.square() + spec.imag.square()
+        power = power_spectrogram(waveforms, c.n_fft, c.hop_length, self.window)  # (B, F, T)
         mel = torch.matmul(self.filterbank, power)  # (B, n_mels, frames)
         return torch.log(mel + c.log_offset), frame_lengths(lengths, c.hop_length)
 

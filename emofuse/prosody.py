@@ -33,6 +33,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from emofuse.spectrum import power_spectrogram
+
 __all__ = ["Prosody", "N_PROSODY"]
 
 N_PROSODY = 3
@@ -83,17 +85,7 @@ class Prosody(nn.Module):
         self.window_power = float(window.square().sum())
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        spec = torch.stft(
-            waveforms,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # (B, n_fft/2+1, T)
-        power = spec.real.square() + spec.imag.square()
+        power = power_spectrogram(waveforms, self.n_fft, self.hop_length, self.window)  # (B, F, T)
         acf = torch.matmul(self.acf_matrix, power)  # (B, 1 + L, T)
         energy = acf[:, 0]  # (B, T): windowed frame energy
         floor = 10 ** (FLOOR_DB / 10)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import fake_corpora
 import pytest
-import torch
 
 from emofuse import __version__
 from emofuse.cli import main
@@ -21,14 +20,6 @@ model: {mfcc_channels: 16, logmel_channels: 8, d_model: 16, n_heads: 2, lstm_hid
 train: {epochs: 5, batch_size: 8, crop_seconds: 0.4, eval_window_seconds: 0.4, warmup_epochs: 1,
         device: cpu, seed: 1}
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

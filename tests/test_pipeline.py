@@ -17,14 +17,6 @@ TINY = ModelConfig(
 LABELS = ("neutral", "happy", "sad")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def pipeline():
     torch.manual_seed(0)

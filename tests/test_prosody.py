@@ -19,14 +19,6 @@ from emofuse.testing import synthetic_voice, tiny_pipeline
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _harmonic(f0: float, seconds: float = 1.0, amplitude: float = 0.3) -> torch.Tensor:
     t = torch.arange(int(seconds * SR), dtype=torch.float64) / SR
     wave = sum(amplitude / k * torch.sin(2 * math.pi * f0 * k * t) for k in range(1, 6))
