@@ -8,8 +8,9 @@ a finished run is only read back), then writes ``out_dir/table.md`` and ``out_di
 
 - per system and corpus: UA and WA as mean +- std over all folds x seeds, the parameter count
   and the training time;
-- per claim of the paper (``CLAIMS``) and corpus: the paired per-fold UA differences (matched
-  by seed and fold index, so both systems saw the same test speakers), their mean, a two-sided
+- per claim (``CLAIMS``: the paper's (a)-(c), and (d) for emofuse's prosody stream) and
+  corpus: the paired per-fold UA differences (matched by seed and fold index, so both systems
+  saw the same test speakers), their mean, a two-sided
   exact sign test, a percentile bootstrap 95% interval (resampling whole folds) and a sentence
   saying whether the claim holds on that corpus: "holds" when the mean difference is positive
   and the interval excludes 0, "contradicted" when negative and excluding 0, else "not shown"
@@ -63,6 +64,8 @@ SYSTEMS: dict[str, dict[str, object] | None] = {
     "concat-fusion": {**FULL, "fusion": "concat"},
     "sum-fusion": {**FULL, "fusion": "sum"},
     "no-bilstm": {**FULL, "temporal": "none"},
+    # emofuse's addition, not the paper's: a third, prosody stream (features follow the switch)
+    "prosody": {**FULL, "prosody": True},
     BASELINE: None,  # not the network: run_crossval's eGeMAPS + SVM baseline
 }
 # (claim id, statement, the system with the part, the system without it)
@@ -72,6 +75,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("b", "fusing MFCC with log-Mel improves SER", "full", "logmel-only"),
     ("c", "cross-attention fusion improves SER", "full", "concat-fusion"),
     ("c", "cross-attention fusion improves SER", "full", "sum-fusion"),
+    ("d", "an explicit prosody stream (emofuse's addition) improves SER", "prosody", "full"),
 )
 N_RESAMPLES = 10_000
 # A bootstrap over very few folds has few distinct resamples and too narrow an interval
@@ -96,6 +100,7 @@ def system_config(
     model = base.model if SYSTEMS[system] is None else replace(base.model, **SYSTEMS[system])
     return replace(
         base,
+        features=replace(base.features, prosody=model.prosody),
         model=model,
         train=replace(base.train, seed=seed),
         data=replace(base.data, corpora=[corpus]),
@@ -409,7 +414,7 @@ def table_markdown(table: dict) -> str:
         "counts differ between corpora only by the classifier's classes. Train min: fold "
         "training time summed over corpora, folds and seeds.",
         "",
-        "## The paper's claims",
+        "## The claims: the paper's (a)-(c), emofuse's prosody stream (d)",
         "",
     ]
     if not table["claims"]:

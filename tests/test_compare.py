@@ -252,8 +252,11 @@ def test_system_config_sets_only_the_switches_corpus_and_seed():
         "concat-fusion": {"fusion": "concat"},
         "sum-fusion": {"fusion": "sum"},
         "no-bilstm": {"temporal": "none"},
+        "prosody": {"prosody": True},
     }
-    assert {better for _, _, better, _ in CLAIMS} == {"full"}
+    prosody = system_config(base, CorpusSpec("emodb", "/e"), "prosody", 0)
+    assert prosody.features.prosody and not full.features.prosody  # features follow the model
+    assert {better for _, _, better, _ in CLAIMS} == {"full", "prosody"}
     assert {worse for *_, worse in CLAIMS} <= set(SYSTEMS)
 
 
