@@ -1,46 +1,43 @@
-"""Print the README's results table from results/*/summary.json (run from the repo root)."""
+"""Print the README's results tables from the run folders' summary.json (run from the repo root)."""
 
 import json
 from pathlib import Path
 
 CORPORA = {"emodb": "EmoDB (10 speakers, 7 classes)", "ravdess": "RAVDESS (24 actors, 8 classes)",
            "emovo": "EMOVO (6 speakers, 7 classes)"}  # fmt: skip
+TARGETS = {"emodb": 85, "ravdess": 70, "emovo": 50}
+SYSTEMS = {
+    "eGeMAPS + SVM": "results/{}-egemaps-svm",
+    "default network": "results/{}",
+    "+ prosody stream": "results/accuracy/{}-prosody",
+    "prosody network + SVM (posterior mean)": "results/accuracy/{}-prosody-svm",
+}
 
 
-def cell(summary: dict | None, key: str) -> str:
-    if summary is None:
+def cell(folder: str) -> str:
+    path = Path(folder) / "summary.json"
+    if not path.exists():
         return "not run"
-    done = (
-        f" ({len(summary['folds'])}/{summary['n_folds']} folds)"
-        if len(summary["folds"]) < summary["n_folds"]
-        else ""
-    )
-    return f"{100 * summary['mean'][key]:.1f} +- {100 * summary['std'][key]:.1f}{done}"
+    s = json.loads(path.read_text())
+    done = "" if len(s["folds"]) == s["n_folds"] else f" ({len(s['folds'])}/{s['n_folds']} folds)"
+    ua, wa = (f"{100 * s['mean'][k]:.1f} +- {100 * s['std'][k]:.1f}" for k in ("ua", "wa"))
+    return f"{ua} / {wa}{done}"
 
 
-def load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-print("| corpus, speaker-independent folds | system | UA % | WA % | training time |")
-print("| --- | --- | ---: | ---: | ---: |")
+print(f"| corpus | {' | '.join(SYSTEMS)} | target UA |")
+print(f"| --- |{' ---: |' * len(SYSTEMS)} ---: |")
 for name, title in CORPORA.items():
-    for system, folder in (
-        ("emofuse (default model)", name),
-        ("eGeMAPS + SVM", f"{name}-egemaps-svm"),
-    ):
-        summary = load(Path("results") / folder / "summary.json")
-        seconds = f"{summary['train_seconds'] / 60:.1f} min" if summary else ""
-        print(f"| {title} | {system} | {cell(summary, 'ua')} | {cell(summary, 'wa')} | {seconds} |")
+    cells = " | ".join(cell(folder.format(name)) for folder in SYSTEMS.values())
+    print(f"| {title}, UA / WA % | {cells} | {TARGETS[name]} |")
 
-loco = load(Path("results/loco/summary.json"))
-if loco:
+loco = Path("results/loco/summary.json")
+if loco.exists():
     print()
     print(
         "| held-out corpus (trained on the other two, task bundled7) | UA % | WA % | macro-F1 % |"
     )
     print("| --- | ---: | ---: | ---: |")
-    for fold in loco["folds"]:
+    for fold in json.loads(loco.read_text())["folds"]:
         corpus = fold["name"].removeprefix("corpus-")
         ua, wa, f1 = (100 * fold[k] for k in ("ua", "wa", "macro_f1"))
         print(f"| {corpus} | {ua:.1f} | {wa:.1f} | {f1:.1f} |")
