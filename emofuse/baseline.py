@@ -79,7 +79,7 @@ def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dic
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from emofuse.crossval import fold_record
+    from emofuse.crossval import fold_record, rounded
 
     began = time.perf_counter()
     fold = experiment.folds[index]
@@ -123,5 +123,5 @@ def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dic
         probabilities = np.zeros((len(x_test), task.num_classes))
         probabilities[:, calibrated.classes_] = calibrated.predict_proba(x_test)
         for prediction, probs in zip(record["predictions"], probabilities, strict=True):
-            prediction["probabilities"] = [round(float(p), 5) for p in probs]
+            prediction["probabilities"] = rounded(probs)
     return record

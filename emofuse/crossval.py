@@ -119,6 +119,27 @@ def _speakers(utts: Sequence[Utterance]) -> list[str]:
     return sorted({f"{u.corpus}:{u.speaker}" for u in utts})
 
 
+def rounded(probabilities: Sequence[float]) -> list[float]:
+    """Class probabilities as stored in result files (5 decimals)."""
+    return [round(float(p), 5) for p in probabilities]
+
+
+def score_posteriors(
+    posteriors: np.ndarray, labels: np.ndarray, ids: Sequence[str], n_classes: int
+) -> tuple[dict, list[dict]]:
+    """Metrics of the argmax decisions of ``posteriors`` (N, C) (WA, UA, macro-F1, confusion)
+    and the per-utterance prediction records."""
+    predicted = posteriors.argmax(axis=1)
+    metrics = summarize(labels, predicted, n_classes)
+    scores = {k: metrics[k] for k in ("wa", "ua", "macro_f1")}
+    scores["confusion"] = confusion_matrix(labels, predicted, n_classes).tolist()
+    predictions = [
+        {"id": uid, "label": int(y), "posteriors": rounded(probs)}
+        for uid, y, probs in zip(ids, np.asarray(labels).tolist(), posteriors, strict=True)
+    ]
+    return scores, predictions
+
+
 def fold_record(
     experiment: Experiment,
     index: int,
@@ -131,8 +152,7 @@ def fold_record(
     """The result record of fold ``index`` (any system): speakers, metrics, predictions."""
     fold = experiment.folds[index]
     train = fold.train + experiment.extra_train
-    predicted = posteriors.argmax(axis=1)
-    metrics = summarize(labels, predicted, experiment.task.num_classes)
+    scores, predictions = score_posteriors(posteriors, labels, ids, experiment.task.num_classes)
     return {
         "fold": index,
         "system": system,
@@ -145,13 +165,9 @@ def fold_record(
         "n_train": len(train),
         "n_val": len(fold.val),
         "n_test": len(fold.test),
-        **{k: metrics[k] for k in ("wa", "ua", "macro_f1")},
-        "confusion": confusion_matrix(labels, predicted, experiment.task.num_classes).tolist(),
+        **scores,
         **details,
-        "predictions": [
-            {"id": uid, "label": int(y), "posteriors": [round(float(p), 5) for p in probs]}
-            for uid, y, probs in zip(ids, labels.tolist(), posteriors, strict=True)
-        ],
+        "predictions": predictions,
     }
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emofuse.crossval import machine_description, summarize_folds, write_json
-from emofuse.metrics import confusion_matrix, summarize
+from emofuse.crossval import machine_description, score_posteriors, summarize_folds, write_json
 
 __all__ = ["load_run", "ensemble_crossval"]
 
@@ -91,8 +90,8 @@ def _fold_record(fold: int, members: list[dict], weights: np.ndarray, n_classes:
         for w, r in zip(weights, members, strict=True)
     )  # (n_test, n_classes)
     labels = np.array([p["label"] for p in first["predictions"]])
-    predicted = posteriors.argmax(axis=1)
-    metrics = summarize(labels, predicted, n_classes)
+    ids = [p["id"] for p in first["predictions"]]
+    scores, predictions = score_posteriors(posteriors, labels, ids, n_classes)
     return {
         "fold": fold,
         "system": SYSTEM,
@@ -101,16 +100,12 @@ def _fold_record(fold: int, members: list[dict], weights: np.ndarray, n_classes:
         "speaker_overlap": any(r["speaker_overlap"] for r in members),
         "test_speakers": first["test_speakers"],
         "n_test": first["n_test"],
-        **{k: metrics[k] for k in ("wa", "ua", "macro_f1")},
-        "confusion": confusion_matrix(labels, predicted, n_classes).tolist(),
+        **scores,
         "member_ua": [r["ua"] for r in members],
         "best_epoch": None,
         "val_ua": None,
         "train_seconds": float(sum(r["train_seconds"] for r in members)),
-        "predictions": [
-            {"id": p["id"], "label": int(y), "posteriors": [round(float(v), 5) for v in probs]}
-            for p, y, probs in zip(first["predictions"], labels, posteriors, strict=True)
-        ],
+        "predictions": predictions,
     }
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from emofuse.prosody import N_PROSODY, Prosody
-from emofuse.spectrum import power_spectrogram
+from emofuse.spectrum import frame_lengths, power_spectrogram
 
 __all__ = [
     "FeatureConfig",
@@ -81,6 +81,13 @@ class FeatureConfig:
     def n_rows(self) -> int:
         """Feature rows per frame: MFCC, then log-Mel, then the prosody rows if enabled."""
         return self.n_mfcc + self.n_mels + (N_PROSODY if self.prosody else 0)
+
+    @property
+    def stream_rows(self) -> tuple[slice, slice, slice | None]:
+        """Rows of each stream in the stacked features: MFCC, log-Mel, prosody (None if off)."""
+        m, n = self.n_mfcc, self.n_mels
+        prosody = slice(m + n, m + n + N_PROSODY) if self.prosody else None
+        return slice(0, m), slice(m, m + n), prosody
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureConfig:
@@ -141,11 +148,6 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
     """Orthonormal DCT-II basis (n_mfcc, n_mels), from ``scipy.fft.dct``."""
     basis = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)
     return basis[:n_mfcc].astype(np.float32)
-
-
-def frame_lengths(lengths: Tensor, hop_length: int) -> Tensor:
-    """Number of centred frames for each sample count: ``1 + samples // hop``."""
-    return 1 + torch.div(lengths, hop_length, rounding_mode="floor")
 
 
 class LogMel(nn.Module):

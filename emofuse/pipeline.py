@@ -8,6 +8,7 @@ and the weights (normalisation statistics included); :func:`load_pipeline` reads
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -69,17 +70,14 @@ class EmotionPipeline(nn.Module):
         self.prosody_norm = FeatureNormalizer(N_PROSODY) if feature_config.prosody else None
         self.net = EmotionNet(model_config)
 
-    def _row_slices(self) -> list[tuple[FeatureNormalizer | None, slice]]:
-        m, n = self.feature_config.n_mfcc, self.feature_config.n_mels
-        return [
-            (self.mfcc_norm, slice(0, m)),
-            (self.logmel_norm, slice(m, m + n)),
-            (self.prosody_norm, slice(m + n, m + n + N_PROSODY)),
-        ]
+    def _streams(self) -> Iterator[tuple[FeatureNormalizer | None, slice | None]]:
+        """(normaliser or None, its rows in the stacked features) for MFCC, log-Mel, prosody."""
+        norms = (self.mfcc_norm, self.logmel_norm, self.prosody_norm)
+        return zip(norms, self.feature_config.stream_rows, strict=True)
 
     def fit_normalizers(self, sums: Tensor, squares: Tensor, count: int) -> None:
         """Set every stream's statistics from per-row sums and squares (n_rows,) over frames."""
-        for norm, rows in self._row_slices():
+        for norm, rows in self._streams():
             if norm is not None:
                 norm.fit(sums[rows], squares[rows], count)
 
@@ -90,7 +88,7 @@ class EmotionPipeline(nn.Module):
         """
         mfcc, logmel, prosody = (
             None if norm is None else norm(features[:, rows], frames)  # zero past each length
-            for norm, rows in self._row_slices()
+            for norm, rows in self._streams()
         )
         return self.net(mfcc, logmel, frames, prosody=prosody)
 

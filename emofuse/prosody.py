@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from emofuse.spectrum import power_spectrogram
+from emofuse.spectrum import frame_lengths, power_spectrogram
 
 __all__ = ["Prosody", "N_PROSODY"]
 
@@ -95,8 +95,9 @@ class Prosody(nn.Module):
         score = normalised - self.octave_cost[None, :, None]  # (B, L, T)
         best = score.argmax(dim=1)  # (B, T)
         peak = normalised.gather(1, best[:, None]).squeeze(1).clamp(0.0, 1.0)  # (B, T)
-        voiced = (peak >= VOICING_THRESHOLD) & (energy_db > SILENCE_DB)
-        voicing = torch.where(energy_db > SILENCE_DB, peak, torch.zeros_like(peak))
+        sounding = energy_db > SILENCE_DB  # (B, T)
+        voiced = (peak >= VOICING_THRESHOLD) & sounding
+        voicing = torch.where(sounding, peak, torch.zeros_like(peak))
         pitch = torch.where(voiced, self.semitones[best], torch.zeros_like(peak))
         rows = torch.stack([energy_db, pitch, voicing], dim=1)  # (B, 3, T)
-        return rows, 1 + torch.div(lengths, self.hop_length, rounding_mode="floor")
+        return rows, frame_lengths(lengths, self.hop_length)

@@ -1,11 +1,11 @@
-"""The centred power spectrogram that every feature stream starts from."""
+"""The centred power spectrogram that every feature stream starts from, and its frame count."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["power_spectrogram"]
+__all__ = ["frame_lengths", "power_spectrogram"]
 
 
 def power_spectrogram(waveforms: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
@@ -26,3 +26,8 @@ def power_spectrogram(waveforms: Tensor, n_fft: int, hop_length: int, window: Te
         return_complex=True,
     )
     return spec.real.square() + spec.imag.square()
+
+
+def frame_lengths(lengths: Tensor, hop_length: int) -> Tensor:
+    """Number of centred frames for each sample count: ``1 + samples // hop``."""
+    return 1 + torch.div(lengths, hop_length, rounding_mode="floor")

@@ -86,17 +86,19 @@ class CrossAttentionFusion(nn.Module):
         self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, c: torch.Tensor | None = None
     ) -> torch.Tensor:
         _check_streams(self.n_streams, c)
-        padding = ~mask  # (B, T) True on padded frames
-        if c is None:
-            a_att = self.mfcc_to_logmel(a, b, padding)  # (B, T, D): MFCC queries, log-Mel keys
-            b_att = self.logmel_to_mfcc(b, a, padding)  # (B, T, D): log-Mel queries, MFCC keys
-            fused = torch.cat([a_att, b_att], dim=-1)  # (B, T, 2D)
-        else:
-            pad2 = torch.cat([padding, padding], dim=1)  # (B, 2T): keys of two streams
-            a_att = self.mfcc_to_logmel(a, torch.cat([b, c], dim=1), pad2)  # (B, T, D)
-            b_att = self.logmel_to_mfcc(b, torch.cat([a, c], dim=1), pad2)  # (B, T, D)
-            c_att = self.prosody_to_spectral(c, torch.cat([a, b], dim=1), pad2)  # (B, T, D)
-            fused = torch.cat([a_att, b_att, c_att], dim=-1)  # (B, T, 3D)
+        streams = [a, b] if c is None else [a, b, c]  # (B, T, D) each
+        attend = [self.mfcc_to_logmel, self.logmel_to_mfcc]
+        if c is not None:
+            attend.append(self.prosody_to_spectral)
+        # Keys: the frames of every other stream, concatenated in time, with their padding.
+        padding = torch.cat([~mask] * (len(streams) - 1), dim=1)  # (B, (n - 1) T)
+        fused = torch.cat(
+            [
+                attention(query, torch.cat(streams[:i] + streams[i + 1 :], dim=1), padding)
+                for i, (query, attention) in enumerate(zip(streams, attend, strict=True))
+            ],
+            dim=-1,
+        )  # (B, T, n_streams * D)
         return fused * mask.unsqueeze(-1)  # (B, T, n_streams * D), padded frames zero
 
 
