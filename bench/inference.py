@@ -4,7 +4,7 @@ Three measurements on CPU, with voice-like audio from :func:`emofuse.testing.syn
 
 1. **Latency**: ``EmotionRecognizer.predict(array, sample_rate=16000)`` on a 3 s and a 10 s clip,
    torch backend vs onnxruntime backend (the model exported once with
-   :func:`emofuse.export.export_onnx`), at 1 and 2 threads, timed in alternating rounds.
+   :func:`emofuse.inference.onnx.export_onnx`), at 1 and 2 threads, timed in alternating rounds.
 2. **Throughput**: ``EmotionRecognizer.predict_many`` over a folder of 3 s FLAC files (decoding
    included), both backends, batch sizes 16 and 64, 2 threads; files per second.
 3. **Memory**: peak RSS of a separate process that iterates ``EmotionRecognizer.timeline`` over
@@ -55,7 +55,7 @@ LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 300  # the timeline file
 LONG_CHUNK_SECONDS = 60  # written chunk by chunk, so the generator stays small
 TIMELINE_THREADS = 1
 
-# the 7-class task (emofuse.labels); used only for the randomly initialised fallback model
+# the 7-class task (emofuse.corpora.labels); used only for the randomly initialised fallback model
 SEVEN_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 
 TARGET_RTF = 0.005  # faster backend, 1 thread, 10 s clip
@@ -80,13 +80,13 @@ def memory():
 args = json.loads(sys.argv[1])
 import torch
 torch.set_num_threads(args["threads"])
-from emofuse.inference import EmotionRecognizer, TorchBackend
+from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 after_imports = memory()
 if args["backend"] == "onnx":
-    from emofuse.export import OnnxBackend
+    from emofuse.inference.onnx import OnnxBackend
     recognizer = EmotionRecognizer(OnnxBackend(args["onnx"], num_threads=args["threads"]))
 else:
-    from emofuse.pipeline import load_pipeline
+    from emofuse.pipeline.pipeline import load_pipeline
     recognizer = EmotionRecognizer(TorchBackend(load_pipeline(args["model"]), device="cpu"))
 after_load = memory()
 began = time.perf_counter()
@@ -108,7 +108,7 @@ print(json.dumps({"after_imports": after_imports, "after_load": after_load, "pea
 
 def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
     """The pipeline to benchmark and a description of where it came from."""
-    from emofuse.pipeline import ModelFileError, load_bundled_pipeline, load_pipeline
+    from emofuse.pipeline.pipeline import ModelFileError, load_bundled_pipeline, load_pipeline
 
     if model is not None:
         pipeline = load_pipeline(model)
@@ -134,9 +134,9 @@ def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
 
 def random_default_pipeline(seed: int = 0) -> torch.nn.Module:
     """Default FeatureConfig and ModelConfig, 7 classes, statistics as emofuse.testing sets."""
-    from emofuse.features import FeatureConfig
+    from emofuse.signal.transforms import FeatureConfig
     from emofuse.model import ModelConfig
-    from emofuse.pipeline import EmotionPipeline
+    from emofuse.pipeline.pipeline import EmotionPipeline
 
     torch.manual_seed(seed)
     config = ModelConfig(n_classes=len(SEVEN_LABELS))
@@ -316,7 +316,7 @@ def run_timeline(backend: str, audio: Path, model: Path, onnx: Path) -> dict:
 
 def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: bool) -> dict:
     """Peak RSS of timeline() over a long file, per backend; the long file is deleted after."""
-    from emofuse.pipeline import save_pipeline
+    from emofuse.pipeline.pipeline import save_pipeline
 
     seconds = QUICK_LONG_SECONDS if quick else LONG_SECONDS
     model = workdir / "model.pt"
@@ -363,8 +363,8 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
 
 def run(model: str | None = None, quick: bool = False) -> dict:
     """All three measurements; returns the results dict."""
-    from emofuse.export import OnnxBackend, export_onnx
-    from emofuse.inference import EmotionRecognizer, TorchBackend
+    from emofuse.inference.onnx import OnnxBackend, export_onnx
+    from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 
     began = time.perf_counter()
     load_before = common.load_average()

@@ -3,8 +3,8 @@
 Systems, batch 1, one clip of synthetic speech-like audio at 16 kHz, 3 s and 10 s, at 1 and
 2 torch threads, timed in alternating rounds so background load hits all of them alike:
 
-- ``emofuse_features``: :class:`emofuse.features.FeatureExtractor` alone (MFCC + log-Mel).
-- ``emofuse_pipeline``: :class:`emofuse.pipeline.EmotionPipeline`, default ``FeatureConfig`` and
+- ``emofuse_features``: :class:`emofuse.signal.transforms.FeatureExtractor` alone (MFCC + log-Mel).
+- ``emofuse_pipeline``: :class:`emofuse.pipeline.pipeline.EmotionPipeline`, default ``FeatureConfig`` and
   ``ModelConfig``, eval mode, ``torch.inference_mode`` (waveform -> logits).
 - ``egemaps``: openSMILE eGeMAPSv02 functionals, ``Smile.process_signal``; single-threaded
   whatever torch's thread count is.
@@ -65,9 +65,9 @@ def build_models() -> dict:
     import opensmile
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from emofuse.features import FeatureConfig
+    from emofuse.signal.transforms import FeatureConfig
     from emofuse.model import ModelConfig
-    from emofuse.pipeline import EmotionPipeline
+    from emofuse.pipeline.pipeline import EmotionPipeline
 
     pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(), LABELS).eval()
     smile = opensmile.Smile(

@@ -1,12 +1,12 @@
 """CPU training and evaluation throughput of the default model, and feature caching speed.
 
-- Training: ``emofuse.train.train_one_epoch`` (random 3 s crops, default ``TrainConfig``
+- Training: ``emofuse.training.train.train_one_epoch`` (random 3 s crops, default ``TrainConfig``
   augmentation, class-weighted loss, forward + backward + gradient clipping + AdamW step) over
-  a synthetic :class:`emofuse.data.FeatureSet` of raw features ``(104, 300)``, batches of 32;
+  a synthetic :class:`emofuse.training.batches.FeatureSet` of raw features ``(104, 300)``, batches of 32;
   3 s clips per second at 2 and 1 torch threads.
-- Evaluation: ``emofuse.train.predict_posteriors`` (one 3 s window per clip, batches of 64);
+- Evaluation: ``emofuse.training.train.predict_posteriors`` (one 3 s window per clip, batches of 64);
   clips per second.
-- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.cache.FeatureCache.get_many``
+- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.pipeline.cache.FeatureCache.get_many``
   into a temporary cache folder, decode + extract + write (cold) and read back (warm); files/s
   and audio seconds/s. The audio files are read once beforehand so the OS page cache is warm
   for every timed pass.
@@ -46,7 +46,7 @@ QUICK = {"train_clips": 64, "train_repeats": 1, "eval_clips": 64, "eval_repeats"
 def synthetic_features(n_clips: int, *, seed: int = 0, n_classes: int = len(LABELS)):
     """A FeatureSet of ``n_clips`` raw-feature tensors (40 MFCC + 64 log-Mel, 300 frames), with
     value ranges like real raw features (c0 large and negative, log-Mel around -6)."""
-    from emofuse.data import FeatureSet
+    from emofuse.training.batches import FeatureSet
 
     rng = np.random.default_rng(seed)
     arrays = []
@@ -60,9 +60,9 @@ def synthetic_features(n_clips: int, *, seed: int = 0, n_classes: int = len(LABE
 
 
 def _new_pipeline(data):
-    from emofuse.features import FeatureConfig
+    from emofuse.signal.transforms import FeatureConfig
     from emofuse.model import ModelConfig
-    from emofuse.pipeline import EmotionPipeline
+    from emofuse.pipeline.pipeline import EmotionPipeline
 
     pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(), LABELS)
     pipeline.fit_normalizers(*data.moments())
@@ -72,7 +72,7 @@ def _new_pipeline(data):
 def measure_training(n_clips: int, repeats: int, threads: int) -> dict:
     """Time ``train_one_epoch`` over ``n_clips`` synthetic clips, ``repeats`` epochs."""
     from emofuse.config import TrainConfig
-    from emofuse.train import _class_weights, train_one_epoch
+    from emofuse.training.train import _class_weights, train_one_epoch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -109,7 +109,7 @@ def measure_training(n_clips: int, repeats: int, threads: int) -> dict:
 def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
     """Time ``predict_posteriors`` over ``n_clips`` synthetic 3 s clips."""
     from emofuse.config import TrainConfig
-    from emofuse.train import predict_posteriors
+    from emofuse.training.train import predict_posteriors
 
     torch.set_num_threads(threads)
     config = TrainConfig(device="cpu")
@@ -135,10 +135,10 @@ def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
 
 def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     """Cold (decode + extract + write) and warm (read) ``FeatureCache.get_many`` on EmoDB."""
-    from emofuse.audio import audio_duration
-    from emofuse.cache import FeatureCache
+    from emofuse.signal.audio import audio_duration
+    from emofuse.pipeline.cache import FeatureCache
     from emofuse.corpora import emodb
-    from emofuse.features import FeatureConfig
+    from emofuse.signal.transforms import FeatureConfig
 
     torch.set_num_threads(threads)
     paths = [u.path for u in emodb.prepare(root)][:max_files]

@@ -43,9 +43,9 @@ def cmd_model_summary(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     import torch
 
-    from emofuse.audio import load_audio
+    from emofuse.signal.audio import load_audio
     from emofuse.config import load_config
-    from emofuse.features import FeatureExtractor
+    from emofuse.signal.transforms import FeatureExtractor
 
     config = load_config(args.config).features
     extract = FeatureExtractor(config)
@@ -63,7 +63,7 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 def cmd_corpus_info(args: argparse.Namespace) -> None:
     from emofuse.corpora import describe, load_corpus
-    from emofuse.labels import apply_task
+    from emofuse.corpora.labels import apply_task
 
     utterances = load_corpus(args.corpus, args.root)
     print(describe(utterances))
@@ -75,7 +75,7 @@ def cmd_corpus_info(args: argparse.Namespace) -> None:
 
 
 def cmd_crossval(args: argparse.Namespace) -> None:
-    from emofuse.crossval import run_crossval
+    from emofuse.experiments.crossval import run_crossval
 
     try:
         folds = [int(f) for f in args.folds.split(",")] if args.folds else None
@@ -118,7 +118,7 @@ def _corpus_specs(names: Sequence[str], root_dir: str | None, roots: Sequence[st
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from emofuse.compare import SYSTEMS, run_compare
+    from emofuse.experiments.compare import SYSTEMS, run_compare
     from emofuse.config import load_config
 
     if args.seeds < 1:
@@ -134,7 +134,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
-    from emofuse.ensemble import ensemble_crossval
+    from emofuse.experiments.ensemble import ensemble_crossval
 
     summary = ensemble_crossval(args.runs, args.out, weights=args.weights)
     m, s = summary["mean"], summary["std"]
@@ -147,7 +147,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from emofuse.final import train_final
+    from emofuse.experiments.deployable import train_final
 
     report = train_final(_config_with_overrides(args), args.out, cache_dir=args.cache)
     print(
@@ -160,8 +160,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Print the emotion (or ``--timeline``) of each file; 1 if any file failed."""
-    from emofuse.audio import AudioError
-    from emofuse.inference import EmotionRecognizer, find_audio
+    from emofuse.signal.audio import AudioError
+    from emofuse.inference.recognizer import EmotionRecognizer, find_audio
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
@@ -248,8 +248,8 @@ def _print_rows(rows: list[dict], labels: Sequence[str], fmt: str, keys: list[st
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from emofuse.export import export_onnx, sidecar_path
-    from emofuse.pipeline import load_bundled_pipeline, load_pipeline
+    from emofuse.inference.onnx import export_onnx, sidecar_path
+    from emofuse.pipeline.pipeline import load_bundled_pipeline, load_pipeline
 
     pipeline = load_pipeline(args.model) if args.model else load_bundled_pipeline()
     path = export_onnx(pipeline, args.onnx)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from emofuse.features import FeatureConfig
+from emofuse.signal.transforms import FeatureConfig
 from emofuse.model import ModelConfig
 
 __all__ = [

@@ -63,7 +63,7 @@ def plot_learning_curves(records: Sequence[dict], path: str | os.PathLike) -> No
 def plot_timeline(segments: Sequence, labels: Sequence[str], path: str | os.PathLike) -> None:
     """Probability of each label over time, silent segments shaded grey.
 
-    ``segments``: :class:`emofuse.inference.Segment` objects, contiguous and in order.
+    ``segments``: :class:`emofuse.inference.recognizer.Segment` objects, contiguous and in order.
     """
     if not segments:
         raise ValueError("no segments to plot")

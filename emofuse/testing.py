@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emofuse.features import FeatureConfig
+from emofuse.signal.transforms import FeatureConfig
 from emofuse.model import ModelConfig
-from emofuse.pipeline import EmotionPipeline, save_pipeline
+from emofuse.pipeline.pipeline import EmotionPipeline, save_pipeline
 
 __all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voice"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emofuse.audio import AudioError, audio_duration, iter_blocks, load_audio
+from emofuse.signal.audio import AudioError, audio_duration, iter_blocks, load_audio
 
 
 def tone(seconds: float, rate: int, freq: float = 440.0) -> np.ndarray:

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
-from emofuse.crossval import prepare_experiment, run_crossval
+from emofuse.experiments.crossval import prepare_experiment, run_crossval
 
 pytest.importorskip(
     "opensmile", reason="the baseline needs opensmile (pip install emofuse[baseline])"
 )
 pytest.importorskip("sklearn", reason="the baseline needs scikit-learn")
 
-from emofuse.baseline import egemaps_features  # noqa: E402
+from emofuse.experiments.baseline import egemaps_features  # noqa: E402
 
 SPEAKERS = ("03", "08", "10", "11")
 STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in "WFTN" for v in (1, 2))
@@ -40,7 +40,7 @@ def test_functionals_are_88_and_cached(root, tmp_path, monkeypatch):
     utterances = prepare_experiment(_config(root)).utterances
     first = egemaps_features(utterances[:3], tmp_path)
     assert all(v.shape == (88,) and np.isfinite(v).all() for v in first.values())
-    monkeypatch.setattr("emofuse.baseline._smile", lambda: pytest.fail("cache miss"))
+    monkeypatch.setattr("emofuse.experiments.baseline._smile", lambda: pytest.fail("cache miss"))
     again = egemaps_features(utterances[:3], tmp_path)
     for key, values in first.items():
         np.testing.assert_array_equal(again[key], values)

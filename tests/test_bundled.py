@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emofuse.inference import EmotionRecognizer
-from emofuse.labels import get_task
-from emofuse.pipeline import load_bundled_pipeline
+from emofuse.inference.recognizer import EmotionRecognizer
+from emofuse.corpora.labels import get_task
+from emofuse.pipeline.pipeline import load_bundled_pipeline
 
 PRETRAINED = resources.files("emofuse") / "pretrained"
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))

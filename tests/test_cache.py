@@ -1,4 +1,4 @@
-"""Tests of emofuse.cache: hits skip decoding, stale entries are never read, atomic writes."""
+"""Tests of emofuse.pipeline.cache: hits skip decoding, stale entries are never read, atomic writes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 import torch
 
-import emofuse.cache
-from emofuse.audio import load_audio
-from emofuse.cache import FeatureCache, default_cache_dir
-from emofuse.features import FeatureConfig, FeatureExtractor
+import emofuse.pipeline.cache
+from emofuse.signal.audio import load_audio
+from emofuse.pipeline.cache import FeatureCache, default_cache_dir
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 
 SR = 16000
 
@@ -37,7 +37,7 @@ def count_decodes(monkeypatch):
         calls.append(path)
         return load_audio(path, sample_rate)
 
-    monkeypatch.setattr(emofuse.cache, "load_audio", counting)
+    monkeypatch.setattr(emofuse.pipeline.cache, "load_audio", counting)
     return calls
 
 
@@ -63,7 +63,7 @@ def test_miss_computes_and_stores_then_hit_does_not_decode(tmp_path, clip, monke
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cache hit decoded the audio")
 
-    monkeypatch.setattr(emofuse.cache, "load_audio", no_decoding)
+    monkeypatch.setattr(emofuse.pipeline.cache, "load_audio", no_decoding)
     second = FeatureCache(FeatureConfig(), tmp_path / "cache").get(clip)  # a fresh object
     np.testing.assert_array_equal(second, first)
 
@@ -125,7 +125,7 @@ def test_writes_are_atomic(tmp_path, clip, monkeypatch):
         raise OSError("disk full")
 
     fresh = _write_tone(tmp_path / "fresh.wav", freq=700.0)
-    monkeypatch.setattr(emofuse.cache.np, "save", failing_save)
+    monkeypatch.setattr(emofuse.pipeline.cache.np, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
         cache.get(fresh)
     assert not cache.entry(fresh).exists()

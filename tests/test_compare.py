@@ -9,9 +9,9 @@ import shutil
 import fake_corpora
 import pytest
 
-import emofuse.crossval
+import emofuse.experiments.crossval
 from emofuse.cli import main
-from emofuse.compare import (
+from emofuse.experiments.compare import (
     CLAIMS,
     SYSTEMS,
     bootstrap_interval,
@@ -148,7 +148,7 @@ def test_a_second_call_recomputes_nothing(compared, root_dir, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run was started again")
 
-    monkeypatch.setattr(emofuse.crossval, "run_crossval", refuse)
+    monkeypatch.setattr(emofuse.experiments.crossval, "run_crossval", refuse)
     again = run_compare(
         _base(), _corpora(root_dir), SYSTEM_LIST, SEEDS, out, cache_dir=cache, progress=False
     )
@@ -158,7 +158,7 @@ def test_a_second_call_recomputes_nothing(compared, root_dir, monkeypatch):
 
 def test_the_cli_resumes_the_same_comparison(compared, root_dir, tmp_path, monkeypatch, capsys):
     out, cache, table = compared
-    monkeypatch.setattr(emofuse.crossval, "run_fold", None)  # any training would fail
+    monkeypatch.setattr(emofuse.experiments.crossval, "run_fold", None)  # any training would fail
     config = tmp_path / "base.yaml"
     save_config(_base(), config)
     argv = ["compare", "--corpus", "emodb", "emovo", "--root-dir", str(root_dir),
@@ -176,14 +176,14 @@ def test_an_interrupted_run_finishes_only_its_missing_fold(compared, root_dir, t
     (copy / "emovo" / "no-multiscale" / "seed1" / "fold_02.json").unlink()
     (copy / "emovo" / "no-multiscale" / "seed1" / "summary.json").unlink()
     calls = []
-    real = emofuse.crossval.run_fold
+    real = emofuse.experiments.crossval.run_fold
 
     def counting(experiment, index, *args, **kwargs):
         calls.append((experiment.corpus, index))
         return real(experiment, index, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emofuse.crossval, "run_fold", counting)
+        patch.setattr(emofuse.experiments.crossval, "run_fold", counting)
         table = run_compare(
             _base(), _corpora(root_dir), SYSTEM_LIST, SEEDS, copy, cache_dir=cache, progress=False
         )

@@ -15,7 +15,7 @@ from emofuse.config import (
     load_config,
     save_config,
 )
-from emofuse.features import FeatureConfig
+from emofuse.signal.transforms import FeatureConfig
 from emofuse.model import ModelConfig
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import emofuse.corpora.base as base
 from emofuse.corpora import CORPORA, CorpusError, CorpusWarning, describe, load_corpus
-from emofuse.labels import apply_task, default_task
+from emofuse.corpora.labels import apply_task, default_task
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 

@@ -9,8 +9,8 @@ import fake_corpora
 import numpy as np
 import pytest
 
-import emofuse.cache
-import emofuse.crossval
+import emofuse.pipeline.cache
+import emofuse.experiments.crossval
 from emofuse.config import (
     CorpusSpec,
     DataConfig,
@@ -18,8 +18,8 @@ from emofuse.config import (
     TrainConfig,
     load_config,
 )
-from emofuse.crossval import run_crossval
-from emofuse.labels import get_task
+from emofuse.experiments.crossval import run_crossval
+from emofuse.corpora.labels import get_task
 from emofuse.model import ModelConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -142,9 +142,9 @@ def test_fold_subset_and_no_recomputation(emodb_root, full_run, tmp_path, monkey
     _, _, _, cache = full_run  # features already cached
     config = _config(emodb_root, epochs=1)
     ran = []
-    original = emofuse.crossval.run_fold
+    original = emofuse.experiments.crossval.run_fold
     monkeypatch.setattr(
-        emofuse.crossval,
+        emofuse.experiments.crossval,
         "run_fold",
         lambda experiment, index, *a, **k: (
             ran.append(index) or original(experiment, index, *a, **k)
@@ -154,7 +154,7 @@ def test_fold_subset_and_no_recomputation(emodb_root, full_run, tmp_path, monkey
     def no_decoding(*args, **kwargs):
         raise AssertionError("cached features were decoded again")
 
-    monkeypatch.setattr(emofuse.cache, "load_audio", no_decoding)
+    monkeypatch.setattr(emofuse.pipeline.cache, "load_audio", no_decoding)
     summary = run_crossval(config, tmp_path, folds=[1], cache_dir=cache, progress=False)
     assert ran == [1]
     assert sorted(p.name for p in tmp_path.glob("fold_*.json")) == ["fold_01.json"]

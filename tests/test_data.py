@@ -1,4 +1,4 @@
-"""Tests of emofuse.data: padding, crops, evaluation windows and augmentation."""
+"""Tests of emofuse.training.batches: padding, crops, evaluation windows and augmentation."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from emofuse.data import Batch, FeatureSet, augment, pad_batch, random_crops, windows
-from emofuse.features import FeatureConfig, FeatureExtractor
+from emofuse.training.batches import Batch, FeatureSet, augment, pad_batch, random_crops, windows
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 
 N_MFCC, N_MELS = 4, 6
 

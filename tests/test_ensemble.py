@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from emofuse.cli import main
-from emofuse.crossval import write_json
-from emofuse.ensemble import ensemble_crossval, load_run
+from emofuse.experiments.crossval import write_json
+from emofuse.experiments.ensemble import ensemble_crossval, load_run
 
 LABELS = ["anger", "neutral"]
 # Two folds, four test utterances each: two per class.

@@ -13,16 +13,16 @@ import torch
 pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime (emofuse[onnx])")
 
 from emofuse.cli import main  # noqa: E402
-from emofuse.export import (  # noqa: E402
+from emofuse.inference.onnx import (  # noqa: E402
     OnnxBackend,
     OnnxModelError,
     _ExportGraph,
     export_onnx,
     sidecar_path,
 )
-from emofuse.features import FeatureConfig  # noqa: E402
+from emofuse.signal.transforms import FeatureConfig  # noqa: E402
 from emofuse.model import ModelConfig  # noqa: E402
-from emofuse.pipeline import EmotionPipeline, save_pipeline  # noqa: E402
+from emofuse.pipeline.pipeline import EmotionPipeline, save_pipeline  # noqa: E402
 from emofuse.testing import TINY_LABELS, synthetic_voice, tiny_pipeline  # noqa: E402
 
 TOLERANCE = 1e-4

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from emofuse.features import (
+from emofuse.signal.transforms import (
     MFCC,
     FeatureConfig,
     FeatureExtractor,

@@ -1,4 +1,4 @@
-"""Tests of emofuse.inference with tiny random-weight models: behaviour, not accuracy."""
+"""Tests of emofuse.inference.recognizer with tiny random-weight models: behaviour, not accuracy."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.audio import AudioError
-from emofuse.data import windows
-from emofuse.inference import EmotionRecognizer, TorchBackend, find_audio
-from emofuse.pipeline import ModelFileError, load_pipeline
+from emofuse.signal.audio import AudioError
+from emofuse.training.batches import windows
+from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend, find_audio
+from emofuse.pipeline.pipeline import ModelFileError, load_pipeline
 from emofuse.testing import save_tiny_pipeline, synthetic_voice, tiny_pipeline
 
 RATE = 16000
@@ -219,16 +219,16 @@ def test_load_errors(tmp_path):
 
 
 def test_onnx_backend_is_selected_through_the_interface(model_path, monkeypatch):
-    """A stand-in ``emofuse.export`` with the agreed ``OnnxBackend(path)`` interface."""
+    """A stand-in ``emofuse.inference.onnx`` with the agreed ``OnnxBackend(path)`` interface."""
     opened = []
 
     def fake_onnx_backend(path):
         opened.append(path)
         return TorchBackend(load_pipeline(model_path), device="cpu")
 
-    fake = types.ModuleType("emofuse.export")
+    fake = types.ModuleType("emofuse.inference.onnx")
     fake.OnnxBackend = fake_onnx_backend
-    monkeypatch.setitem(sys.modules, "emofuse.export", fake)
+    monkeypatch.setitem(sys.modules, "emofuse.inference.onnx", fake)
     recognizer = EmotionRecognizer.load("model.onnx", backend="onnx")
     assert opened == ["model.onnx"] and recognizer.labels == tiny_pipeline().labels
     assert recognizer.sample_rate == RATE

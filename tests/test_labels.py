@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emofuse.corpora.base import Utterance
-from emofuse.labels import (
+from emofuse.corpora.labels import (
     CANONICAL,
     TASKS,
     VOCABULARY,

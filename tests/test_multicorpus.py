@@ -8,11 +8,11 @@ import fake_corpora
 import pytest
 
 from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
-from emofuse.crossval import prepare_experiment, run_crossval
-from emofuse.final import train_final
+from emofuse.experiments.crossval import prepare_experiment, run_crossval
+from emofuse.experiments.deployable import train_final
 from emofuse.model import ModelConfig
-from emofuse.pipeline import load_pipeline
-from emofuse.splits import holdout_speakers, leave_one_corpus_out, make_folds, speaker_key
+from emofuse.pipeline.pipeline import load_pipeline
+from emofuse.experiments.splits import holdout_speakers, leave_one_corpus_out, make_folds, speaker_key
 
 SPEAKERS = ("03", "08", "10")
 STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in "WAFTN" for v in (1, 2))

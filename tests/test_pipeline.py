@@ -1,13 +1,13 @@
-"""Tests of emofuse.pipeline: waveform -> logits, and the model file format."""
+"""Tests of emofuse.pipeline.pipeline: waveform -> logits, and the model file format."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from emofuse.features import FeatureConfig, FeatureExtractor
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 from emofuse.model import ModelConfig
-from emofuse.pipeline import EmotionPipeline, ModelFileError, load_pipeline, save_pipeline
+from emofuse.pipeline.pipeline import EmotionPipeline, ModelFileError, load_pipeline, save_pipeline
 
 FEATURES = FeatureConfig(n_mfcc=8, n_mels=16)
 TINY = ModelConfig(

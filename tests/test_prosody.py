@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from emofuse.data import Batch, augment
-from emofuse.features import FeatureConfig, FeatureExtractor, LogMel
+from emofuse.training.batches import Batch, augment
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor, LogMel
 from emofuse.model import EmotionNet, ModelConfig
 from emofuse.model.blocks import lengths_to_mask
-from emofuse.pipeline import EmotionPipeline, load_pipeline, save_pipeline
-from emofuse.prosody import N_PROSODY, Prosody
+from emofuse.pipeline.pipeline import EmotionPipeline, load_pipeline, save_pipeline
+from emofuse.signal.prosody import N_PROSODY, Prosody
 from emofuse.testing import synthetic_voice, tiny_pipeline
 
 SR = 16000
@@ -186,7 +186,7 @@ def test_crossval_trains_and_tests_a_prosody_model(tmp_path):
     import fake_corpora
 
     from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
-    from emofuse.crossval import run_crossval
+    from emofuse.experiments.crossval import run_crossval
 
     for i, speaker in enumerate(("03", "08", "10")):
         for j, letter in enumerate("WLEAFTN"):

@@ -11,7 +11,7 @@ import pytest
 
 from emofuse.corpora import load_corpus
 from emofuse.corpora.base import Utterance
-from emofuse.splits import (
+from emofuse.experiments.splits import (
     default_protocol,
     leave_one_speaker_out,
     make_folds,

@@ -1,4 +1,4 @@
-"""Tests of emofuse.train: outputs of ``fit``, determinism, resuming, and that the model learns."""
+"""Tests of emofuse.training.train: outputs of ``fit``, determinism, resuming, and that the model learns."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import emofuse.train
+import emofuse.training.train
 from emofuse.config import ExperimentConfig, TrainConfig
-from emofuse.data import FeatureSet
-from emofuse.features import FeatureConfig, FeatureExtractor
+from emofuse.training.batches import FeatureSet
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 from emofuse.model import ModelConfig
-from emofuse.pipeline import load_pipeline
-from emofuse.train import BEST_MODEL, CHECKPOINT, evaluate, fit, predict_posteriors
+from emofuse.pipeline.pipeline import load_pipeline
+from emofuse.training.train import BEST_MODEL, CHECKPOINT, evaluate, fit, predict_posteriors
 
 N_MFCC, N_MELS = 8, 16
 LABELS = ["neutral", "happy", "sad"]
@@ -134,7 +134,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, data, monkeypatch
     full = fit(train, val, LABELS, config, tmp_path / "full", progress=False)
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(emofuse.train, "evaluate", _Interrupt(at=3))  # dies in epoch 2
+    monkeypatch.setattr(emofuse.training.train, "evaluate", _Interrupt(at=3))  # dies in epoch 2
     with pytest.raises(KeyboardInterrupt):
         fit(train, val, LABELS, config, out, progress=False)
     monkeypatch.undo()
@@ -143,9 +143,9 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, data, monkeypatch
     (out / f"{CHECKPOINT}.tmp").write_bytes(b"half a checkpoint")  # a save killed midway
 
     calls = []
-    original = emofuse.train.train_one_epoch
+    original = emofuse.training.train.train_one_epoch
     monkeypatch.setattr(
-        emofuse.train, "train_one_epoch", lambda *a, **k: calls.append(1) or original(*a, **k)
+        emofuse.training.train, "train_one_epoch", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     resumed = fit(train, val, LABELS, config, out, resume=True, progress=False)
     assert len(calls) == 2  # epochs 2 and 3 only
@@ -175,7 +175,7 @@ def test_resume_on_cuda(tmp_path, data, monkeypatch):
     """The checkpoint's RNG states are CPU tensors even when training runs on the GPU."""
     train, val, _ = data
     config = _config(epochs=2, device="cuda")
-    monkeypatch.setattr(emofuse.train, "evaluate", _Interrupt(at=2))
+    monkeypatch.setattr(emofuse.training.train, "evaluate", _Interrupt(at=2))
     with pytest.raises(KeyboardInterrupt):
         fit(train, val, LABELS, config, tmp_path, progress=False)
     monkeypatch.undo()

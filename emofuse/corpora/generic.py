@@ -14,7 +14,7 @@ an empty label gives label ``None`` (unlabelled audio); other columns go to ``ex
     path,label,speaker,session
     clips/a.wav,happy,spk1,s1
 
-Labels (stripped, lower-cased) must be words of ``emofuse.labels.VOCABULARY``; an unknown
+Labels (stripped, lower-cased) must be words of ``emofuse.corpora.labels.VOCABULARY``; an unknown
 label raises ``CorpusError`` naming the folder, or the CSV file and line. Ids are paths
 relative to ``root`` (or to the CSV's folder) without the suffix; the raw label is kept in
 ``extras["code"]``. Gender is ``None`` unless the CSV gives it.
@@ -33,7 +33,7 @@ from emofuse.corpora.base import (
     find_audio,
     require_dir,
 )
-from emofuse.labels import VOCABULARY
+from emofuse.corpora.labels import VOCABULARY
 
 NAME = "generic"
 EXPECTED = "<root>/[<speaker>/]<label>/<name>.wav (or .flac), or a CSV with path,label,speaker"

@@ -35,7 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.model.blocks import lengths_to_mask, make_block
 from emofuse.model.fusion import make_fusion
-from emofuse.prosody import N_PROSODY
+from emofuse.signal.prosody import N_PROSODY
 
 __all__ = ["EmotionNet", "ModelConfig"]
 
@@ -67,7 +67,7 @@ class ModelConfig:
         branches: ``"both"``, ``"mfcc"`` or ``"logmel"``.
         temporal: ``"bilstm"`` or ``"none"`` (pool the fused sequence directly).
         prosody: a third, 1D-CNN stream over the 3 prosody rows (energy, pitch, voicing; see
-            :mod:`emofuse.prosody`), fused with the other two by the same fusion module.
+            :mod:`emofuse.signal.prosody`), fused with the other two by the same fusion module.
         prosody_channels: width of the prosody branch convolutions.
 
     >>> ModelConfig(fusion="concat").fusion

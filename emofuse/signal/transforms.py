@@ -23,8 +23,8 @@ import scipy.fft
 import torch
 from torch import Tensor, nn
 
-from emofuse.prosody import N_PROSODY, Prosody
-from emofuse.spectrum import frame_lengths, power_spectrogram
+from emofuse.signal.prosody import N_PROSODY, Prosody
+from emofuse.signal.functional import frame_lengths, power_spectrogram
 
 __all__ = [
     "FeatureConfig",
@@ -51,7 +51,7 @@ class FeatureConfig:
     f_max: float = 8000.0
     n_mfcc: int = 40
     log_offset: float = 1e-6
-    prosody: bool = False  # also energy, pitch and voicing rows (emofuse.prosody)
+    prosody: bool = False  # also energy, pitch and voicing rows (emofuse.signal.prosody)
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):

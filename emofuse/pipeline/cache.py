@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emofuse.audio import load_audio
-from emofuse.features import FeatureConfig, FeatureExtractor
+from emofuse.signal.audio import load_audio
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 
 __all__ = ["FeatureCache", "cached_array", "default_cache_dir", "file_key"]
 
@@ -58,7 +58,7 @@ def cached_array(entry: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
 
 class FeatureCache:
     """Raw features of whole files, ``(config.n_rows, frames)`` float32: MFCC rows first, then
-    log-Mel, then prosody (see :meth:`emofuse.features.FeatureExtractor.rows`)."""
+    log-Mel, then prosody (see :meth:`emofuse.signal.transforms.FeatureExtractor.rows`)."""
 
     def __init__(self, config: FeatureConfig, root: str | os.PathLike | None = None) -> None:
         self.config = config

@@ -2,7 +2,7 @@
 
 A *system* is the paper's network with its ablation switches set (``SYSTEMS``; configuration
 only, no forked model code) or the eGeMAPS + SVM baseline. ``run_compare`` runs, for every
-corpus, seed and system, :func:`emofuse.crossval.run_crossval` into
+corpus, seed and system, :func:`emofuse.experiments.crossval.run_crossval` into
 ``out_dir/<corpus>/<system>/seed<seed>/`` (resumable: finished folds are never recomputed, and
 a finished run is only read back), then writes ``out_dir/table.md`` and ``out_dir/table.json``:
 
@@ -481,7 +481,7 @@ def run_compare(
     the seed and the model's ablation switches. Runs go seed by seed, so an interrupted
     comparison has complete seeds first. Returns the table (as in ``table.json``).
     """
-    from emofuse.crossval import machine_description, run_crossval
+    from emofuse.experiments.crossval import machine_description, run_crossval
 
     systems = _check_systems(systems)
     corpora = list(corpora)

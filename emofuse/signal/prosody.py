@@ -1,8 +1,8 @@
 """Frame-wise prosody in torch: loudness, pitch and voicing, on the MFCC/log-Mel frame grid.
 
 ``Prosody`` maps padded waveforms ``(batch, samples)`` to ``(batch, 3, frames)``, with the same
-centred frames (``1 + samples // hop``) as :class:`emofuse.features.LogMel`, so
-:class:`emofuse.features.FeatureExtractor` stacks them under the MFCC and log-Mel rows:
+centred frames (``1 + samples // hop``) as :class:`emofuse.signal.transforms.LogMel`, so
+:class:`emofuse.signal.transforms.FeatureExtractor` stacks them under the MFCC and log-Mel rows:
 
 - row 0, **energy**: mean power of a 40 ms Hann-windowed frame in dB re full scale (a sine of
   amplitude 1 is -3 dB; digital silence -100 dB). Not normalised per utterance, so the
@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from emofuse.spectrum import frame_lengths, power_spectrogram
+from emofuse.signal.functional import frame_lengths, power_spectrogram
 
 __all__ = ["Prosody", "N_PROSODY"]
 

@@ -1,7 +1,7 @@
 """Ensembles of finished cross-validation runs: weighted means of their posteriors, fold by fold.
 
 ``ensemble_crossval`` reads the ``fold_XX.json`` records of several complete runs of
-:func:`emofuse.crossval.run_crossval` on the same corpus, task and folds (seeds of one recipe,
+:func:`emofuse.experiments.crossval.run_crossval` on the same corpus, task and folds (seeds of one recipe,
 or the network with the eGeMAPS + SVM baseline), averages each test utterance's posteriors (the
 SVM's calibrated probabilities) with fixed weights, and writes the ensemble's fold records,
 ``summary.json``, ``summary.md`` and ``confusion.png`` into ``out_dir``, in the same format as a
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emofuse.crossval import machine_description, score_posteriors, summarize_folds, write_json
+from emofuse.experiments.crossval import machine_description, score_posteriors, summarize_folds, write_json
 
 __all__ = ["load_run", "ensemble_crossval"]
 

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emofuse.cache import FeatureCache
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.config import ExperimentConfig, load_config, save_config
 from emofuse.corpora import Utterance, load_corpus
-from emofuse.data import FeatureSet
-from emofuse.labels import LabelTask, apply_task, default_task, get_task
+from emofuse.training.batches import FeatureSet
+from emofuse.corpora.labels import LabelTask, apply_task, default_task, get_task
 from emofuse.metrics import confusion_matrix, summarize
-from emofuse.splits import Fold, default_protocol, make_folds
-from emofuse.train import evaluate, fit
+from emofuse.experiments.splits import Fold, default_protocol, make_folds
+from emofuse.training.train import evaluate, fit
 
 SYSTEMS = ("emofuse", "egemaps-svm")
 
@@ -342,7 +342,7 @@ def _fold_runner(
     if system == "emofuse":
         features = load_features(utterances, config, cache_dir, progress)
         return lambda i: run_fold(experiment, i, features, config, out_dir, progress)
-    from emofuse.baseline import egemaps_features, run_svm_fold
+    from emofuse.experiments.baseline import egemaps_features, run_svm_fold
 
     functionals = egemaps_features(utterances, cache_dir, progress)
     return lambda i: run_svm_fold(experiment, i, functionals)

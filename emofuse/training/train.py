@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from emofuse.config import ExperimentConfig, TrainConfig
-from emofuse.data import FeatureSet, augment, pad_batch, random_crops, windows
+from emofuse.training.batches import FeatureSet, augment, pad_batch, random_crops, windows
 from emofuse.metrics import summarize
-from emofuse.pipeline import EmotionPipeline, save_pipeline
+from emofuse.pipeline.pipeline import EmotionPipeline, save_pipeline
 
 __all__ = [
     "FitResult",

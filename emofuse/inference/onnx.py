@@ -1,4 +1,4 @@
-"""ONNX export of a whole :class:`~emofuse.pipeline.EmotionPipeline`, and an onnxruntime backend.
+"""ONNX export of a whole :class:`~emofuse.pipeline.pipeline.EmotionPipeline`, and an onnxruntime backend.
 
 The exported graph takes ``waveform`` float32 ``(batch, samples)`` (zero-padded, as the torch
 pipeline expects) and ``lengths`` int64 ``(batch,)``, and returns ``probabilities`` float32
@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.model.net import POOL_FACTOR, BiLSTM
-from emofuse.pipeline import EmotionPipeline
+from emofuse.pipeline.pipeline import EmotionPipeline
 
 __all__ = ["export_onnx", "OnnxBackend", "OnnxModelError", "sidecar_path", "DEFAULT_OPSET"]
 

@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 from emofuse.config import ExperimentConfig, save_config
-from emofuse.crossval import feature_set, load_features, load_manifest, machine_description
-from emofuse.splits import holdout_speakers
-from emofuse.train import evaluate, fit
+from emofuse.experiments.crossval import feature_set, load_features, load_manifest, machine_description
+from emofuse.experiments.splits import holdout_speakers
+from emofuse.training.train import evaluate, fit
 
 __all__ = ["train_final"]
 

@@ -4,7 +4,7 @@ Per fold: functionals standardised with training-side statistics, an RBF SVM who
 are chosen by speaker-grouped inner cross-validation on the training-side speakers only
 (scored by UA, i.e. balanced accuracy), then refit on the whole training side. The fold
 records hold its decisions (one-hot posteriors) and, per prediction, Platt-scaled class
-``probabilities`` that :mod:`emofuse.ensemble` averages with the network's posteriors. The fold's
+``probabilities`` that :mod:`emofuse.experiments.ensemble` averages with the network's posteriors. The fold's
 validation speakers join the training side: the SVM needs no early stopping, and the test
 speakers stay unseen. Needs ``pip install 'emofuse[baseline]'`` (opensmile, scikit-learn),
 imported lazily.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emofuse.cache import cached_array, default_cache_dir, file_key
+from emofuse.pipeline.cache import cached_array, default_cache_dir, file_key
 from emofuse.corpora import Utterance
-from emofuse.splits import speaker_key
+from emofuse.experiments.splits import speaker_key
 
 __all__ = ["egemaps_features", "run_svm_fold", "C_GRID", "GAMMA_GRID"]
 
@@ -48,7 +48,7 @@ def egemaps_features(
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """88 eGeMAPSv02 functionals per utterance, keyed by path, cached on disk by file identity."""
-    from emofuse.audio import load_audio
+    from emofuse.signal.audio import load_audio
 
     folder = Path(cache_dir or default_cache_dir()) / "egemaps-v02"
     smile = None
@@ -79,7 +79,7 @@ def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dic
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from emofuse.crossval import fold_record, rounded
+    from emofuse.experiments.crossval import fold_record, rounded
 
     began = time.perf_counter()
     fold = experiment.folds[index]

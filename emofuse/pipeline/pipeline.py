@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from emofuse.features import FeatureConfig, FeatureExtractor, FeatureNormalizer
+from emofuse.signal.transforms import FeatureConfig, FeatureExtractor, FeatureNormalizer
 from emofuse.model import EmotionNet, ModelConfig
-from emofuse.prosody import N_PROSODY
+from emofuse.signal.prosody import N_PROSODY
 
 __all__ = [
     "EmotionPipeline",
@@ -84,7 +84,7 @@ class EmotionPipeline(nn.Module):
     def forward_features(self, features: Tensor, frames: Tensor) -> Tensor:
         """Raw stacked features (B, n_rows, T), frame lengths (B,) -> logits (B, C).
 
-        Rows as :meth:`emofuse.features.FeatureExtractor.rows` stacks them.
+        Rows as :meth:`emofuse.signal.transforms.FeatureExtractor.rows` stacks them.
         """
         mfcc, logmel, prosody = (
             None if norm is None else norm(features[:, rows], frames)  # zero past each length

@@ -1,14 +1,14 @@
 """Emotion of audio files and arrays with a trained model: the library behind ``emofuse predict``.
 
 Every input goes through the same steps, those of the training-time evaluation
-(:func:`emofuse.train.predict_posteriors`): the mono waveform is cut into 3 s windows every
+(:func:`emofuse.training.train.predict_posteriors`): the mono waveform is cut into 3 s windows every
 1.5 s (the last window ends at the end; a clip of at most 3 s is one window), each window's
 mean is subtracted (DC offset removed) and a window shorter than 0.5 s is tiled up to 0.5 s,
 and the window probabilities are averaged. A clip whose RMS is below ``silence_db`` dBFS is
 answered as silence (``label="silence"``, no probabilities) rather than given an emotion.
 
 The model sits behind :class:`Backend`: :class:`TorchBackend` runs an
-:class:`~emofuse.pipeline.EmotionPipeline`; ``emofuse.export.OnnxBackend`` runs an exported
+:class:`~emofuse.pipeline.pipeline.EmotionPipeline`; ``emofuse.inference.onnx.OnnxBackend`` runs an exported
 ONNX file.
 
 >>> import numpy as np
@@ -33,8 +33,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from emofuse.audio import AudioError, iter_blocks, load_audio, resample
-from emofuse.pipeline import EmotionPipeline, load_bundled_pipeline, load_pipeline
+from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
+from emofuse.pipeline.pipeline import EmotionPipeline, load_bundled_pipeline, load_pipeline
 
 __all__ = [
     "Backend",
@@ -69,7 +69,7 @@ class TorchBackend:
     """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present)."""
 
     def __init__(self, pipeline: EmotionPipeline, device: str = "auto") -> None:
-        from emofuse.train import resolve_device
+        from emofuse.training.train import resolve_device
 
         self.device = resolve_device(device)
         self.pipeline = pipeline.to(self.device).eval()
@@ -143,7 +143,7 @@ def _windows(
     """(start sample, samples (<= window,)) of windows over a stream of mono blocks.
 
     Windows start every ``hop`` samples from 0, plus one ending at the end if the last one
-    does not; a stream of at most ``window`` samples is one window (``emofuse.data.windows``).
+    does not; a stream of at most ``window`` samples is one window (``emofuse.training.batches.windows``).
     Only the last ``window`` samples are carried from one block to the next.
     """
     buffer, offset, start, covered = np.zeros(0, np.float32), 0, 0, 0
@@ -223,7 +223,7 @@ class EmotionRecognizer:
                 raise ValueError("backend 'onnx' needs the path of an exported .onnx file")
             if device != "auto":
                 raise ValueError("device applies to the torch backend only")
-            from emofuse.export import OnnxBackend
+            from emofuse.inference.onnx import OnnxBackend
 
             return cls(OnnxBackend(path), silence_db=silence_db)
         if backend != "torch":

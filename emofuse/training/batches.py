@@ -1,7 +1,7 @@
 """Cached features in memory, random training crops, evaluation windows and augmentation.
 
 Features of one utterance are one tensor ``(n_rows, frames)``: MFCC rows, log-Mel, then prosody
-(as :class:`emofuse.cache.FeatureCache` stores them). A batch is
+(as :class:`emofuse.pipeline.cache.FeatureCache` stores them). A batch is
 ``(features (B, F, T), frames (B,))``, zero-padded past each length.
 """
 
