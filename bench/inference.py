@@ -123,7 +123,7 @@ def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
                 "source": "random-default",
                 "path": None,
                 "note": "no bundled model installed: randomly initialised default-size "
-                "EmotionPipeline(FeatureConfig(), ModelConfig(n_classes=7)) with typical "
+                "default-config EmotionPipeline (MFCC + log-Mel streams, 7 classes) with typical "
                 "normalisation statistics; speed does not depend on the weights",
             }
     about["labels"] = list(pipeline.labels)
@@ -133,19 +133,18 @@ def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
 
 
 def random_default_pipeline(seed: int = 0) -> torch.nn.Module:
-    """Default FeatureConfig and ModelConfig, 7 classes, statistics as emofuse.testing sets."""
-    from emofuse.signal.transforms import FeatureConfig
-    from emofuse.model import ModelConfig
-    from emofuse.pipeline.pipeline import EmotionPipeline
+    """The default config's pipeline, 7 classes, statistics as emofuse.testing sets."""
+    from emofuse.config import ExperimentConfig
+    from emofuse.pipeline import pipeline_from_config
 
     torch.manual_seed(seed)
-    config = ModelConfig(n_classes=len(SEVEN_LABELS))
-    pipeline = EmotionPipeline(FeatureConfig(), config, SEVEN_LABELS)
+    pipeline = pipeline_from_config(ExperimentConfig(), SEVEN_LABELS)
+    norms = pipeline.normalizers
     with torch.no_grad():  # as emofuse.testing.tiny_pipeline: outputs are not degenerate
-        pipeline.mfcc_norm.mean.copy_(torch.linspace(-300, 0, config.n_mfcc))
-        pipeline.mfcc_norm.std.fill_(20.0)
-        pipeline.logmel_norm.mean.fill_(-6.0)
-        pipeline.logmel_norm.std.fill_(3.0)
+        norms["mfcc"].mean.copy_(torch.linspace(-300, 0, norms["mfcc"].mean.numel()))
+        norms["mfcc"].std.fill_(20.0)
+        norms["logmel"].mean.fill_(-6.0)
+        norms["logmel"].std.fill_(3.0)
     return pipeline.eval()
 
 

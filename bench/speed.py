@@ -3,9 +3,9 @@
 Systems, batch 1, one clip of synthetic speech-like audio at 16 kHz, 3 s and 10 s, at 1 and
 2 torch threads, timed in alternating rounds so background load hits all of them alike:
 
-- ``emofuse_features``: :class:`emofuse.signal.transforms.FeatureExtractor` alone (MFCC + log-Mel).
-- ``emofuse_pipeline``: :class:`emofuse.pipeline.pipeline.EmotionPipeline`, default ``FeatureConfig`` and
-  ``ModelConfig``, eval mode, ``torch.inference_mode`` (waveform -> logits).
+- ``emofuse_features``: the pipeline's stream front end alone (MFCC + log-Mel).
+- ``emofuse_pipeline``: :class:`emofuse.pipeline.EmotionPipeline` of the default config (streams and
+  model), eval mode, ``torch.inference_mode`` (waveform -> logits).
 - ``egemaps``: openSMILE eGeMAPSv02 functionals, ``Smile.process_signal``; single-threaded
   whatever torch's thread count is.
 - ``wav2vec2``: ``transformers.Wav2Vec2Model(Wav2Vec2Config())``, base-sized (about 94 M
@@ -65,11 +65,10 @@ def build_models() -> dict:
     import opensmile
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from emofuse.signal.transforms import FeatureConfig
-    from emofuse.model import ModelConfig
-    from emofuse.pipeline.pipeline import EmotionPipeline
+    from emofuse.config import ExperimentConfig
+    from emofuse.pipeline import pipeline_from_config
 
-    pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(), LABELS).eval()
+    pipeline = pipeline_from_config(ExperimentConfig(), LABELS).eval()
     smile = opensmile.Smile(
         feature_set=opensmile.FeatureSet.eGeMAPSv02,
         feature_level=opensmile.FeatureLevel.Functionals,
@@ -90,7 +89,7 @@ def system_calls(models: dict, wave: np.ndarray) -> dict[str, Callable[[], objec
 
     def features() -> object:
         with torch.inference_mode():
-            return pipeline.extractor(batch, lengths)
+            return pipeline.frontend(batch, lengths)
 
     def full() -> object:
         with torch.inference_mode():

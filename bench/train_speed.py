@@ -2,11 +2,14 @@
 
 - Training: ``emofuse.training.train.train_one_epoch`` (random 3 s crops, default ``TrainConfig``
   augmentation, class-weighted loss, forward + backward + gradient clipping + AdamW step) over
-  a synthetic :class:`emofuse.training.batches.FeatureSet` of raw features ``(104, 300)``, batches of 32;
+  a synthetic :class:`emofuse.training.batches.FeatureSet` (MFCC (40, 300) and log-Mel
+  (64, 300) raw frames), batches of 32;
   3 s clips per second at 2 and 1 torch threads.
-- Evaluation: ``emofuse.training.train.predict_posteriors`` (one 3 s window per clip, batches of 64);
+- Evaluation: ``emofuse.training.train.predict_posteriors`` (one 3 s window per clip,
+  batches of 64);
   clips per second.
-- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.pipeline.cache.FeatureCache.get_many``
+- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.pipeline.cache.StreamCache``
+  ``.get_many``
   into a temporary cache folder, decode + extract + write (cold) and read back (warm); files/s
   and audio seconds/s. The audio files are read once beforehand so the OS page cache is warm
   for every timed pass.
@@ -54,18 +57,18 @@ def synthetic_features(n_clips: int, *, seed: int = 0, n_classes: int = len(LABE
         mfcc = rng.normal(0.0, 5.0, (40, CLIP_FRAMES))
         mfcc[0] += -150.0
         logmel = rng.normal(-6.0, 2.5, (64, CLIP_FRAMES))
-        arrays.append(np.concatenate([mfcc, logmel]).astype(np.float32))
+        arrays.append({"mfcc": mfcc.astype(np.float32), "logmel": logmel.astype(np.float32)})
     labels = [i % n_classes for i in range(n_clips)]
-    return FeatureSet.from_arrays(arrays, labels, [f"clip{i:04d}" for i in range(n_clips)])
+    ids = [f"clip{i:04d}" for i in range(n_clips)]
+    return FeatureSet.from_arrays(arrays, labels, ids, {"mfcc": 100.0, "logmel": 100.0})
 
 
 def _new_pipeline(data):
-    from emofuse.signal.transforms import FeatureConfig
-    from emofuse.model import ModelConfig
-    from emofuse.pipeline.pipeline import EmotionPipeline
+    from emofuse.config import ExperimentConfig
+    from emofuse.pipeline import pipeline_from_config
 
-    pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(), LABELS)
-    pipeline.fit_normalizers(*data.moments())
+    pipeline = pipeline_from_config(ExperimentConfig(), LABELS)
+    pipeline.fit_normalizers(data.moments())
     return pipeline
 
 
@@ -108,18 +111,16 @@ def measure_training(n_clips: int, repeats: int, threads: int) -> dict:
 
 def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
     """Time ``predict_posteriors`` over ``n_clips`` synthetic 3 s clips."""
-    from emofuse.config import TrainConfig
     from emofuse.training.train import predict_posteriors
 
     torch.set_num_threads(threads)
-    config = TrainConfig(device="cpu")
     data = synthetic_features(n_clips, seed=2)
     pipeline = _new_pipeline(data).eval()
-    predict_posteriors(pipeline, synthetic_features(64, seed=3), config)  # warm-up
+    predict_posteriors(pipeline, synthetic_features(64, seed=3))  # warm-up
     seconds = []
     for _ in range(repeats):
         began = time.perf_counter()
-        predict_posteriors(pipeline, data, config)
+        predict_posteriors(pipeline, data)
         seconds.append(time.perf_counter() - began)
     median = statistics.median(seconds)
     return {
@@ -135,10 +136,10 @@ def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
 
 def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     """Cold (decode + extract + write) and warm (read) ``FeatureCache.get_many`` on EmoDB."""
-    from emofuse.signal.audio import audio_duration
-    from emofuse.pipeline.cache import FeatureCache
     from emofuse.corpora import emodb
-    from emofuse.signal.transforms import FeatureConfig
+    from emofuse.pipeline.cache import StreamCache
+    from emofuse.signal.audio import audio_duration
+    from emofuse.signal.streams import default_streams
 
     torch.set_num_threads(threads)
     paths = [u.path for u in emodb.prepare(root)][:max_files]
@@ -146,7 +147,7 @@ def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     for p in paths:  # warm the OS page cache so every pass reads from memory
         Path(p).read_bytes()
     with tempfile.TemporaryDirectory(prefix="emofuse-bench-cache-") as tmp:
-        cache = FeatureCache(FeatureConfig(), root=tmp)
+        cache = StreamCache(default_streams(), root=tmp)
         began = time.perf_counter()
         cache.get_many(paths)
         cold = time.perf_counter() - began
@@ -270,7 +271,7 @@ def render_markdown(results: dict) -> str:
     if results["caching"]:
         parts += [
             "## Feature extraction + caching of EmoDB (FeatureCache.get_many, temporary folder)",
-            "Cold: decode + extract + write each file; warm: read the cached features back. "
+            "Cold: decode + extract + write each file; warm: read the cached streams back. "
             "Audio files were read once beforehand (OS page cache warm).",
             common.markdown_table(
                 [

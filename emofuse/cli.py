@@ -35,29 +35,29 @@ def _config_with_overrides(args: argparse.Namespace):
 
 def cmd_model_summary(args: argparse.Namespace) -> None:
     from emofuse.config import load_config
-    from emofuse.model import EmotionNet
+    from emofuse.pipeline import load_bundled_pipeline, load_pipeline, pipeline_from_config
 
-    print(EmotionNet(load_config(args.config).model).summary())
+    if args.config and args.model:
+        raise ValueError("give --model or --config, not both")
+    if args.config:
+        pipeline = pipeline_from_config(load_config(args.config))
+    else:
+        pipeline = load_pipeline(args.model) if args.model else load_bundled_pipeline()
+    print(pipeline.summary())
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    import torch
-
-    from emofuse.signal.audio import load_audio
     from emofuse.config import load_config
-    from emofuse.signal.transforms import FeatureExtractor
+    from emofuse.pipeline.cache import StreamCache
 
-    config = load_config(args.config).features
-    extract = FeatureExtractor(config)
+    cache = StreamCache(load_config(args.config).streams)
     for path in args.files:
-        wave = torch.from_numpy(load_audio(path, config.sample_rate))
-        with torch.no_grad():
-            mfcc, logmel, frames = extract(wave[None], torch.tensor([wave.numel()]))
-        print(f"{path}: {wave.numel() / config.sample_rate:.2f} s, {int(frames)} frames")
-        for name, feats in (("mfcc", mfcc[0]), ("logmel", logmel[0])):
+        streams = cache.compute(path)
+        print(path)
+        for name, frames in streams.items():
             print(
-                f"  {name:<6} shape {tuple(feats.shape)}  mean {feats.mean():.3f}  "
-                f"std {feats.std():.3f}  min {feats.min():.3f}  max {feats.max():.3f}"
+                f"  {name:<8} shape {tuple(frames.shape)}  mean {frames.mean():.3f}  "
+                f"std {frames.std():.3f}  min {frames.min():.3f}  max {frames.max():.3f}"
             )
 
 
@@ -118,8 +118,9 @@ def _corpus_specs(names: Sequence[str], root_dir: str | None, roots: Sequence[st
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from emofuse.experiments.compare import SYSTEMS, run_compare
     from emofuse.config import load_config
+    from emofuse.experiments.compare import run_compare
+    from emofuse.experiments.variants import VARIANTS
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be positive, got {args.seeds}")
@@ -127,7 +128,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.epochs is not None:
         base = replace(base, train=replace(base.train, epochs=args.epochs))
     run_compare(
-        base, _corpus_specs(args.corpus, args.root_dir, args.root), args.systems or list(SYSTEMS),
+        base, _corpus_specs(args.corpus, args.root_dir, args.root), args.systems or list(VARIANTS),
         list(range(args.seeds)), args.out, cache_dir=args.cache,
     )  # fmt: skip
     print(f"-> {args.out}/table.md")
@@ -160,8 +161,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Print the emotion (or ``--timeline``) of each file; 1 if any file failed."""
+    from emofuse.files import find_audio_files
+    from emofuse.inference.recognizer import EmotionRecognizer
     from emofuse.signal.audio import AudioError
-    from emofuse.inference.recognizer import EmotionRecognizer, find_audio
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
@@ -173,7 +175,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     files = []
     for item in args.inputs:
-        found = find_audio([item])
+        found = find_audio_files([item])
         files += found
         if not found:
             report(item, ValueError(f"{item}: no audio files in this folder"))
@@ -249,7 +251,7 @@ def _print_rows(rows: list[dict], labels: Sequence[str], fmt: str, keys: list[st
 
 def cmd_export(args: argparse.Namespace) -> None:
     from emofuse.inference.onnx import export_onnx, sidecar_path
-    from emofuse.pipeline.pipeline import load_bundled_pipeline, load_pipeline
+    from emofuse.pipeline import load_bundled_pipeline, load_pipeline
 
     pipeline = load_pipeline(args.model) if args.model else load_bundled_pipeline()
     path = export_onnx(pipeline, args.onnx)
@@ -273,16 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emofuse", description="Speech emotion recognition.")
     parser.add_argument("--version", action="version", version=f"emofuse {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_inspection_commands(commands)
+    _add_research_commands(commands)
+    _add_builder_commands(commands)
+    return parser
 
+
+def _add_inspection_commands(commands: argparse._SubParsersAction) -> None:
+    """``model summary``, ``features``, ``corpus info``."""
     model = commands.add_parser("model", help="inspect the model")
     model_commands = model.add_subparsers(dest="model_command", required=True)
-    summary = model_commands.add_parser("summary", help="layers and parameter count")
-    summary.add_argument("--config", help="experiment YAML whose model section to use")
+    summary = model_commands.add_parser(
+        "summary", help="streams, layers and parameter count of a model (default: the bundled one)"
+    )
+    summary.add_argument("--model", help="model file (default: the bundled model)")
+    summary.add_argument("--config", help="an untrained model of this experiment YAML instead")
     summary.set_defaults(func=cmd_model_summary)
 
     features = commands.add_parser("features", help="shapes and statistics of a file's features")
     features.add_argument("files", nargs="+", metavar="FILE")
-    features.add_argument("--config", help="experiment YAML whose features section to use")
+    features.add_argument("--config", help="experiment YAML whose streams to compute")
     features.set_defaults(func=cmd_features)
 
     corpus = commands.add_parser("corpus", help="corpus manifests")
@@ -293,12 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--task", help="also show what this label task keeps and leaves out")
     info.set_defaults(func=cmd_corpus_info)
 
+
+def _add_research_commands(commands: argparse._SubParsersAction) -> None:
+    """``crossval``, ``compare``, ``ensemble``, ``train``."""
     crossval = commands.add_parser("crossval", help="speaker-independent cross-validation")
     _add_experiment_args(crossval)
     crossval.add_argument("--out", required=True, help="output folder (resumable)")
     crossval.add_argument(
-        "--system", default="emofuse", choices=("emofuse", "egemaps-svm"),
-        help="the network of the config (default) or the eGeMAPS + SVM baseline",
+        "--system", default="emofuse",
+        help="emofuse: the network of the config (default); egemaps-svm: the eGeMAPS + SVM "
+        "baseline",
     )  # fmt: skip
     crossval.add_argument("--folds", help="comma-separated fold indices, e.g. 0,3 (default: all)")
     crossval.set_defaults(func=cmd_crossval)
@@ -314,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--systems", nargs="+", metavar="SYSTEM",
         help="full, no-multiscale, mfcc-only, logmel-only, concat-fusion, sum-fusion, no-bilstm, "
-        "egemaps-svm (default: all)",
+        "prosody, egemaps-svm (default: all)",
     )  # fmt: skip
     compare.add_argument("--seeds", type=int, default=3, help="N seeds: 0..N-1 (default 3)")
     compare.add_argument("--out", required=True, help="output folder (resumable)")
@@ -340,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output folder (resumable)")
     train.set_defaults(func=cmd_train)
 
+
+def _add_builder_commands(commands: argparse._SubParsersAction) -> None:
+    """``export``, ``predict``."""
     export = commands.add_parser("export", help="export a model to ONNX, with a sidecar JSON")
     export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
     export.add_argument("--model", help="model file (default: the bundled model)")
@@ -349,14 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.add_argument("--timeline", action="store_true", help="one row per segment")
-    predict.add_argument("--window", type=float, default=3.0, help="timeline window (s)")
-    predict.add_argument("--hop", type=float, default=1.5, help="timeline hop (s)")
+    predict.add_argument(
+        "--window", type=float, help="timeline window, s (default: the model's evaluation window)"
+    )
+    predict.add_argument("--hop", type=float, help="timeline hop, s (default: the model's)")
     predict.add_argument("--plot", metavar="PNG", help="draw the timeline (implies --timeline)")
     predict.add_argument("--model", help="model file (default: the bundled model)")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     predict.set_defaults(func=cmd_predict)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,10 +2,17 @@
 
 A config file has up to four sections, each optional (defaults fill the rest)::
 
-    features: {n_mels: 64, n_mfcc: 40}
+    streams:                       # the feature streams, fused in this order
+      - {kind: mfcc, settings: {n_mfcc: 40}}
+      - {kind: logmel, branch: {channels: 16}}
+      - {kind: prosody}
     model: {multiscale: true, fusion: cross_attention}
     train: {epochs: 60, batch_size: 32, seed: 0}
     data: {corpora: [{name: emodb, root: ../shared/corpora/emodb}], task: emodb7}
+
+Without ``streams`` the paper's two (MFCC and log-Mel) are used. Version-1 files (a ``features``
+section and stream switches in ``model``) still load, with the same meaning
+(:mod:`emofuse.migrate`); they are written back as version 2.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from typing import Any
 
 import yaml
 
-from emofuse.signal.transforms import FeatureConfig
+from emofuse.migrate import is_v1, streams_from_v1
 from emofuse.model import ModelConfig
+from emofuse.signal.streams import StreamSpec, check_streams, default_streams
 
 __all__ = [
     "ConfigError",
@@ -119,7 +127,7 @@ class DataConfig:
 class ExperimentConfig:
     """Everything that determines a result."""
 
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    streams: list[StreamSpec] = field(default_factory=default_streams)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -130,7 +138,15 @@ class ExperimentConfig:
             raise ConfigError(
                 f"{where}: expected a mapping of sections, got {type(values).__name__}"
             )
-        _check_keys(cls, values, where)
+        v1 = is_v1(values)
+        known = (
+            {"features", "model", "train", "data"} if v1 else {"streams", "model", "train", "data"}
+        )
+        if set(values) - known:
+            extra = ", ".join(sorted(set(values) - known))
+            hint = " (a version-1 'features' section and 'streams' cannot be mixed)" if v1 else ""
+            raise ConfigError(f"{where}: unknown key(s) {extra} (known: "
+                              f"{', '.join(sorted(known))}){hint}")  # fmt: skip
         sections = {
             name: {} if values.get(name) is None else values[name]
             for name in ("features", "model", "train", "data")
@@ -138,7 +154,20 @@ class ExperimentConfig:
         for name, section in sections.items():
             if not isinstance(section, dict):
                 raise ConfigError(f"{where}: section {name!r} must be a mapping")
+        streams = values.get("streams")
+        if streams is not None and not isinstance(streams, list):
+            raise ConfigError(f"{where}: 'streams' must be a list of stream entries")
         try:
+            if v1:
+                specs, model = streams_from_v1(sections["features"], sections["model"])
+            else:
+                specs = (
+                    default_streams()
+                    if streams is None
+                    else [StreamSpec.from_dict(s) for s in streams]
+                )
+                model = sections["model"]
+            check_streams(specs)
             data = dict(sections["data"])
             _check_keys(DataConfig, data, f"{where}: data")
             corpora = []
@@ -149,8 +178,8 @@ class ExperimentConfig:
                 corpora.append(CorpusSpec(**spec))
             _check_keys(TrainConfig, sections["train"], f"{where}: train")
             return cls(
-                features=FeatureConfig.from_dict(sections["features"]),
-                model=ModelConfig.from_dict(sections["model"]),
+                streams=specs,
+                model=ModelConfig.from_dict(model),
                 train=TrainConfig(**sections["train"]),
                 data=DataConfig(corpora=corpora, **data),
             )
@@ -161,7 +190,7 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "features": self.features.to_dict(),
+            "streams": [s.to_dict() for s in self.streams],
             "model": self.model.to_dict(),
             "train": asdict(self.train),
             "data": asdict(self.data),

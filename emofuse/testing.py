@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emofuse.signal.transforms import FeatureConfig
 from emofuse.model import ModelConfig
-from emofuse.pipeline.pipeline import EmotionPipeline, save_pipeline
+from emofuse.pipeline import EmotionPipeline, save_pipeline
+from emofuse.signal.streams import stream_spec
 
 __all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voice"]
 
@@ -26,19 +26,20 @@ def tiny_pipeline(
     True
     """
     torch.manual_seed(seed)
-    model = ModelConfig(
-        n_classes=len(labels), mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
-        lstm_hidden=16, prosody=prosody, prosody_channels=8,
-    )  # fmt: skip
-    pipeline = EmotionPipeline(FeatureConfig(prosody=prosody), model, labels)
+    streams = [stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)]
+    if prosody:
+        streams.append(stream_spec("prosody", channels=8))
+    model = ModelConfig(n_classes=len(labels), d_model=16, n_heads=2, lstm_hidden=16)
+    pipeline = EmotionPipeline(streams, model, labels)
+    norms = pipeline.normalizers
     with torch.no_grad():  # statistics of typical speech features, so outputs are not degenerate
-        pipeline.mfcc_norm.mean.copy_(torch.linspace(-300, 0, model.n_mfcc))
-        pipeline.mfcc_norm.std.fill_(20.0)
-        pipeline.logmel_norm.mean.fill_(-6.0)
-        pipeline.logmel_norm.std.fill_(3.0)
-        if pipeline.prosody_norm is not None:  # energy dB, pitch semitones, voicing
-            pipeline.prosody_norm.mean.copy_(torch.tensor([-35.0, 3.0, 0.5]))
-            pipeline.prosody_norm.std.copy_(torch.tensor([15.0, 6.0, 0.3]))
+        norms["mfcc"].mean.copy_(torch.linspace(-300, 0, norms["mfcc"].mean.numel()))
+        norms["mfcc"].std.fill_(20.0)
+        norms["logmel"].mean.fill_(-6.0)
+        norms["logmel"].std.fill_(3.0)
+        if prosody:  # energy dB, pitch semitones, voicing
+            norms["prosody"].mean.copy_(torch.tensor([-35.0, 3.0, 0.5]))
+            norms["prosody"].std.copy_(torch.tensor([15.0, 6.0, 0.3]))
     return pipeline.eval()
 
 

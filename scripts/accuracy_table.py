@@ -2,13 +2,13 @@
 
 Every recipe is paired fold by fold with the eGeMAPS + SVM baseline and with the default
 network on the same test speakers: mean UA difference, a 95% fold-bootstrap interval and a
-two-sided sign test (emofuse.experiments.compare.paired_comparison).
+two-sided sign test (emofuse.experiments.stats.paired_comparison).
 """
 
 import json
 from pathlib import Path
 
-from emofuse.experiments.compare import paired_comparison
+from emofuse.experiments.stats import paired_comparison
 
 SVM, DEFAULT = "eGeMAPS + SVM", "default network"
 RECIPES = {

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
-from emofuse.experiments.crossval import prepare_experiment, run_crossval
+from emofuse.experiments.crossval import run_crossval
+from emofuse.experiments.loading import prepare_experiment
 
 pytest.importorskip(
     "opensmile", reason="the baseline needs opensmile (pip install emofuse[baseline])"

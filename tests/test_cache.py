@@ -1,4 +1,5 @@
-"""Tests of emofuse.pipeline.cache: hits skip decoding, stale entries are never read, atomic writes."""
+"""Tests of emofuse.pipeline.cache: hits skip decoding, stale entries are never read, atomic
+writes, one folder per stream kind and settings."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import soundfile as sf
 import torch
 
 import emofuse.pipeline.cache
+from emofuse.pipeline.cache import StreamCache, cached_array, default_cache_dir, file_key
 from emofuse.signal.audio import load_audio
-from emofuse.pipeline.cache import FeatureCache, default_cache_dir
-from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
+from emofuse.signal.streams import StreamFrontEnd, default_streams, stream_spec
 
 SR = 16000
 
@@ -41,82 +42,106 @@ def count_decodes(monkeypatch):
     return calls
 
 
-def test_features_equal_the_extractor(tmp_path, clip):
-    config = FeatureConfig()
-    features = FeatureCache(config, tmp_path / "cache").get(clip)
+def _cache(root, streams=None) -> StreamCache:
+    return StreamCache(default_streams() if streams is None else streams, root)
+
+
+def _folder(cache: StreamCache, name: str):
+    """The folder of stream ``name``'s entries."""
+    spec = next(s for s in cache.streams if s.name == name)
+    return cache.entry(spec, __file__).parent
+
+
+def test_features_equal_the_front_end(tmp_path, clip):
+    streams = [*default_streams(), stream_spec("prosody")]
+    features = StreamCache(streams, tmp_path / "cache").get(clip)
     wave = torch.from_numpy(load_audio(clip, SR))
     with torch.no_grad():
-        mfcc, logmel, frames = FeatureExtractor(config)(wave[None], torch.tensor([wave.numel()]))
-    assert features.dtype == np.float32
-    assert features.shape == (config.n_mfcc + config.n_mels, int(frames[0]))
-    np.testing.assert_array_equal(features[: config.n_mfcc], mfcc[0].numpy())
-    np.testing.assert_array_equal(features[config.n_mfcc :], logmel[0].numpy())
+        expected = StreamFrontEnd(streams)(wave[None], torch.tensor([wave.numel()]))
+    assert list(features) == ["mfcc", "logmel", "prosody"]
+    for name, (frames, lengths) in expected.items():
+        assert features[name].dtype == np.float32
+        assert features[name].shape == (frames.shape[1], int(lengths[0]))
+        np.testing.assert_array_equal(features[name], frames[0].numpy())
 
 
 def test_miss_computes_and_stores_then_hit_does_not_decode(tmp_path, clip, monkeypatch):
-    cache = FeatureCache(FeatureConfig(), tmp_path / "cache")
-    assert not cache.entry(clip).exists()
+    cache = _cache(tmp_path / "cache")
+    entries = {s.name: cache.entry(s, clip) for s in cache.streams}
+    assert not any(e.exists() for e in entries.values())
     first = cache.get(clip)
-    assert cache.entry(clip).is_file()
-    np.testing.assert_array_equal(np.load(cache.entry(clip)), first)
+    for name, entry in entries.items():
+        assert entry.is_file()
+        np.testing.assert_array_equal(np.load(entry), first[name])
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cache hit decoded the audio")
 
     monkeypatch.setattr(emofuse.pipeline.cache, "load_audio", no_decoding)
-    second = FeatureCache(FeatureConfig(), tmp_path / "cache").get(clip)  # a fresh object
-    np.testing.assert_array_equal(second, first)
+    second = _cache(tmp_path / "cache").get(clip)  # a fresh object
+    for name in first:
+        np.testing.assert_array_equal(second[name], first[name])
 
 
 def test_changed_file_is_recomputed(tmp_path, clip, count_decodes):
-    cache = FeatureCache(FeatureConfig(), tmp_path / "cache")
+    cache = _cache(tmp_path / "cache")
     before = cache.get(clip)
-    old_entry = cache.entry(clip)
+    old_entry = cache.entry(cache.streams[0], clip)
     stat = clip.stat()
     # Same length, other content; keep the size equal so only the mtime can tell.
     _write_tone(clip, freq=1200.0)
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
     assert clip.stat().st_size == stat.st_size
-    assert cache.entry(clip) != old_entry
+    assert cache.entry(cache.streams[0], clip) != old_entry
     after = cache.get(clip)
     assert len(count_decodes) == 2
-    assert not np.array_equal(before, after)
-    np.testing.assert_array_equal(after, cache.compute(clip))
+    assert not np.array_equal(before["mfcc"], after["mfcc"])
+    fresh = cache.compute(clip)
+    for name in after:
+        np.testing.assert_array_equal(after[name], fresh[name])
 
 
 def test_changed_size_is_recomputed(tmp_path, clip, count_decodes):
-    cache = FeatureCache(FeatureConfig(), tmp_path / "cache")
+    cache = _cache(tmp_path / "cache")
     cache.get(clip)
     stat = clip.stat()
     _write_tone(clip, seconds=0.5)
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime, other size
     after = cache.get(clip)
     assert len(count_decodes) == 2
-    assert after.shape[1] == 1 + int(0.5 * SR) // 160
+    assert after["logmel"].shape[1] == 1 + int(0.5 * SR) // 160
 
 
-def test_other_feature_config_uses_another_folder(tmp_path, clip, count_decodes):
+def test_other_stream_settings_use_another_folder(tmp_path, clip, count_decodes):
     root = tmp_path / "cache"
-    default = FeatureCache(FeatureConfig(), root)
-    other = FeatureCache(FeatureConfig(n_mels=40, n_mfcc=20), root)
-    assert default.folder != other.folder
-    assert default.folder.parent == other.folder.parent == root
+    default = _cache(root)
+    other = _cache(root, [stream_spec("mfcc", n_mels=40, n_mfcc=20),
+                          stream_spec("logmel", n_mels=40)])  # fmt: skip
+    for name in ("mfcc", "logmel"):
+        assert _folder(default, name) != _folder(other, name)
+        assert _folder(default, name).parent == _folder(other, name).parent == root
     a, b = default.get(clip), other.get(clip)
     assert len(count_decodes) == 2
-    assert a.shape[0] == 104 and b.shape[0] == 60
-    # The same settings built anew map to the same folder.
-    assert FeatureCache(FeatureConfig(), root).folder == default.folder
+    assert (a["mfcc"].shape[0], a["logmel"].shape[0]) == (40, 64)
+    assert (b["mfcc"].shape[0], b["logmel"].shape[0]) == (20, 40)
+    # The same settings built anew map to the same folder; the stream's name does not count.
+    assert _folder(_cache(root), "mfcc") == _folder(default, "mfcc")
+    renamed = _cache(root, [stream_spec("mfcc", name="cepstra")])
+    assert _folder(renamed, "cepstra") == _folder(default, "mfcc")
     # A change that keeps the feature shape still gets its own folder.
-    assert FeatureCache(FeatureConfig(log_offset=1e-5), root).folder != default.folder
+    assert _folder(_cache(root, [stream_spec("logmel", log_offset=1e-5)]), "logmel") != _folder(
+        default, "logmel"
+    )
 
 
 def test_writes_are_atomic(tmp_path, clip, monkeypatch):
-    cache = FeatureCache(FeatureConfig(), tmp_path / "cache")
+    cache = _cache(tmp_path / "cache")
     clips = [clip] + [_write_tone(tmp_path / f"c{i}.wav", freq=300.0 + 100 * i) for i in range(3)]
     cache.get_many(clips)
-    names = sorted(p.name for p in cache.folder.iterdir())
-    assert len(names) == 4
-    assert all(n.endswith(".npy") and ".tmp" not in n for n in names)
+    for name in ("mfcc", "logmel"):
+        names = sorted(p.name for p in _folder(cache, name).iterdir())
+        assert len(names) == 4
+        assert all(n.endswith(".npy") and ".tmp" not in n for n in names)
 
     # A crash while writing leaves no entry behind (and no half-written file under its name).
     def failing_save(path, array):
@@ -128,14 +153,33 @@ def test_writes_are_atomic(tmp_path, clip, monkeypatch):
     monkeypatch.setattr(emofuse.pipeline.cache.np, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
         cache.get(fresh)
-    assert not cache.entry(fresh).exists()
+    for spec in cache.streams:
+        assert not cache.entry(spec, fresh).exists()
+    assert not [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]
 
 
 def test_get_many_keeps_order(tmp_path):
     clips = [_write_tone(tmp_path / f"{i}.wav", seconds=0.1 + 0.05 * i) for i in range(3)]
-    cache = FeatureCache(FeatureConfig(), tmp_path / "cache")
+    cache = _cache(tmp_path / "cache")
     out = cache.get_many(clips)
-    assert [a.shape[1] for a in out] == [1 + int((0.1 + 0.05 * i) * SR) // 160 for i in range(3)]
+    assert [a["mfcc"].shape[1] for a in out] == [1 + int((0.1 + 0.05 * i) * SR) // 160
+                                                 for i in range(3)]  # fmt: skip
+
+
+def test_cached_array_and_file_key(tmp_path, clip):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(3.0)
+
+    entry = tmp_path / "x" / "a.npy"
+    np.testing.assert_array_equal(cached_array(entry, compute), np.arange(3.0))
+    np.testing.assert_array_equal(cached_array(entry, compute), np.arange(3.0))
+    assert len(calls) == 1 and entry.is_file()
+    key = file_key(clip)
+    assert key == file_key(clip) and len(key) == 40
+    assert file_key(_write_tone(tmp_path / "other.wav")) != key
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
@@ -148,7 +192,8 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 def test_env_var_sets_the_root(monkeypatch, tmp_path, clip):
     monkeypatch.setenv("EMOFUSE_CACHE", str(tmp_path / "env"))
-    cache = FeatureCache(FeatureConfig())
+    cache = StreamCache(default_streams())
     cache.get(clip)
-    assert cache.folder.parent == tmp_path / "env"
-    assert len(list(cache.folder.glob("*.npy"))) == 1
+    for name in ("mfcc", "logmel"):
+        assert _folder(cache, name).parent == tmp_path / "env"
+        assert len(list(_folder(cache, name).glob("*.npy"))) == 1

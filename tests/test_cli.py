@@ -13,10 +13,14 @@ import pytest
 from emofuse import __version__
 from emofuse.cli import main
 from emofuse.model import EmotionNet, ModelConfig
+from emofuse.signal.streams import branch_spec, stream_spec
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = """\
-model: {mfcc_channels: 16, logmel_channels: 8, d_model: 16, n_heads: 2, lstm_hidden: 16}
+streams:
+  - {kind: mfcc, branch: {channels: 16}}
+  - {kind: logmel, branch: {channels: 8}}
+model: {d_model: 16, n_heads: 2, lstm_hidden: 16}
 train: {epochs: 5, batch_size: 8, crop_seconds: 0.4, eval_window_seconds: 0.4, warmup_epochs: 1,
         device: cpu, seed: 1}
 """
@@ -39,19 +43,32 @@ def _error_line(capsys) -> str:
 def test_model_summary_prints_total_parameters(capsys):
     assert main(["model", "summary"]) == 0
     out = capsys.readouterr().out
-    total = EmotionNet(ModelConfig()).num_parameters()
+    total = EmotionNet(ModelConfig(n_classes=7)).num_parameters()  # the bundled model's size
     last = out.strip().splitlines()[-1]
     assert last.startswith("total") and last.endswith(f"{total:,}")
-    assert "mfcc_branch" in out and "classifier" in out
+    assert "branches" in out and "classifier" in out
+    assert "mfcc: mfcc, 40 rows at 100 frames/s" in out  # the bundled model's streams
+
+
+def test_model_summary_of_a_model_file(tmp_path, capsys):
+    from emofuse.testing import save_tiny_pipeline
+
+    path = save_tiny_pipeline(tmp_path / "m.pt", prosody=True)
+    assert main(["model", "summary", "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "prosody: prosody, 3 rows at 100 frames/s, branch conv1d x8" in out
+    assert main(["model", "summary", "--model", str(path), "--config", str(path)]) == 1
+    assert "not both" in _error_line(capsys)
 
 
 def test_model_summary_with_config(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
     assert main(["model", "summary", "--config", str(config)]) == 0
-    total = EmotionNet(
-        ModelConfig(mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2, lstm_hidden=16)
-    ).num_parameters()
+    branches = [branch_spec(stream_spec("mfcc", channels=16)),
+                branch_spec(stream_spec("logmel", channels=8))]  # fmt: skip
+    model = ModelConfig(d_model=16, n_heads=2, lstm_hidden=16)
+    total = EmotionNet(model, branches).num_parameters()
     assert capsys.readouterr().out.strip().endswith(f"{total:,}")
 
 
@@ -60,9 +77,14 @@ def test_features_prints_shapes(tmp_path, capsys):
     assert main(["features", str(clip)]) == 0
     out = capsys.readouterr().out
     frames = 1 + 4000 // 160
-    assert f"{clip}: 0.25 s, {frames} frames" in out
-    assert f"mfcc   shape (40, {frames})" in out
-    assert f"logmel shape (64, {frames})" in out
+    assert out.startswith(f"{clip}\n")
+    assert f"mfcc     shape (40, {frames})" in out
+    assert f"logmel   shape (64, {frames})" in out
+    config = tmp_path / "three.yaml"
+    config.write_text("streams: [{kind: mfcc}, {kind: prosody, name: pros}]\n")
+    assert main(["features", str(clip), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"pros     shape (3, {frames})" in out and "logmel" not in out
 
 
 def test_features_missing_file(tmp_path, capsys):

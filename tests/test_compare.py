@@ -9,19 +9,15 @@ import shutil
 import fake_corpora
 import pytest
 
-import emofuse.experiments.crossval
+import emofuse.experiments.compare
 from emofuse.cli import main
-from emofuse.experiments.compare import (
-    CLAIMS,
-    SYSTEMS,
-    bootstrap_interval,
-    paired_comparison,
-    run_compare,
-    sign_test,
-    system_config,
-)
 from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig, save_config
+from emofuse.experiments.compare import run_compare
+from emofuse.experiments.stats import bootstrap_interval, paired_comparison, sign_test
+from emofuse.experiments.systems import NetworkSystem
+from emofuse.experiments.variants import CLAIMS, FULL, VARIANTS, system_config
 from emofuse.model import ModelConfig
+from emofuse.signal.streams import stream_spec
 
 EMODB_STEMS = tuple(
     f"{s}a0{v}{c}{'ab'[v - 1]}" for s in ("03", "08", "10") for c in "WAFTN" for v in (1, 2)
@@ -48,8 +44,8 @@ def root_dir(tmp_path_factory):
 
 def _base() -> ExperimentConfig:
     return ExperimentConfig(
-        model=ModelConfig(mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
-                          lstm_hidden=16),
+        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(epochs=1, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
                           warmup_epochs=1, device="cpu", time_mask_frames=5),
     )  # fmt: skip
@@ -88,6 +84,9 @@ def test_files_and_table_shape(compared):
             assert cell["n"] == N_FOLDS * len(SEEDS)
             assert 0 <= cell["ua_mean"] <= 1 and 0 <= cell["wa_mean"] <= 1
             assert cell["ua_std"] >= 0 and cell["train_seconds"] > 0
+    models = {row["system"]: row["model"] for row in table["rows"]}
+    assert models["full"] == {"streams": ["mfcc", "logmel"], **FULL}
+    assert models["mfcc-only"] == {"streams": ["mfcc"], **FULL}
     params = {row["system"]: row["corpora"]["emodb"]["params"] for row in table["rows"]}
     assert params["mfcc-only"] < params["full"]  # one branch and no fusion
     text = (out / "table.md").read_text()
@@ -148,7 +147,7 @@ def test_a_second_call_recomputes_nothing(compared, root_dir, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run was started again")
 
-    monkeypatch.setattr(emofuse.experiments.crossval, "run_crossval", refuse)
+    monkeypatch.setattr(emofuse.experiments.compare, "run_crossval", refuse)
     again = run_compare(
         _base(), _corpora(root_dir), SYSTEM_LIST, SEEDS, out, cache_dir=cache, progress=False
     )
@@ -158,7 +157,7 @@ def test_a_second_call_recomputes_nothing(compared, root_dir, monkeypatch):
 
 def test_the_cli_resumes_the_same_comparison(compared, root_dir, tmp_path, monkeypatch, capsys):
     out, cache, table = compared
-    monkeypatch.setattr(emofuse.experiments.crossval, "run_fold", None)  # any training would fail
+    monkeypatch.setattr(NetworkSystem, "run_fold", None)  # any training would fail
     config = tmp_path / "base.yaml"
     save_config(_base(), config)
     argv = ["compare", "--corpus", "emodb", "emovo", "--root-dir", str(root_dir),
@@ -176,14 +175,14 @@ def test_an_interrupted_run_finishes_only_its_missing_fold(compared, root_dir, t
     (copy / "emovo" / "no-multiscale" / "seed1" / "fold_02.json").unlink()
     (copy / "emovo" / "no-multiscale" / "seed1" / "summary.json").unlink()
     calls = []
-    real = emofuse.experiments.crossval.run_fold
+    real = NetworkSystem.run_fold
 
-    def counting(experiment, index, *args, **kwargs):
+    def counting(self, experiment, index, *args, **kwargs):
         calls.append((experiment.corpus, index))
-        return real(experiment, index, *args, **kwargs)
+        return real(self, experiment, index, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emofuse.experiments.crossval, "run_fold", counting)
+        patch.setattr(NetworkSystem, "run_fold", counting)
         table = run_compare(
             _base(), _corpora(root_dir), SYSTEM_LIST, SEEDS, copy, cache_dir=cache, progress=False
         )
@@ -229,35 +228,41 @@ def test_cli_argument_errors(extra, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_system_config_sets_only_the_switches_corpus_and_seed():
+def test_system_config_sets_only_the_streams_switches_corpus_and_seed():
     base = _base()
     base = ExperimentConfig(
+        streams=[stream_spec("mfcc", channels=16, hop_length=320), stream_spec("logmel")],
         model=ModelConfig(fusion="concat", d_model=16, n_heads=2),
         train=base.train,
         data=DataConfig([CorpusSpec("ravdess", "/r")], task="bundled7"),
     )
     full = system_config(base, CorpusSpec("emodb", "/e"), "full", 2)
     assert full.model.fusion == "cross_attention" and full.model.d_model == 16
+    assert full.streams == base.streams  # the base's stream settings and widths
     assert full.train.seed == 2 and full.train.epochs == base.train.epochs
     assert full.data.corpora == [CorpusSpec("emodb", "/e")] and full.data.task == "bundled7"
+    variants = {name: system_config(base, CorpusSpec("emodb", "/e"), name, 0) for name in VARIANTS}
     switched = {
-        name: {k: v for k, v in system_config(base, CorpusSpec("emodb", "/e"), name, 0)
-               .model.to_dict().items() if full.model.to_dict()[k] != v}
-        for name in SYSTEMS if name not in ("full", "egemaps-svm")
+        name: {k: v for k, v in config.model.to_dict().items() if full.model.to_dict()[k] != v}
+        for name, config in variants.items() if name not in ("full", "egemaps-svm")
     }  # fmt: skip
     assert switched == {
         "no-multiscale": {"multiscale": False},
-        "mfcc-only": {"branches": "mfcc"},
-        "logmel-only": {"branches": "logmel"},
+        "mfcc-only": {},
+        "logmel-only": {},
         "concat-fusion": {"fusion": "concat"},
         "sum-fusion": {"fusion": "sum"},
         "no-bilstm": {"temporal": "none"},
-        "prosody": {"prosody": True},
+        "prosody": {},
     }
-    prosody = system_config(base, CorpusSpec("emodb", "/e"), "prosody", 0)
-    assert prosody.features.prosody and not full.features.prosody  # features follow the model
+    streams = {name: [s.name for s in config.streams] for name, config in variants.items()}
+    assert streams["mfcc-only"] == ["mfcc"] and streams["logmel-only"] == ["logmel"]
+    assert streams["prosody"] == ["mfcc", "logmel", "prosody"]
+    prosody = variants["prosody"].streams[2]
+    assert prosody.settings == {"sample_rate": 16000, "hop_length": 320}  # the first's grid
+    assert variants["egemaps-svm"].model == base.model  # the SVM ignores the network settings
     assert {better for _, _, better, _ in CLAIMS} == {"full", "prosody"}
-    assert {worse for *_, worse in CLAIMS} <= set(SYSTEMS)
+    assert {worse for *_, worse in CLAIMS} <= set(VARIANTS)
 
 
 def test_sign_test_on_known_inputs():

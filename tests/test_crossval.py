@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import emofuse.pipeline.cache
-import emofuse.experiments.crossval
 from emofuse.config import (
     CorpusSpec,
     DataConfig,
@@ -18,9 +17,11 @@ from emofuse.config import (
     TrainConfig,
     load_config,
 )
-from emofuse.experiments.crossval import run_crossval
 from emofuse.corpora.labels import get_task
+from emofuse.experiments.crossval import run_crossval
+from emofuse.experiments.systems import NetworkSystem
 from emofuse.model import ModelConfig
+from emofuse.signal.streams import make_kind, stream_spec
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SPEAKERS = ("03", "08", "10")
@@ -42,9 +43,8 @@ def _config(root, **train) -> ExperimentConfig:
                     warmup_epochs=1, device="cpu", seed=3, time_mask_frames=5)  # fmt: skip
     settings.update(train)
     return ExperimentConfig(
-        model=ModelConfig(
-            mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2, lstm_hidden=16
-        ),  # fmt: skip
+        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(**settings),
         data=DataConfig(corpora=[CorpusSpec("emodb", str(root))]),
     )
@@ -142,12 +142,12 @@ def test_fold_subset_and_no_recomputation(emodb_root, full_run, tmp_path, monkey
     _, _, _, cache = full_run  # features already cached
     config = _config(emodb_root, epochs=1)
     ran = []
-    original = emofuse.experiments.crossval.run_fold
+    original = NetworkSystem.run_fold
     monkeypatch.setattr(
-        emofuse.experiments.crossval,
+        NetworkSystem,
         "run_fold",
-        lambda experiment, index, *a, **k: (
-            ran.append(index) or original(experiment, index, *a, **k)
+        lambda self, experiment, index, *a, **k: (
+            ran.append(index) or original(self, experiment, index, *a, **k)
         ),
     )
 
@@ -201,8 +201,9 @@ def test_random_protocol_is_labelled_speaker_overlapping(emodb_root, full_run, t
 
 def test_features_come_from_the_cache_folder(full_run):
     config, _, _, cache = full_run
-    entries = list(cache.rglob("*.npy"))
-    assert len(entries) == N_UTTS
-    entry = entries[0]
-    assert entry.parent.parent == cache
-    assert np.load(entry).shape[0] == config.features.n_mfcc + config.features.n_mels
+    assert len(list(cache.rglob("*.npy"))) == len(config.streams) * N_UTTS
+    for spec in config.streams:
+        (folder,) = cache.glob(f"{spec.kind}-*")
+        entries = list(folder.glob("*.npy"))
+        assert len(entries) == N_UTTS
+        assert np.load(entries[0]).shape[0] == make_kind(spec).dims

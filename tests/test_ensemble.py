@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emofuse.cli import main
-from emofuse.experiments.crossval import write_json
-from emofuse.experiments.ensemble import ensemble_crossval, load_run
+from emofuse.experiments.ensemble import ensemble_crossval
+from emofuse.experiments.records import RecordError, load_run, read_record
+from emofuse.files import write_json
 
 LABELS = ["anger", "neutral"]
 # Two folds, four test utterances each: two per class.
@@ -44,6 +46,7 @@ def _write_run(folder, posteriors, *, system="emofuse", seed=0, corpus="emodb", 
                 "wa": float(np.mean(predicted == TRUE)),
                 "ua": float(np.mean(recall)),
                 "macro_f1": 0.0,
+                "confusion": [[0, 0], [0, 0]],
                 "best_epoch": 1,
                 "val_ua": 0.5,
                 "train_seconds": 10.0,
@@ -162,3 +165,36 @@ def test_an_svm_run_joins_with_its_calibrated_probabilities(tmp_path):
         write_json(record, path)
     summary = ensemble_crossval([a, b], tmp_path / "ens")
     assert summary["mean"]["ua"] == 1.0  # with the one-hot votes it would be 0.5
+
+
+COMMITTED = Path(__file__).parent.parent / "results"
+
+
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason="needs the committed results/")
+def test_committed_fold_files_read_and_write_back_unchanged():
+    paths = sorted(COMMITTED.rglob("fold_*.json"))
+    assert paths
+    for path in paths:
+        data = json.loads(path.read_text())
+        again = read_record(path).to_json()
+        if "system" not in data:  # written before systems existed: the network's
+            assert again.pop("system") == "emofuse"
+        assert list(again.items()) == list(data.items()), path
+
+
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason="needs the committed results/")
+def test_an_ensemble_of_committed_runs_reproduces_its_committed_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(COMMITTED.parent)  # member runs are recorded as given
+    expected = json.loads((COMMITTED / "accuracy" / "emodb-hybrid" / "summary.json").read_text())
+    summary = ensemble_crossval(["results/emodb", "results/emodb-egemaps-svm"], tmp_path)
+    for values in (summary, expected):
+        values.pop("machine")
+    assert json.loads(json.dumps(summary)) == expected
+
+
+def test_a_record_with_unknown_keys_is_refused(two_runs):
+    a, _ = two_runs
+    path = a / "fold_00.json"
+    write_json({**json.loads(path.read_text()), "bogus": 1}, path)
+    with pytest.raises(RecordError, match=r"fold_00.json: not a fold record.*'bogus'"):
+        read_record(path)

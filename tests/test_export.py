@@ -20,9 +20,9 @@ from emofuse.inference.onnx import (  # noqa: E402
     export_onnx,
     sidecar_path,
 )
-from emofuse.signal.transforms import FeatureConfig  # noqa: E402
 from emofuse.model import ModelConfig  # noqa: E402
-from emofuse.pipeline.pipeline import EmotionPipeline, save_pipeline  # noqa: E402
+from emofuse.pipeline import EmotionPipeline, EvalWindows, save_pipeline  # noqa: E402
+from emofuse.signal.streams import StreamSpec, default_streams, stream_spec  # noqa: E402
 from emofuse.testing import TINY_LABELS, synthetic_voice, tiny_pipeline  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -86,10 +86,14 @@ def test_sidecar_describes_the_model(onnx_path):
     assert meta["labels"] == list(TINY_LABELS)
     assert meta["sample_rate"] == 16000
     assert meta["inputs"] == ["waveform", "lengths"] and meta["outputs"] == ["probabilities"]
-    assert FeatureConfig.from_dict(meta["feature_config"]) == FeatureConfig()
+    specs = [StreamSpec.from_dict(s) for s in meta["streams"]]
+    assert specs == tiny_pipeline().streams
+    assert [s.name for s in specs] == ["mfcc", "logmel"]
     assert ModelConfig.from_dict(meta["model_config"]).lstm_hidden == 16
+    assert meta["eval_windows"] == {"window_seconds": 3.0, "hop_fraction": 0.5}
     backend = OnnxBackend(onnx_path)
     assert backend.labels == TINY_LABELS and backend.sample_rate == 16000
+    assert (backend.window_seconds, backend.hop_seconds) == (3.0, 1.5)
 
 
 def test_failed_export_writes_nothing(pipeline, tmp_path, monkeypatch):
@@ -130,12 +134,13 @@ def test_cli_exports_a_default_size_model(tmp_path, capsys):
     """The full-size layers (ModelConfig defaults, random weights) export correctly too."""
     torch.manual_seed(0)
     labels = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
-    pipeline = EmotionPipeline(FeatureConfig(), ModelConfig(n_classes=7), labels).eval()
+    pipeline = EmotionPipeline(default_streams(), ModelConfig(n_classes=7), labels).eval()
+    norms = pipeline.normalizers
     with torch.no_grad():  # typical feature statistics, so the softmax is not saturated
-        pipeline.mfcc_norm.mean.copy_(torch.linspace(-300, 0, 40))
-        pipeline.mfcc_norm.std.fill_(20.0)
-        pipeline.logmel_norm.mean.fill_(-6.0)
-        pipeline.logmel_norm.std.fill_(3.0)
+        norms["mfcc"].mean.copy_(torch.linspace(-300, 0, 40))
+        norms["mfcc"].std.fill_(20.0)
+        norms["logmel"].mean.fill_(-6.0)
+        norms["logmel"].std.fill_(3.0)
     save_pipeline(pipeline, tmp_path / "model.pt")
     out = tmp_path / "export" / "model.onnx"
     assert main(["export", "--onnx", str(out), "--model", str(tmp_path / "model.pt")]) == 0
@@ -162,4 +167,21 @@ def test_a_prosody_model_exports_with_its_third_stream(tmp_path):
     onnx = OnnxBackend(path, num_threads=1).probabilities(waves, lengths)
     assert np.abs(onnx - _torch_probabilities(pipeline, waves, lengths)).max() < TOLERANCE
     meta = json.loads(sidecar_path(path).read_text())
-    assert meta["feature_config"]["prosody"] and meta["model_config"]["prosody"]
+    assert [s["kind"] for s in meta["streams"]] == ["mfcc", "logmel", "prosody"]
+
+
+def test_a_single_stream_model_with_other_windows_exports(tmp_path):
+    """One stream (no fusion) at another hop; the sidecar carries the model's windows."""
+    torch.manual_seed(0)
+    streams = [stream_spec("logmel", n_mels=32, hop_length=200, channels=8)]
+    pipeline = EmotionPipeline(streams, ModelConfig(d_model=16, n_heads=2, lstm_hidden=8),
+                               TINY_LABELS, windows=EvalWindows(2.0, 0.25)).eval()  # fmt: skip
+    with torch.no_grad():
+        pipeline.normalizers["logmel"].mean.fill_(-6.0)
+        pipeline.normalizers["logmel"].std.fill_(3.0)
+    path = export_onnx(pipeline, tmp_path / "one.onnx")
+    waves, lengths = _padded_batch([1.5, 0.5, 12345 / 16000])
+    backend = OnnxBackend(path, num_threads=1)
+    onnx = backend.probabilities(waves, lengths)
+    assert np.abs(onnx - _torch_probabilities(pipeline, waves, lengths)).max() < TOLERANCE
+    assert (backend.window_seconds, backend.hop_seconds) == (2.0, 0.5)

@@ -1,24 +1,24 @@
-"""Features against librosa, batching, devices and config validation."""
+"""Features against librosa, batching, devices and settings validation."""
 
 import librosa
 import numpy as np
 import pytest
 import torch
 
+from emofuse.signal.functional import dct_matrix, frame_lengths, mel_filterbank
+from emofuse.signal.streams import StreamFrontEnd, default_streams, stream_spec
 from emofuse.signal.transforms import (
     MFCC,
-    FeatureConfig,
-    FeatureExtractor,
     FeatureNormalizer,
     LogMel,
-    dct_matrix,
-    mel_filterbank,
+    MfccSettings,
+    SpectralSettings,
 )
 
-CONFIG = FeatureConfig()
+SETTINGS = MfccSettings()
 
 
-def librosa_logmel(wave: np.ndarray, c: FeatureConfig) -> np.ndarray:
+def librosa_logmel(wave: np.ndarray, c: SpectralSettings) -> np.ndarray:
     power = librosa.feature.melspectrogram(
         y=wave,
         sr=c.sample_rate,
@@ -46,7 +46,7 @@ def speechlike() -> np.ndarray:
 
 def test_filterbank_matches_librosa():
     reference = librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmin=20, fmax=8000)
-    np.testing.assert_allclose(mel_filterbank(CONFIG), reference, atol=1e-7)
+    np.testing.assert_allclose(mel_filterbank(16000, 512, 64, 20.0, 8000.0), reference, atol=1e-7)
 
 
 def test_dct_is_orthonormal():
@@ -55,58 +55,78 @@ def test_dct_is_orthonormal():
 
 
 def test_logmel_matches_librosa(speechlike: np.ndarray):
-    logmel, frames = LogMel(CONFIG)(
+    logmel, frames = LogMel(SpectralSettings())(
         torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size])
     )
-    reference = librosa_logmel(speechlike, CONFIG)
+    reference = librosa_logmel(speechlike, SpectralSettings())
     assert logmel.shape == (1, 64, reference.shape[1]) and frames.item() == reference.shape[1]
     np.testing.assert_allclose(logmel[0].numpy(), reference, atol=1e-3)
 
 
 def test_mfcc_matches_librosa(speechlike: np.ndarray):
-    mfcc, _ = MFCC(CONFIG)(torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size]))
+    mfcc, _ = MFCC(SETTINGS)(torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size]))
     reference = librosa.feature.mfcc(
-        S=librosa_logmel(speechlike, CONFIG), n_mfcc=40, dct_type=2, norm="ortho"
+        S=librosa_logmel(speechlike, SETTINGS), n_mfcc=40, dct_type=2, norm="ortho"
     )
     np.testing.assert_allclose(mfcc[0].numpy(), reference, atol=2e-3, rtol=1e-4)
 
 
 def test_other_settings_match_librosa(speechlike: np.ndarray):
-    config = FeatureConfig(
+    settings = MfccSettings(
         n_fft=1024, win_length=1024, hop_length=256, n_mels=80, f_min=0, n_mfcc=13
     )
-    logmel, _ = LogMel(config)(torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size]))
-    np.testing.assert_allclose(logmel[0].numpy(), librosa_logmel(speechlike, config), atol=1e-3)
+    wave, lengths = torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size])
+    logmel, _ = LogMel(settings)(wave, lengths)
+    reference = librosa_logmel(speechlike, settings)
+    np.testing.assert_allclose(logmel[0].numpy(), reference, atol=1e-3)
+    mfcc, _ = MFCC(settings)(wave, lengths)
+    expected = librosa.feature.mfcc(S=reference, n_mfcc=13, dct_type=2, norm="ortho")
+    np.testing.assert_allclose(mfcc[0].numpy(), expected, atol=2e-3, rtol=1e-4)
+
+
+def test_memo_shares_the_log_mel_between_mfcc_and_logmel(speechlike: np.ndarray):
+    wave, lengths = torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size])
+    memo: dict = {}
+    logmel, _ = LogMel(SpectralSettings())(wave, lengths, memo)
+    assert len(memo) == 1
+    mfcc, _ = MFCC(SETTINGS)(wave, lengths, memo)
+    assert len(memo) == 1  # the MFCC reused the log-Mel of the same spectral settings
+    torch.testing.assert_close(mfcc, MFCC(SETTINGS)(wave, lengths)[0], atol=0, rtol=0)
+    MFCC(MfccSettings(n_mels=40))(wave, lengths, memo)
+    assert len(memo) == 2  # other spectral settings: another log-Mel
 
 
 def test_batch_equals_single(speechlike: np.ndarray):
-    extract = FeatureExtractor(CONFIG)
+    extract = StreamFrontEnd(default_streams())
     short = speechlike[:12345]
     batch = torch.zeros(2, speechlike.size)
     batch[0] = torch.from_numpy(speechlike)
     batch[1, : short.size] = torch.from_numpy(short)
-    mfcc, logmel, frames = extract(batch, torch.tensor([speechlike.size, short.size]))
-    alone_mfcc, alone_logmel, alone_frames = extract(
-        torch.from_numpy(short)[None], torch.tensor([short.size])
-    )
-    n = alone_frames.item()
-    assert frames[1].item() == n
-    torch.testing.assert_close(logmel[1, :, :n], alone_logmel[0], atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(mfcc[1, :, :n], alone_mfcc[0], atol=1e-4, rtol=1e-5)
+    together = extract(batch, torch.tensor([speechlike.size, short.size]))
+    alone = extract(torch.from_numpy(short)[None], torch.tensor([short.size]))
+    assert list(together) == ["mfcc", "logmel"]
+    for name in ("mfcc", "logmel"):
+        frames, lengths = together[name]
+        alone_frames, alone_lengths = alone[name]
+        n = alone_lengths.item()
+        assert lengths[1].item() == n
+        torch.testing.assert_close(frames[1, :, :n], alone_frames[0], atol=1e-4, rtol=1e-5)
 
 
 def test_frame_lengths():
-    _, _, frames = FeatureExtractor(CONFIG)(torch.zeros(3, 4000), torch.tensor([4000, 160, 1]))
-    assert frames.tolist() == [26, 2, 1]
+    assert frame_lengths(torch.tensor([4000, 160, 1]), 160).tolist() == [26, 2, 1]
+    out = StreamFrontEnd(default_streams())(torch.zeros(3, 4000), torch.tensor([4000, 160, 1]))
+    assert all(lengths.tolist() == [26, 2, 1] for _, lengths in out.values())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_matches_cpu(speechlike: np.ndarray):
-    extract = FeatureExtractor(CONFIG)
+    extract = StreamFrontEnd([*default_streams(), stream_spec("prosody")])
     wave, lengths = torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size])
-    cpu = extract(wave, lengths)[1]
-    gpu = extract.cuda()(wave.cuda(), lengths.cuda())[1].cpu()
-    torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-4)
+    cpu = extract(wave, lengths)
+    gpu = extract.cuda()(wave.cuda(), lengths.cuda())
+    for name, (frames, _) in cpu.items():
+        torch.testing.assert_close(gpu[name][0].cpu(), frames, atol=1e-3, rtol=1e-4, msg=name)
 
 
 def test_normalizer_standardises_and_masks():
@@ -126,19 +146,30 @@ def test_normalizer_standardises_and_masks():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"n_mels": 0}, "n_mels must be positive"),
+        ({"n_mels": 0}, "n_mels must be a positive integer"),
+        ({"hop_length": 16.5}, "hop_length must be a positive integer"),
         ({"win_length": 1024}, "win_length"),
         ({"f_max": 9000}, "f_max"),
         ({"n_mfcc": 80}, "n_mfcc"),
+        ({"n_mfcc": 0}, "n_mfcc must be a positive integer"),
         ({"log_offset": 0}, "log_offset"),
     ],
 )
-def test_bad_config(values: dict, message: str):
+def test_bad_settings(values: dict, message: str):
     with pytest.raises(ValueError, match=message):
-        FeatureConfig(**values)
+        MfccSettings(**values)
 
 
-def test_from_dict_rejects_unknown_keys():
-    assert FeatureConfig.from_dict({"n_mels": 80}).n_mels == 80
+def test_settings_are_checked_through_the_stream_entry():
+    assert stream_spec("logmel", n_mels=80).settings["n_mels"] == 80
     with pytest.raises(ValueError, match="n_mel"):
-        FeatureConfig.from_dict({"n_mel": 80})
+        stream_spec("logmel", n_mel=80)
+    with pytest.raises(ValueError, match="n_mfcc"):
+        stream_spec("logmel", n_mfcc=13)  # an MFCC setting is not a log-Mel setting
+    with pytest.raises(ValueError, match="win_length"):
+        stream_spec("mfcc", win_length=1024)
+
+
+def test_spectral_drops_the_mfcc_settings():
+    assert MfccSettings(n_mels=48, n_mfcc=20).spectral() == SpectralSettings(n_mels=48)
+    assert MfccSettings().to_dict()["n_mfcc"] == 40

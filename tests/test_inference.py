@@ -12,11 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from emofuse.files import find_audio_files
+from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+from emofuse.pipeline import EvalWindows, ModelFileError, load_pipeline, save_pipeline
 from emofuse.signal.audio import AudioError
-from emofuse.training.batches import windows
-from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend, find_audio
-from emofuse.pipeline.pipeline import ModelFileError, load_pipeline
 from emofuse.testing import save_tiny_pipeline, synthetic_voice, tiny_pipeline
+from emofuse.training.batches import windows
 
 RATE = 16000
 
@@ -62,11 +63,29 @@ def test_single_window_matches_pipeline_forward(recognizer):
 
 def test_long_clip_averages_3s_windows_with_half_hop(recognizer):
     wave = synthetic_voice(7.0, seed=3)  # windows at 0, 1.5, 3 s and one ending at 7 s
-    parts = windows(torch.from_numpy(wave)[None], 3 * RATE, 3 * RATE // 2)  # training's rule
-    assert [p.shape[1] for p in parts] == [3 * RATE] * 4
-    expected = np.mean([_direct((p[0] - p[0].mean()).numpy()) for p in parts], axis=0)
+    parts = windows(wave.size, 3 * RATE, 3 * RATE // 2)  # training's rule
+    assert [size for _, size in parts] == [3 * RATE] * 4
+    cuts = [wave[start : start + size] for start, size in parts]
+    expected = np.mean([_direct(c - c.mean()) for c in cuts], axis=0)
     prediction = recognizer.predict(wave, sample_rate=RATE)
     np.testing.assert_allclose(_probs(prediction), expected, atol=1e-6)
+
+
+def test_windows_come_from_the_model_file(tmp_path):
+    pipeline = tiny_pipeline()
+    pipeline.windows = EvalWindows(2.0, 0.25)  # validated with 2 s windows every 0.5 s
+    save_pipeline(pipeline, tmp_path / "m.pt")
+    recognizer = EmotionRecognizer.load(tmp_path / "m.pt", device="cpu")
+    assert (recognizer.backend.window_seconds, recognizer.backend.hop_seconds) == (2.0, 0.5)
+    wave = synthetic_voice(3.2, seed=4)
+    parts = windows(wave.size, 2 * RATE, RATE // 2)
+    assert [start for start, _ in parts] == [0, 8000, 16000, 19200]
+    cuts = [wave[start : start + size] for start, size in parts]
+    expected = np.mean([_direct(c - c.mean()) for c in cuts], axis=0)
+    np.testing.assert_allclose(_probs(recognizer.predict(wave, sample_rate=RATE)), expected,
+                               atol=1e-6)  # fmt: skip
+    segments = list(recognizer.timeline(_write(tmp_path / "w.wav", wave)))
+    assert len(segments) == 4 and segments[0].end == pytest.approx(1.25)
 
 
 def test_path_and_array_give_the_same_result(recognizer, tmp_path):
@@ -235,11 +254,11 @@ def test_onnx_backend_is_selected_through_the_interface(model_path, monkeypatch)
     assert recognizer.predict(synthetic_voice(1.0), sample_rate=RATE).label in recognizer.labels
 
 
-def test_find_audio_searches_folders(tmp_path):
+def test_find_audio_files_searches_folders(tmp_path):
     for name in ("b.wav", "sub/a.FLAC", "sub/deeper/c.ogg", "notes.txt", "sub/x.npy"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    found = find_audio([tmp_path, "given.txt"])
+    found = find_audio_files([tmp_path, "given.txt"])
     assert found == [
         str(tmp_path / "b.wav"),
         str(tmp_path / "sub/a.FLAC"),

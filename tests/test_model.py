@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from emofuse.model import (
+    PAPER_BRANCHES,
+    BranchSpec,
     ConcatFusion,
     CrossAttentionFusion,
     EmotionNet,
@@ -21,34 +23,42 @@ from emofuse.model import (
 )
 
 # Small widths keep the tests fast; the structure is the same as the default model.
-SMALL = dict(mfcc_channels=32, logmel_channels=16, d_model=32, n_heads=4, lstm_hidden=16)
+SMALL = dict(d_model=32, n_heads=4, lstm_hidden=16)
+MFCC = BranchSpec("mfcc", "conv1d", in_dims=40, channels=32)
+LOGMEL = BranchSpec("logmel", "conv2d", in_dims=64, channels=16)
+PROSODY = BranchSpec("prosody", "conv1d", in_dims=3, channels=8)
+BRANCHES = {"both": (MFCC, LOGMEL), "mfcc": (MFCC,), "logmel": (LOGMEL,),
+            "three": (MFCC, LOGMEL, PROSODY)}  # fmt: skip
 
+# name -> (ModelConfig overrides, branches)
 ABLATIONS = {
-    "default": {},
-    "plain_blocks": {"multiscale": False},
-    "concat": {"fusion": "concat"},
-    "sum": {"fusion": "sum"},
-    "mfcc_only": {"branches": "mfcc"},
-    "logmel_only": {"branches": "logmel"},
-    "no_temporal": {"temporal": "none"},
-    "no_temporal_sum": {"temporal": "none", "fusion": "sum"},
-    "attention_pool": {"pooling": "attention"},
-    "logmel_only_no_temporal_attention": {
-        "branches": "logmel",
-        "temporal": "none",
-        "pooling": "attention",
-    },
+    "default": ({}, "both"),
+    "plain_blocks": ({"multiscale": False}, "both"),
+    "concat": ({"fusion": "concat"}, "both"),
+    "sum": ({"fusion": "sum"}, "both"),
+    "mfcc_only": ({}, "mfcc"),
+    "logmel_only": ({}, "logmel"),
+    "no_temporal": ({"temporal": "none"}, "both"),
+    "no_temporal_sum": ({"temporal": "none", "fusion": "sum"}, "both"),
+    "attention_pool": ({"pooling": "attention"}, "both"),
+    "logmel_only_no_temporal_attention": ({"temporal": "none", "pooling": "attention"}, "logmel"),
+    "prosody_cross_attention": ({}, "three"),
+    "prosody_concat": ({"fusion": "concat"}, "three"),
+    "prosody_sum": ({"fusion": "sum"}, "three"),
 }
 
 
-def _inputs(lengths: list[int], T: int | None = None, *, n_mfcc: int = 40, n_mels: int = 64):
-    """Random inputs zeroed beyond each length."""
+def _inputs(lengths: list[int], T: int | None = None, branches=BRANCHES["three"]) -> dict:
+    """Random inputs zeroed beyond each length, one entry per branch."""
     T = T if T is not None else max(lengths)
     lengths_t = torch.tensor(lengths)
     mask = lengths_to_mask(lengths_t, T).unsqueeze(1)  # (B, 1, T)
-    mfcc = torch.randn(len(lengths), n_mfcc, T) * mask
-    logmel = torch.randn(len(lengths), n_mels, T) * mask
-    return mfcc, logmel, lengths_t
+    return {b.name: (torch.randn(len(lengths), b.in_dims, T) * mask, lengths_t) for b in branches}
+
+
+def _slice(streams: dict, i: int, n: int) -> dict:
+    """Item ``i`` alone, cut to its ``n`` valid frames."""
+    return {k: (x[i : i + 1, :, :n], lengths[i : i + 1]) for k, (x, lengths) in streams.items()}
 
 
 def _randomise_norms(model: nn.Module) -> None:
@@ -65,11 +75,16 @@ def _randomise_norms(model: nn.Module) -> None:
                 m.bias.uniform_(-0.5, 0.5)
 
 
-def _model(**overrides) -> EmotionNet:
+def _model(branches: str = "both", **overrides) -> EmotionNet:
     torch.manual_seed(0)
-    model = EmotionNet(ModelConfig(**{**SMALL, **overrides}))
+    model = EmotionNet(ModelConfig(**{**SMALL, **overrides}), BRANCHES[branches])
     _randomise_norms(model)
     return model
+
+
+def _ablation(name: str, **overrides) -> EmotionNet:
+    settings, branches = ABLATIONS[name]
+    return _model(branches, **settings, **overrides)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -77,68 +92,96 @@ def _model(**overrides) -> EmotionNet:
 
 def test_default_model_shape_and_size():
     model = EmotionNet().eval()
+    assert model.branch_specs == PAPER_BRANCHES
     assert 300_000 <= model.num_parameters() <= 2_000_000
     assert model.num_parameters(trainable_only=True) == model.num_parameters()
-    mfcc, logmel, lengths = _inputs([301, 250, 17])
+    inputs = _inputs([301, 250, 17], branches=PAPER_BRANCHES)
     with torch.no_grad():
-        logits = model(mfcc, logmel, lengths)
+        logits = model(inputs)
     assert logits.shape == (3, 4)
     assert torch.isfinite(logits).all()
     text = model.summary()
     assert "total" in text and f"{model.num_parameters():,}" in text
     assert "fusion=cross_attention" in text
+    assert "mfcc: conv1d 40x128" in text and "logmel: conv2d 64x16" in text
 
 
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_ablation_shapes(name):
-    model = _model(n_classes=7, **ABLATIONS[name]).eval()
-    mfcc, logmel, lengths = _inputs([45, 30])
+    model = _ablation(name, n_classes=7).eval()
     with torch.no_grad():
-        logits = model(mfcc, logmel, lengths)
+        logits = model(_inputs([45, 30]))  # an unused extra stream is ignored
     assert logits.shape == (2, 7)
     assert torch.isfinite(logits).all()
 
 
 def test_default_branch_outputs_are_quarter_rate():
     model = EmotionNet().eval()
-    mfcc, logmel, lengths = _inputs([400, 123])
+    inputs = _inputs([400, 123], branches=PAPER_BRANCHES)
     with torch.no_grad():
-        a = model.mfcc_branch(mfcc, lengths)
-        b = model.logmel_branch(logmel, lengths)
+        a = model.branches["mfcc"](*inputs["mfcc"])
+        b = model.branches["logmel"](*inputs["logmel"])
     assert a.shape == b.shape == (2, 128, 100)
     # frames past ceil(123 / 4) = 31 are zero
     assert a[1, :, 31:].abs().max() == 0 and b[1, :, 31:].abs().max() == 0
     assert a[1, :, 30].abs().max() > 0
 
 
-def test_single_branch_accepts_none_for_the_other_input():
-    model = _model(branches="mfcc").eval()
-    mfcc, _, lengths = _inputs([20, 9])
-    assert model(mfcc, None, lengths).shape == (2, 4)
-    assert model.logmel_branch is None and model.fusion is None
+def test_single_branch_has_no_fusion_and_needs_only_its_input():
+    model = _model("mfcc").eval()
+    inputs = _inputs([20, 9], branches=BRANCHES["mfcc"])
+    assert model(inputs).shape == (2, 4)
+    assert list(model.branches) == ["mfcc"] and model.fusion is None
 
 
 @pytest.mark.parametrize("T", range(1, 9))
 def test_very_short_inputs(T):
-    model = _model().eval()
-    mfcc, logmel, lengths = _inputs([T, max(1, T // 2)], T)
+    model = _model("three").eval()
     with torch.no_grad():
-        logits = model(mfcc, logmel, lengths)
+        logits = model(_inputs([T, max(1, T // 2)], T))
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
 
 
-def test_lengths_default_to_full_and_are_checked():
+def test_inputs_are_checked():
     model = _model().eval()
-    mfcc, logmel, _ = _inputs([10, 10])
-    with torch.no_grad():
-        full = model(mfcc, logmel, torch.tensor([10, 10]))
-        assert torch.allclose(model(mfcc, logmel), full)
+    inputs = _inputs([10, 10], branches=BRANCHES["both"])
+    mfcc, lengths = inputs["mfcc"]
     with pytest.raises(ValueError, match="lengths"):
-        model(mfcc, logmel, torch.tensor([11, 3]))
+        model({**inputs, "mfcc": (mfcc, torch.tensor([11, 3]))})
     with pytest.raises(ValueError, match="lengths"):
-        model(mfcc, logmel, torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="mfcc"):
-        model(mfcc[:, :20], logmel, torch.tensor([10, 10]))
+        model({**inputs, "mfcc": (mfcc, torch.tensor([0, 3]))})
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
+        model({**inputs, "mfcc": (mfcc, torch.tensor([10]))})
+    with pytest.raises(ValueError, match=r"stream 'mfcc' must have shape \(batch, 40, time\)"):
+        model({**inputs, "mfcc": (mfcc[:, :20], lengths)})
+    with pytest.raises(ValueError, match=r"missing input stream\(s\) \['logmel'\]"):
+        model({"mfcc": inputs["mfcc"]})
+
+
+def test_branch_specs_are_checked():
+    with pytest.raises(ValueError, match="distinct names"):
+        EmotionNet(ModelConfig(**SMALL), (MFCC, MFCC))
+    with pytest.raises(ValueError, match="distinct names"):
+        EmotionNet(ModelConfig(**SMALL), ())
+    with pytest.raises(ValueError, match="unknown branch type"):
+        BranchSpec("x", "conv3d", 4, 8)
+    with pytest.raises(ValueError, match="identifier"):
+        BranchSpec("two words", "conv1d", 4, 8)
+    with pytest.raises(ValueError, match="in_dims must be a positive integer"):
+        BranchSpec("x", "conv1d", 0, 8)
+    with pytest.raises(ValueError, match=r"channels \(30\) must be divisible by scale \(4\)"):
+        EmotionNet(ModelConfig(**SMALL), (BranchSpec("mfcc", "conv1d", 40, 30), LOGMEL))
+    with pytest.raises(ValueError, match="'logmel'.*divisible by scale"):
+        EmotionNet(ModelConfig(**SMALL), (MFCC, BranchSpec("logmel", "conv2d", 64, 18)))
+
+
+def test_fusion_order_follows_the_branches():
+    model = _model("three").eval()
+    assert list(model.fusion.attend) == ["mfcc", "logmel", "prosody"]
+    assert model.fusion.out_dim == 3 * 32
+    reordered = EmotionNet(ModelConfig(**SMALL), (LOGMEL, PROSODY, MFCC))
+    order = ["logmel", "prosody", "mfcc"]
+    assert list(reordered.branches) == list(reordered.fusion.attend) == order
 
 
 # --------------------------------------------------------------------------- batch consistency
@@ -147,28 +190,35 @@ def test_lengths_default_to_full_and_are_checked():
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_batch_consistency(name):
     """In eval mode one utterance alone gives the same logits as its slice of a padded batch."""
-    model = _model(**ABLATIONS[name]).eval()
+    model = _ablation(name).eval()
     torch.manual_seed(1)
     lengths = [37, 58, 13, 6]  # longer and shorter neighbours; none a multiple of 4
-    mfcc, logmel, lengths_t = _inputs(lengths)
+    inputs = _inputs(lengths)
     with torch.no_grad():
-        batch = model(mfcc, logmel, lengths_t)
+        batch = model(inputs)
         for i, n in enumerate(lengths):
-            alone = model(mfcc[i : i + 1, :, :n], logmel[i : i + 1, :, :n], lengths_t[i : i + 1])
+            alone = model(_slice(inputs, i, n))
             torch.testing.assert_close(alone, batch[i : i + 1], atol=1e-5, rtol=0)
 
 
 def test_padding_content_is_ignored():
     """Garbage beyond the lengths (inputs not zeroed by the caller) does not change the logits."""
-    model = _model().eval()
-    mfcc, logmel, lengths = _inputs([40, 23])
-    noisy_mfcc, noisy_logmel = mfcc.clone(), logmel.clone()
-    noisy_mfcc[1, :, 23:] = 5.0
-    noisy_logmel[1, :, 23:] = -5.0
+    model = _model("three").eval()
+    inputs = _inputs([40, 23])
+    noisy = {k: (x.clone(), n) for k, (x, n) in inputs.items()}
+    for value, (x, _) in zip((5.0, -5.0, 3.0), noisy.values(), strict=True):
+        x[1, :, 23:] = value
     with torch.no_grad():
-        torch.testing.assert_close(
-            model(noisy_mfcc, noisy_logmel, lengths), model(mfcc, logmel, lengths)
-        )
+        torch.testing.assert_close(model(noisy), model(inputs))
+
+
+def test_every_stream_changes_the_output():
+    model = _model("three").eval()
+    inputs = _inputs([40, 40])
+    with torch.no_grad():
+        reference = model(inputs)
+        for name, (x, n) in inputs.items():
+            assert not torch.allclose(model({**inputs, name: (x + 1.0, n)}), reference), name
 
 
 def test_blocks_keep_padding_zero():
@@ -192,10 +242,9 @@ def test_blocks_keep_padding_zero():
 
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_gradients_reach_every_parameter(name):
-    model = _model(**ABLATIONS[name]).train()
+    model = _ablation(name).train()
     torch.manual_seed(2)
-    mfcc, logmel, lengths = _inputs([33, 21, 50, 9])
-    logits = model(mfcc, logmel, lengths)
+    logits = model(_inputs([33, 21, 50, 9]))
     loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
     loss.backward()
     for pname, p in model.named_parameters():
@@ -207,8 +256,7 @@ def test_gradients_reach_every_parameter(name):
 def test_default_model_gradients():
     torch.manual_seed(0)
     model = EmotionNet().train()
-    mfcc, logmel, lengths = _inputs([90, 61])
-    model(mfcc, logmel, lengths).logsumexp(dim=1).sum().backward()
+    model(_inputs([90, 61], branches=PAPER_BRANCHES)).logsumexp(dim=1).sum().backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
         assert p.grad.abs().max() > 0, pname
@@ -217,22 +265,45 @@ def test_default_model_gradients():
 # --------------------------------------------------------------------------- fusion modules
 
 
-def test_fusion_modules():
-    a, b = torch.randn(2, 7, 32), torch.randn(2, 7, 32)
+@pytest.mark.parametrize("n_streams", [2, 3])
+def test_fusion_modules(n_streams):
+    names = ("mfcc", "logmel", "prosody")[:n_streams]
+    streams = [torch.randn(2, 7, 32) for _ in names]
     mask = lengths_to_mask(torch.tensor([7, 3]), 7)
-    cross = CrossAttentionFusion(32, n_heads=4).eval()
-    for fusion, width in ((cross, 64), (ConcatFusion(32), 64), (SumFusion(32), 32)):
-        out = fusion(a, b, mask)
+    cross = CrossAttentionFusion(32, names, n_heads=4).eval()
+    for name, fusion, width in (
+        ("cross_attention", cross, n_streams * 32),
+        ("concat", ConcatFusion(32, names), n_streams * 32),
+        ("sum", SumFusion(32, names), 32),
+    ):
+        out = fusion(streams, mask)
         assert out.shape == (2, 7, width) and fusion.out_dim == width
         assert out[1, 3:].abs().max() == 0
+        built = make_fusion(name, 32, names)
+        assert type(built) is type(fusion) and built.out_dim == width
+        with pytest.raises(ValueError, match=f"built for {n_streams} streams"):
+            fusion(streams[:1], mask)
     # keys beyond the length do not matter
-    b2 = b.clone()
-    b2[1, 3:] = 100.0
-    torch.testing.assert_close(cross(a, b2, mask), cross(a, b, mask))
+    changed = [s.clone() for s in streams]
+    changed[1][1, 3:] = 100.0
+    torch.testing.assert_close(cross(changed, mask), cross(streams, mask))
+    torch.testing.assert_close(
+        SumFusion(32, names)(streams, mask)[0], sum(streams)[0], atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        ConcatFusion(32, names)(streams, mask)[0], torch.cat(streams, dim=-1)[0]
+    )
+
+
+def test_fusion_errors():
     with pytest.raises(ValueError, match="fusion"):
-        make_fusion("gated", 32)
+        make_fusion("gated", 32, ("a", "b"))
     with pytest.raises(ValueError, match="divisible"):
-        CrossAttentionFusion(30, n_heads=4)
+        CrossAttentionFusion(30, ("a", "b"), n_heads=4)
+    with pytest.raises(ValueError, match="at least 2 distinct stream names"):
+        ConcatFusion(32, ("a",))
+    with pytest.raises(ValueError, match="at least 2 distinct stream names"):
+        SumFusion(32, ("a", "a"))
 
 
 # --------------------------------------------------------------------------- config
@@ -242,15 +313,11 @@ def test_fusion_modules():
     ("overrides", "match"),
     [
         ({"fusion": "gated"}, "fusion"),
-        ({"branches": "all"}, "branches"),
         ({"temporal": "gru"}, "temporal"),
         ({"pooling": "max"}, "pooling"),
         ({"d_model": 130, "n_heads": 4}, "divisible by n_heads"),
-        ({"mfcc_channels": 30}, "mfcc_channels .*divisible by scale"),
-        ({"logmel_channels": 18}, "logmel_channels .*divisible by scale"),
         ({"d_model": 0}, "d_model must be a positive integer"),
         ({"lstm_hidden": -4}, "lstm_hidden"),
-        ({"n_mels": 64.0}, "n_mels"),
         ({"scale": 0}, "scale"),
         ({"n_classes": 1}, "n_classes"),
         ({"dropout": 1.0}, "dropout"),
@@ -262,6 +329,13 @@ def test_fusion_modules():
 def test_config_rejects_bad_values(overrides, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**overrides)
+
+
+@pytest.mark.parametrize("key", ["branches", "prosody", "n_mfcc", "n_mels", "mfcc_channels"])
+def test_config_has_no_stream_settings(key):
+    """The streams' settings moved to the stream list; ModelConfig keeps shared settings only."""
+    with pytest.raises(ValueError, match="unknown ModelConfig key"):
+        ModelConfig.from_dict({key: 1})
 
 
 def test_config_dict_round_trip():

@@ -8,11 +8,18 @@ import fake_corpora
 import pytest
 
 from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
-from emofuse.experiments.crossval import prepare_experiment, run_crossval
+from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.deployable import train_final
+from emofuse.experiments.loading import prepare_experiment
+from emofuse.experiments.splits import (
+    holdout_speakers,
+    leave_one_corpus_out,
+    make_folds,
+    speaker_key,
+)
 from emofuse.model import ModelConfig
-from emofuse.pipeline.pipeline import load_pipeline
-from emofuse.experiments.splits import holdout_speakers, leave_one_corpus_out, make_folds, speaker_key
+from emofuse.pipeline import load_pipeline
+from emofuse.signal.streams import stream_spec
 
 SPEAKERS = ("03", "08", "10")
 STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in "WAFTN" for v in (1, 2))
@@ -30,8 +37,8 @@ def roots(tmp_path_factory):
 
 def _config(roots, names, task="bundled7", protocol=None) -> ExperimentConfig:
     return ExperimentConfig(
-        model=ModelConfig(mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
-                          lstm_hidden=16),
+        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(epochs=2, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
                           warmup_epochs=1, device="cpu", time_mask_frames=5),
         data=DataConfig([CorpusSpec(n, str(roots[n])) for n in names], task, protocol),

@@ -5,25 +5,32 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 from emofuse.model import ModelConfig
-from emofuse.pipeline.pipeline import EmotionPipeline, ModelFileError, load_pipeline, save_pipeline
+from emofuse.pipeline import (
+    EmotionPipeline,
+    EvalWindows,
+    ModelFileError,
+    load_pipeline,
+    save_pipeline,
+)
+from emofuse.pipeline.modelfile import FORMAT_VERSION
+from emofuse.signal.streams import StreamFrontEnd, stream_spec
 
-FEATURES = FeatureConfig(n_mfcc=8, n_mels=16)
-TINY = ModelConfig(
-    n_classes=3, n_mfcc=8, n_mels=16, mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
-    lstm_hidden=16,
-)  # fmt: skip
+STREAMS = [stream_spec("mfcc", n_mfcc=8, n_mels=16, channels=16),
+           stream_spec("logmel", n_mels=16, channels=8)]  # fmt: skip
+TINY = ModelConfig(n_classes=3, d_model=16, n_heads=2, lstm_hidden=16)
 LABELS = ("neutral", "happy", "sad")
 
 
 @pytest.fixture
 def pipeline():
     torch.manual_seed(0)
-    p = EmotionPipeline(FEATURES, TINY, LABELS)
+    p = EmotionPipeline(STREAMS, TINY, LABELS, windows=EvalWindows(2.0, 0.25))
     # Non-trivial statistics, so a lost buffer would show.
-    p.mfcc_norm.fit(torch.arange(8.0) * 100, torch.full((8,), 1e5), 100)
-    p.logmel_norm.fit(-torch.arange(16.0) * 50, torch.full((16,), 5e4), 100)
+    p.fit_normalizers({
+        "mfcc": (torch.arange(8.0) * 100, torch.full((8,), 1e5), 100),
+        "logmel": (-torch.arange(16.0) * 50, torch.full((16,), 5e4), 100),
+    })  # fmt: skip
     return p.eval()
 
 
@@ -35,14 +42,24 @@ def _waves():
     return waves, lengths
 
 
-def test_forward_equals_extractor_then_forward_features(pipeline):
+def test_forward_equals_frontend_then_forward_features(pipeline):
     waves, lengths = _waves()
+    assert pipeline.names == ("mfcc", "logmel") and pipeline.sample_rate == 16000
+    assert list(pipeline.normalizers) == list(pipeline.kinds) == ["mfcc", "logmel"]
     with torch.no_grad():
         logits = pipeline(waves, lengths)
-        mfcc, logmel, frames = FeatureExtractor(FEATURES)(waves, lengths)
-        expected = pipeline.forward_features(torch.cat([mfcc, logmel], dim=1), frames)
+        streams = StreamFrontEnd(STREAMS)(waves, lengths)
+        expected = pipeline.forward_features(streams)
     assert logits.shape == (2, 3)
+    assert streams["mfcc"][0].shape[1] == 8 and streams["logmel"][0].shape[1] == 16
     torch.testing.assert_close(logits, expected, atol=0, rtol=0)
+
+
+def test_fit_normalizers_sets_each_stream(pipeline):
+    torch.testing.assert_close(pipeline.normalizers["mfcc"].mean, torch.arange(8.0))
+    torch.testing.assert_close(pipeline.normalizers["logmel"].mean, -torch.arange(16.0) / 2)
+    with pytest.raises(KeyError):
+        pipeline.fit_normalizers({"mfcc": (torch.zeros(8), torch.ones(8), 1)})
 
 
 def test_one_clip_alone_equals_its_slice_of_the_batch(pipeline):
@@ -60,13 +77,15 @@ def test_save_load_round_trip(pipeline, tmp_path):
     loaded = load_pipeline(path)
     assert not loaded.training
     assert loaded.labels == LABELS
-    assert loaded.feature_config == FEATURES
+    assert loaded.streams == STREAMS
     assert loaded.model_config == TINY
+    assert loaded.windows == EvalWindows(2.0, 0.25)
+    assert torch.load(path, weights_only=True)["format_version"] == FORMAT_VERSION == 2
     assert loaded.extra == {"epoch": 3, "val_ua": 0.5}
     waves, lengths = _waves()
     with torch.no_grad():
         torch.testing.assert_close(loaded(waves, lengths), pipeline(waves, lengths), atol=0, rtol=0)
-    torch.testing.assert_close(loaded.mfcc_norm.std, pipeline.mfcc_norm.std)
+    torch.testing.assert_close(loaded.normalizers["mfcc"].std, pipeline.normalizers["mfcc"].std)
 
 
 def test_missing_model_file(tmp_path):
@@ -104,12 +123,17 @@ def test_torch_file_that_is_not_an_emofuse_model(tmp_path, payload):
 
 def test_damaged_emofuse_model_file(tmp_path, pipeline):
     """A file that claims the format but lacks or garbles a part is a ModelFileError too."""
-    payload = {**pipeline.metadata(), "extra": {}, "state_dict": pipeline.state_dict()}
+    save_pipeline(pipeline, tmp_path / "good.pt")
+    payload = torch.load(tmp_path / "good.pt", weights_only=True)
     cases = {
         "no_state": {k: v for k, v in payload.items() if k != "state_dict"},
         "no_labels": {k: v for k, v in payload.items() if k != "labels"},
         "bad_config": {**payload, "model_config": {**payload["model_config"], "fusoin": "sum"}},
         "wrong_weights": {**payload, "state_dict": {"net.classifier.weight": torch.zeros(1)}},
+        "no_streams": {k: v for k, v in payload.items() if k != "streams"},
+        "bad_stream": {**payload, "streams": [{"kind": "chroma"}]},
+        "bad_windows": {**payload, "eval_windows": {"window_seconds": -1.0}},
+        "v1_without_features": {**payload, "format_version": 1},
     }
     for name, broken in cases.items():
         path = tmp_path / f"{name}.pt"
@@ -132,12 +156,24 @@ def test_newer_format_is_refused(tmp_path, pipeline):
 
 def test_label_count_mismatch():
     with pytest.raises(ValueError, match="2 label names for a model with 3 classes"):
-        EmotionPipeline(FEATURES, TINY, ["happy", "sad"])
+        EmotionPipeline(STREAMS, TINY, ["happy", "sad"])
 
 
-def test_feature_model_mismatch():
-    with pytest.raises(ValueError, match="features give 40 MFCC / 64 mels"):
-        EmotionPipeline(FeatureConfig(), TINY, LABELS)
+def test_stream_list_is_checked():
+    with pytest.raises(ValueError, match="distinct names"):
+        EmotionPipeline([STREAMS[0], STREAMS[0]], TINY, LABELS)
+    with pytest.raises(ValueError, match="distinct names"):
+        EmotionPipeline([], TINY, LABELS)
+    with pytest.raises(ValueError, match="different sample rates"):
+        EmotionPipeline([stream_spec("mfcc"), stream_spec("logmel", sample_rate=8000,
+                                                          f_max=4000.0)], TINY, LABELS)  # fmt: skip
+
+
+def test_onnx_path_points_to_the_onnx_backend(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"onnx")
+    with pytest.raises(ModelFileError, match="onnx backend"):
+        load_pipeline(path)
 
 
 def test_model_file_error_is_a_value_error():

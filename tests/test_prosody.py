@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from emofuse.training.batches import Batch, augment
-from emofuse.signal.transforms import FeatureConfig, FeatureExtractor, LogMel
+from emofuse.config import load_config
 from emofuse.model import EmotionNet, ModelConfig
 from emofuse.model.blocks import lengths_to_mask
-from emofuse.pipeline.pipeline import EmotionPipeline, load_pipeline, save_pipeline
+from emofuse.pipeline import EmotionPipeline, load_pipeline, save_pipeline
 from emofuse.signal.prosody import N_PROSODY, Prosody
+from emofuse.signal.streams import StreamFrontEnd, branch_spec, default_streams, stream_spec
+from emofuse.signal.transforms import LogMel
 from emofuse.testing import synthetic_voice, tiny_pipeline
+from emofuse.training.augment import augment
+from emofuse.training.batches import Batch
 
 SR = 16000
 
@@ -73,73 +76,83 @@ def test_frames_match_the_log_mel_and_padding_changes_nothing():
     torch.testing.assert_close(rows[1, :, : frames[1]], alone, atol=1e-4, rtol=0)
 
 
-def test_extractor_rows_stack_mfcc_logmel_prosody():
-    config = FeatureConfig(prosody=True)
-    assert config.n_rows == 40 + 64 + N_PROSODY and FeatureConfig().n_rows == 104
+def test_front_end_gives_the_three_streams_on_one_grid():
+    specs = [*default_streams(), stream_spec("prosody")]
+    assert branch_spec(specs[2]).in_dims == N_PROSODY == 3
     wave = torch.from_numpy(synthetic_voice(0.5))[None]
     lengths = torch.tensor([wave.shape[1]])
-    extractor = FeatureExtractor(config)
-    rows, frames = extractor.rows(wave, lengths)
-    mfcc, logmel, _ = extractor(wave, lengths)
-    assert rows.shape == (1, config.n_rows, frames.item())
-    torch.testing.assert_close(rows[:, :40], mfcc)
-    torch.testing.assert_close(rows[:, 40:104], logmel)
-    torch.testing.assert_close(rows[:, 104:], Prosody()(wave, lengths)[0])
-    with pytest.raises(ValueError, match="prosody must be true or false"):
-        FeatureConfig(prosody="yes")
+    out = StreamFrontEnd(specs)(wave, lengths)
+    assert list(out) == ["mfcc", "logmel", "prosody"]
+    assert {n: tuple(x.shape) for n, (x, _) in out.items()} == {
+        "mfcc": (1, 40, 51), "logmel": (1, 64, 51), "prosody": (1, 3, 51)}  # fmt: skip
+    torch.testing.assert_close(out["prosody"][0], Prosody()(wave, lengths)[0])
+    with pytest.raises(ValueError, match="unknown setting"):
+        stream_spec("prosody", n_mels=40)
 
 
-SMALL = dict(mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2, lstm_hidden=8,
-             prosody=True, prosody_channels=8)  # fmt: skip
+SPECS = [stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8),
+         stream_spec("prosody", channels=8)]  # fmt: skip
+SMALL = dict(d_model=16, n_heads=2, lstm_hidden=8)
+BRANCHES = [branch_spec(s) for s in SPECS]
 
 
-def _inputs(lengths: list[int]):
+def _inputs(lengths: list[int]) -> dict:
     T = max(lengths)
     lengths_t = torch.tensor(lengths)
     mask = lengths_to_mask(lengths_t, T).unsqueeze(1)
-    return tuple(torch.randn(len(lengths), n, T) * mask for n in (40, 64, 3)) + (lengths_t,)
+    return {b.name: (torch.randn(len(lengths), b.in_dims, T) * mask, lengths_t) for b in BRANCHES}
 
 
 @pytest.mark.parametrize("fusion", ["cross_attention", "concat", "sum"])
 def test_three_stream_model_is_batch_consistent_and_trains_every_part(fusion):
     torch.manual_seed(0)
-    model = EmotionNet(ModelConfig(fusion=fusion, **SMALL)).eval()
+    model = EmotionNet(ModelConfig(fusion=fusion, **SMALL), BRANCHES).eval()
     lengths = [37, 58, 13, 6]
-    mfcc, logmel, prosody, lengths_t = _inputs(lengths)
+    inputs = _inputs(lengths)
     with torch.no_grad():
-        batch = model(mfcc, logmel, lengths_t, prosody=prosody)
+        batch = model(inputs)
         for i, n in enumerate(lengths):
-            alone = model(
-                mfcc[i : i + 1, :, :n], logmel[i : i + 1, :, :n], lengths_t[i : i + 1],
-                prosody=prosody[i : i + 1, :, :n],
-            )  # fmt: skip
+            alone = model({k: (x[i : i + 1, :, :n], m[i : i + 1]) for k, (x, m) in inputs.items()})
             torch.testing.assert_close(alone, batch[i : i + 1], atol=1e-5, rtol=0)
     model.train()
-    model(mfcc, logmel, lengths_t, prosody=prosody).sum().backward()
+    model(inputs).sum().backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not unused
-    assert any(n.startswith("prosody_branch.") for n, _ in model.named_parameters())
+    assert any(n.startswith("branches.prosody.") for n, _ in model.named_parameters())
     if fusion == "cross_attention":
-        assert model.fusion.out_dim == 3 * 16 and hasattr(model.fusion, "prosody_to_spectral")
+        assert model.fusion.out_dim == 3 * 16 and "prosody" in model.fusion.attend
 
 
 def test_the_prosody_input_changes_the_output_and_is_checked():
     torch.manual_seed(0)
-    model = EmotionNet(ModelConfig(**SMALL)).eval()
-    mfcc, logmel, prosody, lengths = _inputs([40, 40])
+    model = EmotionNet(ModelConfig(**SMALL), BRANCHES).eval()
+    inputs = _inputs([40, 40])
+    prosody, lengths = inputs["prosody"]
     with torch.no_grad():
-        a = model(mfcc, logmel, lengths, prosody=prosody)
-        b = model(mfcc, logmel, lengths, prosody=prosody + 1.0)
+        a = model(inputs)
+        b = model({**inputs, "prosody": (prosody + 1.0, lengths)})
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError, match="needs a prosody input"):
-        model(mfcc, logmel, lengths)
-    with pytest.raises(ValueError, match=r"prosody must have shape \(batch=2, 3, time=40\)"):
-        model(mfcc, logmel, lengths, prosody=prosody[:, :2])
+    with pytest.raises(ValueError, match=r"missing input stream\(s\) \['prosody'\]"):
+        model({k: v for k, v in inputs.items() if k != "prosody"})
+    with pytest.raises(ValueError, match=r"stream 'prosody' must have shape \(batch, 3, time\)"):
+        model({**inputs, "prosody": (prosody[:, :2], lengths)})
+
+
+def test_v1_prosody_switch_needs_both_spectral_streams(tmp_path):
+    path = tmp_path / "v1.yaml"
+    path.write_text("features: {prosody: true}\nmodel: {prosody: true, branches: mfcc}\n")
     with pytest.raises(ValueError, match="needs branches 'both'"):
-        ModelConfig(prosody=True, branches="mfcc")
+        load_config(path)
+    path.write_text("features: {prosody: false}\nmodel: {prosody: true}\n")
+    with pytest.raises(ValueError, match="features.prosody is False but model.prosody is True"):
+        load_config(path)
+    path.write_text("features: {prosody: true, hop_length: 320}\nmodel: {prosody: true}\n")
+    specs = load_config(path).streams
+    assert [s.name for s in specs] == ["mfcc", "logmel", "prosody"]
+    assert {s.settings["hop_length"] for s in specs} == {320}  # one grid for the three
 
 
-def test_pipeline_with_prosody_round_trips_and_checks_its_configs(tmp_path):
+def test_pipeline_with_prosody_round_trips(tmp_path):
     pipeline = tiny_pipeline(prosody=True)
     waves = torch.from_numpy(synthetic_voice(1.2))[None]
     lengths = torch.tensor([waves.shape[1]])
@@ -147,39 +160,55 @@ def test_pipeline_with_prosody_round_trips_and_checks_its_configs(tmp_path):
         logits = pipeline(waves, lengths)
     save_pipeline(pipeline, tmp_path / "m.pt")
     loaded = load_pipeline(tmp_path / "m.pt")
-    assert loaded.feature_config.prosody and loaded.prosody_norm is not None
-    torch.testing.assert_close(loaded.prosody_norm.mean, pipeline.prosody_norm.mean)
+    assert loaded.names == ("mfcc", "logmel", "prosody")
+    torch.testing.assert_close(
+        loaded.normalizers["prosody"].mean, pipeline.normalizers["prosody"].mean
+    )
     with torch.no_grad():
         torch.testing.assert_close(loaded(waves, lengths), logits)
-    with pytest.raises(ValueError, match="features.prosody is False but model.prosody is True"):
-        EmotionPipeline(FeatureConfig(), ModelConfig(prosody=True), ["a"] * 4)
-    assert tiny_pipeline().prosody_norm is None  # older two-stream model files stay loadable
+    assert "prosody" not in tiny_pipeline().normalizers  # two-stream models have no prosody part
 
 
 def test_normalizers_are_fitted_per_stream():
-    pipeline = EmotionPipeline(FeatureConfig(prosody=True), ModelConfig(prosody=True), ["a"] * 4)
-    n = FeatureConfig(prosody=True).n_rows
-    sums, squares = torch.arange(n, dtype=torch.float64) * 10, torch.full((n,), 1e6)
-    pipeline.fit_normalizers(sums, squares, 10)
-    np.testing.assert_allclose(pipeline.mfcc_norm.mean.numpy(), np.arange(40), atol=1e-5)
-    np.testing.assert_allclose(pipeline.logmel_norm.mean.numpy(), np.arange(40, 104), atol=1e-4)
-    np.testing.assert_allclose(pipeline.prosody_norm.mean.numpy(), [104, 105, 106], atol=1e-4)
+    pipeline = EmotionPipeline(SPECS, ModelConfig(**SMALL), ["a"] * 4)
+    dims = {"mfcc": 40, "logmel": 64, "prosody": 3}
+    start = {"mfcc": 0, "logmel": 40, "prosody": 104}
+    moments = {
+        name: (torch.arange(start[name], start[name] + n, dtype=torch.float64) * 10,
+               torch.full((n,), 1e6), 10)
+        for name, n in dims.items()
+    }  # fmt: skip
+    pipeline.fit_normalizers(moments)
+    np.testing.assert_allclose(pipeline.normalizers["mfcc"].mean.numpy(), np.arange(40), atol=1e-5)
+    np.testing.assert_allclose(
+        pipeline.normalizers["logmel"].mean.numpy(), np.arange(40, 104), atol=1e-4
+    )
+    np.testing.assert_allclose(pipeline.normalizers["prosody"].mean.numpy(), [104, 105, 106],
+                               atol=1e-4)  # fmt: skip
 
 
 def test_gain_augmentation_moves_the_energy_row_by_the_gain_in_db():
-    x = torch.randn(4, 40 + 64 + 3, 50)
-    batch = Batch(x, torch.full((4,), 50), torch.zeros(4, dtype=torch.long))
-    out = augment(batch, n_mfcc=40, n_mels=64, n_classes=2,
-                  generator=torch.Generator().manual_seed(0), gain_db=6.0)  # fmt: skip
-    shift_db = out.features[:, 104] - x[:, 104]  # (B, T): one gain per utterance
-    shift_mel = out.features[:, 40:104] - x[:, 40:104]  # natural-log units
+    kinds = StreamFrontEnd(SPECS).kinds
+    lengths = torch.full((4,), 50)
+    x = {b.name: torch.randn(4, b.in_dims, 50) for b in BRANCHES}
+    batch = Batch({n: (v, lengths) for n, v in x.items()}, torch.zeros(4, dtype=torch.long))
+
+    def run(**kwargs):
+        out = augment(batch, kinds, reference="mfcc", n_classes=2,
+                      generator=torch.Generator().manual_seed(0), **kwargs)  # fmt: skip
+        return {n: v for n, (v, _) in out.streams.items()}
+
+    out = run(gain_db=6.0)
+    shift_db = out["prosody"][:, 0] - x["prosody"][:, 0]  # (B, T): one gain per utterance
+    shift_mel = out["logmel"] - x["logmel"]  # natural-log units
     torch.testing.assert_close(shift_db, shift_mel[:, 0] * 10 / math.log(10), atol=1e-4, rtol=0)
     assert shift_db.abs().max() <= 6.0 + 1e-4 and shift_db.abs().max() > 0
-    torch.testing.assert_close(out.features[:, 105:], x[:, 105:])  # pitch, voicing untouched
-    masked = augment(batch, n_mfcc=40, n_mels=64, n_classes=2, freq_masks=4, freq_mask_bins=30,
-                     generator=torch.Generator().manual_seed(0))  # fmt: skip
-    torch.testing.assert_close(masked.features[:, 104:], x[:, 104:])  # no frequency axis there
-    assert not torch.equal(masked.features[:, 40:104], x[:, 40:104])
+    # pitch and voicing are untouched
+    torch.testing.assert_close(out["prosody"][:, 1:], x["prosody"][:, 1:])
+    masked = run(freq_masks=4, freq_mask_bins=30)
+    torch.testing.assert_close(masked["prosody"], x["prosody"])  # no frequency axis there
+    torch.testing.assert_close(masked["mfcc"], x["mfcc"])
+    assert not torch.equal(masked["logmel"], x["logmel"])
 
 
 def test_crossval_trains_and_tests_a_prosody_model(tmp_path):
@@ -195,7 +224,7 @@ def test_crossval_trains_and_tests_a_prosody_model(tmp_path):
                 tmp_path / "emodb" / "wav" / f"{stem}.wav", 0.5, seed=7 * i + j
             )
     config = ExperimentConfig(
-        features=FeatureConfig(prosody=True),
+        streams=SPECS,
         model=ModelConfig(**SMALL),
         train=TrainConfig(
             epochs=1,
@@ -213,6 +242,8 @@ def test_crossval_trains_and_tests_a_prosody_model(tmp_path):
     )
     assert len(summary["folds"]) == 1 and 0 <= summary["mean"]["ua"] <= 1
     model = load_pipeline(tmp_path / "cv" / "fold_00" / "model.pt")
-    assert model.model_config.prosody and model.prosody_norm.std.gt(0).all()
+    assert model.names == ("mfcc", "logmel", "prosody")
+    norm = model.normalizers["prosody"]
+    assert norm.std.gt(0).all()
     # Training-fold statistics of real prosody rows: energy in dB, below 0 and above the floor.
-    assert -100 < float(model.prosody_norm.mean[0]) < 0
+    assert -100 < float(norm.mean[0]) < 0

@@ -1,4 +1,5 @@
-"""Tests of emofuse.training.train: outputs of ``fit``, determinism, resuming, and that the model learns."""
+"""Tests of emofuse.training.train: outputs of ``fit``, determinism, resuming, and that the
+model learns."""
 
 from __future__ import annotations
 
@@ -10,31 +11,34 @@ import torch
 
 import emofuse.training.train
 from emofuse.config import ExperimentConfig, TrainConfig
-from emofuse.training.batches import FeatureSet
-from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
 from emofuse.model import ModelConfig
-from emofuse.pipeline.pipeline import load_pipeline
+from emofuse.pipeline import load_pipeline
+from emofuse.signal.streams import StreamFrontEnd, default_streams, frame_rates, stream_spec
+from emofuse.training.batches import FeatureSet
 from emofuse.training.train import BEST_MODEL, CHECKPOINT, evaluate, fit, predict_posteriors
 
 N_MFCC, N_MELS = 8, 16
 LABELS = ["neutral", "happy", "sad"]
-TINY = ModelConfig(
-    n_mfcc=N_MFCC, n_mels=N_MELS, mfcc_channels=16, logmel_channels=8, d_model=16, n_heads=2,
-    lstm_hidden=16, scale=4,
-)  # fmt: skip
+STREAMS = [stream_spec("mfcc", n_mfcc=N_MFCC, n_mels=N_MELS, channels=16),
+           stream_spec("logmel", n_mels=N_MELS, channels=8)]  # fmt: skip
+DIMS = {"mfcc": N_MFCC, "logmel": N_MELS}
+TINY = ModelConfig(d_model=16, n_heads=2, lstm_hidden=16, scale=4)
 
 
 def _feature_set(n: int, seed: int, offset: float = 0.0) -> FeatureSet:
     """Random raw features whose level depends on the class, 40-90 frames each."""
     rng = np.random.default_rng(seed)
     labels = [i % len(LABELS) for i in range(n)]
-    arrays = [
-        (
-            rng.standard_normal((N_MFCC + N_MELS, int(rng.integers(40, 90)))) + 2.0 * y + offset
-        ).astype(np.float32)
-        for y in labels
-    ]
-    return FeatureSet.from_arrays(arrays, labels, [f"u{seed}_{i}" for i in range(n)])
+    arrays = []
+    for y in labels:
+        frames = int(rng.integers(40, 90))
+        arrays.append({
+            name: (rng.standard_normal((dims, frames)) + 2.0 * y + offset).astype(np.float32)
+            for name, dims in DIMS.items()
+        })  # fmt: skip
+    return FeatureSet.from_arrays(
+        arrays, labels, [f"u{seed}_{i}" for i in range(n)], frame_rates(STREAMS)
+    )
 
 
 def _config(**train) -> ExperimentConfig:
@@ -42,11 +46,7 @@ def _config(**train) -> ExperimentConfig:
                     warmup_epochs=1, device="cpu", seed=0, time_mask_frames=5,
                     freq_mask_bins=3)  # fmt: skip
     settings.update(train)
-    return ExperimentConfig(
-        features=FeatureConfig(n_mfcc=N_MFCC, n_mels=N_MELS),
-        model=TINY,
-        train=TrainConfig(**settings),
-    )
+    return ExperimentConfig(streams=STREAMS, model=TINY, train=TrainConfig(**settings))
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +81,22 @@ def test_fit_writes_files_and_fits_normaliser_on_train_only(tmp_path, data):
     assert result.pipeline.model_config.n_classes == 3
     assert not result.pipeline.training
 
-    frames = torch.cat(train.features, dim=1).double()  # (F, all frames)
-    mean, std = frames.mean(dim=1), frames.std(dim=1, unbiased=False)
     p = result.pipeline
-    torch.testing.assert_close(p.mfcc_norm.mean, mean[:N_MFCC].float())
-    torch.testing.assert_close(p.mfcc_norm.std, std[:N_MFCC].float())
-    torch.testing.assert_close(p.logmel_norm.mean, mean[N_MFCC:].float())
-    torch.testing.assert_close(p.logmel_norm.std, std[N_MFCC:].float())
+    assert p.windows.window_seconds == 0.4 and p.windows.hop_fraction == 0.5
+    for name in DIMS:
+        frames = torch.cat(train.streams[name], dim=1).double()  # (dims, all frames)
+        mean, std = frames.mean(dim=1), frames.std(dim=1, unbiased=False)
+        torch.testing.assert_close(p.normalizers[name].mean, mean.float())
+        torch.testing.assert_close(p.normalizers[name].std, std.float())
 
     # model.pt is the best pipeline, normalisation statistics included.
     saved = load_pipeline(tmp_path / BEST_MODEL)
     _assert_same_weights(saved.state_dict(), p.state_dict())
     assert saved.extra == {"epoch": result.best_epoch, "val_ua": result.best_val_ua}
-    np.testing.assert_array_equal(
-        predict_posteriors(saved, test, _config().train),
-        predict_posteriors(p, test, _config().train),
+    assert saved.windows == p.windows
+    np.testing.assert_array_equal(predict_posteriors(saved, test), predict_posteriors(p, test))
+    np.testing.assert_allclose(  # windows batched differently: the same posteriors
+        predict_posteriors(p, test, batch_size=2), predict_posteriors(p, test), atol=1e-5
     )
 
 
@@ -108,8 +109,8 @@ def test_same_seed_same_result(tmp_path, data):
     assert a.best_epoch == b.best_epoch
     _assert_same_weights(a.pipeline.state_dict(), b.pipeline.state_dict())
     np.testing.assert_array_equal(
-        evaluate(a.pipeline, test, config.train)["posteriors"],
-        evaluate(b.pipeline, test, config.train)["posteriors"],
+        evaluate(a.pipeline, test)["posteriors"],
+        evaluate(b.pipeline, test)["posteriors"],
     )
     other = fit(train, val, LABELS, _config(seed=1, epochs=1), tmp_path / "c", progress=False)
     assert other.history[0]["train_loss"] != a.history[0]["train_loss"]
@@ -145,7 +146,9 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, data, monkeypatch
     calls = []
     original = emofuse.training.train.train_one_epoch
     monkeypatch.setattr(
-        emofuse.training.train, "train_one_epoch", lambda *a, **k: calls.append(1) or original(*a, **k)
+        emofuse.training.train,
+        "train_one_epoch",
+        lambda *a, **k: calls.append(1) or original(*a, **k),
     )
     resumed = fit(train, val, LABELS, config, out, resume=True, progress=False)
     assert len(calls) == 2  # epochs 2 and 3 only
@@ -217,26 +220,26 @@ def _synth(cls: int, rng: np.random.Generator) -> np.ndarray:
     return wave.astype(np.float32)
 
 
-def _synthetic_set(per_class: int, seed: int, extract: FeatureExtractor) -> FeatureSet:
+def _synthetic_set(per_class: int, seed: int, frontend: StreamFrontEnd) -> FeatureSet:
     rng = np.random.default_rng(seed)
     labels = [c for _ in range(per_class) for c in range(4)]
     arrays = []
     for c in labels:
         wave = torch.from_numpy(_synth(c, rng))
         with torch.no_grad():
-            mfcc, logmel, _ = extract(wave[None], torch.tensor([wave.numel()]))
-        arrays.append(torch.cat([mfcc[0], logmel[0]]).numpy())
-    return FeatureSet.from_arrays(arrays, labels, [f"s{seed}_{i}" for i in range(len(labels))])
+            streams = frontend(wave[None], torch.tensor([wave.numel()]))
+        arrays.append({name: frames[0].numpy() for name, (frames, _) in streams.items()})
+    ids = [f"s{seed}_{i}" for i in range(len(labels))]
+    return FeatureSet.from_arrays(arrays, labels, ids, frame_rates(frontend.specs))
 
 
 def test_default_model_learns_separable_classes(tmp_path):
-    features = FeatureConfig()
-    extract = FeatureExtractor(features)
-    train = _synthetic_set(12, seed=10, extract=extract)
-    val = _synthetic_set(4, seed=11, extract=extract)
-    test = _synthetic_set(10, seed=12, extract=extract)
+    frontend = StreamFrontEnd(default_streams())
+    train = _synthetic_set(12, seed=10, frontend=frontend)
+    val = _synthetic_set(4, seed=11, frontend=frontend)
+    test = _synthetic_set(10, seed=12, frontend=frontend)
     config = ExperimentConfig(
-        features=features,
+        streams=default_streams(),
         model=ModelConfig(n_classes=4),  # the default model
         train=TrainConfig(
             epochs=6,
@@ -255,7 +258,7 @@ def test_default_model_learns_separable_classes(tmp_path):
     began = time.perf_counter()
     result = fit(train, val, list(CLASSES), config, tmp_path, progress=False)
     seconds = time.perf_counter() - began
-    metrics = evaluate(result.pipeline, test, config.train)
+    metrics = evaluate(result.pipeline, test)
     print(f"held-out accuracy {metrics['wa']:.3f}, UA {metrics['ua']:.3f}, fit {seconds:.1f} s")
     assert metrics["wa"] >= 0.95, result.history
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -29,8 +29,8 @@ class CorpusWarning(UserWarning):
 class Utterance:
     """One labelled recording.
 
-    ``label`` is a word of ``emofuse.corpora.labels.VOCABULARY`` or ``None`` when the corpus code has
-    no such label (IEMOCAP ``fru``/``oth``/``xxx``, an unknown code); the raw code is always
+    ``label`` is a word of ``emofuse.corpora.labels.VOCABULARY`` or ``None`` when the corpus code
+    has no such label (IEMOCAP ``fru``/``oth``/``xxx``, an unknown code); the raw code is always
     kept in ``extras["code"]`` (for the CSV/folder corpus, the label as written).
     ``speaker`` is unique within ``corpus`` only; combine both when mixing corpora.
     """

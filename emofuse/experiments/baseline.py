@@ -4,10 +4,11 @@ Per fold: functionals standardised with training-side statistics, an RBF SVM who
 are chosen by speaker-grouped inner cross-validation on the training-side speakers only
 (scored by UA, i.e. balanced accuracy), then refit on the whole training side. The fold
 records hold its decisions (one-hot posteriors) and, per prediction, Platt-scaled class
-``probabilities`` that :mod:`emofuse.experiments.ensemble` averages with the network's posteriors. The fold's
-validation speakers join the training side: the SVM needs no early stopping, and the test
-speakers stay unseen. Needs ``pip install 'emofuse[baseline]'`` (opensmile, scikit-learn),
-imported lazily.
+``probabilities`` that :mod:`emofuse.experiments.ensemble` averages with the network's
+posteriors. The fold's validation speakers join the training side: the SVM needs no early
+stopping, and the test speakers stay unseen. Needs ``pip install 'emofuse[baseline]'``
+(opensmile, scikit-learn), imported lazily. The cross-validation harness runs it as the system
+``egemaps-svm`` (:mod:`emofuse.experiments.systems`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emofuse.pipeline.cache import cached_array, default_cache_dir, file_key
 from emofuse.corpora import Utterance
+from emofuse.experiments.records import FoldRecord
+from emofuse.experiments.scoring import rounded, scored_record
 from emofuse.experiments.splits import speaker_key
+from emofuse.pipeline.cache import cached_array, default_cache_dir, file_key
 
-__all__ = ["egemaps_features", "run_svm_fold", "C_GRID", "GAMMA_GRID"]
+if TYPE_CHECKING:
+    from emofuse.experiments.loading import Experiment
+
+__all__ = ["REQUIRES", "egemaps_features", "run_svm_fold", "C_GRID", "GAMMA_GRID"]
+
+REQUIRES = ("opensmile", "sklearn")  # imported lazily
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 GAMMA_GRID = ("scale", 0.001, 0.01, 0.1)
@@ -71,15 +80,14 @@ def egemaps_features(
     }
 
 
-def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dict:
-    """Fit and test the SVM on fold ``index`` of a cross-validation ``Experiment``."""
+def run_svm_fold(experiment: Experiment, index: int, features: dict[str, np.ndarray]) -> FoldRecord:
+    """Fit and test the SVM on fold ``index`` of ``experiment``, given every utterance's
+    functionals (88,) keyed by path."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
-
-    from emofuse.experiments.crossval import fold_record, rounded
 
     began = time.perf_counter()
     fold = experiment.folds[index]
@@ -108,7 +116,7 @@ def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dic
     # chosen SVM refit with Platt scaling on cross-validated decision values (5-fold, fewer when
     # a class has fewer examples; left out when a class has a single example).
     decisions = np.eye(task.num_classes)[search.predict(x_test)]
-    record = fold_record(
+    record = scored_record(
         experiment, index, "egemaps-svm", decisions, y_test, [u.id for u in fold.test],
         best_epoch=None, val_ua=None, train_seconds=time.perf_counter() - began, history=[],
         svm_params={k.removeprefix("svc__"): v for k, v in search.best_params_.items()},
@@ -122,6 +130,6 @@ def run_svm_fold(experiment, index: int, features: dict[str, np.ndarray]) -> dic
         ).fit(x_train, y_train)
         probabilities = np.zeros((len(x_test), task.num_classes))
         probabilities[:, calibrated.classes_] = calibrated.predict_proba(x_test)
-        for prediction, probs in zip(record["predictions"], probabilities, strict=True):
-            prediction["probabilities"] = rounded(probs)
+        for prediction, probs in zip(record.predictions, probabilities, strict=True):
+            prediction.probabilities = rounded(probs)
     return record

@@ -1,4 +1,4 @@
-"""Train one deployable model on every configured corpus (``emofuse train``).
+"""Training a deployable model, as an experiment (``emofuse train``): one model, every corpus.
 
 Validation speakers (10% of each corpus's speakers) are held out for early stopping and the
 checkpoint choice; everything else trains. The result folder holds ``model.pt`` (load it with
@@ -7,14 +7,16 @@ checkpoint choice; everything else trains. The result folder holds ``model.pt`` 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
 
 from emofuse.config import ExperimentConfig, save_config
-from emofuse.experiments.crossval import feature_set, load_features, load_manifest, machine_description
+from emofuse.experiments.loading import load_features, load_manifest
+from emofuse.experiments.machine import machine_description
+from emofuse.experiments.scoring import speaker_names
 from emofuse.experiments.splits import holdout_speakers
+from emofuse.files import write_json
 from emofuse.training.train import evaluate, fit
 
 __all__ = ["train_final"]
@@ -34,18 +36,18 @@ def train_final(
     train, val = holdout_speakers(utterances, seed=config.train.seed)
     save_config(config, out_dir / "config.yaml")
     features = load_features(utterances, config, cache_dir, progress)
-    val_set = feature_set(val, features, task)
+    val_set = features.feature_set(val, task)
     result = fit(
-        feature_set(train, features, task), val_set, list(task.labels), config, out_dir,
+        features.feature_set(train, task), val_set, list(task.labels), config, out_dir,
         resume=True, progress=progress,
     )  # fmt: skip
-    val_metrics = evaluate(result.pipeline, val_set, config.train)
+    val_metrics = evaluate(result.pipeline, val_set)
     report = {
         "task": task.name,
         "labels": list(task.labels),
         "train_utterances": dict(Counter(u.corpus for u in train)),
         "train_labels": dict(Counter(u.label for u in train)),
-        "val_speakers": sorted({f"{u.corpus}:{u.speaker}" for u in val}),
+        "val_speakers": speaker_names(val),
         "val_utterances": len(val),
         "dropped": dropped,
         "best_epoch": result.best_epoch,
@@ -55,6 +57,6 @@ def train_final(
         "machine": machine_description(),
         "history": result.history,
     }
-    (out_dir / "training.json").write_text(json.dumps(report, indent=1))
+    write_json(report, out_dir / "training.json")
     (out_dir / "checkpoint.pt").unlink(missing_ok=True)
     return report

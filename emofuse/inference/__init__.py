@@ -1,1 +1,1 @@
-
+"""Emotion of audio with a trained model: the recogniser and its backends, ONNX export."""

@@ -1,4 +1,4 @@
-"""ONNX export of a whole :class:`~emofuse.pipeline.pipeline.EmotionPipeline`, and an onnxruntime backend.
+"""ONNX export of a whole :class:`~emofuse.pipeline.EmotionPipeline`, and an onnxruntime backend.
 
 The exported graph takes ``waveform`` float32 ``(batch, samples)`` (zero-padded, as the torch
 pipeline expects) and ``lengths`` int64 ``(batch,)``, and returns ``probabilities`` float32
@@ -14,10 +14,10 @@ Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export``), opset 18 b
 an export-only copy of the pipeline (:class:`_ExportGraph`) makes them, all numerically
 equivalent (the tests compare it with the pipeline):
 
-- the waveform is zero-padded on the right to give ``4 * ceil(frames / 4)`` STFT frames, a count
-  that is visibly a multiple of 4 (the network pads time to a multiple of 4 and masks frames
-  past each length anyway; more zero padding changes no valid frame);
-- ``nn.MaxPool1d(2)`` in the MFCC branch becomes a pairwise maximum;
+- the waveform is zero-padded on the right so that every stream's frame count is visibly a
+  multiple of its branch's time stride (the network pads time to such a multiple and masks
+  frames past each length anyway; more zero padding changes no valid frame);
+- ``nn.MaxPool1d(2)`` in the 1D branches (MFCC, prosody) becomes a pairwise maximum;
 - the BiLSTM becomes one custom op, ``emofuse::bilstm``, translated to one ONNX ``LSTM`` with
   ``sequence_lens``, so each item of a padded batch is run over exactly its own frames.
 """
@@ -28,6 +28,7 @@ import contextlib
 import copy
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -38,8 +39,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from emofuse.model.net import POOL_FACTOR, BiLSTM
-from emofuse.pipeline.pipeline import EmotionPipeline
+from emofuse.files import atomic_path
+from emofuse.model import Conv1dBranch
+from emofuse.model.temporal import BiLSTM
+from emofuse.pipeline import EmotionPipeline
 
 __all__ = ["export_onnx", "OnnxBackend", "OnnxModelError", "sidecar_path", "DEFAULT_OPSET"]
 
@@ -139,6 +142,15 @@ class _ExportBiLSTM(nn.Module):
         return out * mask.unsqueeze(-1).to(out.dtype)
 
 
+def padding_unit(pipeline: EmotionPipeline) -> int:
+    """Samples ``u`` such that a waveform of ``k u - 1`` samples gives every stream a frame count
+    (``1 + samples // hop``) that is a multiple of its branch's time stride."""
+    unit = 1
+    for name, kind in pipeline.kinds.items():
+        unit = math.lcm(unit, kind.hop_length * pipeline.net.branches[name].time_stride)
+    return unit
+
+
 class _ExportGraph(nn.Module):
     """The pipeline as exported: waveforms (B, S), lengths (B,) -> probabilities (B, C)."""
 
@@ -146,19 +158,19 @@ class _ExportGraph(nn.Module):
         super().__init__()
         self.pipeline = copy.deepcopy(pipeline)
         net = self.pipeline.net
-        for branch in (net.mfcc_branch, net.prosody_branch):
-            if branch is not None:
+        for branch in net.branches.values():
+            if isinstance(branch, Conv1dBranch):
                 branch.pool = _PairMax()
         if isinstance(net.temporal, BiLSTM):
             net.temporal = _ExportBiLSTM(net.temporal.lstm)
+        self.unit = padding_unit(pipeline)
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
         """Zero-padded waveforms (B, S), lengths (B,) in samples -> probabilities (B, C)."""
-        hop = self.pipeline.feature_config.hop_length
         samples = waveforms.shape[-1]
-        quarters = (samples // hop + POOL_FACTOR) // POOL_FACTOR  # ceil((1 + samples // hop) / 4)
-        right = POOL_FACTOR * quarters * hop - 1 - samples  # >= 0
-        padded = nn.functional.pad(waveforms, (0, right))  # (B, S'): 1 + S' // hop = 4 * quarters
+        units = (samples + self.unit) // self.unit  # ceil((samples + 1) / unit)
+        right = units * self.unit - 1 - samples  # >= 0
+        padded = nn.functional.pad(waveforms, (0, right))  # (B, S'): S' + 1 a multiple of unit
         return torch.softmax(self.pipeline(padded, lengths), dim=-1)  # (B, C)
 
 
@@ -184,16 +196,27 @@ def export_onnx(
     """
     from emofuse import __version__
 
-    c = pipeline.feature_config
+    rate = pipeline.sample_rate
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     graph = _ExportGraph(pipeline).cpu().eval()
-    example = (torch.zeros(2, c.sample_rate), torch.tensor([c.sample_rate, c.sample_rate // 2]))
-    min_samples = POOL_FACTOR * c.hop_length  # torch.export assumes >= 2 frames after pooling
+    example = (torch.zeros(2, rate), torch.tensor([rate, rate // 2]))
+    min_samples = graph.unit  # torch.export assumes >= 2 frames after pooling
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=min_samples)
-    tmp_model = path.with_name(path.name + ".tmp")
-    tmp_sidecar = path.with_name(path.name + ".json.tmp")
-    try:
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "emofuse_version": __version__,
+        "labels": list(pipeline.labels),
+        "sample_rate": rate,
+        "min_samples": min_samples,
+        "inputs": list(INPUT_NAMES),
+        "outputs": list(OUTPUT_NAMES),
+        "opset": opset,
+        "streams": [s.to_dict() for s in pipeline.streams],
+        "model_config": pipeline.model_config.to_dict(),
+        "eval_windows": pipeline.windows.to_dict(),
+    }
+    # The model is renamed into place only after its sidecar is written (both or neither).
+    with atomic_path(path) as tmp_model, atomic_path(sidecar_path(path)) as tmp_sidecar:
         with torch.no_grad(), warnings.catch_warnings(), _quiet("onnxscript"):
             warnings.simplefilter("ignore")  # torch.export's internal deprecation warnings
             program = torch.onnx.export(
@@ -208,24 +231,7 @@ def export_onnx(
                 custom_translation_table={torch.ops.emofuse.bilstm.default: _bilstm_onnx},
             )
         program.save(tmp_model, external_data=False)
-        sidecar = {
-            "format": SIDECAR_FORMAT,
-            "emofuse_version": __version__,
-            "labels": list(pipeline.labels),
-            "sample_rate": c.sample_rate,
-            "min_samples": min_samples,
-            "inputs": list(INPUT_NAMES),
-            "outputs": list(OUTPUT_NAMES),
-            "opset": opset,
-            "feature_config": c.to_dict(),
-            "model_config": pipeline.model_config.to_dict(),
-        }
         tmp_sidecar.write_text(json.dumps(sidecar, indent=2) + "\n")
-        os.replace(tmp_model, path)
-        os.replace(tmp_sidecar, sidecar_path(path))
-    finally:
-        tmp_model.unlink(missing_ok=True)
-        tmp_sidecar.unlink(missing_ok=True)
     return path
 
 
@@ -257,6 +263,9 @@ class OnnxBackend:
             self.labels: tuple[str, ...] = tuple(str(label) for label in meta["labels"])
             self.sample_rate: int = int(meta["sample_rate"])
             self.min_samples: int = int(meta["min_samples"])
+            windows = meta.get("eval_windows", {"window_seconds": 3.0, "hop_fraction": 0.5})
+            self.window_seconds = float(windows["window_seconds"])
+            self.hop_seconds = self.window_seconds * float(windows["hop_fraction"])
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise OnnxModelError(f"{sidecar}: not an emofuse ONNX sidecar ({error})") from None
         options = onnxruntime.SessionOptions()

@@ -1,15 +1,15 @@
 """Emotion of audio files and arrays with a trained model: the library behind ``emofuse predict``.
 
-Every input goes through the same steps, those of the training-time evaluation
-(:func:`emofuse.training.train.predict_posteriors`): the mono waveform is cut into 3 s windows every
-1.5 s (the last window ends at the end; a clip of at most 3 s is one window), each window's
+Every input goes through the same steps as the training-time evaluation: the mono waveform is
+cut into the model's evaluation windows (stored in its file; 3 s every 1.5 s by default; the
+last window ends at the end; a clip no longer than a window is one window), each window's
 mean is subtracted (DC offset removed) and a window shorter than 0.5 s is tiled up to 0.5 s,
 and the window probabilities are averaged. A clip whose RMS is below ``silence_db`` dBFS is
 answered as silence (``label="silence"``, no probabilities) rather than given an emotion.
 
 The model sits behind :class:`Backend`: :class:`TorchBackend` runs an
-:class:`~emofuse.pipeline.pipeline.EmotionPipeline`; ``emofuse.inference.onnx.OnnxBackend`` runs an exported
-ONNX file.
+:class:`~emofuse.pipeline.EmotionPipeline`; :class:`emofuse.inference.onnx.OnnxBackend` runs an
+exported ONNX file.
 
 >>> import numpy as np
 >>> from emofuse.testing import synthetic_voice, tiny_pipeline
@@ -27,14 +27,14 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from emofuse.device import resolve_device
+from emofuse.pipeline import EmotionPipeline, load_bundled_pipeline, load_pipeline
 from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
-from emofuse.pipeline.pipeline import EmotionPipeline, load_bundled_pipeline, load_pipeline
 
 __all__ = [
     "Backend",
@@ -43,22 +43,22 @@ __all__ = [
     "Prediction",
     "Segment",
     "SILENCE",
-    "AUDIO_SUFFIXES",
-    "find_audio",
 ]
 
 SILENCE = "silence"
-WINDOW_SECONDS = 3.0  # as TrainConfig.eval_window_seconds
-HOP_SECONDS = 1.5  # as TrainConfig.eval_hop_fraction * eval_window_seconds
 MIN_SECONDS = 0.5
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
 
 class Backend(Protocol):
-    """What runs the model: padded mono waveforms at ``sample_rate`` -> class probabilities."""
+    """What runs the model: padded mono waveforms at ``sample_rate`` -> class probabilities.
+
+    ``window_seconds`` / ``hop_seconds``: the evaluation windows the model was validated with.
+    """
 
     labels: tuple[str, ...]
     sample_rate: int
+    window_seconds: float
+    hop_seconds: float
 
     def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """float32 (B, S) zero-padded waveforms, int64 (B,) lengths -> softmax (B, C)."""
@@ -69,12 +69,12 @@ class TorchBackend:
     """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present)."""
 
     def __init__(self, pipeline: EmotionPipeline, device: str = "auto") -> None:
-        from emofuse.training.train import resolve_device
-
         self.device = resolve_device(device)
         self.pipeline = pipeline.to(self.device).eval()
         self.labels = tuple(pipeline.labels)
-        self.sample_rate = pipeline.feature_config.sample_rate
+        self.sample_rate = pipeline.sample_rate
+        self.window_seconds = pipeline.windows.window_seconds
+        self.hop_seconds = pipeline.windows.hop_seconds
 
     def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -122,28 +122,14 @@ class Segment:
         return asdict(self)
 
 
-def find_audio(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Files as given; folders replaced by the audio files below them (sorted, recursive)."""
-    found: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            found += sorted(
-                str(p)
-                for p in Path(item).rglob("*")
-                if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-            )
-        else:
-            found.append(str(item))
-    return found
-
-
 def _windows(
     blocks: Iterable[np.ndarray], window: int, hop: int
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(start sample, samples (<= window,)) of windows over a stream of mono blocks.
 
     Windows start every ``hop`` samples from 0, plus one ending at the end if the last one
-    does not; a stream of at most ``window`` samples is one window (``emofuse.training.batches.windows``).
+    does not; a stream of at most ``window`` samples is one window
+    (as :func:`emofuse.training.batches.windows` cuts frames).
     Only the last ``window`` samples are carried from one block to the next.
     """
     buffer, offset, start, covered = np.zeros(0, np.float32), 0, 0, 0
@@ -294,7 +280,8 @@ class EmotionRecognizer:
     ) -> list[Prediction | None]:
         """(index, mono wave, source) items -> ``n`` predictions by index (None if absent)."""
         rate = self.sample_rate
-        window, hop = round(WINDOW_SECONDS * rate), round(HOP_SECONDS * rate)
+        window = round(self.backend.window_seconds * rate)
+        hop = round(self.backend.hop_seconds * rate)
         results: list[Prediction | None] = [None] * n
         sums: dict[int, np.ndarray] = {}  # index -> summed window probabilities (C,)
         counts: dict[int, int] = {}
@@ -328,15 +315,16 @@ class EmotionRecognizer:
         self,
         path: str | os.PathLike,
         *,
-        window: float = WINDOW_SECONDS,
-        hop: float = HOP_SECONDS,
+        window: float | None = None,
+        hop: float | None = None,
         block_seconds: float = 60.0,
         batch_size: int = 16,
     ) -> Iterator[Segment]:
         """Contiguous segments from 0 to the end of a (long) file, streamed block by block.
 
         Windows of ``window`` seconds start every ``hop`` seconds (plus one ending at the end of
-        the file). Each window gives the segment of the file nearest to its centre: from midway
+        the file; default: the model's evaluation windows). Each window gives the segment of the
+        file nearest to its centre: from midway
         between the previous window's centre and its own to midway between its own and the
         next one's (the first segment starts at 0, the last ends at the end), so segments are
         about ``hop`` long and tile the file. A segment whose own RMS is below ``silence_db`` is
@@ -347,6 +335,8 @@ class EmotionRecognizer:
             AudioError: an unreadable file (possibly after some segments were yielded).
         """
         rate = self.sample_rate
+        window = self.backend.window_seconds if window is None else window
+        hop = self.backend.hop_seconds if hop is None else hop
         window_samples, hop_samples = round(window * rate), round(hop * rate)
         if not 0 < hop_samples <= window_samples:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")

@@ -1,6 +1,7 @@
-"""The emofuse model: multi-scale blocks, feature fusion and the full :class:`EmotionNet`.
+"""The emofuse model: multi-scale branches, fusion over N streams and :class:`EmotionNet`.
 
-Imports only torch. ``ModelConfig`` holds every hyperparameter and ablation switch.
+Imports only torch. ``ModelConfig`` holds the shared hyperparameters and ablation switches;
+``BranchSpec`` describes the branch of one input stream.
 """
 
 from emofuse.model.blocks import (
@@ -11,20 +12,26 @@ from emofuse.model.blocks import (
     lengths_to_mask,
     make_block,
 )
+from emofuse.model.branches import BranchSpec, Conv1dBranch, Conv2dBranch, make_branch
 from emofuse.model.fusion import ConcatFusion, CrossAttentionFusion, SumFusion, make_fusion
-from emofuse.model.net import EmotionNet, ModelConfig
+from emofuse.model.net import PAPER_BRANCHES, EmotionNet, ModelConfig
 
 __all__ = [
+    "BranchSpec",
     "ConcatFusion",
+    "Conv1dBranch",
+    "Conv2dBranch",
     "CrossAttentionFusion",
     "EmotionNet",
     "ModelConfig",
     "MultiScaleBlock1d",
     "MultiScaleBlock2d",
+    "PAPER_BRANCHES",
     "PlainBlock1d",
     "PlainBlock2d",
     "SumFusion",
     "lengths_to_mask",
     "make_block",
+    "make_branch",
     "make_fusion",
 ]

@@ -1,27 +1,31 @@
-"""Fusion of the MFCC and log-Mel streams: bidirectional cross-attention, and concat/sum ablations.
+"""Fusion of N time-aligned streams: cross-attention (the paper's module), and concat/sum ablations.
 
-All fusion modules take two time-aligned sequences ``a`` (MFCC) and ``b`` (log-Mel) of shape
-``(batch, time, d_model)``, a ``(batch, time)`` bool mask (True on valid frames) and, when built
-with ``n_streams=3``, a third sequence ``c`` (prosody); they return ``(batch, time, out_dim)``
-with padded frames set to zero. ``out_dim`` is an attribute.
+Every fusion module takes a list of ``n_streams`` sequences ``(batch, time, d_model)`` (one per
+stream, in the order of the stream names it was built with) and a ``(batch, time)`` bool mask
+(True on valid frames), and returns ``(batch, time, out_dim)`` with padded frames set to zero.
+``out_dim`` is an attribute.
 
->>> fuse = CrossAttentionFusion(128, n_heads=4)
+>>> fuse = CrossAttentionFusion(128, ("mfcc", "logmel"), n_heads=4)
 >>> a, b = torch.randn(2, 10, 128), torch.randn(2, 10, 128)
 >>> mask = torch.ones(2, 10, dtype=torch.bool)
->>> fuse(a, b, mask).shape, fuse.out_dim
+>>> fuse([a, b], mask).shape, fuse.out_dim
 (torch.Size([2, 10, 256]), 256)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["ConcatFusion", "CrossAttentionFusion", "SumFusion", "make_fusion"]
+__all__ = ["ConcatFusion", "CrossAttentionFusion", "SumFusion", "make_fusion", "FUSIONS"]
+
+FUSIONS = ("cross_attention", "concat", "sum")
 
 
 class _CrossAttention(nn.Module):
-    """One direction: queries from one stream attend the other; residual + LayerNorm."""
+    """One direction: queries from one stream attend the others; residual + LayerNorm."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -32,122 +36,123 @@ class _CrossAttention(nn.Module):
     def forward(
         self, query: torch.Tensor, context: torch.Tensor, padding: torch.Tensor
     ) -> torch.Tensor:
-        """``query``, ``context``: (B, T, D); ``padding``: (B, T) bool, True on padded keys."""
+        """``query``: (B, T, D); ``context``: (B, T_k, D); ``padding``: (B, T_k) bool, True on
+        padded keys."""
         attended, _ = self.attn(
             query, context, context, key_padding_mask=padding, need_weights=False
         )  # (B, T, D)
         return self.norm(query + self.dropout(attended))  # (B, T, D)
 
 
-def _valid_streams(n_streams: int) -> int:
-    if n_streams not in (2, 3):
-        raise ValueError(f"n_streams must be 2 or 3, got {n_streams}")
-    return n_streams
+def _check_names(names: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(names)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"fusion needs at least 2 distinct stream names, got {list(names)}")
+    return names
 
 
-def _check_streams(n_streams: int, c: torch.Tensor | None) -> None:
-    if (c is not None) != (n_streams == 3):
-        raise ValueError(f"built for {n_streams} streams, called with {2 + (c is not None)}")
+class _Fusion(nn.Module):
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.names = _check_names(names)
+
+    def _check(self, streams: Sequence[torch.Tensor]) -> None:
+        if len(streams) != len(self.names):
+            raise ValueError(
+                f"built for {len(self.names)} streams {list(self.names)}, called with "
+                f"{len(streams)}"
+            )
 
 
-class CrossAttentionFusion(nn.Module):
-    """Bidirectional cross-attention (Li & Zhang 2025), optionally over a third stream.
+class CrossAttentionFusion(_Fusion):
+    """Cross-attention over N streams (Li & Zhang 2025 for N = 2).
 
-    MFCC queries attend the log-Mel stream and log-Mel queries attend the MFCC stream, each with
-    ``n_heads`` heads, a residual connection and LayerNorm; the results are concatenated. With
-    ``n_streams=3`` every stream's queries attend the frames of both other streams (keys
-    concatenated in time). Padded key frames are excluded through ``key_padding_mask``.
+    Each stream's queries attend the frames of every other stream (their keys concatenated in
+    time), with ``n_heads`` heads, a residual connection and LayerNorm; the N results are
+    concatenated. With two streams this is exactly the paper's bidirectional module: MFCC queries
+    attend log-Mel, log-Mel queries attend MFCC. Padded key frames are excluded through
+    ``key_padding_mask``.
 
     Args:
         d_model: width ``D`` of the input streams; must be divisible by ``n_heads``.
+        names: the streams, in input order (one attention direction each, ``attend.<name>``).
         n_heads: attention heads per direction.
         dropout: dropout on the attention weights and on the attended values.
-        n_streams: 2 (MFCC, log-Mel) or 3 (and prosody).
 
-    Shape: ``(B, T, D), (B, T, D), (B, T)[, (B, T, D)] -> (B, T, n_streams * D)``.
+    Shape: ``[(B, T, D)] * N, (B, T) -> (B, T, N * D)``.
     """
 
     def __init__(
-        self, d_model: int, *, n_heads: int = 4, dropout: float = 0.0, n_streams: int = 2
+        self, d_model: int, names: Sequence[str], *, n_heads: int = 4, dropout: float = 0.0
     ) -> None:
-        super().__init__()
+        super().__init__(names)
         if d_model <= 0 or n_heads <= 0 or d_model % n_heads:
             raise ValueError(
                 f"d_model ({d_model}) must be positive and divisible by n_heads ({n_heads})"
             )
-        self.n_streams = _valid_streams(n_streams)
-        self.mfcc_to_logmel = _CrossAttention(d_model, n_heads, dropout)
-        self.logmel_to_mfcc = _CrossAttention(d_model, n_heads, dropout)
-        if n_streams == 3:
-            self.prosody_to_spectral = _CrossAttention(d_model, n_heads, dropout)
-        self.out_dim = n_streams * d_model
+        self.attend = nn.ModuleDict(
+            {name: _CrossAttention(d_model, n_heads, dropout) for name in self.names}
+        )
+        self.out_dim = len(self.names) * d_model
 
-    def forward(
-        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, c: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        _check_streams(self.n_streams, c)
-        streams = [a, b] if c is None else [a, b, c]  # (B, T, D) each
-        attend = [self.mfcc_to_logmel, self.logmel_to_mfcc]
-        if c is not None:
-            attend.append(self.prosody_to_spectral)
+    def forward(self, streams: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        self._check(streams)
+        streams = list(streams)  # (B, T, D) each
         # Keys: the frames of every other stream, concatenated in time, with their padding.
-        padding = torch.cat([~mask] * (len(streams) - 1), dim=1)  # (B, (n - 1) T)
+        padding = torch.cat([~mask] * (len(streams) - 1), dim=1)  # (B, (N - 1) T)
         fused = torch.cat(
             [
                 attention(query, torch.cat(streams[:i] + streams[i + 1 :], dim=1), padding)
-                for i, (query, attention) in enumerate(zip(streams, attend, strict=True))
+                for i, (query, attention) in enumerate(
+                    zip(streams, self.attend.values(), strict=True)
+                )
             ],
             dim=-1,
-        )  # (B, T, n_streams * D)
-        return fused * mask.unsqueeze(-1)  # (B, T, n_streams * D), padded frames zero
+        )  # (B, T, N * D)
+        return fused * mask.unsqueeze(-1)  # (B, T, N * D), padded frames zero
 
 
-class ConcatFusion(nn.Module):
-    """Frame-wise concatenation (ablation). Shape: ``(B, T, D) x n_streams -> (B, T, n D)``."""
+class ConcatFusion(_Fusion):
+    """Frame-wise concatenation (ablation). Shape: ``[(B, T, D)] * N -> (B, T, N D)``."""
 
-    def __init__(self, d_model: int, n_streams: int = 2) -> None:
-        super().__init__()
-        self.n_streams = _valid_streams(n_streams)
-        self.out_dim = n_streams * d_model
+    def __init__(self, d_model: int, names: Sequence[str]) -> None:
+        super().__init__(names)
+        self.out_dim = len(self.names) * d_model
 
-    def forward(
-        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, c: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        _check_streams(self.n_streams, c)
-        streams = [a, b] if c is None else [a, b, c]
-        return torch.cat(streams, dim=-1) * mask.unsqueeze(-1)  # (B, T, n D)
+    def forward(self, streams: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        self._check(streams)
+        return torch.cat(list(streams), dim=-1) * mask.unsqueeze(-1)  # (B, T, N D)
 
 
-class SumFusion(nn.Module):
-    """Frame-wise sum (ablation). Shape: ``(B, T, D) x n_streams -> (B, T, D)``."""
+class SumFusion(_Fusion):
+    """Frame-wise sum (ablation). Shape: ``[(B, T, D)] * N -> (B, T, D)``."""
 
-    def __init__(self, d_model: int, n_streams: int = 2) -> None:
-        super().__init__()
-        self.n_streams = _valid_streams(n_streams)
+    def __init__(self, d_model: int, names: Sequence[str]) -> None:
+        super().__init__(names)
         self.out_dim = d_model
 
-    def forward(
-        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, c: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        _check_streams(self.n_streams, c)
-        total = a + b if c is None else a + b + c
+    def forward(self, streams: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        self._check(streams)
+        total = streams[0]
+        for stream in streams[1:]:
+            total = total + stream
         return total * mask.unsqueeze(-1)  # (B, T, D)
 
 
 def make_fusion(
-    name: str, d_model: int, *, n_heads: int = 4, dropout: float = 0.0, n_streams: int = 2
+    name: str, d_model: int, names: Sequence[str], *, n_heads: int = 4, dropout: float = 0.0
 ) -> nn.Module:
     """Build a fusion module by name: ``cross_attention``, ``concat`` or ``sum``.
 
-    >>> make_fusion("sum", 128).out_dim
+    >>> make_fusion("sum", 128, ("a", "b")).out_dim
     128
-    >>> make_fusion("concat", 128, n_streams=3).out_dim
+    >>> make_fusion("concat", 128, ("a", "b", "c")).out_dim
     384
     """
     if name == "cross_attention":
-        return CrossAttentionFusion(d_model, n_heads=n_heads, dropout=dropout, n_streams=n_streams)
+        return CrossAttentionFusion(d_model, names, n_heads=n_heads, dropout=dropout)
     if name == "concat":
-        return ConcatFusion(d_model, n_streams)
+        return ConcatFusion(d_model, names)
     if name == "sum":
-        return SumFusion(d_model, n_streams)
-    raise ValueError(f"unknown fusion {name!r}; expected 'cross_attention', 'concat' or 'sum'")
+        return SumFusion(d_model, names)
+    raise ValueError(f"unknown fusion {name!r}; expected one of {list(FUSIONS)}")

@@ -1,1 +1,19 @@
+"""The recogniser as one module (:class:`EmotionPipeline`), its model file and the feature cache."""
 
+from emofuse.pipeline.modelfile import (
+    ModelFileError,
+    load_bundled_pipeline,
+    load_pipeline,
+    save_pipeline,
+)
+from emofuse.pipeline.pipeline import EmotionPipeline, EvalWindows, pipeline_from_config
+
+__all__ = [
+    "EmotionPipeline",
+    "EvalWindows",
+    "ModelFileError",
+    "load_bundled_pipeline",
+    "load_pipeline",
+    "pipeline_from_config",
+    "save_pipeline",
+]

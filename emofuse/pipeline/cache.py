@@ -1,8 +1,9 @@
-"""On-disk cache of raw (unnormalised) features, keyed by file identity and FeatureConfig.
+"""On-disk cache of raw (unnormalised) stream frames, one folder per stream kind and settings.
 
 An entry's name hashes the audio file's resolved path, size and modification time, and its
-folder hashes the feature settings, so an edited file or a changed config never reads a stale
-entry. Entries are written atomically: a killed run leaves no half-written file.
+folder hashes the stream's kind and settings (not its name), so an edited file or changed
+settings never read a stale entry, and adding a stream never recomputes the others. Entries are
+written atomically: a killed run leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emofuse.files import atomic_path
 from emofuse.signal.audio import load_audio
-from emofuse.signal.transforms import FeatureConfig, FeatureExtractor
+from emofuse.signal.streams import StreamFrontEnd, StreamSpec, check_streams, make_kind
 
-__all__ = ["FeatureCache", "cached_array", "default_cache_dir", "file_key"]
+__all__ = ["StreamCache", "cached_array", "default_cache_dir", "file_key"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -32,9 +34,11 @@ def default_cache_dir() -> Path:
     return base / "emofuse" / "features"
 
 
-def _config_key(config: FeatureConfig) -> str:
-    text = json.dumps({"version": CACHE_VERSION, **config.to_dict()}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+def stream_key(spec: StreamSpec) -> str:
+    """Folder name of a stream's entries: its kind and a hash of its settings."""
+    text = json.dumps({"version": CACHE_VERSION, "kind": spec.kind, **spec.settings},
+                      sort_keys=True)  # fmt: skip
+    return f"{spec.kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 
 def file_key(path: Path) -> str:
@@ -49,41 +53,54 @@ def cached_array(entry: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if entry.exists():
         return np.load(entry)
     values = compute()
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.with_name(f"{entry.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, values)
-    os.replace(tmp, entry)
+    with atomic_path(entry) as tmp:
+        np.save(tmp, values)
     return values
 
 
-class FeatureCache:
-    """Raw features of whole files, ``(config.n_rows, frames)`` float32: MFCC rows first, then
-    log-Mel, then prosody (see :meth:`emofuse.signal.transforms.FeatureExtractor.rows`)."""
+class StreamCache:
+    """Raw frames of whole files, ``{stream name: (dims, frames) float32}``, for ``streams``."""
 
-    def __init__(self, config: FeatureConfig, root: str | os.PathLike | None = None) -> None:
-        self.config = config
-        self.folder = Path(root or default_cache_dir()) / _config_key(config)
-        self.extractor = FeatureExtractor(config)
+    def __init__(
+        self, streams: Sequence[StreamSpec], root: str | os.PathLike | None = None
+    ) -> None:
+        self.streams = check_streams(streams)
+        self.root = Path(root or default_cache_dir())
+        self.sample_rate = make_kind(self.streams[0]).sample_rate
+        self._frontends: dict[tuple[str, ...], StreamFrontEnd] = {}
 
-    def entry(self, path: str | os.PathLike) -> Path:
-        """Where the features of ``path`` are (or would be) stored."""
-        return self.folder / f"{file_key(Path(path))}.npy"
+    def entry(self, spec: StreamSpec, path: str | os.PathLike) -> Path:
+        """Where stream ``spec``'s frames of ``path`` are (or would be) stored."""
+        return self.root / stream_key(spec) / f"{file_key(Path(path))}.npy"
 
-    @torch.no_grad()
-    def compute(self, path: str | os.PathLike) -> np.ndarray:
-        """Decode and extract without touching the cache."""
-        wave = torch.from_numpy(load_audio(path, self.config.sample_rate))
-        rows, _ = self.extractor.rows(wave[None], torch.tensor([wave.numel()]))
-        return rows[0].numpy()
+    def compute(
+        self, path: str | os.PathLike, streams: Sequence[StreamSpec] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Decode and extract (all streams, or ``streams``) without touching the cache."""
+        streams = list(streams or self.streams)
+        names = tuple(s.name for s in streams)
+        if names not in self._frontends:
+            self._frontends[names] = StreamFrontEnd(streams)
+        wave = torch.from_numpy(load_audio(path, self.sample_rate))
+        with torch.no_grad():
+            frames = self._frontends[names](wave[None], torch.tensor([wave.numel()]))
+        return {name: array[0].numpy() for name, (array, _) in frames.items()}
 
-    def get(self, path: str | os.PathLike) -> np.ndarray:
-        """Cached features of ``path``, computed and stored on a miss."""
-        return cached_array(self.entry(path), lambda: self.compute(path))
+    def get(self, path: str | os.PathLike) -> dict[str, np.ndarray]:
+        """Cached frames of ``path``; missing streams are computed (one decode) and stored."""
+        entries = {s.name: self.entry(s, path) for s in self.streams}
+        missing = [s for s in self.streams if not entries[s.name].exists()]
+        computed = self.compute(path, missing) if missing else {}
+        for name, values in computed.items():
+            with atomic_path(entries[name]) as tmp:
+                np.save(tmp, values)
+        return {s.name: computed[s.name] if s.name in computed else np.load(entries[s.name])
+                for s in self.streams}  # fmt: skip
 
     def get_many(
         self, paths: Sequence[str | os.PathLike], progress: bool = False
-    ) -> list[np.ndarray]:
-        """Features of many files, in order, with an optional progress bar."""
+    ) -> list[dict[str, np.ndarray]]:
+        """Frames of many files, in order, with an optional progress bar."""
         if progress:
             from tqdm import tqdm
 

@@ -1,165 +1,142 @@
-"""The whole recogniser as one module: waveform -> features -> normalisation -> network.
+"""The whole recogniser as one module: waveform -> stream frames -> normalisation -> network.
 
-A saved model is one file holding the feature settings, the model settings, the label names
-and the weights (normalisation statistics included); :func:`load_pipeline` reads it with
-``weights_only=True``, so loading runs no pickled code.
+:class:`EmotionPipeline` iterates over its streams (:mod:`emofuse.signal.streams`): the front
+end computes each stream's frames, each stream's normaliser standardises them with
+training-fold statistics, and :class:`~emofuse.model.EmotionNet` reads them by name. It also
+carries the evaluation windows the model was validated with, so inference cuts audio the same
+way. Saving and loading: :mod:`emofuse.pipeline.modelfile`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 
-import torch
 from torch import Tensor, nn
 
-from emofuse.signal.transforms import FeatureConfig, FeatureExtractor, FeatureNormalizer
+from emofuse.config import ExperimentConfig
 from emofuse.model import EmotionNet, ModelConfig
-from emofuse.signal.prosody import N_PROSODY
+from emofuse.signal.streams import StreamFrontEnd, StreamSpec, branch_spec, check_streams
 
-__all__ = [
-    "EmotionPipeline",
-    "save_pipeline",
-    "load_pipeline",
-    "load_bundled_pipeline",
-    "ModelFileError",
-]
+__all__ = ["EmotionPipeline", "EvalWindows", "StreamMoments", "pipeline_from_config"]
 
-FORMAT = "emofuse-model"
-FORMAT_VERSION = 1
+# stream name -> (per-row sums (dims,), per-row sums of squares (dims,), frame count)
+StreamMoments = Mapping[str, tuple[Tensor, Tensor, int]]
 
 
-class ModelFileError(ValueError):
-    """A model file that is missing, unreadable or not an emofuse model."""
+@dataclass(frozen=True)
+class EvalWindows:
+    """How an utterance is evaluated: windows of ``window_seconds`` every ``window_seconds *
+    hop_fraction``, their posteriors averaged (the last window ends at the end)."""
+
+    window_seconds: float = 3.0
+    hop_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.window_seconds > 0:
+            raise ValueError(f"window_seconds must be positive, got {self.window_seconds}")
+        if not 0 < self.hop_fraction <= 1:
+            raise ValueError(f"hop_fraction must be in (0, 1], got {self.hop_fraction}")
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.window_seconds * self.hop_fraction
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class EmotionPipeline(nn.Module):
-    """Features, training-fold normalisation and :class:`EmotionNet` in one module."""
+    """Stream front end, per-stream normalisers and :class:`EmotionNet` in one module.
+
+    ``forward``: padded waveforms (B, S), lengths (B,) -> logits (B, C).
+    ``forward_features``: ``{name: (raw frames (B, dims, T_s), frame lengths (B,))}`` -> logits.
+    """
 
     def __init__(
         self,
-        feature_config: FeatureConfig,
+        streams: Sequence[StreamSpec],
         model_config: ModelConfig,
-        labels: list[str] | tuple[str, ...],
+        labels: Sequence[str],
+        *,
+        windows: EvalWindows = EvalWindows(),
     ) -> None:
         super().__init__()
         if len(labels) != model_config.n_classes:
             raise ValueError(
                 f"{len(labels)} label names for a model with {model_config.n_classes} classes"
             )
-        if (feature_config.n_mfcc, feature_config.n_mels) != (
-            model_config.n_mfcc,
-            model_config.n_mels,
-        ):
-            raise ValueError(
-                f"features give {feature_config.n_mfcc} MFCC / {feature_config.n_mels} mels but "
-                f"the model expects {model_config.n_mfcc} / {model_config.n_mels}"
-            )
-        if feature_config.prosody != model_config.prosody:
-            raise ValueError(
-                f"features.prosody is {feature_config.prosody} but model.prosody is "
-                f"{model_config.prosody}; set both"
-            )
-        self.feature_config = feature_config
+        self.streams = check_streams(streams)
         self.model_config = model_config
         self.labels = tuple(labels)
-        self.extractor = FeatureExtractor(feature_config)
-        self.mfcc_norm = FeatureNormalizer(feature_config.n_mfcc)
-        self.logmel_norm = FeatureNormalizer(feature_config.n_mels)
-        self.prosody_norm = FeatureNormalizer(N_PROSODY) if feature_config.prosody else None
-        self.net = EmotionNet(model_config)
+        self.windows = windows
+        self.frontend = StreamFrontEnd(self.streams)
+        self.kinds = self.frontend.kinds
+        self.normalizers = nn.ModuleDict({n: k.normalizer() for n, k in self.kinds.items()})
+        self.net = EmotionNet(model_config, [branch_spec(s) for s in self.streams])
+        self._check_step_rates()
 
-    def _streams(self) -> Iterator[tuple[FeatureNormalizer | None, slice | None]]:
-        """(normaliser or None, its rows in the stacked features) for MFCC, log-Mel, prosody."""
-        norms = (self.mfcc_norm, self.logmel_norm, self.prosody_norm)
-        return zip(norms, self.feature_config.stream_rows, strict=True)
+    def _check_step_rates(self) -> None:
+        """Every stream must reach the fusion at the same steps per second."""
+        rates = {
+            name: kind.frame_rate / self.net.branches[name].time_stride
+            for name, kind in self.kinds.items()
+        }
+        if len(set(rates.values())) > 1:
+            detail = ", ".join(f"{n} {r:g}/s" for n, r in rates.items())
+            raise ValueError(
+                f"streams reach the fusion at different rates ({detail}): each stream's frame "
+                "rate divided by its branch's time stride must be equal"
+            )
 
-    def fit_normalizers(self, sums: Tensor, squares: Tensor, count: int) -> None:
-        """Set every stream's statistics from per-row sums and squares (n_rows,) over frames."""
-        for norm, rows in self._streams():
-            if norm is not None:
-                norm.fit(sums[rows], squares[rows], count)
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.sample_rate
 
-    def forward_features(self, features: Tensor, frames: Tensor) -> Tensor:
-        """Raw stacked features (B, n_rows, T), frame lengths (B,) -> logits (B, C).
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.kinds)
 
-        Rows as :meth:`emofuse.signal.transforms.FeatureExtractor.rows` stacks them.
-        """
-        mfcc, logmel, prosody = (
-            None if norm is None else norm(features[:, rows], frames)  # zero past each length
-            for norm, rows in self._streams()
-        )
-        return self.net(mfcc, logmel, frames, prosody=prosody)
+    def fit_normalizers(self, moments: StreamMoments) -> None:
+        """Set every stream's statistics from its per-row sums and squares over frames."""
+        for name, norm in self.normalizers.items():
+            norm.fit(*moments[name])
+
+    def forward_features(self, streams: Mapping[str, tuple[Tensor, Tensor]]) -> Tensor:
+        """Raw frames of every stream -> logits (B, C)."""
+        normalised = {
+            name: (norm(streams[name][0], streams[name][1]), streams[name][1])  # zero past lengths
+            for name, norm in self.normalizers.items()
+        }
+        return self.net(normalised)
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
         """Padded waveforms (B, samples), lengths (B,) -> logits (B, C)."""
-        features, frames = self.extractor.rows(waveforms, lengths)
-        return self.forward_features(features, frames)
+        return self.forward_features(self.frontend(waveforms, lengths))
 
-    def metadata(self) -> dict:
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "feature_config": self.feature_config.to_dict(),
-            "model_config": self.model_config.to_dict(),
-            "labels": list(self.labels),
-        }
-
-
-def save_pipeline(pipeline: EmotionPipeline, path: str | os.PathLike, **extra: object) -> None:
-    """Write the model file atomically (temporary file, then rename); ``extra`` is stored too."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**pipeline.metadata(), "extra": extra, "state_dict": pipeline.state_dict()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    def summary(self) -> str:
+        """The streams (kind, rows, frame rate), labels, windows, then the network's layers."""
+        lines = ["streams:"]
+        for spec in self.streams:
+            kind = self.kinds[spec.name]
+            lines.append(
+                f"  {spec.name}: {spec.kind}, {kind.dims} rows at {kind.frame_rate:g} "
+                f"frames/s, branch {kind.branch_type} x{spec.branch['channels']}"
+            )
+        w = self.windows
+        lines += [f"labels: {', '.join(self.labels)}",
+                  f"evaluation: {w.window_seconds:g} s windows every {w.hop_seconds:g} s",
+                  self.net.summary()]  # fmt: skip
+        return "\n".join(lines)
 
 
-def _one_line(error: Exception, limit: int = 300) -> str:
-    """``Type: message`` on one line, cut at ``limit`` characters (torch's can be long)."""
-    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> EmotionPipeline:
-    """Read a model file written by :func:`save_pipeline`; eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise ModelFileError(f"{path}: not a readable emofuse model ({_one_line(error)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not an emofuse model file")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: written by a newer emofuse (format {payload['format_version']}); upgrade"
-        )
-    try:
-        pipeline = EmotionPipeline(
-            FeatureConfig.from_dict(payload["feature_config"]),
-            ModelConfig.from_dict(payload["model_config"]),
-            payload["labels"],
-        )
-        pipeline.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged model file
-        raise ModelFileError(f"{path}: damaged emofuse model file ({_one_line(error)})") from None
-    pipeline.extra = payload.get("extra", {})
-    return pipeline.eval()
-
-
-def load_bundled_pipeline(map_location: str = "cpu") -> EmotionPipeline:
-    """The pretrained model shipped as package data (``emofuse/pretrained/bundled.pt``)."""
-    from importlib import resources
-
-    bundled = resources.files("emofuse") / "pretrained" / "bundled.pt"
-    if not bundled.is_file():
-        raise ModelFileError(
-            "no bundled model is installed (emofuse/pretrained/bundled.pt); "
-            "pass the path of a model file"
-        )
-    with resources.as_file(bundled) as file:
-        return load_pipeline(file, map_location)
+def pipeline_from_config(
+    config: ExperimentConfig, labels: Sequence[str] | None = None
+) -> EmotionPipeline:
+    """An untrained pipeline of ``config`` (streams, model, evaluation windows); ``labels``
+    default to ``class_0 ... class_{n-1}`` for ``config.model.n_classes``."""
+    if labels is None:
+        labels = [f"class_{i}" for i in range(config.model.n_classes)]
+    model = replace(config.model, n_classes=len(labels))
+    windows = EvalWindows(config.train.eval_window_seconds, config.train.eval_hop_fraction)
+    return EmotionPipeline(config.streams, model, labels, windows=windows)

@@ -1,11 +1,16 @@
-"""The centred power spectrogram that every feature stream starts from, and its frame count."""
+"""Pure feature math in torch and numpy: the centred power spectrogram every stream starts from,
+its frame count, the mel filterbank and the DCT basis."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import scipy.fft
 import torch
 from torch import Tensor
 
-__all__ = ["frame_lengths", "power_spectrogram"]
+__all__ = ["frame_lengths", "power_spectrogram", "mel_filterbank", "dct_matrix"]
 
 
 def power_spectrogram(waveforms: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
@@ -31,3 +36,54 @@ def power_spectrogram(waveforms: Tensor, n_fft: int, hop_length: int, window: Te
 def frame_lengths(lengths: Tensor, hop_length: int) -> Tensor:
     """Number of centred frames for each sample count: ``1 + samples // hop``."""
     return 1 + torch.div(lengths, hop_length, rounding_mode="floor")
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    mel = hz / f_sp
+    log_region = hz >= min_log_hz
+    mel[log_region] = min_log_mel + np.log(hz[log_region] / min_log_hz) / logstep
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    hz = f_sp * mel
+    log_region = mel >= min_log_mel
+    hz[log_region] = min_log_hz * np.exp(logstep * (mel[log_region] - min_log_mel))
+    return hz
+
+
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float
+) -> np.ndarray:
+    """Slaney-normalised triangular mel filters (n_mels, n_fft // 2 + 1).
+
+    The same construction as ``librosa.filters.mel(htk=False, norm="slaney")``; the tests
+    check equality with librosa.
+    """
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_points = np.linspace(
+        _hz_to_mel(np.array([f_min]))[0],
+        _hz_to_mel(np.array([f_max]))[0],
+        n_mels + 2,
+    )
+    hz_points = _mel_to_hz(mel_points)
+    widths = np.diff(hz_points)
+    ramps = hz_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_points[2:] - hz_points[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """Orthonormal DCT-II basis (n_mfcc, n_mels), from ``scipy.fft.dct``."""
+    basis = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)
+    return basis[:n_mfcc].astype(np.float32)

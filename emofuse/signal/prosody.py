@@ -1,8 +1,8 @@
 """Frame-wise prosody in torch: loudness, pitch and voicing, on the MFCC/log-Mel frame grid.
 
 ``Prosody`` maps padded waveforms ``(batch, samples)`` to ``(batch, 3, frames)``, with the same
-centred frames (``1 + samples // hop``) as :class:`emofuse.signal.transforms.LogMel`, so
-:class:`emofuse.signal.transforms.FeatureExtractor` stacks them under the MFCC and log-Mel rows:
+centred frames (``1 + samples // hop``) as :class:`emofuse.signal.transforms.LogMel`, so the
+``prosody`` stream (:mod:`emofuse.signal.streams`) lies on the MFCC and log-Mel frame grid:
 
 - row 0, **energy**: mean power of a 40 ms Hann-windowed frame in dB re full scale (a sine of
   amplitude 1 is -3 dB; digital silence -100 dB). Not normalised per utterance, so the
@@ -84,7 +84,10 @@ class Prosody(nn.Module):
         )  # (L,): pitch of each lag, semitones re 100 Hz
         self.window_power = float(window.square().sum())
 
-    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, waveforms: Tensor, lengths: Tensor, memo: dict | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``memo`` is accepted for the stream front end's uniform call and not used."""
         power = power_spectrogram(waveforms, self.n_fft, self.hop_length, self.window)  # (B, F, T)
         acf = torch.matmul(self.acf_matrix, power)  # (B, 1 + L, T)
         energy = acf[:, 0]  # (B, T): windowed frame energy

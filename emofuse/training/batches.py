@@ -1,54 +1,88 @@
-"""Cached features in memory, random training crops, evaluation windows and augmentation.
+"""Cached stream frames in memory, random training crops and evaluation windows, cut in seconds.
 
-Features of one utterance are one tensor ``(n_rows, frames)``: MFCC rows, log-Mel, then prosody
-(as :class:`emofuse.pipeline.cache.FeatureCache` stores them). A batch is
-``(features (B, F, T), frames (B,))``, zero-padded past each length.
+An utterance is one array per stream, ``(dims, frames)`` at that stream's frame rate. Crops and
+windows are placed on the *reference* stream (the highest frame rate; the first of equal ones)
+and mapped to every other stream by time, so streams of different rates stay aligned. A batch
+holds, per stream, ``(frames (B, dims, T), lengths (B,))`` zero-padded past each length.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FeatureSet", "Batch", "pad_batch", "random_crops", "windows", "augment"]
+__all__ = ["FeatureSet", "Batch", "pad_batch", "random_crops", "windows", "utterance_windows"]
+
+StreamBatch = dict[str, tuple[Tensor, Tensor]]  # name -> (frames (B, dims, T), lengths (B,))
 
 
 @dataclass
 class FeatureSet:
-    """Utterance features with integer labels (-1 where unlabelled)."""
+    """Utterance frames per stream with integer labels (-1 where unlabelled).
 
-    features: list[Tensor]
+    ``streams[name][i]`` is utterance ``i``'s ``(dims, frames)`` tensor; ``rates[name]`` is that
+    stream's frames per second.
+    """
+
+    streams: dict[str, list[Tensor]]
+    rates: dict[str, float]
     labels: Tensor  # (N,) int64
     ids: list[str]
 
+    def __post_init__(self) -> None:
+        if set(self.streams) != set(self.rates) or not self.streams:
+            raise ValueError(f"streams {sorted(self.streams)} and rates {sorted(self.rates)} "
+                             "must name the same one or more streams")  # fmt: skip
+        sizes = {len(v) for v in self.streams.values()} | {len(self.labels), len(self.ids)}
+        if len(sizes) != 1:
+            raise ValueError(f"streams, labels and ids differ in length: {sorted(sizes)}")
+        # reference: the highest rate, the first of equal ones
+        self.reference = max(self.rates, key=lambda n: (self.rates[n], -list(self.rates).index(n)))
+
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.ids)
 
     @classmethod
-    def from_arrays(cls, arrays: list[np.ndarray], labels: list[int], ids: list[str]) -> FeatureSet:
+    def from_arrays(
+        cls,
+        arrays: Sequence[Mapping[str, np.ndarray]],
+        labels: Sequence[int],
+        ids: Sequence[str],
+        rates: Mapping[str, float],
+    ) -> FeatureSet:
+        """From one ``{stream: (dims, frames)}`` mapping per utterance."""
         if not len(arrays) == len(labels) == len(ids):
             raise ValueError(f"{len(arrays)} feature arrays, {len(labels)} labels, {len(ids)} ids")
-        return cls([torch.from_numpy(a) for a in arrays], torch.tensor(labels), list(ids))
+        streams = {name: [torch.from_numpy(a[name]) for a in arrays] for name in rates}
+        return cls(streams, dict(rates), torch.tensor(list(labels), dtype=torch.long), list(ids))
 
-    def moments(self) -> tuple[Tensor, Tensor, int]:
-        """Per-row sums, sums of squares and the frame count over all utterances."""
-        sums = sum(f.double().sum(dim=1) for f in self.features)
-        squares = sum(f.double().square().sum(dim=1) for f in self.features)
-        return sums, squares, sum(f.shape[1] for f in self.features)
+    def moments(self) -> dict[str, tuple[Tensor, Tensor, int]]:
+        """Per stream: per-row sums, sums of squares and the frame count over all utterances."""
+        return {
+            name: (
+                sum(f.double().sum(dim=1) for f in frames),
+                sum(f.double().square().sum(dim=1) for f in frames),
+                sum(f.shape[1] for f in frames),
+            )
+            for name, frames in self.streams.items()
+        }
+
+    def utterance(self, index: int) -> dict[str, Tensor]:
+        return {name: frames[index] for name, frames in self.streams.items()}
 
 
 @dataclass
 class Batch:
-    features: Tensor  # (B, F, T)
-    frames: Tensor  # (B,)
+    streams: StreamBatch
     targets: Tensor  # (B,) int64, or (B, C) soft targets after mixup
 
 
-def pad_batch(segments: list[Tensor]) -> tuple[Tensor, Tensor]:
+def pad_batch(segments: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """List of (F, T_i) -> zero-padded (B, F, max T_i) and lengths (B,)."""
     frames = torch.tensor([s.shape[1] for s in segments])
     out = segments[0].new_zeros(len(segments), segments[0].shape[0], int(frames.max()))
@@ -57,99 +91,74 @@ def pad_batch(segments: list[Tensor]) -> tuple[Tensor, Tensor]:
     return out, frames
 
 
+def _cut(
+    utterance: Mapping[str, Tensor], rates: Mapping[str, float], reference: str, start: int,
+    size: int,
+) -> dict[str, Tensor]:  # fmt: skip
+    """Frames ``[start, start + size)`` of the reference stream and the same time of the others:
+    the start rounded to the nearest frame (halves up), the length ``size`` converted to the
+    stream's rate, so equal windows give equal frame counts (at least one frame each)."""
+    ref_rate = rates[reference]
+    cut = {}
+    for name, feats in utterance.items():
+        if name == reference:
+            cut[name] = feats[:, start : start + size]
+            continue
+        ratio = rates[name] / ref_rate
+        lo = min(math.floor(start * ratio + 0.5), feats.shape[1] - 1)
+        cut[name] = feats[:, lo : lo + max(1, round(size * ratio))]
+    return cut
+
+
+def _stack(parts: Sequence[Mapping[str, Tensor]]) -> StreamBatch:
+    return {name: pad_batch([p[name] for p in parts]) for name in parts[0]}
+
+
 def random_crops(
-    data: FeatureSet, indices: Tensor, crop_frames: int, generator: torch.Generator
+    data: FeatureSet, indices: Tensor, crop_seconds: float, generator: torch.Generator
 ) -> Batch:
-    """One random crop of at most ``crop_frames`` from each utterance in ``indices``."""
-    segments = []
+    """One random crop of at most ``crop_seconds`` from each utterance in ``indices``."""
+    reference = data.reference
+    crop = round(crop_seconds * data.rates[reference])
+    parts = []
     for i in indices.tolist():
-        feats = data.features[i]
-        spare = feats.shape[1] - crop_frames
+        spare = data.streams[reference][i].shape[1] - crop
         start = int(torch.randint(spare + 1, (1,), generator=generator)) if spare > 0 else 0
-        segments.append(feats[:, start : start + crop_frames])
-    features, frames = pad_batch(segments)
-    return Batch(features, frames, data.labels[indices])
+        parts.append(_cut(data.utterance(i), data.rates, reference, start, crop))
+    return Batch(_stack(parts), data.labels[indices])
 
 
-def windows(feats: Tensor, window: int, hop: int) -> list[Tensor]:
-    """Cover (F, T) with windows of ``window`` frames every ``hop``; the last one ends at T.
+def windows(total: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """(start, size) of windows of ``window`` frames every ``hop`` covering ``total`` frames; the
+    last one ends at ``total``.
 
-    >>> [(w.shape[1]) for w in windows(torch.zeros(2, 700), 300, 150)]
-    [300, 300, 300, 300]
-    >>> [w.shape[1] for w in windows(torch.zeros(2, 120), 300, 150)]
-    [120]
+    >>> windows(700, 300, 150)
+    [(0, 300), (150, 300), (300, 300), (400, 300)]
+    >>> windows(120, 300, 150)
+    [(0, 120)]
     """
-    total = feats.shape[1]
     if total <= window:
-        return [feats]
+        return [(0, total)]
     starts = list(range(0, total - window + 1, hop))
     if starts[-1] + window < total:
         starts.append(total - window)
-    return [feats[:, s : s + window] for s in starts]
+    return [(s, window) for s in starts]
 
 
-def augment(
-    batch: Batch,
-    *,
-    n_mfcc: int,
-    n_classes: int,
-    n_mels: int | None = None,
-    generator: torch.Generator,
-    time_masks: int = 0,
-    time_mask_frames: int = 0,
-    freq_masks: int = 0,
-    freq_mask_bins: int = 0,
-    gain_db: float = 0.0,
-    mixup_alpha: float = 0.0,
-) -> Batch:
-    """Level change, SpecAugment-style masks and mixup on raw (unnormalised) features.
+def utterance_windows(
+    data: FeatureSet, index: int, window_seconds: float, hop_fraction: float
+) -> list[dict[str, Tensor]]:
+    """Utterance ``index`` cut into evaluation windows (every stream aligned in time)."""
+    reference = data.reference
+    window = round(window_seconds * data.rates[reference])
+    hop = max(1, round(window * hop_fraction))
+    utterance = data.utterance(index)
+    return [
+        _cut(utterance, data.rates, reference, start, size)
+        for start, size in windows(utterance[reference].shape[1], window, hop)
+    ]
 
-    Rows are MFCC (``n_mfcc``), log-Mel (``n_mels``, default: all the rest), then the prosody
-    rows (energy dB, pitch, voicing) if any. A gain of g dB adds ``g ln(10)/10`` to every log-Mel
-    bin, ``sqrt(n_mels)`` times that to MFCC c0 (the orthonormal DCT's constant row) and g to the
-    energy row, the exact effect of scaling the waveform. Masks replace a span with the
-    utterance's mean, in time on every row and in frequency on the log-Mel. Mixup blends pairs
-    and returns soft targets (B, C).
-    """
-    x = batch.features.clone()
-    bsz, n_feats, total = x.shape
-    n_mels = n_feats - n_mfcc if n_mels is None else n_mels
-    mel_rows = slice(n_mfcc, n_mfcc + n_mels)
-    has_prosody = n_feats > n_mfcc + n_mels
-    frame_idx = torch.arange(total)[None, :]
-    valid = frame_idx < batch.frames[:, None]  # (B, T)
-    if gain_db > 0:
-        gain = (torch.rand(bsz, generator=generator) * 2 - 1) * gain_db * math.log(10) / 10
-        x[:, mel_rows] += gain[:, None, None]
-        x[:, 0] += gain[:, None] * math.sqrt(n_mels)
-        if has_prosody:  # the energy row is in dB
-            x[:, n_mfcc + n_mels] += gain[:, None] * 10 / math.log(10)
-    mean = (x * valid[:, None]).sum(-1, keepdim=True) / batch.frames[:, None, None]  # (B, F, 1)
-    for _ in range(time_masks):
-        width = torch.randint(time_mask_frames + 1, (bsz, 1), generator=generator)
-        start = (
-            torch.rand(bsz, 1, generator=generator) * (batch.frames[:, None] - width).clamp_min(0)
-        ).long()
-        masked = (frame_idx >= start) & (frame_idx < start + width)  # (B, T)
-        x = torch.where(masked[:, None, :], mean, x)
-    bins = torch.arange(n_mels)[None, :]
-    for _ in range(freq_masks):
-        width = torch.randint(freq_mask_bins + 1, (bsz, 1), generator=generator)
-        start = torch.randint(max(1, n_mels - freq_mask_bins), (bsz, 1), generator=generator)
-        masked = (bins >= start) & (bins < start + width)  # (B, n_mels)
-        x[:, mel_rows] = torch.where(masked[:, :, None], mean[:, mel_rows], x[:, mel_rows])
-    x = x * valid[:, None, :]
-    targets = batch.targets
-    frames = batch.frames
-    if mixup_alpha > 0:
-        lam = float(
-            np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))).beta(
-                mixup_alpha, mixup_alpha
-            )
-        )
-        lam = max(lam, 1 - lam)  # the first item dominates, so its length is the one kept
-        perm = torch.randperm(bsz, generator=generator)
-        x = lam * x + (1 - lam) * x[perm] * valid[:, None, :]
-        one_hot = torch.nn.functional.one_hot(targets, n_classes).float()
-        targets = lam * one_hot + (1 - lam) * one_hot[perm]
-    return Batch(x, frames, targets)
+
+def stack_windows(parts: Sequence[Mapping[str, Tensor]]) -> StreamBatch:
+    """Windows (one ``{stream: (dims, T_i)}`` each) -> a padded batch per stream."""
+    return _stack(parts)

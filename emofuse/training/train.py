@@ -19,13 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from emofuse.config import ExperimentConfig, TrainConfig
-from emofuse.training.batches import FeatureSet, augment, pad_batch, random_crops, windows
+from emofuse.device import resolve_device, set_threads
+from emofuse.files import atomic_path
 from emofuse.metrics import summarize
-from emofuse.pipeline.pipeline import EmotionPipeline, save_pipeline
+from emofuse.pipeline import EmotionPipeline, EvalWindows, save_pipeline
+from emofuse.training.augment import augment
+from emofuse.training.batches import FeatureSet, random_crops, stack_windows, utterance_windows
 
 __all__ = [
     "FitResult",
-    "resolve_device",
     "train_one_epoch",
     "predict_posteriors",
     "evaluate",
@@ -34,20 +36,6 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-def frames_per_second(pipeline: EmotionPipeline) -> float:
-    c = pipeline.feature_config
-    return c.sample_rate / c.hop_length
 
 
 def _loss(logits: Tensor, targets: Tensor, weights: Tensor | None, smoothing: float) -> Tensor:
@@ -73,7 +61,6 @@ def train_one_epoch(
     """One pass over ``data`` in random order, one random crop per utterance; mean loss."""
     device = next(pipeline.parameters()).device
     pipeline.train()
-    crop = round(config.crop_seconds * frames_per_second(pipeline))
     order = torch.randperm(len(data), generator=generator)
     total, count = 0.0, 0
     for start in range(0, len(order), config.batch_size):
@@ -81,9 +68,9 @@ def train_one_epoch(
         if len(idx) < 2 and len(order) > 1:  # BatchNorm needs more than one item
             continue
         batch = augment(
-            random_crops(data, idx, crop, generator),
-            n_mfcc=pipeline.feature_config.n_mfcc,
-            n_mels=pipeline.feature_config.n_mels,
+            random_crops(data, idx, config.crop_seconds, generator),
+            pipeline.kinds,
+            reference=data.reference,
             n_classes=pipeline.model_config.n_classes,
             generator=generator,
             time_masks=config.time_masks,
@@ -93,7 +80,7 @@ def train_one_epoch(
             gain_db=config.gain_db,
             mixup_alpha=config.mixup_alpha,
         )
-        logits = pipeline.forward_features(batch.features.to(device), batch.frames.to(device))
+        logits = pipeline.forward_features(_to(batch.streams, device))
         loss = _loss(logits, batch.targets.to(device), class_weights, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,34 +92,37 @@ def train_one_epoch(
     return total / max(count, 1)
 
 
+def _to(streams: dict[str, tuple[Tensor, Tensor]], device: torch.device) -> dict:
+    return {name: (x.to(device), n.to(device)) for name, (x, n) in streams.items()}
+
+
 @torch.no_grad()
 def predict_posteriors(
-    pipeline: EmotionPipeline, data: FeatureSet, config: TrainConfig, batch_size: int = 64
+    pipeline: EmotionPipeline, data: FeatureSet, batch_size: int = 64
 ) -> np.ndarray:
-    """Posteriors (N, C): each utterance cut into windows, window posteriors averaged."""
+    """Posteriors (N, C): each utterance cut into the pipeline's evaluation windows, window
+    posteriors averaged."""
     device = next(pipeline.parameters()).device
     pipeline.eval()
-    fps = frames_per_second(pipeline)
-    window = round(config.eval_window_seconds * fps)
-    hop = max(1, round(window * config.eval_hop_fraction))
+    w = pipeline.windows
     segments, owner = [], []
-    for i, feats in enumerate(data.features):
-        parts = windows(feats, window, hop)
+    for i in range(len(data)):
+        parts = utterance_windows(data, i, w.window_seconds, w.hop_fraction)
         segments.extend(parts)
         owner.extend([i] * len(parts))
     owner_t = torch.tensor(owner)
     sums = torch.zeros(len(data), pipeline.model_config.n_classes, dtype=torch.float64)
     for start in range(0, len(segments), batch_size):
-        features, frames = pad_batch(segments[start : start + batch_size])
-        probs = pipeline.forward_features(features.to(device), frames.to(device)).softmax(dim=1)
+        streams = stack_windows(segments[start : start + batch_size])
+        probs = pipeline.forward_features(_to(streams, device)).softmax(dim=1)
         sums.index_add_(0, owner_t[start : start + batch_size], probs.double().cpu())
     counts = torch.bincount(owner_t, minlength=len(data)).double()
     return (sums / counts[:, None]).numpy()
 
 
-def evaluate(pipeline: EmotionPipeline, data: FeatureSet, config: TrainConfig) -> dict:
-    """WA, UA, macro-F1 and the posteriors of ``data``."""
-    posteriors = predict_posteriors(pipeline, data, config)
+def evaluate(pipeline: EmotionPipeline, data: FeatureSet) -> dict:
+    """WA, UA, macro-F1 and the posteriors of ``data`` (cut into the pipeline's windows)."""
+    posteriors = predict_posteriors(pipeline, data)
     metrics = summarize(data.labels.numpy(), posteriors.argmax(axis=1), posteriors.shape[1])
     return {**metrics, "posteriors": posteriors}
 
@@ -160,9 +150,42 @@ def _class_weights(labels: Tensor, n_classes: int) -> Tensor:
 
 
 def _save_atomic(payload: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _optimizer(
+    pipeline: EmotionPipeline, tc: TrainConfig, n_train: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with linear warm-up then cosine decay, per step."""
+    optimizer = torch.optim.AdamW(pipeline.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = max(1, n_train // tc.batch_size + (n_train % tc.batch_size >= 2))
+    total_steps, warmup = tc.epochs * steps_per_epoch, tc.warmup_epochs * steps_per_epoch
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (
+            1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup)))
+        )
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+class _EpochBar:
+    """A tqdm bar over epochs showing loss, validation UA and the best so far."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc="epochs", unit="epoch", leave=False)
+
+    def update(self, loss: float, val_ua: float, best_ua: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def fit(
@@ -183,27 +206,20 @@ def fit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tc = config.train
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
+    set_threads(tc.num_threads)
     device = resolve_device(tc.device)
     generator = _seed_everything(tc.seed)
     model_config = replace(config.model, n_classes=len(labels))
-    pipeline = EmotionPipeline(config.features, model_config, labels)
-    pipeline.fit_normalizers(*train.moments())
+    windows = EvalWindows(tc.eval_window_seconds, tc.eval_hop_fraction)
+
+    def new_pipeline() -> EmotionPipeline:
+        return EmotionPipeline(config.streams, model_config, labels, windows=windows)
+
+    pipeline = new_pipeline()
+    pipeline.fit_normalizers(train.moments())
     pipeline.to(device)
 
-    optimizer = torch.optim.AdamW(pipeline.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    steps_per_epoch = max(1, len(train) // tc.batch_size + (len(train) % tc.batch_size >= 2))
-    total_steps, warmup = tc.epochs * steps_per_epoch, tc.warmup_epochs * steps_per_epoch
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (
-            1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup)))
-        )
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    optimizer, scheduler = _optimizer(pipeline, tc, len(train))
     class_weights = (
         _class_weights(train.labels, len(labels)).to(device) if tc.class_weighted else None
     )
@@ -215,68 +231,45 @@ def fit(
     if resume and checkpoint_path.exists():
         # On the CPU: RNG states must stay CPU tensors; the load_state_dict calls move the rest.
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        pipeline.load_state_dict(state["pipeline"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        for name, part in (("pipeline", pipeline), ("optimizer", optimizer),
+                           ("scheduler", scheduler)):  # fmt: skip
+            part.load_state_dict(state[name])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best, elapsed = state["history"], state["best"], state["elapsed"]
         start_epoch = state["epoch"] + 1
 
-    epochs = range(start_epoch, tc.epochs)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=tc.epochs, initial=start_epoch, desc="epochs", unit="epoch", leave=False)
-    for epoch in epochs:
+    bar = _EpochBar(tc.epochs, start_epoch) if progress else None
+    for epoch in range(start_epoch, tc.epochs):
         if epoch - best["epoch"] > tc.patience and best["epoch"] >= 0:
             break
         began = time.perf_counter()
         loss = train_one_epoch(pipeline, train, optimizer, scheduler, tc, generator, class_weights)
-        val_metrics = evaluate(pipeline, val, tc)
+        val_metrics = evaluate(pipeline, val)
         elapsed += time.perf_counter() - began
-        record = {
-            "epoch": epoch,
-            "train_loss": loss,
-            "val_ua": val_metrics["ua"],
-            "val_wa": val_metrics["wa"],
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": elapsed,
-        }
-        history.append(record)
+        history.append({"epoch": epoch, "train_loss": loss, "val_ua": val_metrics["ua"],
+                        "val_wa": val_metrics["wa"], "lr": scheduler.get_last_lr()[0],
+                        "seconds": elapsed})  # fmt: skip
         if val_metrics["ua"] > best["ua"]:
             best = {
                 "epoch": epoch,
                 "ua": val_metrics["ua"],
                 "state": {k: v.detach().cpu().clone() for k, v in pipeline.state_dict().items()},
             }
-            best_pipeline = EmotionPipeline(config.features, model_config, labels)
+            best_pipeline = new_pipeline()
             best_pipeline.load_state_dict(best["state"])
             save_pipeline(best_pipeline, out_dir / BEST_MODEL, epoch=epoch, val_ua=best["ua"])
-        _save_atomic(
-            {
-                "pipeline": pipeline.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best": best,
-                "elapsed": elapsed,
-                "epoch": epoch,
-            },
-            checkpoint_path,
-        )
+        parts = (("pipeline", pipeline), ("optimizer", optimizer), ("scheduler", scheduler))
+        checkpoint = {name: part.state_dict() for name, part in parts}
+        _save_atomic({**checkpoint, "generator": generator.get_state(),
+                      "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                      "elapsed": elapsed, "epoch": epoch}, checkpoint_path)  # fmt: skip
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss:.3f}", val_ua=f"{val_metrics['ua']:.3f}", best=f"{best['ua']:.3f}"
-            )
+            bar.update(loss, val_metrics["ua"], best["ua"])
     if bar is not None:
         bar.close()
     if best["state"] is None:
         raise RuntimeError("training produced no epoch (epochs already completed?)")
-    result_pipeline = EmotionPipeline(config.features, model_config, labels)
+    result_pipeline = new_pipeline()
     result_pipeline.load_state_dict(best["state"])
     return FitResult(result_pipeline.eval(), best["epoch"], best["ua"], history, elapsed)

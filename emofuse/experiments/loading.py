@@ -1,0 +1,111 @@
+"""What every experiment loads first: the labelled manifest, its folds and the cached features."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emofuse.config import ExperimentConfig
+from emofuse.corpora import Utterance, load_corpus
+from emofuse.corpora.labels import LabelTask, apply_task, default_task, get_task
+from emofuse.experiments.splits import Fold, default_protocol, make_folds
+from emofuse.pipeline.cache import StreamCache
+from emofuse.signal.streams import frame_rates
+from emofuse.training.batches import FeatureSet
+
+__all__ = [
+    "Experiment",
+    "Features",
+    "load_manifest",
+    "prepare_experiment",
+    "load_features",
+]
+
+
+@dataclass
+class Experiment:
+    """A labelled manifest with its task, protocol and folds.
+
+    ``extra_train`` holds utterances of the further configured corpora, added to the training
+    side of every fold (they never contain the evaluated corpus's speakers).
+    """
+
+    corpus: str
+    task: LabelTask
+    protocol: str
+    utterances: list[Utterance]
+    folds: list[Fold]
+    dropped: dict[str, int]
+    extra_train: list[Utterance] = field(default_factory=list)
+
+    @property
+    def all_utterances(self) -> list[Utterance]:
+        """Every utterance any fold uses: the evaluated ones and the extra training ones."""
+        return self.utterances + self.extra_train
+
+
+def load_manifest(config: ExperimentConfig) -> tuple[LabelTask, list[Utterance], dict[str, int]]:
+    """Every configured corpus under one label task (default: the first corpus's own task).
+
+    Returns the task, the kept utterances and the counts of what the task left out.
+    """
+    if not config.data.corpora:
+        raise ValueError("no corpus configured: pass --corpus and --root, or set data.corpora")
+    first = config.data.corpora[0].name
+    task = get_task(config.data.task) if config.data.task else default_task(first)
+    utterances = [u for spec in config.data.corpora for u in load_corpus(spec.name, spec.root)]
+    selection = apply_task(utterances, task)
+    return task, selection.utterances, {**selection.dropped_labels, **selection.dropped_codes}
+
+
+def prepare_experiment(config: ExperimentConfig) -> Experiment:
+    """Load the configured corpora, apply the label task and build the folds (no audio decoded).
+
+    Protocol ``loco`` makes one fold per corpus; any other protocol evaluates the first corpus
+    and adds the others to every fold's training side.
+    """
+    task, utterances, dropped = load_manifest(config)
+    first = config.data.corpora[0].name
+    protocol = config.data.protocol or default_protocol(first)
+    if protocol == "loco":
+        names = "+".join(spec.name for spec in config.data.corpora)
+        folds = make_folds(utterances, protocol, seed=config.train.seed)
+        return Experiment(names, task, protocol, utterances, folds, dropped)
+    evaluated = [u for u in utterances if u.corpus == first]
+    extra = [u for u in utterances if u.corpus != first]
+    folds = make_folds(evaluated, protocol, seed=config.train.seed)
+    return Experiment(first, task, protocol, evaluated, folds, dropped, extra)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Cached stream frames of utterances: ``arrays[path][stream]`` is (dims, frames) float32,
+    at ``rates[stream]`` frames per second."""
+
+    arrays: dict[str, dict[str, np.ndarray]]
+    rates: dict[str, float]
+
+    def feature_set(self, utts: Sequence[Utterance], task: LabelTask) -> FeatureSet:
+        """The frames of ``utts`` with their ``task`` class indices, for training or testing."""
+        return FeatureSet.from_arrays(
+            [self.arrays[str(u.path)] for u in utts],
+            [task.index(u.label) for u in utts],
+            [u.id for u in utts],
+            self.rates,
+        )
+
+
+def load_features(
+    utterances: Sequence[Utterance],
+    config: ExperimentConfig,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Features:
+    """The frames of every stream of ``config`` for every utterance, through the on-disk cache."""
+    cache = StreamCache(config.streams, cache_dir)
+    paths = [u.path for u in utterances]
+    arrays = cache.get_many(paths, progress=progress)
+    return Features(dict(zip(map(str, paths), arrays, strict=True)), frame_rates(config.streams))

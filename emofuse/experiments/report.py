@@ -1,0 +1,228 @@
+"""Markdown reports and figures of finished experiments (the numbers come from the callers).
+
+- :func:`crossval_markdown`: ``summary.md`` of one cross-validation run;
+- :func:`ensemble_markdown`: ``summary.md`` of an ensemble of runs;
+- :func:`table_markdown`: ``table.md`` of a comparison (systems x corpora, then the claims);
+- :func:`write_figures`: ``confusion.png`` and, for trained networks, ``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emofuse.experiments.records import FoldRecord
+from emofuse.experiments.stats import MIN_FOLDS, N_RESAMPLES
+
+if TYPE_CHECKING:
+    from emofuse.experiments.loading import Experiment
+
+__all__ = ["crossval_markdown", "ensemble_markdown", "table_markdown", "write_figures"]
+
+
+def _pct(value: float, spread: float | None = None) -> str:
+    """0.6234 -> '62.3'; with a spread, '62.3 +- 4.1'."""
+    text = f"{100 * value:.1f}"
+    return text if spread is None else f"{text} +- {100 * spread:.1f}"
+
+
+def _or_dash(value: object, show: Callable[[float], str] = str) -> str:
+    return "-" if value is None else show(value)
+
+
+def crossval_markdown(summary: dict, experiment: Experiment, seed: int) -> str:
+    """``summary.md`` of a cross-validation run: one row per fold, mean +- std and pooled."""
+    overlap = summary["speaker_overlap"]
+    lines = [
+        f"# Cross-validation of {summary['system']}: {experiment.corpus}, "
+        f"task {experiment.task.name}",
+        "",
+        f"Protocol **{experiment.protocol}**"
+        + (
+            " (RANDOM, SPEAKER-OVERLAPPING: not speaker-independent)"
+            if overlap
+            else " (speaker-independent)"
+        )
+        + f", {len(summary['folds'])} of {len(experiment.folds)} folds, seed {seed}, "
+        f"classes: {', '.join(experiment.task.labels)}.",
+        "",
+        "| fold | test speakers | n | WA % | UA % | macro-F1 % | epoch | val UA % | train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for f in summary["folds"]:
+        speakers = " ".join(s.split(":", 1)[1] for s in f["test_speakers"])
+        lines.append(
+            f"| {f['fold']} | {speakers} | {f['n_test']} | {_pct(f['wa'])} | {_pct(f['ua'])} "
+            f"| {_pct(f['macro_f1'])} | {_or_dash(f['best_epoch'])} "
+            f"| {_or_dash(f['val_ua'], _pct)} "
+            f"| {f['train_seconds']:.0f} |"
+        )
+    m, s, p = summary["mean"], summary["std"], summary["pooled"]
+    lines += [
+        f"| **mean +- std** | | | **{_pct(m['wa'], s['wa'])}** | **{_pct(m['ua'], s['ua'])}** "
+        f"| {_pct(m['macro_f1'], s['macro_f1'])} | | | {summary['train_seconds']:.0f} |",
+        f"| pooled | | {p['n']} | {_pct(p['wa'])} | {_pct(p['ua'])} | {_pct(p['macro_f1'])} "
+        "| | | |",
+        "",
+        "UA per fold averages recall over the classes present in that fold's test set.",
+    ]
+    if experiment.extra_train:
+        extra = sorted({u.corpus for u in experiment.extra_train})
+        lines += [
+            "",
+            f"Every fold also trains on {len(experiment.extra_train)} utterances of "
+            f"{', '.join(extra)} (other corpora: never the test speakers).",
+        ]
+    if experiment.dropped:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(experiment.dropped.items()))
+        lines += ["", f"Left out by the task (label or code: count): {dropped}."]
+    return "\n".join(lines) + "\n"
+
+
+def ensemble_markdown(summary: dict) -> str:
+    """``summary.md`` of an ensemble: each member's UA and the ensemble's, fold by fold."""
+    members = summary["members"]
+    header = " / ".join(f"{i + 1}" for i in range(len(members)))
+    lines = [
+        f"# Ensemble of {len(members)} runs: {summary['corpus']}, task {summary['task']}",
+        "",
+        f"Protocol **{summary['protocol']}**, {summary['n_folds']} folds. Members (weight):",
+        "",
+        *(
+            f"{i + 1}. `{m['run']}` ({m['system']}, seed {m['seed']}): {m['weight']:.3f}"
+            for i, m in enumerate(members)
+        ),
+        "",
+        f"| fold | test speakers | n | UA % of runs {header} | ensemble WA % | ensemble UA % |",
+        "| --- | --- | ---: | --- | ---: | ---: |",
+    ]
+    for f, r in zip(summary["folds"], summary["member_ua"], strict=True):
+        speakers = " ".join(s.split(":", 1)[1] for s in f["test_speakers"])
+        each = " / ".join(f"{100 * u:.1f}" for u in r)
+        lines.append(
+            f"| {f['fold']} | {speakers} | {f['n_test']} | {each} | {100 * f['wa']:.1f} "
+            f"| {100 * f['ua']:.1f} |"
+        )
+    m, s = summary["mean"], summary["std"]
+    each = " / ".join(f"{100 * u:.1f}" for u in summary["member_mean_ua"])
+    lines += [
+        f"| **mean +- std** | | | {each} | **{100 * m['wa']:.1f} +- {100 * s['wa']:.1f}** "
+        f"| **{100 * m['ua']:.1f} +- {100 * s['ua']:.1f}** |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _params_text(row: dict) -> str:
+    counts = sorted({c["params"] for c in row["corpora"].values() if c["params"] is not None})
+    if not counts:
+        return "-"
+    show = [f"{n / 1e6:.3f} M" for n in (counts[0], counts[-1])]
+    return show[0] if counts[0] == counts[-1] else f"{show[0]} - {show[1]}"
+
+
+def table_markdown(table: dict) -> str:
+    """``table.md``: the systems x corpora table, then the claims."""
+    n_seeds = len(table["seeds"])
+    lines = [
+        "# emofuse compare: the paper's parts, one at a time",
+        "",
+        f"Machine: {table['machine']}. Runs done: {table['runs_done']} of {table['runs_total']}"
+        + ("." if table["complete"] else " (PARTIAL: rerun the command to finish)."),
+        "",
+        f"All systems share the folds and seeds of each corpus: seeds "
+        f"{', '.join(map(str, table['seeds']))}; per seed, every system is trained and tested on "
+        "the same speaker-independent folds (same test and validation speakers; checked).",
+        "",
+    ]
+    for corpus, info in table["corpora"].items():
+        if info:
+            lines.append(
+                f"- {corpus}: task {info['task']} ({len(info['labels'])} classes), protocol "
+                f"{info['protocol']}, {info['n_folds']} folds x {n_seeds} "
+                + ("seed" if n_seeds == 1 else "seeds")
+            )
+    lines += ["", *_rows_markdown(table), "", *_claims_markdown(table["claims"])]
+    return "\n".join(lines) + "\n"
+
+
+def _row_cells(row: dict, table: dict) -> list[str]:
+    """UA and WA of ``row`` per corpus of ``table``, with ``(n N)`` where folds are missing."""
+    cells = []
+    for corpus, info in table["corpora"].items():
+        cell = row["corpora"].get(corpus)
+        if cell is None:
+            cells += ["-", "-"]
+            continue
+        partial = "" if cell["n"] == info["n_folds"] * len(table["seeds"]) else f" (n {cell['n']})"
+        cells += [_pct(cell["ua_mean"], cell["ua_std"]) + partial,
+                  _pct(cell["wa_mean"], cell["wa_std"])]  # fmt: skip
+    return cells
+
+
+def _rows_markdown(table: dict) -> list[str]:
+    """The systems x corpora section of ``table.md``."""
+    corpora = list(table["corpora"])
+    header = "| system | " + " | ".join(f"{c} UA % | {c} WA %" for c in corpora)
+    lines = [
+        "## UA and WA per corpus (mean +- std over folds x seeds)",
+        "",
+        header + " | params | train min |",
+        "| --- |" + " ---: | ---: |" * len(corpora) + " ---: | ---: |",
+    ]
+    for row in table["rows"]:
+        lines.append(
+            f"| {row['system']} | " + " | ".join(_row_cells(row, table))
+            + f" | {_params_text(row)} | {row['train_seconds'] / 60:.1f} |"
+        )  # fmt: skip
+    return lines + [
+        "",
+        "UA: mean recall over the classes present in a fold's test set; WA: accuracy. Parameter "
+        "counts differ between corpora only by the classifier's classes. Train min: fold "
+        "training time summed over corpora, folds and seeds.",
+    ]
+
+
+def _claims_markdown(claims: list[dict]) -> list[str]:
+    """The claims section of ``table.md``: one row and one sentence per claim and corpus."""
+    lines = ["## The claims: the paper's (a)-(c), emofuse's prosody stream (d)", ""]
+    if not claims:
+        return lines + ["No claim could be evaluated: run both systems of a claim's pair."]
+    lines += [
+        "| claim | corpus | comparison | mean UA diff (points) | 95% CI | sign test p "
+        "| n pairs | verdict |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for c in claims:
+        lines.append(
+            f"| ({c['claim']}) {c['statement']} | {c['corpus']} | {c['system']} - "
+            f"{c['baseline']} | {100 * c['mean_diff']:+.1f} | [{100 * c['ci_low']:+.1f}, "
+            f"{100 * c['ci_high']:+.1f}] | {c['sign_test_p']:.3g} | {c['n_pairs']} "
+            f"| {c['verdict']} |"
+        )
+    return lines + [
+        "",
+        *(f"- {c['sentence']}" for c in claims),
+        "",
+        "Differences are per-fold UA of the first system minus the second, paired by seed "
+        "and fold (same test speakers). The 95% interval is a percentile bootstrap "
+        f"({N_RESAMPLES} resamples) that resamples whole folds, because the seeds of one "
+        "fold share their test speakers; the sign test (two-sided, exact, ties dropped) "
+        "counts every pair and so is optimistic when seeds of a fold agree. A claim holds "
+        "on a corpus when the mean difference is positive and the interval excludes 0 "
+        f"(no verdict with fewer than {MIN_FOLDS} folds).",
+    ]
+
+
+def write_figures(summary: dict, records: Sequence[FoldRecord], out_dir: str | os.PathLike) -> None:
+    """``confusion.png`` (summed over folds) and, when any record has a learning curve,
+    ``learning_curves.png``."""
+    from emofuse.plots import plot_confusion, plot_learning_curves
+
+    out_dir = Path(out_dir)
+    plot_confusion(np.array(summary["confusion"]), summary["labels"], out_dir / "confusion.png")
+    if any(r.history for r in records):
+        plot_learning_curves([r.to_json() for r in records], out_dir / "learning_curves.png")

@@ -1,0 +1,169 @@
+"""Systems: what a cross-validation trains and tests on each fold, by name.
+
+A :class:`System` loads what it needs for every utterance once (:meth:`System.prepare`), then
+produces one :class:`~emofuse.experiments.records.FoldRecord` per fold
+(:meth:`System.run_fold`). Registered: ``emofuse`` (the network of the experiment config) and
+``egemaps-svm`` (openSMILE eGeMAPSv02 functionals + RBF SVM, the classic baseline). A new system
+is one subclass registered with :func:`register_system`.
+
+>>> list(SYSTEMS)
+['emofuse', 'egemaps-svm']
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from emofuse.config import ExperimentConfig
+from emofuse.experiments import baseline
+from emofuse.experiments.loading import Experiment, Features, load_features
+from emofuse.experiments.records import FoldRecord
+from emofuse.experiments.scoring import scored_record
+from emofuse.pipeline import EmotionPipeline
+from emofuse.training.train import evaluate, fit
+
+__all__ = [
+    "UnknownSystemError",
+    "System",
+    "SYSTEMS",
+    "register_system",
+    "get_system",
+    "NetworkSystem",
+    "SvmSystem",
+]
+
+CacheDir = str | os.PathLike | None
+
+
+class UnknownSystemError(ValueError):
+    """A system name that is not registered; the message lists the known ones."""
+
+
+class System(ABC):
+    """One way to train and test on a fold. Subclasses set ``name`` (the registry key and the
+    ``system`` of their records) and ``requires`` (modules imported lazily, checked up front)."""
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def check_available(self) -> None:
+        """ImportError naming the install command when a required module is missing."""
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(
+                f"system {self.name} needs {' and '.join(missing)}: pip install 'emofuse[baseline]'"
+            )
+
+    @abstractmethod
+    def prepare(
+        self, experiment: Experiment, config: ExperimentConfig, cache_dir: CacheDir, progress: bool
+    ) -> Any:
+        """Load (through the cache) what :meth:`run_fold` needs for every utterance."""
+
+    @abstractmethod
+    def run_fold(
+        self,
+        experiment: Experiment,
+        index: int,
+        prepared: Any,
+        config: ExperimentConfig,
+        out_dir: Path,
+        progress: bool = True,
+    ) -> FoldRecord:
+        """Train on fold ``index``'s training side, test on its test speakers; ``out_dir`` is
+        the run folder (for the system's own files, e.g. checkpoints)."""
+
+    def num_parameters(self, config: ExperimentConfig, labels: Sequence[str]) -> int | None:
+        """Trainable parameters of the model for ``labels``; None when not a network."""
+        return None
+
+
+SYSTEMS: dict[str, System] = {}
+
+
+def register_system(cls: type[System]) -> type[System]:
+    """Class decorator: make an instance of ``cls`` available as system ``cls.name``."""
+    if cls.name in SYSTEMS and type(SYSTEMS[cls.name]) is not cls:
+        raise ValueError(f"system {cls.name!r} is already registered")
+    SYSTEMS[cls.name] = cls()
+    return cls
+
+
+def get_system(name: str) -> System:
+    """The registered system ``name``."""
+    if name not in SYSTEMS:
+        raise UnknownSystemError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+    return SYSTEMS[name]
+
+
+@register_system
+class NetworkSystem(System):
+    """The network of the experiment config, trained with early stopping on the fold's
+    validation speakers; ``out_dir/fold_XX/model.pt`` keeps the chosen model."""
+
+    name = "emofuse"
+
+    def prepare(
+        self, experiment: Experiment, config: ExperimentConfig, cache_dir: CacheDir, progress: bool
+    ) -> Features:
+        return load_features(experiment.all_utterances, config, cache_dir, progress)
+
+    def run_fold(
+        self,
+        experiment: Experiment,
+        index: int,
+        prepared: Features,
+        config: ExperimentConfig,
+        out_dir: Path,
+        progress: bool = True,
+    ) -> FoldRecord:
+        fold, task = experiment.folds[index], experiment.task
+        train_set = prepared.feature_set(fold.train + experiment.extra_train, task)
+        val_set = prepared.feature_set(fold.val, task)
+        test_set = prepared.feature_set(fold.test, task)
+        fold_dir = out_dir / f"fold_{index:02d}"
+        result = fit(
+            train_set, val_set, list(task.labels), config, fold_dir, resume=True, progress=progress
+        )
+        posteriors = evaluate(result.pipeline, test_set)["posteriors"]
+        (fold_dir / "checkpoint.pt").unlink(missing_ok=True)  # the fold is done; model.pt stays
+        return scored_record(
+            experiment, index, self.name, posteriors, test_set.labels.numpy(), test_set.ids,
+            best_epoch=result.best_epoch, val_ua=result.best_val_ua,
+            train_seconds=result.train_seconds, history=result.history,
+        )  # fmt: skip
+
+    def num_parameters(self, config: ExperimentConfig, labels: Sequence[str]) -> int:
+        model = replace(config.model, n_classes=len(labels))
+        return EmotionPipeline(config.streams, model, list(labels)).net.num_parameters()
+
+
+@register_system
+class SvmSystem(System):
+    """openSMILE eGeMAPSv02 functionals + RBF SVM (:mod:`emofuse.experiments.baseline`); the
+    config's streams and model are not used."""
+
+    name = "egemaps-svm"
+    requires = baseline.REQUIRES
+
+    def prepare(
+        self, experiment: Experiment, config: ExperimentConfig, cache_dir: CacheDir, progress: bool
+    ) -> dict:
+        return baseline.egemaps_features(experiment.all_utterances, cache_dir, progress)
+
+    def run_fold(
+        self,
+        experiment: Experiment,
+        index: int,
+        prepared: dict,
+        config: ExperimentConfig,
+        out_dir: Path,
+        progress: bool = True,
+    ) -> FoldRecord:
+        return baseline.run_svm_fold(experiment, index, prepared)

@@ -1,0 +1,125 @@
+"""The model file: one versioned file holding the streams, the model settings, the label names,
+the evaluation windows and the weights (normalisation statistics included).
+
+:func:`load_pipeline` reads it with ``weights_only=True``, so loading runs no pickled code.
+Version 2 is written; version 1 (one ``feature_config`` and stream switches in the model config,
+before the streams redesign) is read through :mod:`emofuse.migrate`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from emofuse.files import atomic_path
+from emofuse.migrate import state_dict_from_v1, streams_from_v1
+from emofuse.model import ModelConfig
+from emofuse.pipeline.pipeline import EmotionPipeline, EvalWindows
+from emofuse.signal.streams import StreamSpec
+
+__all__ = [
+    "save_pipeline",
+    "load_pipeline",
+    "load_bundled_pipeline",
+    "ModelFileError",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
+
+FORMAT = "emofuse-model"
+FORMAT_VERSION = 2
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, unreadable or not an emofuse model."""
+
+
+def _metadata(pipeline: EmotionPipeline) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "streams": [s.to_dict() for s in pipeline.streams],
+        "model_config": pipeline.model_config.to_dict(),
+        "labels": list(pipeline.labels),
+        "eval_windows": pipeline.windows.to_dict(),
+    }
+
+
+def save_pipeline(pipeline: EmotionPipeline, path: str | os.PathLike, **extra: object) -> None:
+    """Write the model file atomically; ``extra`` (plain values) is stored too."""
+    payload = {**_metadata(pipeline), "extra": extra, "state_dict": pipeline.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _one_line(error: Exception, limit: int = 300) -> str:
+    """``Type: message`` on one line, cut at ``limit`` characters (torch's can be long)."""
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _from_payload(payload: dict) -> EmotionPipeline:
+    """Build the pipeline of a version 1 or 2 payload and load its weights."""
+    state = payload["state_dict"]
+    if payload.get("format_version", 1) == 1:
+        streams, model = streams_from_v1(payload["feature_config"], payload["model_config"])
+        names = {s.name for s in streams}
+        state = {  # version 1 kept a normaliser for MFCC and log-Mel even in one-branch models
+            k: v
+            for k, v in state_dict_from_v1(state).items()
+            if not k.startswith("normalizers.") or k.split(".")[1] in names
+        }
+        windows = EvalWindows()
+    else:
+        streams = [StreamSpec.from_dict(s) for s in payload["streams"]]
+        model = payload["model_config"]
+        windows = EvalWindows(**payload["eval_windows"])
+    pipeline = EmotionPipeline(
+        streams, ModelConfig.from_dict(model), payload["labels"], windows=windows
+    )
+    pipeline.load_state_dict(state)
+    return pipeline
+
+
+def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> EmotionPipeline:
+    """Read a model file written by :func:`save_pipeline` (either version); eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.suffix.lower() == ".onnx":
+        raise ModelFileError(
+            f"{path}: an ONNX model; run it with the onnx backend "
+            "(--backend onnx, or EmotionRecognizer.load(path, backend='onnx'))"
+        )
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise ModelFileError(f"{path}: not a readable emofuse model ({_one_line(error)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an emofuse model file")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: written by a newer emofuse (format {payload['format_version']}); upgrade"
+        )
+    try:
+        pipeline = _from_payload(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged model file
+        raise ModelFileError(f"{path}: damaged emofuse model file ({_one_line(error)})") from None
+    pipeline.extra = payload.get("extra", {})
+    return pipeline.eval()
+
+
+def load_bundled_pipeline(map_location: str = "cpu") -> EmotionPipeline:
+    """The pretrained model shipped as package data (``emofuse/pretrained/bundled.pt``)."""
+    from importlib import resources
+
+    bundled = resources.files("emofuse") / "pretrained" / "bundled.pt"
+    if not bundled.is_file():
+        raise ModelFileError(
+            "no bundled model is installed (emofuse/pretrained/bundled.pt); "
+            "pass the path of a model file"
+        )
+    with resources.as_file(bundled) as file:
+        return load_pipeline(file, map_location)

@@ -1,0 +1,318 @@
+"""Feature streams as data: a :class:`StreamSpec` per stream, and the stream kinds that know how
+to compute each stream's frames, normalise them and which branch of the model reads them.
+
+A stream is one array per utterance, ``(dims, frames)`` at its own frame rate (lhotse's
+``TemporalArray``). The experiment config lists the streams (``streams:``); the pipeline, the
+cache, batching, crops, augmentation, export and inference iterate over that list. A new stream
+kind is one class registered with :func:`register_stream_kind` (in any module) plus one config
+entry. Every kind is a *frozen* front end: its frames are computed once per file and cached,
+and no gradient flows into it; what learns is the stream's branch in the model.
+
+>>> specs = default_streams()
+>>> [(s.name, s.kind, make_kind(s).dims, make_kind(s).frame_rate) for s in specs]
+[('mfcc', 'mfcc', 40, 100.0), ('logmel', 'logmel', 64, 100.0)]
+>>> StreamSpec.from_dict({"kind": "prosody"}).branch
+{'channels': 32}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from emofuse.model import BranchSpec
+from emofuse.signal.prosody import N_PROSODY, Prosody
+from emofuse.signal.transforms import (
+    MFCC,
+    FeatureNormalizer,
+    LogMel,
+    MfccSettings,
+    SpectralSettings,
+)
+
+__all__ = [
+    "StreamSpec",
+    "StreamKind",
+    "STREAM_KINDS",
+    "register_stream_kind",
+    "make_kind",
+    "default_streams",
+    "stream_spec",
+    "StreamFrontEnd",
+    "ProsodySettings",
+    "branch_spec",
+    "check_streams",
+    "frame_rates",
+]
+
+
+class StreamKind:
+    """What a stream kind knows: its frames, normaliser, branch and augmentation.
+
+    Subclasses set ``kind`` (the config name), ``settings_type`` (a frozen dataclass of its own
+    settings), ``branch_type`` (a :data:`emofuse.model.branches.BRANCH_TYPES` key) and
+    ``default_channels``, and implement :attr:`dims`, :meth:`extractor` and
+    :meth:`apply_gain`. ``settings`` must have ``sample_rate`` and ``hop_length``.
+    """
+
+    kind: ClassVar[str]
+    settings_type: ClassVar[type]
+    branch_type: ClassVar[str]
+    default_channels: ClassVar[int]
+    freq_maskable: ClassVar[bool] = False  # SpecAugment frequency masks apply to its rows
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    @property
+    def dims(self) -> int:
+        """Rows per frame."""
+        raise NotImplementedError
+
+    @property
+    def sample_rate(self) -> int:
+        return self.settings.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Samples between frames."""
+        return self.settings.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def extractor(self) -> nn.Module:
+        """``(waveforms (B, S), lengths (B,), memo) -> (frames (B, dims, T), frame lengths)``."""
+        raise NotImplementedError
+
+    def normalizer(self) -> nn.Module:
+        """Per-row standardisation fitted on training frames."""
+        return FeatureNormalizer(self.dims)
+
+    def apply_gain(self, frames: Tensor, gain: Tensor) -> None:
+        """In place: the exact effect on raw ``frames`` (B, dims, T) of scaling each waveform's
+        power by ``exp(gain)`` (``gain`` (B,), natural-log units)."""
+        raise NotImplementedError
+
+
+STREAM_KINDS: dict[str, type[StreamKind]] = {}
+
+
+def register_stream_kind(cls: type[StreamKind]) -> type[StreamKind]:
+    """Class decorator: make ``cls`` available as ``kind: <cls.kind>`` in configs."""
+    if cls.kind in STREAM_KINDS and STREAM_KINDS[cls.kind] is not cls:
+        raise ValueError(f"stream kind {cls.kind!r} is already registered")
+    STREAM_KINDS[cls.kind] = cls
+    return cls
+
+
+@register_stream_kind
+class LogMelKind(StreamKind):
+    """Log-Mel spectrogram rows; the paper's 2D-CNN stream."""
+
+    kind = "logmel"
+    settings_type = SpectralSettings
+    branch_type = "conv2d"
+    default_channels = 16
+    freq_maskable = True
+
+    @property
+    def dims(self) -> int:
+        return self.settings.n_mels
+
+    def extractor(self) -> nn.Module:
+        return LogMel(self.settings)
+
+    def apply_gain(self, frames: Tensor, gain: Tensor) -> None:
+        frames += gain[:, None, None]  # every log-Mel bin moves by the log power change
+
+
+@register_stream_kind
+class MfccKind(StreamKind):
+    """MFCC rows; the paper's 1D-CNN stream."""
+
+    kind = "mfcc"
+    settings_type = MfccSettings
+    branch_type = "conv1d"
+    default_channels = 128
+
+    @property
+    def dims(self) -> int:
+        return self.settings.n_mfcc
+
+    def extractor(self) -> nn.Module:
+        return MFCC(self.settings)
+
+    def apply_gain(self, frames: Tensor, gain: Tensor) -> None:
+        # The orthonormal DCT's constant row: c0 moves by sqrt(n_mels) times the log-Mel shift.
+        frames[:, 0] += gain[:, None] * math.sqrt(self.settings.n_mels)
+
+
+@dataclass(frozen=True)
+class ProsodySettings:
+    """Prosody frames on the grid of a ``hop_length`` front end."""
+
+    sample_rate: int = 16000
+    hop_length: int = 160
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "hop_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(
+                    f"ProsodySettings.{name} must be a positive integer, got {value!r}"
+                )
+
+
+@register_stream_kind
+class ProsodyKind(StreamKind):
+    """Energy (dB), pitch (semitones) and voicing per frame (:mod:`emofuse.signal.prosody`)."""
+
+    kind = "prosody"
+    settings_type = ProsodySettings
+    branch_type = "conv1d"
+    default_channels = 32
+
+    @property
+    def dims(self) -> int:
+        return N_PROSODY
+
+    def extractor(self) -> nn.Module:
+        return Prosody(self.settings.sample_rate, self.settings.hop_length)
+
+    def apply_gain(self, frames: Tensor, gain: Tensor) -> None:
+        frames[:, 0] += gain[:, None] * 10 / math.log(10)  # the energy row is in dB
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One feature stream of an experiment: its name, kind, the kind's settings (complete, with
+    defaults filled in) and its branch settings (``channels``: the branch's convolution width).
+    """
+
+    name: str
+    kind: str
+    settings: dict = field(default_factory=dict)
+    branch: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> StreamSpec:
+        """Validate a config entry and fill in the kind's defaults."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a stream entry must be a mapping with a kind, got {values!r}")
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"stream entry {dict(values)}: unknown key(s) {', '.join(sorted(unknown))} "
+                "(known: name, kind, settings, branch)"
+            )
+        kind = values.get("kind")
+        if kind not in STREAM_KINDS:
+            raise ValueError(
+                f"unknown stream kind {kind!r}; known: {', '.join(sorted(STREAM_KINDS))}"
+            )
+        name = values.get("name", kind)
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                f"stream name must be an identifier (letters, digits, _), got {name!r}"
+            )
+        cls_kind = STREAM_KINDS[kind]
+        settings, branch = values.get("settings") or {}, values.get("branch") or {}
+        for section, given in (("settings", settings), ("branch", branch)):
+            if not isinstance(given, Mapping):
+                raise ValueError(f"stream {name!r}: {section} must be a mapping, got {given!r}")
+        known = {f.name for f in fields(cls_kind.settings_type)}
+        if set(settings) - known:
+            raise ValueError(
+                f"stream {name!r} ({kind}): unknown setting(s) "
+                f"{', '.join(sorted(set(settings) - known))} (known: {', '.join(sorted(known))})"
+            )
+        if set(branch) - {"channels"}:
+            raise ValueError(
+                f"stream {name!r}: unknown branch setting(s) "
+                f"{', '.join(sorted(set(branch) - {'channels'}))} (known: channels)"
+            )
+        try:
+            full = asdict(cls_kind.settings_type(**settings))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"stream {name!r} ({kind}): {error}") from None
+        channels = branch.get("channels", cls_kind.default_channels)
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
+            raise ValueError(f"stream {name!r}: branch channels must be a positive integer, "
+                             f"got {channels!r}")  # fmt: skip
+        return cls(name, kind, full, {"channels": channels})
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "settings": dict(self.settings),
+                "branch": dict(self.branch)}  # fmt: skip
+
+
+def stream_spec(kind: str, name: str | None = None, **settings: Any) -> StreamSpec:
+    """A stream of ``kind`` with default settings except ``settings`` (``channels`` goes to the
+    branch)."""
+    branch = {"channels": settings.pop("channels")} if "channels" in settings else {}
+    return StreamSpec.from_dict({"kind": kind, "name": name or kind, "settings": settings,
+                                 "branch": branch})  # fmt: skip
+
+
+def default_streams() -> list[StreamSpec]:
+    """The paper's two streams: MFCC (1D CNN) and log-Mel (2D CNN), DESIGN.md defaults."""
+    return [stream_spec("mfcc"), stream_spec("logmel")]
+
+
+def make_kind(spec: StreamSpec) -> StreamKind:
+    """The kind object of ``spec``, with its settings."""
+    cls = STREAM_KINDS[spec.kind]
+    return cls(cls.settings_type(**spec.settings))
+
+
+def branch_spec(spec: StreamSpec) -> BranchSpec:
+    """The model branch that reads stream ``spec``."""
+    kind = make_kind(spec)
+    return BranchSpec(spec.name, kind.branch_type, kind.dims, spec.branch["channels"])
+
+
+def check_streams(specs: Sequence[StreamSpec]) -> list[StreamSpec]:
+    """At least one stream, distinct names, one sample rate."""
+    specs = list(specs)
+    names = [s.name for s in specs]
+    if not specs or len(set(names)) != len(names):
+        raise ValueError(f"need one or more streams with distinct names, got {names}")
+    rates = {make_kind(s).sample_rate for s in specs}
+    if len(rates) > 1:
+        raise ValueError(f"streams {names} use different sample rates {sorted(rates)}; use one")
+    return specs
+
+
+class StreamFrontEnd(nn.Module):
+    """Every stream's frames from one batch of waveforms.
+
+    ``forward``: padded waveforms (B, S), lengths (B,) -> ``{name: (frames (B, dims, T_s),
+    frame lengths (B,))}``, in stream order; streams sharing work (MFCC and log-Mel of the same
+    spectral settings) compute it once.
+    """
+
+    def __init__(self, specs: Sequence[StreamSpec]) -> None:
+        super().__init__()
+        self.specs = check_streams(specs)
+        self.kinds = {s.name: make_kind(s) for s in self.specs}
+        self.sample_rate = next(iter(self.kinds.values())).sample_rate
+        self.extractors = nn.ModuleDict({n: k.extractor() for n, k in self.kinds.items()})
+        for parameter in self.extractors.parameters():
+            parameter.requires_grad_(False)  # frozen front ends
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        memo: dict = {}
+        return {name: extract(waveforms, lengths, memo)
+                for name, extract in self.extractors.items()}  # fmt: skip
+
+
+def frame_rates(specs: Sequence[StreamSpec]) -> dict[str, float]:
+    """Frames per second of each stream."""
+    return {s.name: make_kind(s).frame_rate for s in specs}
