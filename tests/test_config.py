@@ -121,7 +121,8 @@ def test_unknown_keys_name_the_key_and_the_file(tmp_path, text, key):
         ("streams: [mfcc]\n", ["must be a mapping"]),
         ("streams: [{kind: mfcc, branch: {channels: 0}}]\n", ["channels"]),
         (
-            "streams: [{kind: mfcc}, {kind: logmel, settings: {sample_rate: 8000, f_max: 4000.0}}]\n",
+            "streams: [{kind: mfcc}, "
+            "{kind: logmel, settings: {sample_rate: 8000, f_max: 4000.0}}]\n",
             ["different sample rates"],
         ),
         ("features: {prosody: true}\n", ["features.prosody is True but model.prosody is False"]),
