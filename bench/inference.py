@@ -86,7 +86,7 @@ if args["backend"] == "onnx":
     from emofuse.inference.onnx import OnnxBackend
     recognizer = EmotionRecognizer(OnnxBackend(args["onnx"], num_threads=args["threads"]))
 else:
-    from emofuse.pipeline.pipeline import load_pipeline
+    from emofuse.pipeline import load_pipeline
     recognizer = EmotionRecognizer(TorchBackend(load_pipeline(args["model"]), device="cpu"))
 after_load = memory()
 began = time.perf_counter()
@@ -108,7 +108,7 @@ print(json.dumps({"after_imports": after_imports, "after_load": after_load, "pea
 
 def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
     """The pipeline to benchmark and a description of where it came from."""
-    from emofuse.pipeline.pipeline import ModelFileError, load_bundled_pipeline, load_pipeline
+    from emofuse.pipeline import ModelFileError, load_bundled_pipeline, load_pipeline
 
     if model is not None:
         pipeline = load_pipeline(model)
@@ -315,7 +315,7 @@ def run_timeline(backend: str, audio: Path, model: Path, onnx: Path) -> dict:
 
 def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: bool) -> dict:
     """Peak RSS of timeline() over a long file, per backend; the long file is deleted after."""
-    from emofuse.pipeline.pipeline import save_pipeline
+    from emofuse.pipeline import save_pipeline
 
     seconds = QUICK_LONG_SECONDS if quick else LONG_SECONDS
     model = workdir / "model.pt"
