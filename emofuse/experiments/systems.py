@@ -16,7 +16,6 @@ import importlib.util
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,7 +24,7 @@ from emofuse.experiments import baseline
 from emofuse.experiments.loading import Experiment, Features, load_features
 from emofuse.experiments.records import FoldRecord
 from emofuse.experiments.scoring import scored_record
-from emofuse.pipeline import EmotionPipeline
+from emofuse.pipeline import pipeline_from_config
 from emofuse.training.train import evaluate, fit
 
 __all__ = [
@@ -140,8 +139,7 @@ class NetworkSystem(System):
         )  # fmt: skip
 
     def num_parameters(self, config: ExperimentConfig, labels: Sequence[str]) -> int:
-        model = replace(config.model, n_classes=len(labels))
-        return EmotionPipeline(config.streams, model, list(labels)).net.num_parameters()
+        return pipeline_from_config(config, labels).net.num_parameters()
 
 
 @register_system

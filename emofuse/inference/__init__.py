@@ -1,8 +1,6 @@
 """Emotion of audio with a trained model: the recogniser and its backends, ONNX export.
 
->>> from emofuse.inference import EmotionRecognizer  # doctest: +SKIP
->>> EmotionRecognizer.load().predict("clip.wav").label  # doctest: +SKIP
-'angry'
+``EmotionRecognizer.load().predict("clip.wav")`` gives the bundled model's answer for a file.
 """
 
 from emofuse.inference.recognizer import (

@@ -42,7 +42,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from emofuse.files import atomic_path
 from emofuse.model import Conv1dBranch
 from emofuse.model.temporal import BiLSTM
-from emofuse.pipeline import EmotionPipeline
+from emofuse.pipeline import EmotionPipeline, EvalWindows
 
 __all__ = ["export_onnx", "OnnxBackend", "OnnxModelError", "sidecar_path", "DEFAULT_OPSET"]
 
@@ -263,9 +263,8 @@ class OnnxBackend:
             self.labels: tuple[str, ...] = tuple(str(label) for label in meta["labels"])
             self.sample_rate: int = int(meta["sample_rate"])
             self.min_samples: int = int(meta["min_samples"])
-            windows = meta.get("eval_windows", {"window_seconds": 3.0, "hop_fraction": 0.5})
-            self.window_seconds = float(windows["window_seconds"])
-            self.hop_seconds = self.window_seconds * float(windows["hop_fraction"])
+            windows = EvalWindows(**meta.get("eval_windows", {}))  # older sidecars: defaults
+            self.window_seconds, self.hop_seconds = windows.window_seconds, windows.hop_seconds
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise OnnxModelError(f"{sidecar}: not an emofuse ONNX sidecar ({error})") from None
         options = onnxruntime.SessionOptions()

@@ -53,9 +53,13 @@ def cached_array(entry: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if entry.exists():
         return np.load(entry)
     values = compute()
+    _save_array(entry, values)
+    return values
+
+
+def _save_array(entry: Path, values: np.ndarray) -> None:
     with atomic_path(entry) as tmp:
         np.save(tmp, values)
-    return values
 
 
 class StreamCache:
@@ -92,8 +96,7 @@ class StreamCache:
         missing = [s for s in self.streams if not entries[s.name].exists()]
         computed = self.compute(path, missing) if missing else {}
         for name, values in computed.items():
-            with atomic_path(entries[name]) as tmp:
-                np.save(tmp, values)
+            _save_array(entries[name], values)
         return {s.name: computed[s.name] if s.name in computed else np.load(entries[s.name])
                 for s in self.streams}  # fmt: skip
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from emofuse.config import ExperimentConfig
 from emofuse.model import EmotionNet, ModelConfig
-from emofuse.signal.streams import StreamFrontEnd, StreamSpec, branch_spec, check_streams
+from emofuse.signal.streams import StreamFrontEnd, StreamSpec, branch_spec
 
 __all__ = ["EmotionPipeline", "EvalWindows", "StreamMoments", "pipeline_from_config"]
 
@@ -66,11 +66,11 @@ class EmotionPipeline(nn.Module):
             raise ValueError(
                 f"{len(labels)} label names for a model with {model_config.n_classes} classes"
             )
-        self.streams = check_streams(streams)
         self.model_config = model_config
         self.labels = tuple(labels)
         self.windows = windows
-        self.frontend = StreamFrontEnd(self.streams)
+        self.frontend = StreamFrontEnd(streams)  # checks the list
+        self.streams = self.frontend.specs
         self.kinds = self.frontend.kinds
         self.normalizers = nn.ModuleDict({n: k.normalizer() for n, k in self.kinds.items()})
         self.net = EmotionNet(model_config, [branch_spec(s) for s in self.streams])

@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FeatureSet", "Batch", "pad_batch", "random_crops", "windows", "utterance_windows"]
+__all__ = [
+    "FeatureSet",
+    "Batch",
+    "pad_batch",
+    "random_crops",
+    "windows",
+    "utterance_windows",
+    "stack_windows",
+]
 
 StreamBatch = dict[str, tuple[Tensor, Tensor]]  # name -> (frames (B, dims, T), lengths (B,))
 
@@ -110,7 +118,8 @@ def _cut(
     return cut
 
 
-def _stack(parts: Sequence[Mapping[str, Tensor]]) -> StreamBatch:
+def stack_windows(parts: Sequence[Mapping[str, Tensor]]) -> StreamBatch:
+    """Crops or windows (one ``{stream: (dims, T_i)}`` each) -> a padded batch per stream."""
     return {name: pad_batch([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -125,7 +134,7 @@ def random_crops(
         spare = data.streams[reference][i].shape[1] - crop
         start = int(torch.randint(spare + 1, (1,), generator=generator)) if spare > 0 else 0
         parts.append(_cut(data.utterance(i), data.rates, reference, start, crop))
-    return Batch(_stack(parts), data.labels[indices])
+    return Batch(stack_windows(parts), data.labels[indices])
 
 
 def windows(total: int, window: int, hop: int) -> list[tuple[int, int]]:
@@ -157,8 +166,3 @@ def utterance_windows(
         _cut(utterance, data.rates, reference, start, size)
         for start, size in windows(utterance[reference].shape[1], window, hop)
     ]
-
-
-def stack_windows(parts: Sequence[Mapping[str, Tensor]]) -> StreamBatch:
-    """Windows (one ``{stream: (dims, T_i)}`` each) -> a padded batch per stream."""
-    return _stack(parts)

@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from emofuse.config import ExperimentConfig, TrainConfig
 from emofuse.device import resolve_device, set_threads
 from emofuse.files import atomic_path
 from emofuse.metrics import summarize
-from emofuse.pipeline import EmotionPipeline, EvalWindows, save_pipeline
+from emofuse.pipeline import EmotionPipeline, pipeline_from_config, save_pipeline
 from emofuse.training.augment import augment
 from emofuse.training.batches import FeatureSet, random_crops, stack_windows, utterance_windows
 
@@ -209,11 +209,9 @@ def fit(
     set_threads(tc.num_threads)
     device = resolve_device(tc.device)
     generator = _seed_everything(tc.seed)
-    model_config = replace(config.model, n_classes=len(labels))
-    windows = EvalWindows(tc.eval_window_seconds, tc.eval_hop_fraction)
 
     def new_pipeline() -> EmotionPipeline:
-        return EmotionPipeline(config.streams, model_config, labels, windows=windows)
+        return pipeline_from_config(config, labels)
 
     pipeline = new_pipeline()
     pipeline.fit_normalizers(train.moments())
