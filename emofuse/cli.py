@@ -15,6 +15,8 @@ from dataclasses import replace
 __all__ = ["main"]
 
 
+MODEL_HELP = "accurate (default) or fast (the bundled models), or a model file"
+
 def _config_with_overrides(args: argparse.Namespace):
     from emofuse.config import ConfigError, CorpusSpec, load_config
 
@@ -35,14 +37,14 @@ def _config_with_overrides(args: argparse.Namespace):
 
 def cmd_model_summary(args: argparse.Namespace) -> None:
     from emofuse.config import load_config
-    from emofuse.pipeline import load_bundled_pipeline, load_pipeline, pipeline_from_config
+    from emofuse.pipeline import load_model, pipeline_from_config
 
     if args.config and args.model:
         raise ValueError("give --model or --config, not both")
     if args.config:
         pipeline = pipeline_from_config(load_config(args.config))
     else:
-        pipeline = load_pipeline(args.model) if args.model else load_bundled_pipeline()
+        pipeline = load_model(args.model)
     print(pipeline.summary())
 
 
@@ -129,7 +131,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         base = replace(base, train=replace(base.train, epochs=args.epochs))
     run_compare(
         base, _corpus_specs(args.corpus, args.root_dir, args.root), args.systems or list(VARIANTS),
-        list(range(args.seeds)), args.out, cache_dir=args.cache,
+        list(range(args.seeds)), args.out, cache_dir=args.cache, run=not args.no_run,
     )  # fmt: skip
     print(f"-> {args.out}/table.md")
 
@@ -165,7 +167,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from emofuse.inference.recognizer import EmotionRecognizer
     from emofuse.signal.audio import AudioError
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     failed = []
 
@@ -181,7 +183,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             report(item, ValueError(f"{item}: no audio files in this folder"))
     if args.plot and len(files) != 1:
         raise ValueError(f"--plot needs exactly one audio file, got {len(files)}")
-    recognizer = EmotionRecognizer.load(args.model, backend=args.backend)
+    if args.embeddings and (args.timeline or args.plot):
+        raise ValueError("--embeddings gives one row per file; it does not combine with --timeline")
+    model = args.model or ("accurate" if args.backend == "torch" else None)
+    recognizer = EmotionRecognizer.load(model, backend=args.backend)
     progress = len(files) > 1 and sys.stderr.isatty()
     labels = recognizer.labels
     if args.timeline or args.plot:
@@ -207,6 +212,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
         rows = [{"file": p.source, **p.to_dict()} for p in predictions if p is not None]
         _print_rows(rows, labels, args.format, ["file", "duration"])
+        if args.embeddings:
+            _write_embeddings(recognizer, [p.source for p in predictions if p is not None],
+                              args.embeddings)  # fmt: skip
+    return 1 if failed else 0
+
+
+def _write_embeddings(recognizer, files: list[str], out: str) -> None:
+    """One pooled representation per answered file, in the printed order, to ``out`` (.npy),
+    and the file names beside it (``out`` with ``.txt``)."""
+    import numpy as np
+
+    from emofuse.files import atomic_path, write_text
+
+    rows = np.stack([recognizer.embed(path) for path in files]) if files else np.zeros((0, 0))
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.save(f, rows.astype(np.float32))
+    names = os.path.splitext(out)[0] + ".txt"
+    write_text(names, "".join(f"{path}\n" for path in files))
+    print(f"embeddings {rows.shape} -> {out} (files: {names})", file=sys.stderr)
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """Re-estimate a model's normalisation on unlabelled recordings; write the adapted model."""
+    from emofuse.files import find_audio_files
+    from emofuse.inference.adapt import adapt_pipeline
+    from emofuse.pipeline import load_model, save_pipeline
+
+    failed = []
+
+    def report(path, error: Exception) -> None:
+        failed.append(path)
+        print(f"emofuse: error: {error}", file=sys.stderr)
+
+    files = find_audio_files(args.inputs)
+    if not files:
+        raise ValueError(f"no audio files in {' '.join(args.inputs)}")
+    pipeline = load_model(args.model)
+    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds, on_error=report)
+    extra = {**getattr(pipeline, "extra", {}), "adapted_on": used}
+    save_pipeline(adapted, args.out, **extra)
+    print(f"adapted on {used['files']} files ({used['seconds']:g} s; {used['skipped_silent']} "
+          f"silent skipped) -> {args.out}")  # fmt: skip
     return 1 if failed else 0
 
 
@@ -251,9 +298,9 @@ def _print_rows(rows: list[dict], labels: Sequence[str], fmt: str, keys: list[st
 
 def cmd_export(args: argparse.Namespace) -> None:
     from emofuse.inference.onnx import export_onnx, sidecar_path
-    from emofuse.pipeline import load_bundled_pipeline, load_pipeline
+    from emofuse.pipeline import load_model
 
-    pipeline = load_pipeline(args.model) if args.model else load_bundled_pipeline()
+    pipeline = load_model(args.model)
     path = export_onnx(pipeline, args.onnx)
     print(f"wrote {path} and its sidecar {sidecar_path(path)}")
 
@@ -288,7 +335,7 @@ def _add_inspection_commands(commands: argparse._SubParsersAction) -> None:
     summary = model_commands.add_parser(
         "summary", help="streams, layers and parameter count of a model (default: the bundled one)"
     )
-    summary.add_argument("--model", help="model file (default: the bundled model)")
+    summary.add_argument("--model", help=MODEL_HELP)
     summary.add_argument("--config", help="an untrained model of this experiment YAML instead")
     summary.set_defaults(func=cmd_model_summary)
 
@@ -330,12 +377,17 @@ def _add_research_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--systems", nargs="+", metavar="SYSTEM",
         help="full, no-multiscale, mfcc-only, logmel-only, concat-fusion, sum-fusion, no-bilstm, "
-        "prosody, egemaps-svm (default: all)",
+        "prosody, egemaps-svm, whisper-lr, whisper-lr-speaker, whisper, whisper-fusion "
+        "(default: all)",
     )  # fmt: skip
     compare.add_argument("--seeds", type=int, default=3, help="N seeds: 0..N-1 (default 3)")
     compare.add_argument("--out", required=True, help="output folder (resumable)")
     compare.add_argument("--config", help="base experiment YAML (defaults when absent)")
     compare.add_argument("--epochs", type=int, help="override train.epochs")
+    compare.add_argument(
+        "--no-run", action="store_true",
+        help="train nothing: tabulate the finished runs and list the missing ones",
+    )  # fmt: skip
     compare.add_argument("--cache", help="feature cache folder (default ~/.cache/emofuse/features)")
     compare.set_defaults(func=cmd_compare)
 
@@ -361,7 +413,7 @@ def _add_builder_commands(commands: argparse._SubParsersAction) -> None:
     """``export``, ``predict``."""
     export = commands.add_parser("export", help="export a model to ONNX, with a sidecar JSON")
     export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
-    export.add_argument("--model", help="model file (default: the bundled model)")
+    export.add_argument("--model", help=MODEL_HELP)
     export.set_defaults(func=cmd_export)
 
     predict = commands.add_parser("predict", help="emotion of audio files (folders searched)")
@@ -373,10 +425,29 @@ def _add_builder_commands(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--hop", type=float, help="timeline hop, s (default: the model's)")
     predict.add_argument("--plot", metavar="PNG", help="draw the timeline (implies --timeline)")
-    predict.add_argument("--model", help="model file (default: the bundled model)")
+    predict.add_argument("--model", help=MODEL_HELP)
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    predict.add_argument(
+        "--batch-size", type=int,
+        help="windows per forward pass (default: about 48 s of audio, 16 of the fast model's)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--embeddings", metavar="NPY",
+        help="also save each file's pooled representation (N, E) to this .npy (names: .txt)",
+    )  # fmt: skip
     predict.set_defaults(func=cmd_predict)
+
+    adapt = commands.add_parser(
+        "adapt", help="re-estimate a model's normalisation on your unlabelled recordings"
+    )
+    adapt.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    adapt.add_argument("--out", required=True, help="the adapted model file to write")
+    adapt.add_argument("--model", help=MODEL_HELP)
+    adapt.add_argument(
+        "--min-seconds", type=float, default=60.0,
+        help="least non-silent audio to accept (default 60 s)",
+    )  # fmt: skip
+    adapt.set_defaults(func=cmd_adapt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,35 +17,52 @@ PRETRAINED = resources.files("emofuse") / "pretrained"
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))
 
 
-def test_bundled_model_is_small_package_data_with_a_card():
-    assert PRETRAINED.joinpath("bundled.pt").is_file()
-    with resources.as_file(PRETRAINED / "bundled.pt") as path:
-        assert path.stat().st_size < 10_000_000
+@pytest.mark.parametrize("name, limit", [("accurate", 40_000_000), ("fast", 10_000_000)])
+def test_bundled_models_are_small_package_data_with_a_card(name, limit):
+    assert PRETRAINED.joinpath(f"{name}.pt").is_file()
+    with resources.as_file(PRETRAINED / f"{name}.pt") as path:
+        assert path.stat().st_size < limit
     card = PRETRAINED.joinpath("MODEL_CARD.md").read_text()
-    for needle in ("EmoDB", "RAVDESS", "EMOVO", "CC BY-NC-SA", "Leave one corpus out"):
+    for needle in ("EmoDB", "RAVDESS", "EMOVO", "CC BY-NC-SA", "Leave one corpus out",
+                   "Whisper", "MIT", f"{name}.pt"):  # fmt: skip
         assert needle in card
 
 
-def test_bundled_model_has_the_bundled7_labels():
-    pipeline = load_bundled_pipeline()
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_bundled_models_have_the_bundled7_labels(name):
+    pipeline = load_bundled_pipeline(name)
     assert pipeline.labels == get_task("bundled7").labels
-    assert 300_000 < pipeline.net.num_parameters() < 2_000_000
+    assert 100_000 < pipeline.net.num_parameters() < 2_000_000
 
 
-def test_bundled_model_is_a_version_1_file_read_as_the_paper_streams():
-    with resources.as_file(PRETRAINED / "bundled.pt") as path:
+def test_the_accurate_model_carries_its_truncated_encoder_in_float16():
+    with resources.as_file(PRETRAINED / "accurate.pt") as path:
+        payload = torch.load(path, weights_only=True)
+    state = payload["state_dict"]
+    encoder = {k: v for k, v in state.items() if k.startswith("frontend.")}
+    floats = [v for v in encoder.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    pipeline = load_bundled_pipeline("accurate")
+    (whisper,) = [s for s in pipeline.streams if s.kind == "whisper"]
+    depth = max(whisper.settings["layers"])
+    assert len(pipeline.frontend.extractors[whisper.name].encoder.layers) == depth < 6
+
+
+def test_the_fast_model_is_a_version_1_file_read_as_the_paper_streams():
+    with resources.as_file(PRETRAINED / "fast.pt") as path:
         payload = torch.load(path, weights_only=True)
     assert payload["format_version"] == 1 and "feature_config" in payload
-    pipeline = load_bundled_pipeline()
+    pipeline = load_bundled_pipeline("fast")
     assert pipeline.streams == default_streams()  # the paper's two streams, default settings
     assert pipeline.windows == EvalWindows()  # version 1 files evaluated 3 s windows, hop 1.5 s
     assert not pipeline.training
 
 
 @pytest.mark.skipif(len(EXAMPLES) != 4, reason="the examples/ folder is not beside the package")
-def test_example_clips_get_their_acted_emotions():
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_example_clips_get_their_acted_emotions(name):
     """Packaging sanity check: three of the clips were training data, so this is no accuracy."""
-    predictions = EmotionRecognizer.load().predict_many(EXAMPLES)
+    predictions = EmotionRecognizer.load(name).predict_many(EXAMPLES)
     acted = [p.stem.rsplit("-", 1)[1] for p in EXAMPLES]
     hits = sum(pred.label == label for pred, label in zip(predictions, acted, strict=True))
     assert hits >= 3, [(p.label, p.confidence) for p in predictions]

@@ -49,7 +49,7 @@ def _cache(root, streams=None) -> StreamCache:
 def _folder(cache: StreamCache, name: str):
     """The folder of stream ``name``'s entries."""
     spec = next(s for s in cache.streams if s.name == name)
-    return cache.entry(spec, __file__).parent
+    return cache.entries(spec, __file__)[0][0].parent
 
 
 def test_features_equal_the_front_end(tmp_path, clip):
@@ -67,7 +67,7 @@ def test_features_equal_the_front_end(tmp_path, clip):
 
 def test_miss_computes_and_stores_then_hit_does_not_decode(tmp_path, clip, monkeypatch):
     cache = _cache(tmp_path / "cache")
-    entries = {s.name: cache.entry(s, clip) for s in cache.streams}
+    entries = {s.name: cache.entries(s, clip)[0][0] for s in cache.streams}
     assert not any(e.exists() for e in entries.values())
     first = cache.get(clip)
     for name, entry in entries.items():
@@ -86,13 +86,13 @@ def test_miss_computes_and_stores_then_hit_does_not_decode(tmp_path, clip, monke
 def test_changed_file_is_recomputed(tmp_path, clip, count_decodes):
     cache = _cache(tmp_path / "cache")
     before = cache.get(clip)
-    old_entry = cache.entry(cache.streams[0], clip)
+    old_entry = cache.entries(cache.streams[0], clip)[0][0]
     stat = clip.stat()
     # Same length, other content; keep the size equal so only the mtime can tell.
     _write_tone(clip, freq=1200.0)
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
     assert clip.stat().st_size == stat.st_size
-    assert cache.entry(cache.streams[0], clip) != old_entry
+    assert cache.entries(cache.streams[0], clip)[0][0] != old_entry
     after = cache.get(clip)
     assert len(count_decodes) == 2
     assert not np.array_equal(before["mfcc"], after["mfcc"])
@@ -154,7 +154,7 @@ def test_writes_are_atomic(tmp_path, clip, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         cache.get(fresh)
     for spec in cache.streams:
-        assert not cache.entry(spec, fresh).exists()
+        assert not cache.entries(spec, fresh)[0][0].exists()
     assert not [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]
 
 

@@ -41,13 +41,22 @@ def _error_line(capsys) -> str:
 
 
 def test_model_summary_prints_total_parameters(capsys):
-    assert main(["model", "summary"]) == 0
+    assert main(["model", "summary", "--model", "fast"]) == 0
     out = capsys.readouterr().out
-    total = EmotionNet(ModelConfig(n_classes=7)).num_parameters()  # the bundled model's size
+    total = EmotionNet(ModelConfig(n_classes=7)).num_parameters()  # the fast model's size
     last = out.strip().splitlines()[-1]
     assert last.startswith("total") and last.endswith(f"{total:,}")
     assert "branches" in out and "classifier" in out
-    assert "mfcc: mfcc, 40 rows at 100 frames/s" in out  # the bundled model's streams
+    assert "mfcc: mfcc, 40 rows at 100 frames/s" in out  # the fast model's streams
+    assert "frozen front end" not in out
+
+
+def test_model_summary_describes_the_accurate_model_by_default(capsys):
+    assert main(["model", "summary"]) == 0
+    out = capsys.readouterr().out
+    assert "whisper: whisper, 1536 rows at 50 frames/s, branch layers x256" in out
+    assert "frozen front end (pretrained, not trained):" in out
+    assert "evaluation: 10 s windows every 5 s" in out
 
 
 def test_model_summary_of_a_model_file(tmp_path, capsys):

@@ -244,7 +244,7 @@ def test_system_config_sets_only_the_streams_switches_corpus_and_seed():
     variants = {name: system_config(base, CorpusSpec("emodb", "/e"), name, 0) for name in VARIANTS}
     switched = {
         name: {k: v for k, v in config.model.to_dict().items() if full.model.to_dict()[k] != v}
-        for name, config in variants.items() if name not in ("full", "egemaps-svm")
+        for name, config in variants.items() if VARIANTS[name].model and name != "full"
     }  # fmt: skip
     assert switched == {
         "no-multiscale": {"multiscale": False},
@@ -254,14 +254,20 @@ def test_system_config_sets_only_the_streams_switches_corpus_and_seed():
         "sum-fusion": {"fusion": "sum"},
         "no-bilstm": {"temporal": "none"},
         "prosody": {},
+        "whisper": {"temporal": "none", "pooling": "attention"},
+        "whisper-fusion": {},
     }
     streams = {name: [s.name for s in config.streams] for name, config in variants.items()}
     assert streams["mfcc-only"] == ["mfcc"] and streams["logmel-only"] == ["logmel"]
     assert streams["prosody"] == ["mfcc", "logmel", "prosody"]
     prosody = variants["prosody"].streams[2]
     assert prosody.settings == {"sample_rate": 16000, "hop_length": 320}  # the first's grid
+    assert streams["whisper-fusion"] == ["mfcc", "logmel", "whisper"]
+    whisper = variants["whisper-fusion"].streams[2]
+    assert whisper.settings["hop_length"] == 320 and whisper.settings["layers"] == [1, 2, 3]
+    assert variants["whisper"].train.eval_window_seconds == 10.0  # encoded whole, as inferred
     assert variants["egemaps-svm"].model == base.model  # the SVM ignores the network settings
-    assert {better for _, _, better, _ in CLAIMS} == {"full", "prosody"}
+    assert {better for _, _, better, _ in CLAIMS} == {"full", "prosody", "whisper-fusion"}
     assert {worse for *_, worse in CLAIMS} <= set(VARIANTS)
 
 
@@ -306,3 +312,24 @@ def test_paired_comparison_verdicts():
     four = paired_comparison({(0, f): 0.9 for f in range(4)}, {(0, f): 0.1 for f in range(4)})
     assert four["verdict"] == "not shown (fewer than 5 folds)" and four["ci_low"] > 0
     assert paired_comparison({(0, 0): 0.9}, {(1, 0): 0.1}) is None  # nothing matched
+
+
+def test_no_run_tabulates_finished_runs_and_lists_the_missing(compared, root_dir, tmp_path):
+    out, cache, _ = compared
+    copy = tmp_path / "compare"
+    shutil.copytree(out, copy)
+    systems = [*SYSTEM_LIST, "whisper"]  # whisper never ran here
+    table = run_compare(_base(), _corpora(root_dir), systems, SEEDS, copy, cache_dir=cache,
+                        progress=False, run=False)  # fmt: skip
+    assert not table["complete"]
+    assert table["runs_done"] == 2 * len(SYSTEM_LIST) * len(SEEDS)
+    assert table["missing"] == [f"{c} whisper seed {s}" for s in SEEDS for c in ("emodb", "emovo")]
+    assert not (copy / "emodb" / "whisper").exists()  # nothing was trained
+    assert "Missing: emodb whisper seed" in (copy / "table.md").read_text()
+
+
+def test_compare_help_lists_every_system(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")
+    assert all(name in text for name in VARIANTS), [n for n in VARIANTS if n not in text]

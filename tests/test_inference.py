@@ -226,7 +226,7 @@ def test_timeline_checks_arguments_when_called(recognizer, tmp_path):
 
 def test_load_without_bundled_model_raises_clearly(monkeypatch, tmp_path):
     monkeypatch.setattr(resources, "files", lambda package: tmp_path)  # an install without it
-    with pytest.raises(ModelFileError, match="no bundled model is installed"):
+    with pytest.raises(ModelFileError, match="bundled accurate model is not installed"):
         EmotionRecognizer.load()
 
 

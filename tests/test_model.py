@@ -362,3 +362,20 @@ def test_unpacked_bilstm_equals_packed():
         packed = model.temporal(x, lengths, mask)
         unpacked = model.temporal.forward_unpacked(x, lengths, mask)
     torch.testing.assert_close(unpacked, packed, atol=1e-6, rtol=0)
+
+
+def test_stats_pooling_is_mean_and_std_of_the_valid_frames():
+    from emofuse.model.temporal import StatsPooling
+
+    x = torch.randn(2, 7, 3)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    pooled = StatsPooling()(x, mask)
+    assert pooled.shape == (2, 6)
+    valid = x[1, :4]
+    torch.testing.assert_close(pooled[1, :3], valid.mean(0))
+    torch.testing.assert_close(pooled[1, 3:], valid.std(0, unbiased=False), atol=1e-3, rtol=1e-3)
+    model = EmotionNet(ModelConfig(pooling="stats")).eval()
+    lengths = torch.tensor([200, 120])
+    logits = model({"mfcc": (torch.randn(2, 40, 200), lengths),
+                    "logmel": (torch.randn(2, 64, 200), lengths)})  # fmt: skip
+    assert logits.shape == (2, 4) and model.embedding_dim == 2 * 2 * 128

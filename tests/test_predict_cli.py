@@ -130,7 +130,7 @@ def test_model_errors_are_one_line(capsys, audio, tmp_path, monkeypatch):
     assert status == 1 and len(err) == 1 and "no such model file" in err[0]
     monkeypatch.setattr(resources, "files", lambda package: tmp_path)  # an install without it
     status, _, err = _run(capsys, audio["a"])
-    assert status == 1 and len(err) == 1 and "no bundled model" in err[0]
+    assert status == 1 and len(err) == 1 and "bundled accurate model is not installed" in err[0]
 
 
 def test_predict_help_lists_the_options(capsys):

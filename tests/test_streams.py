@@ -273,7 +273,7 @@ def test_adding_a_stream_computes_only_that_stream(tmp_path, count_computes):
     two = StreamCache(default_streams(), root)
     first = two.get(clip)
     assert count_computes == [["mfcc", "logmel"]]
-    entries = {s.name: two.entry(s, clip) for s in two.streams}
+    entries = {s.name: two.entries(s, clip)[0][0] for s in two.streams}
     mtimes = {n: e.stat().st_mtime_ns for n, e in entries.items()}
 
     three = StreamCache([*default_streams(), stream_spec("prosody")], root)
@@ -295,10 +295,12 @@ def test_changed_settings_use_a_new_folder(tmp_path, count_computes):
     changed = StreamCache([stream_spec("mfcc"), stream_spec("logmel", n_mels=32)], root)
     out = changed.get(clip)
     assert count_computes[1:] == [["logmel"]]
-    mel, mel32 = default.entry(default.streams[1], clip), changed.entry(changed.streams[1], clip)
+    mel = default.entries(default.streams[1], clip)[0][0]
+    mel32 = changed.entries(changed.streams[1], clip)[0][0]
     assert mel.parent != mel32.parent and mel.is_file() and mel32.is_file()
     assert mel.parent.name.startswith("logmel-") and mel32.parent.name.startswith("logmel-")
-    assert changed.entry(changed.streams[0], clip) == default.entry(default.streams[0], clip)
+    mfcc_entry = default.entries(default.streams[0], clip)[0][0]
+    assert changed.entries(changed.streams[0], clip)[0][0] == mfcc_entry
     assert out["logmel"].shape[0] == 32
     assert sorted(p.name.split("-")[0] for p in root.iterdir()) == ["logmel", "logmel", "mfcc"]
 
@@ -320,7 +322,7 @@ def test_the_cache_decodes_once_for_all_missing_streams(tmp_path, monkeypatch):
 
 
 def test_bundled_version_1_model_loads():
-    pipeline = load_bundled_pipeline()
+    pipeline = load_bundled_pipeline("fast")
     assert pipeline.streams == default_streams() and len(pipeline.labels) == 7
     with torch.no_grad():
         logits = pipeline(torch.from_numpy(synthetic_voice(1.0))[None], torch.tensor([SR]))

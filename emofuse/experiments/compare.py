@@ -187,6 +187,8 @@ def build_table(
     for (corpus, _, _), s in summaries.items():
         info.setdefault(corpus, {k: s[k] for k in ("task", "protocol", "n_folds", "labels")})
     total = len(corpora) * len(systems) * len(seeds)
+    missing = [f"{c} {v} seed {s}" for s in seeds for c in corpora for v in systems
+               if (c, v, s) not in summaries]  # fmt: skip
     return {
         "machine": machine,
         "corpora": {c: info.get(c) for c in corpora},
@@ -195,6 +197,7 @@ def build_table(
         "runs_done": len(summaries),
         "runs_total": total,
         "complete": len(summaries) == total,
+        "missing": missing,
         "shared_folds": True,  # checked above
         "rows": _rows(summaries, params, corpora, systems, seeds),
         "claims": _claims(summaries, corpora, systems, seeds),
@@ -226,13 +229,16 @@ def run_compare(
     *,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    run: bool = True,
 ) -> dict:
     """Run every variant in ``systems`` on every corpus and seed (resumable); write the tables.
 
     ``base`` supplies everything but the corpus (``data.corpora`` is replaced by each corpus in
     turn; its ``task``/``protocol`` apply to every corpus when set, else each corpus's own),
     the seed and the variants' streams and model switches. Runs go seed by seed, so an
-    interrupted comparison has complete seeds first. Returns the table (as in ``table.json``).
+    interrupted comparison has complete seeds first. With ``run=False`` nothing is trained:
+    the table holds the finished runs and lists the missing ones. Returns the table (as in
+    ``table.json``).
     """
     variants, corpora, seeds = check_variants(systems), list(corpora), list(seeds)
     _check_distinct(corpora, seeds)
@@ -248,8 +254,10 @@ def run_compare(
         system = VARIANTS[variant].system
         summary = _finished(config, folder, system)
         if progress:
-            state = "done" if summary else "running"
+            state = "done" if summary else "running" if run else "missing"
             print(f"[{i}/{len(runs)}] {corpus.name} {variant} seed {seed}: {state}", flush=True)
+        if summary is None and not run:
+            continue
         if summary is None:
             summary = run_crossval(
                 config, folder, system=system, cache_dir=cache_dir, progress=progress
@@ -262,5 +270,9 @@ def run_compare(
             summaries, params, corpora=[c.name for c in corpora], systems=variants, seeds=seeds,
             machine=machine_description(),
         )  # fmt: skip
+        write_table(table, out_dir)
+    if not summaries:
+        table = build_table({}, {}, corpora=[c.name for c in corpora], systems=variants,
+                            seeds=seeds, machine=machine_description())  # fmt: skip
         write_table(table, out_dir)
     return table

@@ -43,7 +43,7 @@ KEY_ORDER = (
     "fold", "system", "name", "description", "speaker_overlap", "train_speakers",
     "val_speakers", "test_speakers", "n_train", "n_val", "n_test", "wa", "ua", "macro_f1",
     "confusion", "member_ua", "best_epoch", "val_ua", "train_seconds", "history", "svm_params",
-    "inner_cv_ua", "predictions",
+    "chosen_params", "inner_cv_ua", "predictions",
 )  # fmt: skip
 # Keys written even when their value is None (JSON null).
 NULLABLE = ("best_epoch", "val_ua")
@@ -89,7 +89,9 @@ class FoldRecord:
 
     Optional attributes are None where the kind of record has no such key: ``train_speakers``,
     ``val_speakers``, ``n_train``, ``n_val`` and ``history`` (not in ensembles), ``member_ua``
-    (ensembles only: each member's UA), ``svm_params`` and ``inner_cv_ua`` (SVM only).
+    (ensembles only: each member's UA), ``svm_params`` (SVM only), ``chosen_params`` (other
+    systems' hyper-parameters chosen on training speakers, e.g. the encoder layer) and
+    ``inner_cv_ua`` (the inner cross-validation UA of that choice).
     ``best_epoch`` and ``val_ua`` are always written, null for systems without them.
     """
 
@@ -115,6 +117,7 @@ class FoldRecord:
     history: list[dict] | None = None
     member_ua: list[float] | None = None
     svm_params: dict[str, Any] | None = None
+    chosen_params: dict[str, Any] | None = None
     inner_cv_ua: float | None = None
 
     def to_json(self) -> dict[str, Any]:

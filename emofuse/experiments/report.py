@@ -132,6 +132,7 @@ def table_markdown(table: dict) -> str:
         "",
         f"Machine: {table['machine']}. Runs done: {table['runs_done']} of {table['runs_total']}"
         + ("." if table["complete"] else " (PARTIAL: rerun the command to finish)."),
+        *([f"Missing: {', '.join(table['missing'])}."] if table.get("missing") else []),
         "",
         f"All systems share the folds and seeds of each corpus: seeds "
         f"{', '.join(map(str, table['seeds']))}; per seed, every system is trained and tested on "

@@ -3,11 +3,14 @@
 A :class:`System` loads what it needs for every utterance once (:meth:`System.prepare`), then
 produces one :class:`~emofuse.experiments.records.FoldRecord` per fold
 (:meth:`System.run_fold`). Registered: ``emofuse`` (the network of the experiment config) and
-``egemaps-svm`` (openSMILE eGeMAPSv02 functionals + RBF SVM, the classic baseline). A new system
+``egemaps-svm`` (openSMILE eGeMAPSv02 functionals + RBF SVM, the classic baseline) and
+``whisper-lr`` (pooled frozen Whisper layers + logistic regression,
+:mod:`~emofuse.experiments.encoder_lr`).
+A new system
 is one subclass registered with :func:`register_system`.
 
 >>> list(SYSTEMS)
-['emofuse', 'egemaps-svm']
+['emofuse', 'egemaps-svm', 'whisper-lr', 'whisper-lr-speaker']
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import importlib.util
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from emofuse.config import ExperimentConfig
-from emofuse.experiments import baseline
+from emofuse.experiments import baseline, encoder_lr
 from emofuse.experiments.loading import Experiment, Features, load_features
 from emofuse.experiments.records import FoldRecord
 from emofuse.experiments.scoring import scored_record
@@ -165,3 +169,46 @@ class SvmSystem(System):
         progress: bool = True,
     ) -> FoldRecord:
         return baseline.run_svm_fold(experiment, index, prepared)
+
+
+@register_system
+class EncoderLrSystem(System):
+    """Mean and std of each candidate Whisper layer + logistic regression, layer and C chosen on
+    the training speakers (:mod:`emofuse.experiments.encoder_lr`)."""
+
+    name = "whisper-lr"
+    requires = ("sklearn",)
+    per_speaker = False
+
+    def prepare(
+        self, experiment: Experiment, config: ExperimentConfig, cache_dir: CacheDir, progress: bool
+    ) -> dict:
+        spec = encoder_lr.encoder_stream(config.streams)
+        features = load_features(
+            experiment.all_utterances, replace(config, streams=[spec]), cache_dir, progress
+        )
+        pooled = encoder_lr.pooled_layers(features, spec.name, spec.settings["width"])
+        if self.per_speaker:
+            return encoder_lr.per_speaker_standardised(pooled, experiment.all_utterances)
+        return pooled
+
+    def run_fold(
+        self,
+        experiment: Experiment,
+        index: int,
+        prepared: dict,
+        config: ExperimentConfig,
+        out_dir: Path,
+        progress: bool = True,
+    ) -> FoldRecord:
+        return encoder_lr.run_lr_fold(experiment, index, prepared, self.name)
+
+
+@register_system
+class SpeakerAdaptedLrSystem(EncoderLrSystem):
+    """``whisper-lr`` with every speaker's pooled features standardised by that speaker's own
+    unlabelled statistics, test speakers included (transductive; see
+    :mod:`~emofuse.experiments.encoder_lr`)."""
+
+    name = "whisper-lr-speaker"
+    per_speaker = True

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emofuse.config import CorpusSpec, ExperimentConfig
-from emofuse.signal.streams import StreamSpec, stream_spec
+from emofuse.signal.streams import STREAM_KINDS, StreamSpec, stream_spec
 
 __all__ = ["BASELINE", "FULL", "PAPER_STREAMS", "Variant", "VARIANTS", "CLAIMS",
            "check_variants", "system_config"]  # fmt: skip
@@ -26,27 +26,39 @@ BASELINE = "egemaps-svm"
 # The paper's network: every ablation below changes exactly one part of it.
 FULL = {"multiscale": True, "fusion": "cross_attention", "temporal": "bilstm"}
 PAPER_STREAMS = ("mfcc", "logmel")
+# The frozen encoder's layers in the networks' Whisper stream (when the base config has none):
+# the middle of Whisper base (DESIGN.md 6b), running half of the encoder.
+ENCODER_SETTINGS = {"whisper": {"layers": [1, 2, 3]}}
+# The pretrained-encoder network: a learned layer sum, attentive pooling, no BiLSTM.
+ENCODER_NET = {**FULL, "temporal": "none", "pooling": "attention"}
+# Encoder states depend on their context: evaluate a clip of up to 10 s whole, so a clip given
+# to the recogniser is encoded as in evaluation (training crops stay 3 s).
+ENCODER_TRAIN = {"eval_window_seconds": 10.0}
 
 
 @dataclass(frozen=True)
 class Variant:
     """A registered ``system``; for the network (``model`` not None) also the stream kinds it
-    reads, in order, and the model switches it sets."""
+    reads, in order, the model switches it sets and training settings it changes."""
 
     system: str
     model: dict[str, Any] | None = None
     kinds: tuple[str, ...] = field(default=PAPER_STREAMS)
+    train: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any] | None:
         """The transform as written in ``table.json`` (``model``); None for a non-network."""
-        return None if self.model is None else {"streams": list(self.kinds), **self.model}
+        if self.model is None:
+            return None
+        return {"streams": list(self.kinds), **self.model, **self.train}
 
     def apply(self, base: ExperimentConfig) -> ExperimentConfig:
         """``base`` with this variant's streams and model switches (unchanged for non-networks)."""
         if self.model is None:
             return base
         streams = _streams_of_kinds(base.streams, self.kinds)
-        return replace(base, streams=streams, model=replace(base.model, **self.model))
+        return replace(base, streams=streams, model=replace(base.model, **self.model),
+                       train=replace(base.train, **self.train))  # fmt: skip
 
 
 def _streams_of_kinds(base: Sequence[StreamSpec], kinds: Sequence[str]) -> list[StreamSpec]:
@@ -56,7 +68,9 @@ def _streams_of_kinds(base: Sequence[StreamSpec], kinds: Sequence[str]) -> list[
     for spec in base:
         by_kind.setdefault(spec.kind, spec)
     grid = {k: base[0].settings[k] for k in ("sample_rate", "hop_length")}
-    return [by_kind[k] if k in by_kind else stream_spec(k, **grid) for k in kinds]
+    return [by_kind[k] if k in by_kind
+            else stream_spec(k, **grid) if STREAM_KINDS[k].follows_grid
+            else stream_spec(k, **ENCODER_SETTINGS.get(k, {})) for k in kinds]  # fmt: skip
 
 
 VARIANTS: dict[str, Variant] = {
@@ -70,6 +84,13 @@ VARIANTS: dict[str, Variant] = {
     # emofuse's addition, not the paper's: a third, prosody stream
     "prosody": Variant("emofuse", FULL, (*PAPER_STREAMS, "prosody")),
     BASELINE: Variant(BASELINE),  # not the network: eGeMAPS functionals + SVM
+    # the accurate model's candidates: a frozen Whisper encoder (DESIGN.md 6b)
+    "whisper-lr": Variant("whisper-lr"),  # pooled layers + logistic regression
+    # the same, each speaker standardised by their own unlabelled audio (test speakers too)
+    "whisper-lr-speaker": Variant("whisper-lr-speaker"),
+    "whisper": Variant("emofuse", ENCODER_NET, ("whisper",), ENCODER_TRAIN),  # encoder alone
+    # the encoder stream fused with the paper's two by cross-attention
+    "whisper-fusion": Variant("emofuse", FULL, (*PAPER_STREAMS, "whisper"), ENCODER_TRAIN),
 }
 # (claim id, statement, the variant with the part, the variant without it)
 CLAIMS: tuple[tuple[str, str, str, str], ...] = (
@@ -79,6 +100,9 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("c", "cross-attention fusion improves SER", "full", "concat-fusion"),
     ("c", "cross-attention fusion improves SER", "full", "sum-fusion"),
     ("d", "an explicit prosody stream (emofuse's addition) improves SER", "prosody", "full"),
+    ("f", "a frozen pretrained encoder stream improves SER", "whisper-fusion", "full"),
+    ("g", "the paper's MFCC/log-Mel fusion adds to the encoder stream", "whisper-fusion",
+     "whisper"),
 )
 
 
@@ -100,6 +124,6 @@ def system_config(
     config = VARIANTS[variant].apply(base)
     return replace(
         config,
-        train=replace(base.train, seed=seed),
+        train=replace(config.train, seed=seed),
         data=replace(base.data, corpora=[corpus]),
     )

@@ -19,7 +19,11 @@ equivalent (the tests compare it with the pipeline):
   frames past each length anyway; more zero padding changes no valid frame);
 - ``nn.MaxPool1d(2)`` in the 1D branches (MFCC, prosody) becomes a pairwise maximum;
 - the BiLSTM becomes one custom op, ``emofuse::bilstm``, translated to one ONNX ``LSTM`` with
-  ``sequence_lens``, so each item of a padded batch is run over exactly its own frames.
+  ``sequence_lens``, so each item of a padded batch is run over exactly its own frames;
+- a Whisper stream's front end (:class:`_ExportWhisper`) always masks padded attention keys
+  (the pipeline leaves the mask out when no item is padded) and encodes the input as one
+  window: a model with a Whisper stream takes clips of up to 30 s (``max_samples`` in the
+  sidecar; :class:`OnnxBackend` trims longer zero padding and rejects longer clips).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.files import atomic_path
 from emofuse.model import Conv1dBranch
+from emofuse.model.blocks import lengths_to_mask
 from emofuse.model.temporal import BiLSTM
 from emofuse.pipeline import EmotionPipeline, EvalWindows
+from emofuse.signal.whisper import MAX_POSITIONS, MEL_HOP, WhisperFrontEnd
 
 __all__ = ["export_onnx", "OnnxBackend", "OnnxModelError", "sidecar_path", "DEFAULT_OPSET"]
 
@@ -142,13 +148,62 @@ class _ExportBiLSTM(nn.Module):
         return out * mask.unsqueeze(-1).to(out.dtype)
 
 
+class _ExportWhisper(nn.Module):
+    """Export stand-in for :class:`~emofuse.signal.whisper.WhisperFrontEnd` on one window.
+
+    Shape: ``(B, S), (B,) -> (B, len(layers) * W, ceil((S // 160) / 2)), (B,)`` with
+    ``S >= 400``, clips of up to 30 s (zero padding past them may be longer). The same
+    computation as the front end's single-window path, without its shape branches: the
+    attention key mask is always applied (it changes nothing where no key is padded), and steps
+    past the position table (padding only) reuse its last row.
+    """
+
+    def __init__(self, frontend: WhisperFrontEnd) -> None:
+        super().__init__()
+        self.layers = frontend.settings.layers
+        self.log_mel = frontend.log_mel
+        self.encoder = frontend.encoder
+
+    def forward(
+        self, waveforms: Tensor, lengths: Tensor, memo: dict | None = None
+    ) -> tuple[Tensor, Tensor]:
+        lengths = lengths.to(device=waveforms.device, dtype=torch.long)
+        mel, frame_lengths = self.log_mel(waveforms, lengths)  # (B, n_mels, F), (B,)
+        encoder = self.encoder
+        mask = lengths_to_mask(frame_lengths, mel.shape[-1]).unsqueeze(1).to(mel.dtype)
+        h = nn.functional.gelu(encoder.conv1(mel * mask)) * mask  # (B, W, F)
+        h = nn.functional.gelu(encoder.conv2(h)).transpose(1, 2)  # (B, T, W), T = ceil(F / 2)
+        steps = torch.div(frame_lengths + 1, 2, rounding_mode="floor")  # (B,)
+        rows = torch.arange(h.shape[1], device=h.device).clamp(max=MAX_POSITIONS - 1)  # (T,)
+        x = h + encoder.positions[rows]  # (B, T, W)
+        valid = lengths_to_mask(steps, x.shape[1])  # (B, T)
+        key_mask = valid[:, None, None, :]  # (B, 1, 1, T)
+        states = {0: x} if 0 in self.layers else {}
+        for k, layer in enumerate(encoder.layers, start=1):
+            x = layer(x, key_mask)
+            if k == len(encoder.layers) and encoder.final_norm is not None:
+                x = encoder.final_norm(x)
+            if k in self.layers:
+                states[k] = x
+        frames = torch.cat([states[k] for k in self.layers], dim=-1).transpose(1, 2)  # (B, LW, T)
+        return frames * valid.unsqueeze(1).to(frames.dtype), steps
+
+
 def padding_unit(pipeline: EmotionPipeline) -> int:
     """Samples ``u`` such that a waveform of ``k u - 1`` samples gives every stream a frame count
-    (``1 + samples // hop``) that is a multiple of its branch's time stride."""
+    (``1 + samples // hop``; a Whisper stream's ``ceil((samples // 160) / 2)``) that is a
+    multiple of its branch's time stride."""
     unit = 1
     for name, kind in pipeline.kinds.items():
         unit = math.lcm(unit, kind.hop_length * pipeline.net.branches[name].time_stride)
     return unit
+
+
+def max_samples(pipeline: EmotionPipeline) -> int | None:
+    """The longest clip the exported graph takes (30 s with a Whisper stream), or None."""
+    if any(isinstance(e, WhisperFrontEnd) for e in pipeline.frontend.extractors.values()):
+        return MAX_POSITIONS * 2 * MEL_HOP
+    return None
 
 
 class _ExportGraph(nn.Module):
@@ -163,6 +218,10 @@ class _ExportGraph(nn.Module):
                 branch.pool = _PairMax()
         if isinstance(net.temporal, BiLSTM):
             net.temporal = _ExportBiLSTM(net.temporal.lstm)
+        extractors = self.pipeline.frontend.extractors
+        for name, extractor in extractors.items():
+            if isinstance(extractor, WhisperFrontEnd):
+                extractors[name] = _ExportWhisper(extractor)
         self.unit = padding_unit(pipeline)
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
@@ -208,6 +267,7 @@ def export_onnx(
         "labels": list(pipeline.labels),
         "sample_rate": rate,
         "min_samples": min_samples,
+        "max_samples": max_samples(pipeline),
         "inputs": list(INPUT_NAMES),
         "outputs": list(OUTPUT_NAMES),
         "opset": opset,
@@ -241,6 +301,8 @@ class OnnxBackend:
     Attributes:
         labels: class names, in output order.
         sample_rate: the sample rate the model expects.
+        min_samples: narrower batches are zero-padded to this width.
+        max_samples: the longest clip the model takes (30 s with a Whisper stream), or None.
     """
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
@@ -263,6 +325,8 @@ class OnnxBackend:
             self.labels: tuple[str, ...] = tuple(str(label) for label in meta["labels"])
             self.sample_rate: int = int(meta["sample_rate"])
             self.min_samples: int = int(meta["min_samples"])
+            longest = meta.get("max_samples")  # older sidecars: no limit
+            self.max_samples: int | None = None if longest is None else int(longest)
             windows = EvalWindows(**meta.get("eval_windows", {}))  # older sidecars: defaults
             self.window_seconds, self.hop_seconds = windows.window_seconds, windows.hop_seconds
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -292,6 +356,14 @@ class OnnxBackend:
             raise ValueError(
                 f"lengths must lie in [0, {waveforms.shape[1]}], got {lengths.tolist()}"
             )
+        longest = self.max_samples
+        if longest is not None and waveforms.shape[1] > longest:
+            if lengths.size and lengths.max() > longest:
+                raise ValueError(
+                    f"this model takes clips of up to {longest} samples "
+                    f"({longest / self.sample_rate:g} s), got one of {int(lengths.max())}"
+                )
+            waveforms = waveforms[:, : max(int(lengths.max(initial=0)), self.min_samples)]
         if waveforms.shape[1] < self.min_samples:  # more zero padding: the same result
             waveforms = np.pad(waveforms, ((0, 0), (0, self.min_samples - waveforms.shape[1])))
         feeds = dict(zip(INPUT_NAMES, (waveforms, lengths), strict=True))

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from emofuse.device import resolve_device
-from emofuse.pipeline import EmotionPipeline, load_bundled_pipeline, load_pipeline
+from emofuse.pipeline import EmotionPipeline, load_model
 from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
 
 SILENCE = "silence"
 MIN_SECONDS = 0.5
+BATCH_SECONDS = 48.0  # audio per forward pass by default
 
 
 class Backend(Protocol):
@@ -83,6 +84,15 @@ class TorchBackend:
                 torch.from_numpy(lengths).to(self.device),
             )  # (B, C)
             return logits.softmax(dim=1).cpu().numpy()
+
+    def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """float32 (B, S) zero-padded waveforms, (B,) lengths -> pooled representations (B, E)."""
+        with torch.inference_mode():
+            pooled = self.pipeline.embed(
+                torch.from_numpy(waveforms).to(self.device),
+                torch.from_numpy(lengths).to(self.device),
+            )  # (B, E)
+            return pooled.float().cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -191,21 +201,22 @@ class EmotionRecognizer:
     @classmethod
     def load(
         cls,
-        path: str | os.PathLike | None = None,
+        path: str | os.PathLike | None = "accurate",
         *,
         backend: str = "torch",
         device: str = "auto",
         silence_db: float = -60.0,
     ) -> EmotionRecognizer:
-        """A model file (``backend="torch"``; None: the bundled model) or an ``.onnx`` file.
+        """A bundled model (``"accurate"``, the default, or ``"fast"``) or a model file
+        (``backend="torch"``), or an ``.onnx`` file (``backend="onnx"``).
 
-        Nothing is fetched: the bundled model is package data (``emofuse/pretrained/bundled.pt``).
+        Nothing is fetched: the bundled models are package data (``emofuse/pretrained/``).
 
         Raises:
             ModelFileError: no such or no valid model file, or no bundled model installed.
         """
         if backend == "onnx":
-            if path is None:
+            if path is None or str(path) in ("accurate", "fast"):
                 raise ValueError("backend 'onnx' needs the path of an exported .onnx file")
             if device != "auto":
                 raise ValueError("device applies to the torch backend only")
@@ -214,8 +225,7 @@ class EmotionRecognizer:
             return cls(OnnxBackend(path), silence_db=silence_db)
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
-        pipeline = load_bundled_pipeline() if path is None else load_pipeline(path)
-        return cls(TorchBackend(pipeline, device), silence_db=silence_db)
+        return cls(TorchBackend(load_model(path), device), silence_db=silence_db)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -241,24 +251,24 @@ class EmotionRecognizer:
             if sample_rate is not None:
                 raise ValueError("sample_rate is for arrays; a file's own rate is used")
             wave, source = load_audio(audio, self.sample_rate), str(audio)
-        (prediction,) = self._predict_waves([(0, wave, source)], 1, batch_size=16)
+        (prediction,) = self._predict_waves([(0, wave, source)], 1, self._batch_size(None))
         return prediction
 
     def predict_many(
         self,
         items: Sequence[str | os.PathLike],
         *,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         progress: bool = False,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     ) -> list[Prediction | None]:
         """Predictions for files, in order; windows of several files share a forward pass.
 
-        ``batch_size`` counts windows. A file that cannot be read gets None and is passed to
+        ``batch_size`` counts windows (default: about 48 s of audio per forward pass, 16 of
+        the fast model's 3 s windows). A file that cannot be read gets None and is passed to
         ``on_error(path, error)``; the others still finish. Files are read one at a time.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        batch_size = self._batch_size(batch_size)
 
         def loaded() -> Iterator[tuple[int, np.ndarray, str]]:
             paths: Iterable[str | os.PathLike] = items
@@ -311,6 +321,54 @@ class EmotionRecognizer:
                                         source=about[index][1], **labelled)  # fmt: skip
         return results
 
+    def embed(
+        self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None
+    ) -> np.ndarray:
+        """The pooled utterance representation the classifier reads (E,) float32, averaged over
+        the evaluation windows (as :meth:`predict` averages probabilities), to train heads of
+        your own on. Torch backend only.
+
+        Raises:
+            AudioError: an unreadable file. ValueError: a bad array or missing ``sample_rate``.
+        """
+        if not hasattr(self.backend, "embeddings"):
+            raise ValueError("embeddings need the torch backend (a model file, not ONNX)")
+        if isinstance(audio, np.ndarray):
+            if sample_rate is None:
+                raise ValueError("an audio array needs its sample_rate")
+            wave = resample(_as_mono(audio), sample_rate, self.sample_rate)
+        else:
+            if sample_rate is not None:
+                raise ValueError("sample_rate is for arrays; a file's own rate is used")
+            wave = load_audio(audio, self.sample_rate)
+        window = round(self.backend.window_seconds * self.sample_rate)
+        hop = round(self.backend.hop_seconds * self.sample_rate)
+        windows = [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
+        lengths = np.array([w.size for w in windows], dtype=np.int64)
+        batch = np.zeros((len(windows), int(lengths.max())), np.float32)
+        for row, w in zip(batch, windows, strict=True):
+            row[: w.size] = w
+        return self.backend.embeddings(batch, lengths).mean(axis=0)
+
+    def adapt(
+        self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0
+    ) -> EmotionRecognizer:
+        """A recogniser whose normalisation statistics are re-estimated on ``paths``, the
+        user's unlabelled recordings (:mod:`emofuse.inference.adapt`); torch backend only.
+        ``self.adaptation`` of the result reports what was used."""
+        from emofuse.inference.adapt import adapt_pipeline
+
+        if not isinstance(self.backend, TorchBackend):
+            raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
+        pipeline, report = adapt_pipeline(
+            self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db
+        )
+        adapted = EmotionRecognizer(
+            TorchBackend(pipeline, str(self.backend.device)), silence_db=self.silence_db
+        )
+        adapted.adaptation = report
+        return adapted
+
     def timeline(
         self,
         path: str | os.PathLike,
@@ -318,7 +376,7 @@ class EmotionRecognizer:
         window: float | None = None,
         hop: float | None = None,
         block_seconds: float = 60.0,
-        batch_size: int = 16,
+        batch_size: int | None = None,
     ) -> Iterator[Segment]:
         """Contiguous segments from 0 to the end of a (long) file, streamed block by block.
 
@@ -340,8 +398,7 @@ class EmotionRecognizer:
         window_samples, hop_samples = round(window * rate), round(hop * rate)
         if not 0 < hop_samples <= window_samples:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        batch_size = self._batch_size(batch_size)
         blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=rate)
         return self._segments(path, blocks, window_samples, hop_samples, batch_size)
 
@@ -385,6 +442,15 @@ class EmotionRecognizer:
             raise AudioError(path, "too short to analyse")
         yield from add(*previous, lo, float(previous[0] + previous[1].size))
         yield from flush()
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        """``batch_size`` checked, or by default windows making about ``BATCH_SECONDS`` of
+        audio: memory per forward pass stays the same for short and long windows."""
+        if batch_size is None:
+            return max(1, round(BATCH_SECONDS / self.backend.window_seconds))
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        return batch_size
 
     def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
         """Windows of any lengths -> probabilities (N, C), in one padded batch."""

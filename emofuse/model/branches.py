@@ -2,7 +2,9 @@
 its frame rate. ``BranchSpec`` names which branch a stream gets; :func:`make_branch` builds it.
 
 - ``conv1d`` (:class:`Conv1dBranch`): rows as channels (MFCC, prosody);
-- ``conv2d`` (:class:`Conv2dBranch`): rows as the height of an image (log-Mel).
+- ``conv2d`` (:class:`Conv2dBranch`): rows as the height of an image (log-Mel);
+- ``layers`` (:class:`LayerSumBranch`): ``groups`` stacked layers of a pretrained encoder, a
+  learned softmax-weighted sum, then a frame-wise MLP, at half the frame rate.
 
 >>> branch = make_branch(BranchSpec("mfcc", "conv1d", in_dims=40, channels=32), 64,
 ...                      multiscale=True, scale=4)
@@ -20,29 +22,41 @@ from torch import nn
 
 from emofuse.model.blocks import lengths_to_mask, make_block
 
-__all__ = ["BranchSpec", "BRANCH_TYPES", "Conv1dBranch", "Conv2dBranch", "make_branch", "halve"]
+__all__ = [
+    "BranchSpec",
+    "BRANCH_TYPES",
+    "Conv1dBranch",
+    "Conv2dBranch",
+    "LayerSumBranch",
+    "make_branch",
+    "halve",
+]
 
 
 @dataclass(frozen=True)
 class BranchSpec:
     """The branch of one input stream: its name (the key of its input), branch type, input rows
-    per frame and convolution width."""
+    per frame, convolution width and row groups (stacked encoder layers; 1 otherwise)."""
 
     name: str
     type: str
     in_dims: int
     channels: int
+    groups: int = 1
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"branch name must be an identifier, got {self.name!r}")
         if self.type not in BRANCH_TYPES:
             raise ValueError(f"unknown branch type {self.type!r}; known: {sorted(BRANCH_TYPES)}")
-        for field in ("in_dims", "channels"):
+        for field in ("in_dims", "channels", "groups"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"branch {self.name!r}: {field} must be a positive integer, "
                                  f"got {value!r}")  # fmt: skip
+        if self.in_dims % self.groups:
+            raise ValueError(f"branch {self.name!r}: in_dims {self.in_dims} is not divisible "
+                             f"by groups {self.groups}")  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,7 +156,46 @@ class Conv2dBranch(nn.Module):
         return h.transpose(1, 2)  # (B, D, T/4)
 
 
-BRANCH_TYPES: dict[str, type[nn.Module]] = {"conv1d": Conv1dBranch, "conv2d": Conv2dBranch}
+class LayerSumBranch(nn.Module):
+    """Stacked encoder layers -> softmax-weighted layer sum -> frame-wise Linear + GELU ->
+    a stride-2 merge of frame pairs to ``D``.
+
+    Shape: ``(B, groups * W, T), (B,) -> (B, D, T / 2)``; ``T`` must be even. The layer weights
+    start equal; :attr:`layer_weights` reads them.
+    """
+
+    time_stride = 2
+
+    def __init__(
+        self, in_dims: int, channels: int, d_model: int, *, groups: int = 1, **_: object
+    ) -> None:
+        super().__init__()
+        self.groups = groups
+        self.layer_logits = nn.Parameter(torch.zeros(groups))
+        self.proj = nn.Conv1d(in_dims // groups, channels, 1)
+        self.act = nn.GELU()
+        self.merge = nn.Conv1d(channels, d_model, 2, stride=2)
+
+    @property
+    def layer_weights(self) -> torch.Tensor:
+        """Softmax weights of the stacked layers, (groups,)."""
+        return torch.softmax(self.layer_logits.detach(), dim=0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, _, T = x.shape
+        layers = x.view(B, self.groups, -1, T)  # (B, G, W, T)
+        weights = torch.softmax(self.layer_logits, dim=0).view(1, -1, 1, 1).to(x.dtype)
+        h = self.act(self.proj((layers * weights).sum(dim=1)))  # (B, C, T)
+        lengths = halve(lengths)
+        mask = lengths_to_mask(lengths, T // 2).unsqueeze(1).to(x.dtype)  # (B, 1, T/2)
+        return self.merge(h) * mask  # (B, D, T/2)
+
+
+BRANCH_TYPES: dict[str, type[nn.Module]] = {
+    "conv1d": Conv1dBranch,
+    "conv2d": Conv2dBranch,
+    "layers": LayerSumBranch,
+}
 
 
 def make_branch(spec: BranchSpec, d_model: int, *, multiscale: bool, scale: int) -> nn.Module:
@@ -151,6 +204,7 @@ def make_branch(spec: BranchSpec, d_model: int, *, multiscale: bool, scale: int)
         raise ValueError(
             f"branch {spec.name!r}: channels ({spec.channels}) must be divisible by scale ({scale})"
         )
+    extra = {"groups": spec.groups} if spec.groups != 1 else {}
     return BRANCH_TYPES[spec.type](
-        spec.in_dims, spec.channels, d_model, multiscale=multiscale, scale=scale
+        spec.in_dims, spec.channels, d_model, multiscale=multiscale, scale=scale, **extra
     )

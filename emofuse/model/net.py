@@ -45,13 +45,14 @@ from emofuse.model.temporal import (
     BiLSTM,
     FrameProjection,
     MeanPooling,
+    StatsPooling,
     exporting,
 )
 
 __all__ = ["EmotionNet", "ModelConfig", "PAPER_BRANCHES", "StreamInputs"]
 
 TEMPORALS = ("bilstm", "none")
-POOLINGS = ("mean", "attention")
+POOLINGS = ("mean", "attention", "stats")
 PAPER_BRANCHES = (
     BranchSpec("mfcc", "conv1d", in_dims=40, channels=128),
     BranchSpec("logmel", "conv2d", in_dims=64, channels=16),
@@ -72,7 +73,7 @@ class ModelConfig:
         scale: multi-scale groups per block (branch channels must be divisible by it).
         lstm_hidden: BiLSTM hidden size per direction.
         dropout: dropout before the classifier and inside the cross-attention.
-        pooling: ``"mean"`` or ``"attention"`` pooling over valid frames.
+        pooling: ``"mean"``, ``"attention"`` or ``"stats"`` (mean and std) over valid frames.
         multiscale: Res2Net-style blocks (True) or plain residual blocks of the same width.
         fusion: ``"cross_attention"``, ``"concat"`` or ``"sum"`` (with two or more streams).
         temporal: ``"bilstm"`` or ``"none"`` (pool the fused sequence directly).
@@ -185,12 +186,19 @@ class EmotionNet(nn.Module):
         else:
             self.temporal = FrameProjection(width, 2 * cfg.lstm_hidden)
         width = self.temporal.out_dim
-        self.pooling = MeanPooling() if cfg.pooling == "mean" else AttentionPooling(width)
+        if cfg.pooling == "stats":
+            self.pooling, width = StatsPooling(), 2 * width
+        else:
+            self.pooling = MeanPooling() if cfg.pooling == "mean" else AttentionPooling(width)
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(width, cfg.n_classes)
 
     def forward(self, streams: StreamInputs) -> torch.Tensor:
         """Logits ``(B, n_classes)`` for ``streams``: name -> (frames (B, dims, T), lengths)."""
+        return self.classifier(self.dropout(self.embed(streams)))  # (B, n_classes)
+
+    def embed(self, streams: StreamInputs) -> torch.Tensor:
+        """The pooled utterance representation the classifier reads, ``(B, embedding_dim)``."""
         if not exporting():  # data-dependent checks cannot be traced
             self._check_inputs(streams)
         outputs, out_lengths = [], []
@@ -211,8 +219,12 @@ class EmotionNet(nn.Module):
         mask = lengths_to_mask(lengths, steps)  # (B, T')
         h = outputs[0] if self.fusion is None else self.fusion(outputs, mask)  # (B, T', N D)
         h = self.temporal(h, lengths, mask)  # (B, T', 2H)
-        pooled = self.pooling(h, mask)  # (B, 2H)
-        return self.classifier(self.dropout(pooled))  # (B, n_classes)
+        return self.pooling(h, mask)  # (B, 2H)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of :meth:`embed`'s output."""
+        return self.classifier.in_features
 
     def _check_inputs(self, streams: StreamInputs) -> None:
         missing = [b.name for b in self.branch_specs if b.name not in streams]

@@ -2,7 +2,8 @@
 
 - :class:`BiLSTM` (packed by lengths; an unpacked twin for export) or :class:`FrameProjection`
   (the ``temporal: none`` ablation): ``(B, T, I), (B,), (B, T) -> (B, T, out_dim)``;
-- :class:`MeanPooling` / :class:`AttentionPooling`: ``(B, T, H), (B, T) -> (B, H)``.
+- :class:`MeanPooling` / :class:`AttentionPooling`: ``(B, T, H), (B, T) -> (B, H)``;
+  :class:`StatsPooling` (mean and standard deviation): ``-> (B, 2H)``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["BiLSTM", "FrameProjection", "MeanPooling", "AttentionPooling", "exporting"]
+__all__ = [
+    "BiLSTM",
+    "FrameProjection",
+    "MeanPooling",
+    "StatsPooling",
+    "AttentionPooling",
+    "exporting",
+]
 
 
 def exporting() -> bool:
@@ -99,6 +107,18 @@ class MeanPooling(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, H)
+
+
+class StatsPooling(nn.Module):
+    """Mean and standard deviation over valid frames, concatenated (x-vector statistics
+    pooling). Shape: ``(B, T, H), (B, T) -> (B, 2H)``."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        count = m.sum(dim=1).clamp(min=1.0)  # (B, 1)
+        mean = (x * m).sum(dim=1) / count  # (B, H)
+        var = (((x - mean.unsqueeze(1)) * m) ** 2).sum(dim=1) / count  # (B, H)
+        return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)  # (B, 2H)
 
 
 class AttentionPooling(nn.Module):

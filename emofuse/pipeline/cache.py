@@ -1,4 +1,5 @@
-"""On-disk cache of raw (unnormalised) stream frames, one folder per stream kind and settings.
+"""On-disk cache of raw (unnormalised) stream frames, one folder per stream kind and settings
+(per layer for a Whisper stream: :meth:`~emofuse.signal.streams.StreamKind.cache_parts`).
 
 An entry's name hashes the audio file's resolved path, size and modification time, and its
 folder hashes the stream's kind and settings (not its name), so an edited file or changed
@@ -34,11 +35,10 @@ def default_cache_dir() -> Path:
     return base / "emofuse" / "features"
 
 
-def stream_key(spec: StreamSpec) -> str:
-    """Folder name of a stream's entries: its kind and a hash of its settings."""
-    text = json.dumps({"version": CACHE_VERSION, "kind": spec.kind, **spec.settings},
-                      sort_keys=True)  # fmt: skip
-    return f"{spec.kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+def stream_key(kind: str, settings: dict) -> str:
+    """Folder name of a stream part's entries: its kind and a hash of its settings."""
+    text = json.dumps({"version": CACHE_VERSION, "kind": kind, **settings}, sort_keys=True)
+    return f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 
 def file_key(path: Path) -> str:
@@ -62,6 +62,12 @@ def _save_array(entry: Path, values: np.ndarray) -> None:
         np.save(tmp, values)
 
 
+def _joined(entries: list[tuple[Path, slice]]) -> np.ndarray:
+    """A stream's frames from its cached parts, rows in order."""
+    parts = [np.load(entry) for entry, _ in entries]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+
 class StreamCache:
     """Raw frames of whole files, ``{stream name: (dims, frames) float32}``, for ``streams``."""
 
@@ -73,9 +79,12 @@ class StreamCache:
         self.sample_rate = make_kind(self.streams[0]).sample_rate
         self._frontends: dict[tuple[str, ...], StreamFrontEnd] = {}
 
-    def entry(self, spec: StreamSpec, path: str | os.PathLike) -> Path:
-        """Where stream ``spec``'s frames of ``path`` are (or would be) stored."""
-        return self.root / stream_key(spec) / f"{file_key(Path(path))}.npy"
+    def entries(self, spec: StreamSpec, path: str | os.PathLike) -> list[tuple[Path, slice]]:
+        """Where stream ``spec``'s frames of ``path`` are (or would be) stored: one entry per
+        cache part, with the rows it holds."""
+        name = f"{file_key(Path(path))}.npy"
+        return [(self.root / stream_key(spec.kind, settings) / name, rows)
+                for settings, rows in make_kind(spec).cache_parts()]  # fmt: skip
 
     def compute(
         self, path: str | os.PathLike, streams: Sequence[StreamSpec] | None = None
@@ -92,12 +101,15 @@ class StreamCache:
 
     def get(self, path: str | os.PathLike) -> dict[str, np.ndarray]:
         """Cached frames of ``path``; missing streams are computed (one decode) and stored."""
-        entries = {s.name: self.entry(s, path) for s in self.streams}
-        missing = [s for s in self.streams if not entries[s.name].exists()]
+        entries = {s.name: self.entries(s, path) for s in self.streams}
+        missing = [s for s in self.streams
+                   if not all(entry.exists() for entry, _ in entries[s.name])]  # fmt: skip
         computed = self.compute(path, missing) if missing else {}
         for name, values in computed.items():
-            _save_array(entries[name], values)
-        return {s.name: computed[s.name] if s.name in computed else np.load(entries[s.name])
+            for entry, rows in entries[name]:
+                if not entry.exists():
+                    _save_array(entry, np.ascontiguousarray(values[rows]))
+        return {s.name: computed[s.name] if s.name in computed else _joined(entries[s.name])
                 for s in self.streams}  # fmt: skip
 
     def get_many(

@@ -23,11 +23,16 @@ __all__ = [
     "save_pipeline",
     "load_pipeline",
     "load_bundled_pipeline",
+    "load_model",
+    "BUNDLED_MODELS",
     "ModelFileError",
     "FORMAT",
     "FORMAT_VERSION",
 ]
 
+# The models shipped as package data (emofuse/pretrained/<name>.pt), the default first:
+# accurate (a frozen Whisper base encoder stream) and fast (the paper's network).
+BUNDLED_MODELS = ("accurate", "fast")
 FORMAT = "emofuse-model"
 FORMAT_VERSION = 2
 
@@ -48,8 +53,13 @@ def _metadata(pipeline: EmotionPipeline) -> dict:
 
 
 def save_pipeline(pipeline: EmotionPipeline, path: str | os.PathLike, **extra: object) -> None:
-    """Write the model file atomically; ``extra`` (plain values) is stored too."""
-    payload = {**_metadata(pipeline), "extra": extra, "state_dict": pipeline.state_dict()}
+    """Write the model file atomically; ``extra`` (plain values) is stored too. Pretrained
+    front-end weights (a Whisper encoder) are stored in float16, loaded back as float32."""
+    state = {
+        key: value.half() if key.startswith("frontend.") and value.is_floating_point() else value
+        for key, value in pipeline.state_dict().items()
+    }
+    payload = {**_metadata(pipeline), "extra": extra, "state_dict": state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -77,7 +87,7 @@ def _from_payload(payload: dict) -> EmotionPipeline:
         model = payload["model_config"]
         windows = EvalWindows(**payload["eval_windows"])
     pipeline = EmotionPipeline(
-        streams, ModelConfig.from_dict(model), payload["labels"], windows=windows
+        streams, ModelConfig.from_dict(model), payload["labels"], windows=windows, pretrained=False
     )
     pipeline.load_state_dict(state)
     return pipeline
@@ -111,15 +121,32 @@ def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> Emotion
     return pipeline.eval()
 
 
-def load_bundled_pipeline(map_location: str = "cpu") -> EmotionPipeline:
-    """The pretrained model shipped as package data (``emofuse/pretrained/bundled.pt``)."""
+def load_bundled_pipeline(
+    name: str = BUNDLED_MODELS[0], map_location: str = "cpu"
+) -> EmotionPipeline:
+    """A pretrained model shipped as package data (``emofuse/pretrained/<name>.pt``):
+    ``accurate`` (default) or ``fast``."""
     from importlib import resources
 
-    bundled = resources.files("emofuse") / "pretrained" / "bundled.pt"
+    if name not in BUNDLED_MODELS:
+        raise ModelFileError(
+            f"unknown bundled model {name!r}; bundled: {', '.join(BUNDLED_MODELS)}"
+        )
+    bundled = resources.files("emofuse") / "pretrained" / f"{name}.pt"
     if not bundled.is_file():
         raise ModelFileError(
-            "no bundled model is installed (emofuse/pretrained/bundled.pt); "
+            f"the bundled {name} model is not installed (emofuse/pretrained/{name}.pt); "
             "pass the path of a model file"
         )
     with resources.as_file(bundled) as file:
         return load_pipeline(file, map_location)
+
+
+def load_model(
+    model: str | os.PathLike | None = None, map_location: str = "cpu"
+) -> EmotionPipeline:
+    """``None`` or a bundled model's name (``accurate``, ``fast``) -> that bundled model; else the
+    model file at ``model``."""
+    if model is None or (str(model) in BUNDLED_MODELS and not Path(model).exists()):
+        return load_bundled_pipeline(str(model or BUNDLED_MODELS[0]), map_location)
+    return load_pipeline(model, map_location)

@@ -60,6 +60,7 @@ class EmotionPipeline(nn.Module):
         labels: Sequence[str],
         *,
         windows: EvalWindows = EvalWindows(),
+        pretrained: bool = True,
     ) -> None:
         super().__init__()
         if len(labels) != model_config.n_classes:
@@ -69,7 +70,7 @@ class EmotionPipeline(nn.Module):
         self.model_config = model_config
         self.labels = tuple(labels)
         self.windows = windows
-        self.frontend = StreamFrontEnd(streams)  # checks the list
+        self.frontend = StreamFrontEnd(streams, pretrained=pretrained)  # checks the list
         self.streams = self.frontend.specs
         self.kinds = self.frontend.kinds
         self.normalizers = nn.ModuleDict({n: k.normalizer() for n, k in self.kinds.items()})
@@ -104,15 +105,20 @@ class EmotionPipeline(nn.Module):
 
     def forward_features(self, streams: Mapping[str, tuple[Tensor, Tensor]]) -> Tensor:
         """Raw frames of every stream -> logits (B, C)."""
-        normalised = {
-            name: (norm(streams[name][0], streams[name][1]), streams[name][1])  # zero past lengths
-            for name, norm in self.normalizers.items()
-        }
-        return self.net(normalised)
+        return self.net(self.normalised(streams))
+
+    def normalised(self, streams: Mapping[str, tuple[Tensor, Tensor]]) -> dict:
+        """Raw frames of every stream -> standardised frames (zero past lengths), lengths."""
+        return {name: (norm(streams[name][0], streams[name][1]), streams[name][1])
+                for name, norm in self.normalizers.items()}  # fmt: skip
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
         """Padded waveforms (B, samples), lengths (B,) -> logits (B, C)."""
         return self.forward_features(self.frontend(waveforms, lengths))
+
+    def embed(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
+        """Padded waveforms (B, samples), lengths (B,) -> pooled representations (B, E)."""
+        return self.net.embed(self.normalised(self.frontend(waveforms, lengths)))
 
     def summary(self) -> str:
         """The streams (kind, rows, frame rate), labels, windows, then the network's layers."""
@@ -123,6 +129,9 @@ class EmotionPipeline(nn.Module):
                 f"  {spec.name}: {spec.kind}, {kind.dims} rows at {kind.frame_rate:g} "
                 f"frames/s, branch {kind.branch_type} x{spec.branch['channels']}"
             )
+        frozen = sum(p.numel() for p in self.frontend.parameters())
+        if frozen:
+            lines.append(f"frozen front end (pretrained, not trained): {frozen:,} parameters")
         w = self.windows
         lines += [f"labels: {', '.join(self.labels)}",
                   f"evaluation: {w.window_seconds:g} s windows every {w.hop_seconds:g} s",

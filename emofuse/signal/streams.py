@@ -33,6 +33,7 @@ from emofuse.signal.transforms import (
     MfccSettings,
     SpectralSettings,
 )
+from emofuse.signal.whisper import WhisperFrontEnd, WhisperSettings
 
 __all__ = [
     "StreamSpec",
@@ -44,6 +45,7 @@ __all__ = [
     "stream_spec",
     "StreamFrontEnd",
     "ProsodySettings",
+    "WhisperSettings",
     "branch_spec",
     "check_streams",
     "frame_rates",
@@ -64,6 +66,7 @@ class StreamKind:
     branch_type: ClassVar[str]
     default_channels: ClassVar[int]
     freq_maskable: ClassVar[bool] = False  # SpecAugment frequency masks apply to its rows
+    follows_grid: ClassVar[bool] = True  # its hop_length can be set to another stream's
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -72,6 +75,17 @@ class StreamKind:
     def dims(self) -> int:
         """Rows per frame."""
         raise NotImplementedError
+
+    @property
+    def row_groups(self) -> int:
+        """Equal groups of rows the branch combines (a Whisper stream's layers); 1 otherwise."""
+        return 1
+
+    def cache_parts(self) -> list[tuple[dict, slice]]:
+        """What the cache stores separately: (settings that identify a part, its rows). One
+        part by default; a Whisper stream stores each layer on its own, so streams with other
+        layer choices reuse it."""
+        return [(asdict(self.settings), slice(None))]
 
     @property
     def sample_rate(self) -> int:
@@ -90,6 +104,9 @@ class StreamKind:
     def extractor(self) -> nn.Module:
         """``(waveforms (B, S), lengths (B,), memo) -> (frames (B, dims, T), frame lengths)``."""
         raise NotImplementedError
+
+    def load_weights(self, extractor: nn.Module) -> None:
+        """Fill a pretrained front end's weights (no-op for computed features)."""
 
     def normalizer(self) -> nn.Module:
         """Per-row standardisation fitted on training frames."""
@@ -190,6 +207,44 @@ class ProsodyKind(StreamKind):
         frames[:, 0] += gain[:, None] * 10 / math.log(10)  # the energy row is in dB
 
 
+@register_stream_kind
+class WhisperKind(StreamKind):
+    """Hidden states of chosen layers of a frozen Whisper encoder (:mod:`emofuse.signal.whisper`)
+    at 50 frames/s, the layers stacked on the row axis; its branch learns a softmax-weighted
+    layer sum."""
+
+    kind = "whisper"
+    settings_type = WhisperSettings
+    branch_type = "layers"
+    default_channels = 256
+    follows_grid = False  # 50 frames/s, fixed by the encoder
+
+    @property
+    def dims(self) -> int:
+        return len(self.settings.layers) * self.settings.width
+
+    @property
+    def row_groups(self) -> int:
+        return len(self.settings.layers)
+
+    def cache_parts(self) -> list[tuple[dict, slice]]:
+        width = self.settings.width
+        return [({**asdict(self.settings), "layers": [k]}, slice(i * width, (i + 1) * width))
+                for i, k in enumerate(self.settings.layers)]  # fmt: skip
+
+    def extractor(self) -> nn.Module:
+        return WhisperFrontEnd(self.settings)
+
+    def load_weights(self, extractor: nn.Module) -> None:
+        from emofuse.signal.whisper_weights import load_encoder_weights
+
+        load_encoder_weights(extractor.encoder, self.settings)
+
+    def apply_gain(self, frames: Tensor, gain: Tensor) -> None:
+        """No exact effect on cached hidden states: level changes of this stream come from the
+        waveform, so gain augmentation leaves its frames as they are."""
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """One feature stream of an experiment: its name, kind, the kind's settings (complete, with
@@ -239,7 +294,8 @@ class StreamSpec:
                 f"{', '.join(sorted(set(branch) - {'channels'}))} (known: channels)"
             )
         try:
-            full = asdict(cls_kind.settings_type(**settings))
+            full = {key: list(value) if isinstance(value, tuple) else value  # YAML-safe
+                    for key, value in asdict(cls_kind.settings_type(**settings)).items()}
         except (TypeError, ValueError) as error:
             raise ValueError(f"stream {name!r} ({kind}): {error}") from None
         channels = branch.get("channels", cls_kind.default_channels)
@@ -275,7 +331,8 @@ def make_kind(spec: StreamSpec) -> StreamKind:
 def branch_spec(spec: StreamSpec) -> BranchSpec:
     """The model branch that reads stream ``spec``."""
     kind = make_kind(spec)
-    return BranchSpec(spec.name, kind.branch_type, kind.dims, spec.branch["channels"])
+    return BranchSpec(spec.name, kind.branch_type, kind.dims, spec.branch["channels"],
+                      groups=kind.row_groups)  # fmt: skip
 
 
 def check_streams(specs: Sequence[StreamSpec]) -> list[StreamSpec]:
@@ -295,15 +352,19 @@ class StreamFrontEnd(nn.Module):
 
     ``forward``: padded waveforms (B, S), lengths (B,) -> ``{name: (frames (B, dims, T_s),
     frame lengths (B,))}``, in stream order; streams sharing work (MFCC and log-Mel of the same
-    spectral settings) compute it once.
+    spectral settings) compute it once. ``pretrained=False`` leaves pretrained front ends
+    (Whisper) empty, for a model file's weights to fill.
     """
 
-    def __init__(self, specs: Sequence[StreamSpec]) -> None:
+    def __init__(self, specs: Sequence[StreamSpec], *, pretrained: bool = True) -> None:
         super().__init__()
         self.specs = check_streams(specs)
         self.kinds = {s.name: make_kind(s) for s in self.specs}
         self.sample_rate = next(iter(self.kinds.values())).sample_rate
         self.extractors = nn.ModuleDict({n: k.extractor() for n, k in self.kinds.items()})
+        if pretrained:
+            for name, kind in self.kinds.items():
+                kind.load_weights(self.extractors[name])
         for parameter in self.extractors.parameters():
             parameter.requires_grad_(False)  # frozen front ends
 

@@ -1,0 +1,1032 @@
+"""Speed and memory of the ``accurate`` bundled model (frozen Whisper base encoder, layers 1-3
+of 6, plus a small learned head) beside the ``fast`` model and a wav2vec2-base-sized encoder.
+
+Four measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`:
+
+1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, at ``--threads`` threads:
+   accurate, fast and ``Wav2Vec2Model(Wav2Vec2Config())`` (random init, all 12 layers, raw
+   forward), timed in alternating rounds; plus where the accurate model's time goes (Whisper
+   log-Mel, encoder, stream assembly, normaliser + head).
+2. **Throughput**: ``predict_many`` files/s over a folder of 3 s WAV files (decoding included),
+   fast vs accurate, batch sizes 16 and 32, at 2 threads and at 1 thread, all configurations in
+   alternating rounds.
+3. **Memory**: peak RSS of a fresh process that iterates ``EmotionRecognizer.timeline`` over a
+   1-hour 16 kHz WAV file (10 minutes with ``--quick``) with the accurate model; wall time. Then
+   the same on a shorter file at timeline batch sizes 4 and 1.
+4. **int8**: ``torch.ao.quantization.quantize_dynamic(pipeline, {nn.Linear}, torch.qint8)``
+   (per-tensor weight scales) and its per-channel variant vs fp32: RTF side by side, the
+   difference of the probabilities and of the Whisper hidden states on a few clips, and with
+   ``--eval-dir DIR --eval-corpus NAME`` the UA of all three on a corpus.
+
+The accurate model: ``--model PATH``, else the bundled ``accurate`` model if installed, else
+an untrained pipeline of ``configs/accurate.yaml`` (real Whisper base weights from the installed
+weight packages, random head; speed does not depend on training). Run from the repository root:
+``python bench/accurate.py`` (``--quick`` for a smoke run); writes
+``bench/results/accurate.json`` and ``accurate.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/accurate.py``: bench/ itself is on sys.path
+    import _common as common
+
+REPO = Path(__file__).resolve().parent.parent
+ACCURATE_CONFIG = REPO / "configs" / "accurate.yaml"
+SAMPLE_RATE = 16000
+SEVEN_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+
+CLIP_SECONDS = 10.0
+RTF_RUNS = {"accurate": 20, "fast": 20, "wav2vec2": 8}  # timed rounds per system
+QUICK_RTF_RUNS = {"accurate": 3, "fast": 3, "wav2vec2": 2}
+WARMUP, QUICK_WARMUP = 2, 1
+PARTS_RUNS, QUICK_PARTS_RUNS = 10, 3
+
+MANY_FILES, QUICK_MANY_FILES = 200, 60
+MANY_SECONDS = 3.0
+MANY_THREADS = (2, 1)
+MANY_BATCH_SIZES = (16, 32)
+MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1
+
+LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 600
+LONG_CHUNK_SECONDS = 60
+TIMELINE_BATCH = 16  # EmotionRecognizer.timeline's default
+DIAG_SECONDS, QUICK_DIAG_SECONDS = 300, 120  # shorter file, smaller timeline batches
+DIAG_BATCHES = (4, 1)
+
+INT8_RUNS, QUICK_INT8_RUNS = 15, 3
+INT8_VARIANTS = ("int8", "int8-perchannel")
+INT8_CLIPS = ((3.0, 110.0, 0), (5.0, 150.0, 1), (10.0, 190.0, 2), (20.0, 230.0, 3))  # s, Hz, seed
+QUICK_EVAL_LIMIT = 60
+UA_TOLERANCE_POINTS = 0.5
+
+TARGET_RTF = 0.02  # accurate, 10 s clip, batch 1, 1 thread
+TARGET_FILES_PER_SECOND = 100.0  # accurate, best batch size, 2 threads
+TARGET_PEAK_RSS_MB = 600.0  # accurate, 1-hour timeline, MB = 10**6 bytes
+
+# Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
+TIMELINE_CHILD = r"""
+import json, resource, sys, time
+
+def memory():
+    status = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                status[key] = int(value.split()[0])  # kB (KiB)
+    return {"ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "vm_hwm_kib": status.get("VmHWM"), "vm_rss_kib": status.get("VmRSS")}
+
+args = json.loads(sys.argv[1])
+import torch
+torch.set_num_threads(args["threads"])
+from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+from emofuse.pipeline import load_pipeline
+after_imports = memory()
+recognizer = EmotionRecognizer(TorchBackend(load_pipeline(args["model"]), device="cpu"))
+after_load = memory()
+began = time.perf_counter()
+segments = silent = 0
+end = 0.0
+for segment in recognizer.timeline(args["audio"], batch_size=args["batch_size"]):
+    segments += 1
+    silent += segment.silent
+    end = segment.end
+wall = time.perf_counter() - began
+print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
+                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
+                  "timeline_end_seconds": end}))
+"""
+
+
+# --------------------------------------------------------------------------- models and files
+
+
+def _describe(pipeline: nn.Module, about: dict) -> dict:
+    about["labels"] = list(pipeline.labels)
+    about["parameters"] = sum(p.numel() for p in pipeline.parameters())
+    about["frontend_parameters"] = sum(p.numel() for p in pipeline.frontend.parameters())
+    about["head_parameters"] = about["parameters"] - about["frontend_parameters"]
+    about["streams"] = [s.to_dict() for s in pipeline.streams]
+    about["eval_windows"] = pipeline.windows.to_dict()
+    return about
+
+
+def build_accurate(model: str | None) -> tuple[nn.Module, dict]:
+    """The accurate pipeline to benchmark and where it came from."""
+    from emofuse.config import load_config
+    from emofuse.pipeline import ModelFileError, load_model, pipeline_from_config
+
+    if model is not None:
+        pipeline = load_model(model)
+        about = {"source": "file", "path": str(Path(model).resolve()), "trained": True}
+    else:
+        try:
+            pipeline = load_model("accurate")
+            about = {"source": "bundled", "path": "emofuse/pretrained/accurate.pt",
+                     "trained": True}  # fmt: skip
+        except ModelFileError:
+            torch.manual_seed(0)
+            pipeline = pipeline_from_config(load_config(ACCURATE_CONFIG), labels=SEVEN_LABELS)
+            about = {
+                "source": "untrained-config",
+                "path": None,
+                "trained": False,
+                "note": "no bundled accurate model installed: pipeline_from_config("
+                "configs/accurate.yaml) with the real Whisper base encoder weights (installed "
+                "weight packages) and a randomly initialised head; speed does not depend on "
+                "training",
+            }
+    return pipeline.eval(), _describe(pipeline, about)
+
+
+def build_fast() -> tuple[nn.Module, dict]:
+    from emofuse.pipeline import load_model
+
+    pipeline = load_model("fast").eval()
+    about = {"source": "bundled", "path": "emofuse/pretrained/fast.pt"}
+    return pipeline, _describe(pipeline, about)
+
+
+def build_wav2vec2() -> nn.Module:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    return Wav2Vec2Model(Wav2Vec2Config()).eval()
+
+
+def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
+    """``n`` distinct voice-like clips as 16-bit WAV files; returns the paths."""
+    import soundfile as sf
+
+    from emofuse.testing import synthetic_voice
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"clip_{i:04d}.wav"
+        wave = synthetic_voice(seconds, SAMPLE_RATE, pitch=110.0 + (i * 7) % 150, seed=i)
+        sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        paths.append(str(path))
+    return paths
+
+
+def write_long_file(path: Path, seconds: int) -> int:
+    """A ``seconds``-long 16-bit WAV file written minute by minute: voice-like minutes, every
+    fifth one quiet noise (-50 dBFS) instead; returns its size in bytes."""
+    import soundfile as sf
+
+    from emofuse.testing import synthetic_voice
+
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="WAV") as out:
+        for i, start in enumerate(range(0, seconds, LONG_CHUNK_SECONDS)):
+            chunk = min(LONG_CHUNK_SECONDS, seconds - start)
+            if i % 5 == 4:
+                block = (0.0045 * rng.standard_normal(chunk * SAMPLE_RATE)).astype(np.float32)
+            else:
+                block = synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i)
+            out.write(block)
+    return path.stat().st_size
+
+
+def _snapshot() -> dict:
+    """:func:`common.cpu_snapshot` with finished child processes' CPU time counted as ours."""
+    import os
+
+    snap = common.cpu_snapshot()
+    times = os.times()
+    snap["own"] += times.children_user + times.children_system
+    return snap
+
+
+def _recognizer(pipeline: nn.Module):
+    from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+
+    return EmotionRecognizer(TorchBackend(pipeline, device="cpu"))
+
+
+def _quantized(pipeline: nn.Module, variant: str) -> nn.Module:
+    """``variant`` "int8": quantize_dynamic's default (per-tensor weight scales);
+    "int8-perchannel": one weight scale per output row."""
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+
+    qconfig = {"int8": default_dynamic_qconfig,
+               "int8-perchannel": per_channel_dynamic_qconfig}[variant]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
+        return torch.ao.quantization.quantize_dynamic(
+            pipeline, {nn.Linear: qconfig}, dtype=torch.qint8
+        ).eval()
+
+
+def _state_mb(module: nn.Module) -> float:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(module.state_dict(), buffer)
+    return buffer.tell() / 1e6
+
+
+# --------------------------------------------------------------------------- 1. RTF
+
+
+def measure_rtf(accurate, fast, wav2vec2, threads: int, quick: bool) -> dict:
+    """predict RTF on a 10 s clip, the three systems in alternating rounds."""
+    from emofuse.testing import synthetic_voice
+
+    torch.set_num_threads(threads)
+    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
+    batch = torch.from_numpy(wave)[None]
+    rec_acc, rec_fast = _recognizer(accurate), _recognizer(fast)
+
+    def w2v() -> torch.Tensor:
+        with torch.inference_mode():
+            return wav2vec2(batch).last_hidden_state
+
+    calls = {
+        "accurate": lambda: rec_acc.predict(wave, sample_rate=SAMPLE_RATE),
+        "fast": lambda: rec_fast.predict(wave, sample_rate=SAMPLE_RATE),
+        "wav2vec2": w2v,
+    }
+    snap = _snapshot()
+    stats = common.time_interleaved(
+        calls, runs=QUICK_RTF_RUNS if quick else RTF_RUNS, warmup=QUICK_WARMUP if quick else WARMUP
+    )
+    for s in stats.values():
+        s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
+        s["rtf_p90"] = s["p90_ms"] / 1e3 / CLIP_SECONDS
+    out = {
+        "clip_seconds": CLIP_SECONDS,
+        "threads": threads,
+        "batch": 1,
+        "other_processes_cores": common.other_processes_cores(snap, _snapshot()),
+        "systems": stats,
+        "ratio_accurate_over_fast": stats["accurate"]["median_ms"] / stats["fast"]["median_ms"],
+        "ratio_wav2vec2_over_accurate": stats["wav2vec2"]["median_ms"]
+        / stats["accurate"]["median_ms"],
+    }
+    print(
+        f"RTF, {CLIP_SECONDS:g} s clip, {threads} thread(s): "
+        + ", ".join(f"{n} {s['median_ms']:.1f} ms (RTF {s['rtf']:.4f})" for n, s in stats.items())
+        + f"; others {out['other_processes_cores']} cores"
+    )
+    return out
+
+
+def _same_logits(pipeline: nn.Module, a: dict, b: dict) -> bool:
+    with torch.inference_mode():
+        return bool(torch.allclose(pipeline.forward_features(a), pipeline.forward_features(b),
+                                   atol=1e-5))  # fmt: skip
+
+
+def measure_parts(accurate, threads: int, quick: bool) -> dict:
+    """Where the accurate model's time goes on a 10 s clip (one window), in alternating rounds."""
+    from emofuse.testing import synthetic_voice
+
+    torch.set_num_threads(threads)
+    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
+    rec = _recognizer(accurate)
+    (name,) = accurate.frontend.extractors.keys()
+    whisper = accurate.frontend.extractors[name]
+    layers = whisper.settings.layers
+    w = torch.from_numpy(wave - wave.mean())[None]
+    n = torch.tensor([w.shape[1]])
+    with torch.inference_mode():
+        mel, frame_lengths = whisper.log_mel(w, n)
+        streams = accurate.frontend(w, n)
+        contiguous = {k: (x.contiguous(), ln) for k, (x, ln) in streams.items()}
+
+    def inference(fn):
+        def call():
+            with torch.inference_mode():
+                return fn()
+
+        return call
+
+    calls = {
+        "predict (EmotionRecognizer)": lambda: rec.predict(wave, sample_rate=SAMPLE_RATE),
+        "pipeline forward": inference(lambda: accurate(w, n)),
+        "whisper log-Mel": inference(lambda: whisper.log_mel(w, n)),
+        "whisper encoder (conv stem + layers)": inference(
+            lambda: whisper.encoder(mel, frame_lengths, layers)
+        ),
+        "whisper stream (log-Mel + encoder + stacking)": inference(lambda: accurate.frontend(w, n)),
+        "normaliser + head": inference(lambda: accurate.forward_features(streams)),
+        "normaliser + head, input made contiguous (diagnostic)": inference(
+            lambda: accurate.forward_features(
+                {k: (x.contiguous(), ln) for k, (x, ln) in streams.items()}
+            )
+        ),
+    }
+    snap = _snapshot()
+    stats = common.time_interleaved(
+        calls, runs=QUICK_PARTS_RUNS if quick else PARTS_RUNS, warmup=QUICK_WARMUP if quick else 1
+    )
+    total = stats["pipeline forward"]["median_ms"]
+    for s in stats.values():
+        s["share_of_pipeline"] = s["median_ms"] / total
+    x, _ = streams[name]
+    out = {
+        "clip_seconds": CLIP_SECONDS,
+        "threads": threads,
+        "other_processes_cores": common.other_processes_cores(snap, _snapshot()),
+        "stream_output_shape": list(x.shape),
+        "stream_output_contiguous": bool(x.is_contiguous()),
+        "contiguous_check_close": _same_logits(accurate, streams, contiguous),
+        "parts": stats,
+    }
+    print("accurate, where the time goes: " + ", ".join(
+        f"{k} {s['median_ms']:.1f} ms" for k, s in stats.items()))  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------- 2. throughput
+
+
+def measure_throughput(models: dict, paths: list[str], quick: bool) -> list[dict]:
+    """predict_many files/s per (threads, model, batch size), all in alternating rounds."""
+    recognizers = {name: _recognizer(p) for name, p in models.items()}
+    configs = [(t, name, b) for t in MANY_THREADS for name in models for b in MANY_BATCH_SIZES]
+    for t, name, b in configs:  # warm-up
+        torch.set_num_threads(t)
+        recognizers[name].predict_many(paths[: 2 * b], batch_size=b)
+    for path in paths:  # every file in the OS page cache
+        Path(path).read_bytes()
+    seconds: dict[tuple, list[float]] = {c: [] for c in configs}
+    others: dict[tuple, list[float]] = {c: [] for c in configs}
+    for _ in range(QUICK_MANY_ROUNDS if quick else MANY_ROUNDS):
+        for t, name, b in configs:
+            torch.set_num_threads(t)
+            snap = _snapshot()
+            began = time.perf_counter()
+            predictions = recognizers[name].predict_many(paths, batch_size=b)
+            seconds[(t, name, b)].append(time.perf_counter() - began)
+            others[(t, name, b)].append(common.other_processes_cores(snap, _snapshot()))
+            if any(p is None or p.silent for p in predictions):
+                raise RuntimeError(f"predict_many ({name}, batch {b}) lost or silenced a file")
+    out = []
+    for t, name, b in configs:
+        times = sorted(seconds[(t, name, b)])
+        median = statistics.median(times)
+        busy = [x for x in others[(t, name, b)] if x is not None]
+        m = {
+            "model": name,
+            "threads": t,
+            "batch_size": b,
+            "files": len(paths),
+            "passes": len(times),
+            "seconds_per_pass": times,
+            "files_per_second_median": len(paths) / median,
+            "files_per_second_best": len(paths) / times[0],
+            "audio_seconds_per_second_median": len(paths) * MANY_SECONDS / median,
+            "other_processes_cores": round(sum(busy) / len(busy), 2) if busy else None,
+        }
+        out.append(m)
+        print(
+            f"predict_many {name:>8}, batch {b:>2}, {t} thread(s): "
+            f"{m['files_per_second_median']:.1f} files/s (median of {len(times)}), "
+            f"others {m['other_processes_cores']} cores"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- 3. memory
+
+
+def run_timeline(audio: Path, model: Path, threads: int, batch_size: int) -> dict:
+    """Run TIMELINE_CHILD in a fresh process and return its report.
+
+    Launched as ``sh -c '"$@" & wait $!'`` (as bench/inference.py): on Linux ``ru_maxrss``
+    starts at the high-water mark of the image replaced at ``exec``, so the child is forked
+    from a small shell rather than exec'd from this big process. ``VmHWM`` is reported too.
+    """
+    args = {"audio": str(audio), "model": str(model), "threads": threads,
+            "batch_size": batch_size}  # fmt: skip
+    command = ["/bin/sh", "-c", '"$@" & wait $!', "sh", sys.executable, "-c", TIMELINE_CHILD,
+               json.dumps(args)]  # fmt: skip
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"timeline child failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["process_seconds"] = elapsed
+    return report
+
+
+def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int,
+                   quick: bool) -> dict:  # fmt: skip
+    """Peak RSS and wall time of timeline() over a long WAV file with the accurate model."""
+    from emofuse.pipeline import save_pipeline
+
+    seconds = QUICK_LONG_SECONDS if quick else LONG_SECONDS
+    if about["source"] == "file":
+        model = Path(about["path"])
+    elif about["source"] == "bundled":
+        import emofuse
+
+        model = Path(emofuse.__file__).resolve().parent / "pretrained" / "accurate.pt"
+    else:  # written as the real model file would be (frontend weights in float16)
+        model = workdir / "accurate-untrained.pt"
+        save_pipeline(pipeline, model)
+    runs = []
+    diag_seconds = QUICK_DIAG_SECONDS if quick else DIAG_SECONDS
+    for seconds_, batches in ((seconds, (TIMELINE_BATCH,)), (diag_seconds, DIAG_BATCHES)):
+        audio = workdir / f"long-{seconds_}.wav"
+        began = time.perf_counter()
+        size = write_long_file(audio, seconds_)
+        write_seconds = time.perf_counter() - began
+        print(f"wrote a {seconds_} s WAV file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
+        try:
+            for batch_size in batches:
+                snap = _snapshot()
+                report = run_timeline(audio, model, threads, batch_size)
+                report["other_processes_cores"] = common.other_processes_cores(snap, _snapshot())
+                report.update(audio_seconds=seconds_, file_bytes=size, batch_size=batch_size,
+                              rtf=report["wall_seconds"] / seconds_)  # fmt: skip
+                for key in ("after_imports", "after_load", "peak"):
+                    mem = report[key]
+                    mem["ru_maxrss_mb"] = mem["ru_maxrss_kib"] * 1024 / 1e6
+                    mem["vm_hwm_mb"] = mem["vm_hwm_kib"] * 1024 / 1e6 if mem["vm_hwm_kib"] else None
+                runs.append(report)
+                print(
+                    f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
+                    f"{report['peak']['ru_maxrss_mb']:.0f} MB (after imports "
+                    f"{report['after_imports']['ru_maxrss_mb']:.0f} MB, after loading the model "
+                    f"{report['after_load']['ru_maxrss_mb']:.0f} MB), {report['segments']} "
+                    f"segments in {report['wall_seconds']:.1f} s (RTF {report['rtf']:.4f}), "
+                    f"others {report['other_processes_cores']} cores"
+                )
+        finally:
+            audio.unlink(missing_ok=True)
+    w = pipeline.windows
+    return {
+        "audio_seconds": seconds,
+        "model_file": str(model),
+        "model_file_bytes": model.stat().st_size,
+        "threads": threads,
+        "timeline_defaults": f"window {w.window_seconds:g} s, hop {w.hop_seconds:g} s, "
+        f"block_seconds 60, batch_size {TIMELINE_BATCH}",
+        "report": runs[0],
+        "smaller_batches": runs[1:],
+    }
+
+
+# --------------------------------------------------------------------------- 4. int8
+
+
+def _eval_set(corpus: str, root: str, labels: tuple[str, ...], limit: int | None) -> dict:
+    """The corpus's utterances whose label maps onto ``labels`` (a registered task with exactly
+    these labels, e.g. bundled7), with their class indices in the model's label order."""
+    from emofuse.corpora import load_corpus
+    from emofuse.corpora.labels import TASKS, apply_task
+
+    matching = [t for t in TASKS.values() if set(t.labels) == set(labels)]
+    task = next((t for t in matching if t.name == "bundled7"), matching[0] if matching else None)
+    if task is None:
+        raise SystemExit(f"no label task has the model's labels {labels}")
+    selection = apply_task(load_corpus(corpus, root), task)
+    utterances = selection.utterances
+    if limit is not None and len(utterances) > limit:  # an even spread over the sorted list
+        step = len(utterances) / limit
+        utterances = [utterances[int(i * step)] for i in range(limit)]
+    return {
+        "task": task.name,
+        "summary": selection.summary(),
+        "paths": [str(u.path) for u in utterances],
+        "targets": np.array([labels.index(u.label) for u in utterances], dtype=np.int64),
+    }
+
+
+def _predicted(predictions: list, labels: tuple[str, ...]) -> np.ndarray:
+    """Class index per prediction; -1 (always wrong) for a silent or unreadable file."""
+    return np.array([labels.index(p.label) if p is not None and not p.silent else -1
+                     for p in predictions], dtype=np.int64)  # fmt: skip
+
+
+def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str | None,
+                 eval_corpus: str | None, eval_limit: int | None) -> dict:  # fmt: skip
+    """Dynamic int8 quantisation of the accurate pipeline's Linear layers vs fp32: per-tensor
+    weight scales (``quantize_dynamic``'s default) and per-channel weight scales."""
+    from emofuse.metrics import unweighted_accuracy, weighted_accuracy
+    from emofuse.testing import synthetic_voice
+
+    torch.set_num_threads(threads)
+    models, quantize_seconds = {"fp32": accurate}, {}
+    for variant in INT8_VARIANTS:
+        began = time.perf_counter()
+        models[variant] = _quantized(accurate, variant)
+        quantize_seconds[variant] = time.perf_counter() - began
+    linear = [n for n, m in accurate.named_modules() if isinstance(m, nn.Linear)]
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    quantized_names = [n for n, m in models[INT8_VARIANTS[0]].named_modules()
+                       if isinstance(m, dynamic)]  # fmt: skip
+    rec = {k: _recognizer(m) for k, m in models.items()}
+
+    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
+    calls = {k: (lambda r=r: r.predict(wave, sample_rate=SAMPLE_RATE)) for k, r in rec.items()}
+    snap = _snapshot()
+    runs, warmup = (QUICK_INT8_RUNS, QUICK_WARMUP) if quick else (INT8_RUNS, WARMUP)
+    stats = common.time_interleaved(calls, runs=runs, warmup=warmup)
+    for s in stats.values():
+        s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
+        s["speedup_over_fp32"] = stats["fp32"]["median_ms"] / s["median_ms"]
+    rtf = {"threads": threads, "clip_seconds": CLIP_SECONDS, "systems": stats,
+           "other_processes_cores": common.other_processes_cores(snap, _snapshot())}  # fmt: skip
+    print(f"int8 vs fp32, {CLIP_SECONDS:g} s clip, {threads} thread(s): " + ", ".join(
+        f"{k} {s['median_ms']:.1f} ms ({s['speedup_over_fp32']:.2f}x)"
+        for k, s in stats.items()))  # fmt: skip
+
+    (name,) = accurate.frontend.extractors.keys()
+    width = accurate.frontend.extractors[name].settings.width
+    layers = accurate.frontend.extractors[name].settings.layers
+    clips = []
+    for seconds, pitch, seed in INT8_CLIPS:
+        clip = synthetic_voice(seconds, SAMPLE_RATE, pitch=pitch, seed=seed)
+        preds = {k: r.predict(clip, sample_rate=SAMPLE_RATE) for k, r in rec.items()}
+        w = torch.from_numpy(clip - clip.mean())[None]
+        n = torch.tensor([w.shape[1]])
+        with torch.inference_mode():
+            hidden = {k: m.frontend(w, n)[name][0][0] for k, m in models.items()}  # (L W, T)
+        row = {"seconds": seconds, "pitch": pitch, "seed": seed,
+               "fp32_top_probability": preds["fp32"].confidence, "variants": {}}  # fmt: skip
+        for variant in INT8_VARIANTS:
+            per_layer = {}
+            for i, k in enumerate(layers):
+                a = hidden["fp32"][i * width : (i + 1) * width]
+                b = hidden[variant][i * width : (i + 1) * width]
+                per_layer[str(k)] = {
+                    "relative_l2_error": float((a - b).norm() / a.norm()),
+                    "min_frame_cosine": float(nn.functional.cosine_similarity(a, b, dim=0).min()),
+                }
+            p32, p8 = preds["fp32"], preds[variant]
+            row["variants"][variant] = {
+                "max_abs_probability_difference": max(
+                    abs(p32.probabilities[c] - p8.probabilities[c]) for c in p32.probabilities
+                ),
+                "same_label": p32.label == p8.label,
+                "hidden_states": per_layer,
+            }
+        clips.append(row)
+    out = {
+        "variants": {
+            "int8": "quantize_dynamic(pipeline, {nn.Linear}, dtype=torch.qint8): per-tensor "
+            "weight scales",
+            "int8-perchannel": "quantize_dynamic(pipeline, {nn.Linear: "
+            "per_channel_dynamic_qconfig}, dtype=torch.qint8): one weight scale per output row",
+        },
+        "note": "int8 weights; activations quantised per tensor at run time; the Whisper conv "
+        "stem and the head's convolutions stay fp32",
+        "quantize_seconds": quantize_seconds,
+        "linear_layers": len(linear),
+        "quantized_linear_layers": len(quantized_names),
+        "quantized_in_encoder": sum(".encoder." in n for n in quantized_names),
+        "state_dict_mb": {k: _state_mb(m) for k, m in models.items()},
+        "rtf": rtf,
+        "clips": clips,
+        "summary": {
+            v: {
+                "max_abs_probability_difference": max(
+                    c["variants"][v]["max_abs_probability_difference"] for c in clips
+                ),
+                "max_hidden_relative_l2_error": {
+                    str(k): max(
+                        c["variants"][v]["hidden_states"][str(k)]["relative_l2_error"]
+                        for c in clips
+                    )
+                    for k in layers
+                },  # fmt: skip
+            }
+            for v in INT8_VARIANTS
+        },
+    }
+    for v, s in out["summary"].items():
+        print(f"{v}: max |p32 - p8| over {len(clips)} clips "
+              f"{s['max_abs_probability_difference']:.2e}, hidden-state relative L2 error by "
+              f"layer {s['max_hidden_relative_l2_error']}")  # fmt: skip
+
+    out["eval"] = None
+    if eval_dir:
+        labels = tuple(accurate.labels)
+        data = _eval_set(eval_corpus, eval_dir, labels, eval_limit)
+        print(f"eval on {eval_corpus}: {data['summary']}; using {len(data['paths'])} files")
+        y = data["targets"]
+        result = {"corpus": eval_corpus, "root": str(Path(eval_dir).resolve()),
+                  "task": data["task"], "selection": data["summary"], "files": len(y),
+                  "limit": eval_limit, "systems": {}, "verdicts": {}}  # fmt: skip
+        predicted = {}
+        for key, r in rec.items():
+            began = time.perf_counter()
+            predictions = r.predict_many(data["paths"], batch_size=16)
+            elapsed = time.perf_counter() - began
+            predicted[key] = _predicted(predictions, labels)
+            result["systems"][key] = {
+                "ua": unweighted_accuracy(y, predicted[key]),
+                "wa": weighted_accuracy(y, predicted[key]),
+                "seconds": elapsed,
+                "files_per_second": len(y) / elapsed,
+            }
+        for v in INT8_VARIANTS:
+            change = 100 * (result["systems"][v]["ua"] - result["systems"]["fp32"]["ua"])
+            result["systems"][v]["ua_change_points"] = change
+            result["systems"][v]["prediction_agreement"] = float(
+                np.mean(predicted["fp32"] == predicted[v])
+            )
+            keep = abs(change) < UA_TOLERANCE_POINTS
+            verdict = (f"{'keep' if keep else 'do not keep'} {v}: UA moved {change:+.2f} points "
+                       f"(tolerance {UA_TOLERANCE_POINTS})")  # fmt: skip
+            if not about["trained"]:
+                verdict += (
+                    " -- but the accurate model is UNTRAINED (random head): its UA is chance "
+                    "level, so this says nothing about the trained model"
+                )
+            result["verdicts"][v] = verdict
+            print(f"eval: UA fp32 {result['systems']['fp32']['ua']:.4f}, {v} "
+                  f"{result['systems'][v]['ua']:.4f}; {verdict}")  # fmt: skip
+        out["eval"] = result
+    return out
+
+
+# --------------------------------------------------------------------------- run and report
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("emofuse", "torch", "numpy", "transformers", "soundfile", "soxr"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _background() -> list[str]:
+    """Other busy processes (command lines cut short) as seen by ``ps``."""
+    try:
+        done = subprocess.run(["ps", "-eo", "pcpu=,args=", "--sort=-pcpu"], capture_output=True,
+                              text=True, check=False, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = []
+    for line in done.stdout.splitlines():
+        cpu, _, command = line.strip().partition(" ")
+        try:
+            if float(cpu) >= 10 and "bench/accurate.py" not in command and "ps -eo" not in command:
+                rows.append(f"{cpu}% {command.strip()[:120]}")
+        except ValueError:
+            continue
+    return rows[:8]
+
+
+def run(args: argparse.Namespace) -> dict:
+    began = time.perf_counter()
+    load_before = common.load_average()
+    background_before = _background()
+    whole_run = _snapshot()
+    initial_threads = torch.get_num_threads()
+    quick = args.quick
+    accurate, about = build_accurate(args.model)
+    fast, about_fast = build_fast()
+    wav2vec2 = build_wav2vec2()
+    w2v_params = sum(p.numel() for p in wav2vec2.parameters())
+    print(f"accurate: {about['source']} ({about['parameters']:,} parameters, "
+          f"{about['head_parameters']:,} in the head); fast: {about_fast['parameters']:,} "
+          f"parameters; wav2vec2: {w2v_params:,} parameters")  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-accurate-"))
+    try:
+        try:
+            rtf = measure_rtf(accurate, fast, wav2vec2, args.threads, quick)
+            del wav2vec2
+            parts = measure_parts(accurate, args.threads, quick)
+            paths = write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
+                                MANY_SECONDS)  # fmt: skip
+            throughput = measure_throughput({"fast": fast, "accurate": accurate}, paths, quick)
+            shutil.rmtree(workdir / "clips")
+            limit = args.eval_limit or (QUICK_EVAL_LIMIT if quick else None)
+            int8 = measure_int8(accurate, about, args.threads, quick, args.eval_dir,
+                                args.eval_corpus, limit)  # fmt: skip
+        finally:
+            torch.set_num_threads(initial_threads)
+        memory = measure_memory(workdir, accurate, about, args.threads, quick)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "benchmark": "accurate",
+        "quick": quick,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": common.machine_info(),
+        "versions": _versions(),
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
+        "other_processes_cores": common.other_processes_cores(whole_run, _snapshot()),
+        "background_processes_before": background_before,
+        "background_processes_after": _background(),
+        "sample_rate": SAMPLE_RATE,
+        "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
+        "loudness, noise), 16-bit WAV for the file measurements",
+        "models": {
+            "accurate": about,
+            "fast": about_fast,
+            "wav2vec2": {
+                "source": "transformers Wav2Vec2Model(Wav2Vec2Config()), random init, "
+                "all 12 layers, raw forward under inference_mode",
+                "parameters": w2v_params,
+            },
+        },  # fmt: skip
+        "notes": [
+            "accurate and fast are timed through EmotionRecognizer.predict(array, "
+            "sample_rate=16000) with TorchBackend(device='cpu'): the accurate model's windows "
+            "are 10 s every 5 s (a 10 s clip is one window), the fast model's 3 s every 1.5 s "
+            "(a 10 s clip is 6 windows in one batch).",
+            "Systems are timed in alternating rounds; latencies are medians.",
+            "predict_many files/s includes reading and decoding each WAV file (OS page cache).",
+            "timeline: a fresh process forked from a small shell; peak RSS = its ru_maxrss, "
+            "VmHWM beside it. MB = 10**6 bytes.",
+        ],
+        "rtf": rtf,
+        "accurate_parts": parts,
+        "throughput": throughput,
+        "memory": memory,
+        "int8": int8,
+        "elapsed_seconds": time.perf_counter() - began,
+    }
+    results["targets"] = check_targets(results)
+    return results
+
+
+def check_targets(results: dict) -> list[dict]:
+    rtf = results["rtf"]["systems"]["accurate"]["rtf"]
+    threads = results["rtf"]["threads"]
+    two = [m for m in results["throughput"] if m["model"] == "accurate" and m["threads"] == 2]
+    best = max(two, key=lambda m: m["files_per_second_median"])
+    memory = results["memory"]
+    peak = memory["report"]["peak"]["ru_maxrss_mb"]
+    targets = [
+        (f"accurate RTF <= {TARGET_RTF} (10 s clip, batch 1, {threads} thread(s))",
+         f"{rtf:.4f}", "predict, fp32", rtf <= TARGET_RTF),
+        (f"accurate predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, 2 threads)",
+         f"{best['files_per_second_median']:.1f}", f"batch {best['batch_size']}",
+         best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
+        (f"accurate timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB "
+         f"({memory['audio_seconds'] / 60:g} min file)",
+         f"{peak:.0f} MB", f"{memory['threads']} thread(s)", peak < TARGET_PEAK_RSS_MB),
+    ]  # fmt: skip
+    return [
+        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
+        for t, m, s, ok in targets
+    ]
+
+
+def _fmt_params(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def render_markdown(results: dict) -> str:
+    machine, versions, models = results["machine"], results["versions"], results["models"]
+    about = models["accurate"]
+    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
+    model_line = {
+        "file": f"the model file `{about['path']}`",
+        "bundled": "the bundled model (`emofuse/pretrained/accurate.pt`)",
+        "untrained-config": "an UNTRAINED pipeline of `configs/accurate.yaml` (no bundled "
+        "accurate model installed; real Whisper base weights, random head; speed does not "
+        "depend on training)",
+    }[about["source"]]
+    rtf = results["rtf"]
+    rtf_rows = [
+        [name, _fmt_params(models[name]["parameters"]), f"{s['median_ms']:.1f}",
+         f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
+         f"{s['median_ms'] / rtf['systems']['accurate']['median_ms']:.2f}", s["runs"]]
+        for name, s in rtf["systems"].items()
+    ]  # fmt: skip
+    parts = results["accurate_parts"]
+    part_rows = [
+        [name, f"{s['median_ms']:.1f}", f"{100 * s['share_of_pipeline']:.0f}%", s["runs"]]
+        for name, s in parts["parts"].items()
+    ]
+    many_rows = [
+        [m["model"], m["threads"], m["batch_size"], f"{m['files_per_second_median']:.1f}",
+         f"{m['files_per_second_best']:.1f}", f"{m['audio_seconds_per_second_median']:.0f}",
+         m["passes"], m["other_processes_cores"]]
+        for m in results["throughput"]
+    ]  # fmt: skip
+    memory = results["memory"]
+    mem_rows = [
+        [f"{r['audio_seconds'] / 60:g}", r["batch_size"],
+         f"{r['after_imports']['ru_maxrss_mb']:.0f}", f"{r['after_load']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
+         r["segments"], r["silent_segments"], f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}",
+         r["other_processes_cores"]]
+        for r in [memory["report"], *memory["smaller_batches"]]
+    ]  # fmt: skip
+    int8 = results["int8"]
+    q = int8["rtf"]
+    int8_rows = [
+        [name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
+         f"{s['speedup_over_fp32']:.2f}x", s["runs"], f"{int8['state_dict_mb'][name]:.1f}"]
+        for name, s in q["systems"].items()
+    ]  # fmt: skip
+    clip_rows = [
+        [v, f"{c['seconds']:g}", f"{d['max_abs_probability_difference']:.1e}",
+         "yes" if d["same_label"] else "NO",
+         ", ".join(f"{k}: {x['relative_l2_error']:.3f}" for k, x in d["hidden_states"].items()),
+         f"{min(x['min_frame_cosine'] for x in d['hidden_states'].values()):.4f}"]
+        for v in int8["summary"]
+        for c in int8["clips"]
+        for d in [c["variants"][v]]
+    ]  # fmt: skip
+    untrained_note = (
+        " The accurate model here is untrained: its head gives near-uniform probabilities "
+        f"(top {max(c['fp32_top_probability'] for c in int8['clips']):.3f} for 7 classes), so "
+        "the probability differences say little; the hidden-state error is the measure that "
+        "carries over to the trained model."
+        if not about["trained"]
+        else ""
+    )
+    target_rows = [[t["target"], t["measured"], t["setting"], t["status"]]
+                   for t in results["targets"]]  # fmt: skip
+    sections = [
+        f"# emofuse `accurate` model: speed, throughput, memory, int8{quick}",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; Python "
+        f"{machine['python']}, emofuse {versions['emofuse']}, torch {versions['torch']}, "
+        f"transformers {versions['transformers']}. Load average (1/5/15 min) before "
+        f"{results['load_average_before']}, after {results['load_average_after']}; other "
+        f"processes kept {results['other_processes_cores']} cores busy on average during the "
+        f"run ({len(results['background_processes_before'])} busy processes at the start). "
+        "Numbers measured on a loaded machine are pessimistic and noisy; compare systems by "
+        "the ratios within one table (timed in alternating rounds), not across runs.",
+        f"Accurate model: {model_line}; {about['parameters']:,} parameters "
+        f"({about['head_parameters']:,} trained: normaliser + head), evaluation windows "
+        f"{about['eval_windows']['window_seconds']:g} s. Fast model: "
+        f"`emofuse/pretrained/fast.pt`, {models['fast']['parameters']:,} parameters, "
+        f"{models['fast']['eval_windows']['window_seconds']:g} s windows. wav2vec2: "
+        f"`Wav2Vec2Model(Wav2Vec2Config())`, random init, {models['wav2vec2']['parameters']:,} "
+        "parameters, all 12 layers. Command: "
+        f"`{results['command']}`.",
+        "## Targets",
+        common.markdown_table(["target", "measured", "setting", "status"], target_rows),
+        f"## RTF: one {rtf['clip_seconds']:g} s clip, batch 1, {rtf['threads']} thread(s)",
+        "accurate and fast via `EmotionRecognizer.predict(array, sample_rate=16000)`; wav2vec2 "
+        "as a raw encoder forward. RTF = median latency / audio duration. Other processes kept "
+        f"{rtf['other_processes_cores']} cores busy during this table.",
+        common.markdown_table(
+            ["system", "params", "median ms", "p90 ms", "RTF", "x accurate", "runs"], rtf_rows
+        ),
+        f"## Where the accurate model's time goes ({parts['clip_seconds']:g} s clip, "
+        f"{parts['threads']} thread(s))",
+        "Each part timed on its own, all in alternating rounds; share = median / pipeline "
+        "forward median. The stream output is "
+        f"{'' if parts['stream_output_contiguous'] else 'not '}contiguous "
+        f"({parts['stream_output_shape']}); the diagnostic row copies it to contiguous memory "
+        "before the head (copy included).",
+        common.markdown_table(["part", "median ms", "share", "runs"], part_rows),
+        f"## `predict_many` throughput ({results['throughput'][0]['files']} WAV files of "
+        f"{MANY_SECONDS:g} s, decoding included)",
+        common.markdown_table(
+            [
+                "model",
+                "threads",
+                "batch",
+                "files/s (median)",
+                "files/s (best)",
+                "audio s / s",
+                "passes",
+                "cores busy with other processes",
+            ],
+            many_rows,
+        ),  # fmt: skip
+        f"## `timeline` memory (accurate model, {memory['threads']} thread(s))",
+        "A fresh process iterates `recognizer.timeline(path)` "
+        f"({memory['timeline_defaults']}) over a 16 kHz WAV file; the first row is the target "
+        "measurement, the others the same on a shorter file with smaller `batch_size` (memory "
+        "does not grow with the file's length). RSS in MB (10^6 bytes) from `ru_maxrss` after "
+        "the imports, after loading the model and at the end (the peak); `VmHWM` is the "
+        "kernel's high-water mark of the same process.",
+        common.markdown_table(
+            [
+                "file min",
+                "batch",
+                "after imports",
+                "after load",
+                "peak",
+                "peak VmHWM",
+                "segments",
+                "silent",
+                "wall s",
+                "RTF",
+                "cores busy with other processes",
+            ],
+            mem_rows,
+        ),  # fmt: skip
+        "## int8 dynamic quantisation of the accurate model",
+        f"`quantize_dynamic(pipeline, {{nn.Linear}}, dtype=torch.qint8)` (`int8`, per-tensor "
+        "weight scales) and the same with `per_channel_dynamic_qconfig` (`int8-perchannel`): "
+        f"{int8['quantized_linear_layers']} of {int8['linear_layers']} Linear layers quantised "
+        f"({int8['quantized_in_encoder']} in the Whisper encoder); the conv stem and the head's "
+        f"convolutions stay fp32. RTF side by side ({q['clip_seconds']:g} s clip, "
+        f"{q['threads']} thread(s), alternating rounds; state dict size as saved by "
+        "`torch.save`):",
+        common.markdown_table(
+            ["model", "median ms", "p90 ms", "RTF", "speed-up", "runs", "state dict MB"],
+            int8_rows,
+        ),
+        "Closeness to fp32 on synthetic clips: largest |p_fp32 - p_int8| over the classes, the "
+        "same top label, relative L2 error of the Whisper hidden states per layer, and the "
+        f"lowest per-frame cosine similarity.{untrained_note}",
+        common.markdown_table(
+            [
+                "variant",
+                "clip s",
+                "max abs prob. diff",
+                "same label",
+                "hidden-state rel. L2 error by layer",
+                "min frame cosine",
+            ],
+            clip_rows,
+        ),  # fmt: skip
+    ]
+    ev = int8["eval"]
+    if ev:
+        sections += [
+            f"UA on `{ev['corpus']}` ({ev['files']} files, task `{ev['task']}`"
+            f"{', an even spread over the corpus' if ev['limit'] else ''}):",
+            common.markdown_table(
+                ["model", "UA", "WA", "UA change (points)", "agreement with fp32", "files/s"],
+                [
+                    [
+                        k,
+                        f"{100 * s['ua']:.2f}",
+                        f"{100 * s['wa']:.2f}",
+                        f"{s['ua_change_points']:+.2f}" if "ua_change_points" in s else "",
+                        f"{100 * s['prediction_agreement']:.1f}%"
+                        if "prediction_agreement" in s
+                        else "",
+                        f"{s['files_per_second']:.1f}",
+                    ]
+                    for k, s in ev["systems"].items()
+                ],
+            ),  # fmt: skip
+            "**Verdict**: " + "; ".join(ev["verdicts"].values()) + ".",
+        ]
+    else:
+        sections.append(
+            "No `--eval-dir`/`--eval-corpus` given: UA not measured, no keep/drop verdict."
+        )
+    return "\n\n".join(sections)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="accurate model file (default: bundled accurate, else untrained)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for RTF, int8 and timeline (default 1)",
+    )
+    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    parser.add_argument("--eval-dir", default=None, help="corpus root for the int8 UA check")
+    parser.add_argument("--eval-corpus", default=None, help="corpus name (emodb, emovo, ...)")
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        help=f"at most this many utterances (--quick: {QUICK_EVAL_LIMIT})",
+    )
+    args = parser.parse_args(argv)  # fmt: skip
+    if bool(args.eval_dir) != bool(args.eval_corpus):
+        parser.error("--eval-dir and --eval-corpus go together")
+    if args.threads < 1 or (args.eval_limit is not None and args.eval_limit < 1):
+        parser.error("--threads and --eval-limit must be positive")
+    results = run(args)
+    common.write_results("accurate", results, render_markdown(results), quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
