@@ -201,7 +201,8 @@ class EncoderLrSystem(System):
         out_dir: Path,
         progress: bool = True,
     ) -> FoldRecord:
-        return encoder_lr.run_lr_fold(experiment, index, prepared, self.name)
+        layers = encoder_lr.encoder_stream(config.streams).settings["layers"]
+        return encoder_lr.run_lr_fold(experiment, index, prepared, self.name, layers)
 
 
 @register_system

@@ -20,10 +20,10 @@ equivalent (the tests compare it with the pipeline):
 - ``nn.MaxPool1d(2)`` in the 1D branches (MFCC, prosody) becomes a pairwise maximum;
 - the BiLSTM becomes one custom op, ``emofuse::bilstm``, translated to one ONNX ``LSTM`` with
   ``sequence_lens``, so each item of a padded batch is run over exactly its own frames;
-- a Whisper stream's front end (:class:`_ExportWhisper`) always masks padded attention keys
-  (the pipeline leaves the mask out when no item is padded) and encodes the input as one
-  window: a model with a Whisper stream takes clips of up to 30 s (``max_samples`` in the
-  sidecar; :class:`OnnxBackend` trims longer zero padding and rejects longer clips).
+- a Whisper stream's front end, while traced, always masks padded attention keys (eager mode
+  leaves the mask out when no item is padded) and encodes the input as one window: a model
+  with a Whisper stream takes clips of up to 30 s (``max_samples`` in the sidecar;
+  :class:`OnnxBackend` trims longer zero padding and rejects longer clips).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.files import atomic_path
 from emofuse.model import Conv1dBranch
-from emofuse.model.blocks import lengths_to_mask
 from emofuse.model.temporal import BiLSTM
 from emofuse.pipeline import EmotionPipeline, EvalWindows
 from emofuse.signal.whisper import MAX_POSITIONS, MEL_HOP, WhisperFrontEnd
@@ -148,47 +147,6 @@ class _ExportBiLSTM(nn.Module):
         return out * mask.unsqueeze(-1).to(out.dtype)
 
 
-class _ExportWhisper(nn.Module):
-    """Export stand-in for :class:`~emofuse.signal.whisper.WhisperFrontEnd` on one window.
-
-    Shape: ``(B, S), (B,) -> (B, len(layers) * W, ceil((S // 160) / 2)), (B,)`` with
-    ``S >= 400``, clips of up to 30 s (zero padding past them may be longer). The same
-    computation as the front end's single-window path, without its shape branches: the
-    attention key mask is always applied (it changes nothing where no key is padded), and steps
-    past the position table (padding only) reuse its last row.
-    """
-
-    def __init__(self, frontend: WhisperFrontEnd) -> None:
-        super().__init__()
-        self.layers = frontend.settings.layers
-        self.log_mel = frontend.log_mel
-        self.encoder = frontend.encoder
-
-    def forward(
-        self, waveforms: Tensor, lengths: Tensor, memo: dict | None = None
-    ) -> tuple[Tensor, Tensor]:
-        lengths = lengths.to(device=waveforms.device, dtype=torch.long)
-        mel, frame_lengths = self.log_mel(waveforms, lengths)  # (B, n_mels, F), (B,)
-        encoder = self.encoder
-        mask = lengths_to_mask(frame_lengths, mel.shape[-1]).unsqueeze(1).to(mel.dtype)
-        h = nn.functional.gelu(encoder.conv1(mel * mask)) * mask  # (B, W, F)
-        h = nn.functional.gelu(encoder.conv2(h)).transpose(1, 2)  # (B, T, W), T = ceil(F / 2)
-        steps = torch.div(frame_lengths + 1, 2, rounding_mode="floor")  # (B,)
-        rows = torch.arange(h.shape[1], device=h.device).clamp(max=MAX_POSITIONS - 1)  # (T,)
-        x = h + encoder.positions[rows]  # (B, T, W)
-        valid = lengths_to_mask(steps, x.shape[1])  # (B, T)
-        key_mask = valid[:, None, None, :]  # (B, 1, 1, T)
-        states = {0: x} if 0 in self.layers else {}
-        for k, layer in enumerate(encoder.layers, start=1):
-            x = layer(x, key_mask)
-            if k == len(encoder.layers) and encoder.final_norm is not None:
-                x = encoder.final_norm(x)
-            if k in self.layers:
-                states[k] = x
-        frames = torch.cat([states[k] for k in self.layers], dim=-1).transpose(1, 2)  # (B, LW, T)
-        return frames * valid.unsqueeze(1).to(frames.dtype), steps
-
-
 def padding_unit(pipeline: EmotionPipeline) -> int:
     """Samples ``u`` such that a waveform of ``k u - 1`` samples gives every stream a frame count
     (``1 + samples // hop``; a Whisper stream's ``ceil((samples // 160) / 2)``) that is a
@@ -218,10 +176,6 @@ class _ExportGraph(nn.Module):
                 branch.pool = _PairMax()
         if isinstance(net.temporal, BiLSTM):
             net.temporal = _ExportBiLSTM(net.temporal.lstm)
-        extractors = self.pipeline.frontend.extractors
-        for name, extractor in extractors.items():
-            if isinstance(extractor, WhisperFrontEnd):
-                extractors[name] = _ExportWhisper(extractor)
         self.unit = padding_unit(pipeline)
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:

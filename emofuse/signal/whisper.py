@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emofuse.model.blocks import lengths_to_mask
+from emofuse.model.temporal import exporting
 from emofuse.signal.functional import mel_filterbank
 
 __all__ = ["WhisperSettings", "WhisperLogMel", "WhisperEncoder", "WhisperFrontEnd", "SIZES"]
@@ -197,9 +198,11 @@ class WhisperEncoder(nn.Module):
         h = F.gelu(self.conv1(mel * mask)) * mask  # (B, W, F)
         h = F.gelu(self.conv2(h))  # (B, W, ceil(F / 2))
         steps = torch.div(frame_lengths + 1, 2, rounding_mode="floor")  # (B,)
-        x = h.transpose(1, 2) + self.positions[: h.shape[-1]]  # (B, T, W)
+        rows = torch.arange(h.shape[-1], device=h.device).clamp(max=MAX_POSITIONS - 1)  # (T,)
+        x = h.transpose(1, 2) + self.positions[rows]  # (B, T, W); rows past 30 s are padding
         valid = lengths_to_mask(steps, x.shape[1])  # (B, T)
-        key_mask = None if bool(valid.all()) else valid[:, None, None, :]  # (B, 1, 1, T)
+        unmasked = not exporting() and bool(valid.all())  # traced graphs always mask
+        key_mask = None if unmasked else valid[:, None, None, :]  # (B, 1, 1, T)
         states = {0: x} if 0 in layers else {}
         for k, layer in enumerate(self.layers, start=1):
             x = layer(x, key_mask)
@@ -228,7 +231,7 @@ class WhisperFrontEnd(nn.Module):
                 ) -> tuple[Tensor, Tensor]:  # fmt: skip
         lengths = lengths.to(device=waveforms.device, dtype=torch.long)
         window = MAX_POSITIONS * 2 * MEL_HOP  # samples in 30 s
-        if waveforms.shape[1] <= window:
+        if exporting() or waveforms.shape[1] <= window:  # an exported graph takes one window
             return self._encode(waveforms, lengths)
         chunks, steps = [], []
         for start in range(0, waveforms.shape[1], window):
@@ -244,7 +247,7 @@ class WhisperFrontEnd(nn.Module):
         return frames * mask, total
 
     def _encode(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        if waveforms.shape[1] < N_FFT:
+        if not exporting() and waveforms.shape[1] < N_FFT:  # export pads to more already
             waveforms = F.pad(waveforms, (0, N_FFT - waveforms.shape[1]))
         mel, frame_lengths = self.log_mel(waveforms, lengths)
         layers = self.settings.layers
