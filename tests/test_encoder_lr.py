@@ -165,6 +165,20 @@ def test_layer_and_c_are_chosen_on_the_training_side_and_the_test_fold_is_scored
         assert record.best_epoch is None and record.val_ua is None and record.history == []
 
 
+def test_one_training_speaker_falls_back_to_utterance_folds():
+    """TESS-like: two speakers, so each fold trains on one (an inner speaker split is
+    impossible); the choice is made on utterance folds of that speaker, and says so."""
+    utterances = [
+        _utterance("synth", f"s{s}", i, TASK.labels[i % 3]) for s in range(2) for i in range(30)
+    ]
+    folds = make_folds(utterances, "loso-speaker", seed=0)
+    experiment = Experiment("synth", TASK, "loso-speaker", utterances, folds, {}, [])
+    record = run_lr_fold(experiment, 0, _pooled(utterances, INFORMATIVE, seed=2), "whisper-lr",
+                         LAYERS)  # fmt: skip
+    assert record.chosen_params["inner_folds"] == "utterance"
+    assert record.chosen_params["layer"] == 5 and record.ua > 0.8
+
+
 def test_test_speakers_never_influence_the_choice(monkeypatch):
     experiment = _synthetic_experiment()
     fold = experiment.folds[2]
@@ -312,7 +326,7 @@ def test_compare_runs_both_encoder_systems(compared):
     text = (out / "table.md").read_text()
     assert all(f"| {system} | " in text for system in SYSTEMS)
     differs = False
-    for corpus, labels in (("emodb", 7), ("emovo", 7)):
+    for corpus in ("emodb", "emovo"):  # both tasks have 7 classes
         for i in range(N_FOLDS):
             folds = {system: _fold(out, corpus, system, i) for system in SYSTEMS}
             for system, fold in folds.items():
@@ -321,11 +335,12 @@ def test_compare_runs_both_encoder_systems(compared):
                 assert fold["chosen_params"]["C"] in C_GRID
                 assert 0.0 <= fold["inner_cv_ua"] <= 1.0
                 assert fold["best_epoch"] is None and fold["val_ua"] is None
-                assert all(len(p["posteriors"]) == labels for p in fold["predictions"])
+                assert all(len(p["posteriors"]) == 7 for p in fold["predictions"])
             one, two = folds.values()
             assert one["test_speakers"] == two["test_speakers"]
             assert [p["id"] for p in one["predictions"]] == [p["id"] for p in two["predictions"]]
             differs |= one["predictions"] != two["predictions"]
-            summary = json.loads((out / corpus / SYSTEMS[0] / "seed0" / "summary.json").read_text())
-            assert summary["system"] == SYSTEMS[0] and summary["n_folds"] == N_FOLDS
+        for system in SYSTEMS:
+            summary = json.loads((out / corpus / system / "seed0" / "summary.json").read_text())
+            assert summary["system"] == system and summary["n_folds"] == N_FOLDS
     assert differs  # the per-speaker standardisation changes the model's posteriors

@@ -50,7 +50,8 @@ def encoder_stream(streams: Sequence[StreamSpec]) -> StreamSpec:
     spec = next((s for s in streams if s.kind == "whisper"), None)
     settings = dict(spec.settings) if spec else {}
     n_layers = settings.get("n_layers", 6)
-    settings["layers"] = list(range(1, max(2, min(MAX_CANDIDATE_LAYER, n_layers - 1)) + 1))
+    deepest = max(1, min(MAX_CANDIDATE_LAYER, n_layers - 1))  # a 1-layer encoder: layer 1
+    settings["layers"] = list(range(1, deepest + 1))
     return stream_spec("whisper", name="whisper", **settings)
 
 
@@ -100,7 +101,7 @@ def run_lr_fold(
     """Choose layer and C on fold ``index``'s training speakers, refit, test; ``pooled`` rows
     are the encoder's ``layers``."""
     from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
 
     began = time.perf_counter()
     fold, task = experiment.folds[index], experiment.task
@@ -108,8 +109,12 @@ def run_lr_fold(
     x_train = np.stack([pooled[str(u.path)] for u in train])  # (N, L, 2W)
     y_train = np.array([task.index(u.label) for u in train])
     groups = np.array(["/".join(speaker_key(u)) for u in train])
-    inner = GroupKFold(n_splits=min(5, len(set(groups))))
-    best = (-1.0, 0, C_GRID[0])  # (inner UA, layer index, C)
+    if len(set(groups)) >= 2:
+        inner, by = GroupKFold(n_splits=min(5, len(set(groups)))), "speaker"
+    else:  # one training speaker (e.g. TESS): utterance folds are all there is
+        smallest = int(np.bincount(y_train)[np.unique(y_train)].min())
+        inner, by = StratifiedKFold(n_splits=max(2, min(5, smallest))), "utterance"
+    best = (-1.0, 0, 0)  # (inner UA, -layer index, -C): ties go to the shallower, smaller C
     for layer in range(x_train.shape[1]):
         for c in C_GRID:
             scores = []
@@ -117,8 +122,8 @@ def run_lr_fold(
                 model = _model(c).fit(x_train[fit_idx, layer], y_train[fit_idx])
                 predicted = model.predict(x_train[held_idx, layer])
                 scores.append(balanced_accuracy_score(y_train[held_idx], predicted))
-            best = max(best, (float(np.mean(scores)), layer, c))
-    inner_ua, layer, c = best
+            best = max(best, (float(np.mean(scores)), -layer, -c))
+    inner_ua, layer, c = best[0], -best[1], -best[2]
     model = _model(c).fit(x_train[:, layer], y_train)
     x_test = np.stack([pooled[str(u.path)][layer] for u in fold.test])
     probabilities = np.zeros((len(x_test), task.num_classes))
@@ -128,5 +133,5 @@ def run_lr_fold(
         experiment, index, system, probabilities, y_test, [u.id for u in fold.test],
         best_epoch=None, val_ua=None,
         train_seconds=time.perf_counter() - began, history=[],
-        chosen_params={"layer": layers[layer], "C": c}, inner_cv_ua=inner_ua,
+        chosen_params={"layer": layers[layer], "C": c, "inner_folds": by}, inner_cv_ua=inner_ua,
     )  # fmt: skip
