@@ -8,6 +8,10 @@ kind is one class registered with :func:`register_stream_kind` (in any module) p
 entry. Every kind is a *frozen* front end: its frames are computed once per file and cached,
 and no gradient flows into it; what learns is the stream's branch in the model.
 
+Kinds: ``mfcc``, ``logmel`` and ``prosody`` (computed features) and ``whisper`` (a frozen
+pretrained encoder's hidden states, :mod:`emofuse.signal.whisper`; its weights come from a
+weight package or directory when training and from the model file when predicting).
+
 >>> specs = default_streams()
 >>> [(s.name, s.kind, make_kind(s).dims, make_kind(s).frame_rate) for s in specs]
 [('mfcc', 'mfcc', 40, 100.0), ('logmel', 'logmel', 64, 100.0)]
