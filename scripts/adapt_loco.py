@@ -56,10 +56,15 @@ def main() -> None:
                "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)
+    write_report(run, rows)
+
+
+def write_report(run: Path, rows: list[dict]) -> None:
+    """``adaptation.json`` and ``adaptation.md`` in ``run`` from the per-fold rows."""
     result = {"run": str(run), "machine": machine_description(), "folds": rows,
               "mean": {k: round(float(np.mean([r[k]["ua"] for r in rows])), 1)
                        for k in ("plain", "adapted")}}  # fmt: skip
-    write_json(run / "adaptation.json", result)
+    write_json(result, run / "adaptation.json")
     lines = ["| held-out corpus | n | UA % as trained | UA % adapted | WA % as trained | "
              "WA % adapted |", "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in rows:

@@ -17,12 +17,11 @@ import copy
 import os
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 
 from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline
-from emofuse.signal.audio import AudioError, load_audio
+from emofuse.signal.audio import AudioError, level_db, load_audio
 
 __all__ = ["AdaptationError", "adapt_pipeline", "MIN_SECONDS"]
 
@@ -32,11 +31,6 @@ CHUNK_SECONDS = 30.0  # frames are computed 30 s at a time: memory stays flat on
 
 class AdaptationError(ValueError):
     """Too little usable audio to re-estimate the statistics; the message says how much."""
-
-
-def _level_db(wave: np.ndarray) -> float:
-    power = float(np.mean(np.square(wave - wave.mean(dtype=np.float64)))) if wave.size else 0.0
-    return 10 * np.log10(power) if power > 0 else -np.inf
 
 
 def adapt_pipeline(
@@ -69,7 +63,7 @@ def adapt_pipeline(
                 raise
             on_error(path, error)
             continue
-        if _level_db(wave) < silence_db:
+        if level_db(wave) < silence_db:
             silent += 1
             continue
         used, seconds = used + 1, seconds + wave.size / rate

@@ -34,7 +34,7 @@ import torch
 
 from emofuse.device import resolve_device
 from emofuse.pipeline import EmotionPipeline, load_model
-from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
+from emofuse.signal.audio import AudioError, iter_blocks, level_db, load_audio, resample
 
 __all__ = [
     "Backend",
@@ -161,14 +161,6 @@ def _prepare(window: np.ndarray, min_samples: int) -> np.ndarray:
     if window.size < min_samples:
         window = np.tile(window, math.ceil(min_samples / window.size))[:min_samples]
     return window
-
-
-def _level_db(wave: np.ndarray) -> float:
-    """RMS of the mean-removed signal in dBFS (-inf for a constant or empty signal)."""
-    if wave.size == 0:
-        return -math.inf
-    power = float(np.mean(np.square(wave - wave.mean(dtype=np.float64))))
-    return 10 * math.log10(power) if power > 0 else -math.inf
 
 
 def _as_mono(audio: np.ndarray) -> np.ndarray:
@@ -304,7 +296,7 @@ class EmotionRecognizer:
                 counts[index] += 1
 
         for index, wave, source in waves:
-            if _level_db(wave) < self.silence_db:
+            if level_db(wave) < self.silence_db:
                 results[index] = Prediction(SILENCE, {}, True, wave.size / rate, source)
                 continue
             sums[index], counts[index] = np.zeros(len(self.labels)), 0
@@ -425,7 +417,7 @@ class EmotionRecognizer:
 
         def add(start: int, samples: np.ndarray, lo: float, hi: float) -> Iterator[Segment]:
             part = samples[round(lo) - start : round(hi) - start]
-            silent = _level_db(part) < self.silence_db
+            silent = level_db(part) < self.silence_db
             pending.append((lo, hi, None if silent else _prepare(samples, self._min_samples)))
             waiting = sum(w is not None for _, _, w in pending)
             if waiting == 0 or waiting >= batch_size:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-__all__ = ["AudioError", "load_audio", "iter_blocks", "resample", "audio_duration"]
+__all__ = ["AudioError", "load_audio", "iter_blocks", "resample", "audio_duration", "level_db"]
 
 PathLike = str | os.PathLike
 
@@ -122,3 +123,11 @@ def iter_blocks(
                 yield wave
             if last:
                 return
+
+
+def level_db(wave: np.ndarray) -> float:
+    """RMS of the mean-removed signal in dBFS (-inf for a constant or empty signal)."""
+    if wave.size == 0:
+        return -math.inf
+    power = float(np.mean(np.square(wave - wave.mean(dtype=np.float64))))
+    return 10 * math.log10(power) if power > 0 else -math.inf
