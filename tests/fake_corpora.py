@@ -196,3 +196,22 @@ def make_generic_csv(root: Path, rows: tuple[tuple[str, ...], ...] = GENERIC_ROW
         writer.writerow(["path", "label", "speaker", "session"])
         writer.writerows(rows)
     return table
+
+
+# Three-speaker EmoDB and EMOVO trees for cross-validation tests (leave-one-speaker-out: 3 folds).
+SMALL_EMODB_STEMS = tuple(
+    f"{s}a0{v}{c}{'ab'[v - 1]}" for s in ("03", "08", "10") for c in "WAFTN" for v in (1, 2)
+)
+SMALL_EMOVO_SPEAKERS = ("f1", "m1", "m2")
+
+
+def make_small_emodb_emovo(root: Path) -> Path:
+    """``root/emodb`` (three speakers, 0.5 s clips) and ``root/emovo`` (three speakers, every
+    emotion, 0.3 s clips) in their real layouts."""
+    for i, stem in enumerate(SMALL_EMODB_STEMS):
+        write_audio(root / "emodb" / "wav" / f"{stem}.wav", seconds=0.5, seed=i)
+    for i, speaker in enumerate(SMALL_EMOVO_SPEAKERS):
+        for j, code in enumerate(EMOVO_CODES):
+            path = root / "emovo" / speaker / f"{code}-{speaker}-b1.wav"
+            write_audio(path, seconds=0.3, seed=10 * i + j)
+    return root

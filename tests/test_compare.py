@@ -19,10 +19,6 @@ from emofuse.experiments.variants import CLAIMS, FULL, VARIANTS, system_config
 from emofuse.model import ModelConfig
 from emofuse.signal.streams import stream_spec
 
-EMODB_STEMS = tuple(
-    f"{s}a0{v}{c}{'ab'[v - 1]}" for s in ("03", "08", "10") for c in "WAFTN" for v in (1, 2)
-)
-EMOVO_SPEAKERS = ("f1", "m1", "m2")
 NETWORKS = ["full", "no-multiscale", "mfcc-only"]
 HAS_SVM = importlib.util.find_spec("opensmile") is not None
 SYSTEM_LIST = NETWORKS + (["egemaps-svm"] if HAS_SVM else [])
@@ -32,14 +28,7 @@ N_FOLDS = 3  # both fake corpora have 3 speakers, leave-one-speaker-out
 
 @pytest.fixture(scope="module")
 def root_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora")
-    for i, stem in enumerate(EMODB_STEMS):
-        fake_corpora.write_audio(root / "emodb" / "wav" / f"{stem}.wav", seconds=0.5, seed=i)
-    for i, speaker in enumerate(EMOVO_SPEAKERS):  # the real layout, three speakers only
-        for j, code in enumerate(fake_corpora.EMOVO_CODES):
-            path = root / "emovo" / speaker / f"{code}-{speaker}-b1.wav"
-            fake_corpora.write_audio(path, seconds=0.3, seed=10 * i + j)
-    return root
+    return fake_corpora.make_small_emodb_emovo(tmp_path_factory.mktemp("corpora"))
 
 
 def _base() -> ExperimentConfig:

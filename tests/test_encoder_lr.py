@@ -11,7 +11,7 @@ from pathlib import Path
 import fake_corpora
 import numpy as np
 import pytest
-import torch
+from tiny_whisper import HEADS, N_LAYERS, WIDTH, save_tiny_whisper
 
 from emofuse.config import CorpusSpec, ExperimentConfig, TrainConfig
 from emofuse.corpora import Utterance
@@ -31,7 +31,6 @@ from emofuse.signal.streams import stream_spec
 
 pytest.importorskip("sklearn")
 
-WIDTH, HEADS, N_LAYERS = 64, 4, 3  # the tiny encoder: candidate layers 1..N_LAYERS - 1
 TASK = LabelTask("synth3", ("neutral", "happy", "sad"))
 
 
@@ -223,47 +222,20 @@ def test_test_speakers_never_influence_the_choice(monkeypatch):
 
 # --------------------------------------------------------------------------- end to end
 
-EMODB_STEMS = tuple(
-    f"{s}a0{v}{c}{'ab'[v - 1]}" for s in ("03", "08", "10") for c in "WAFTN" for v in (1, 2)
-)
-EMOVO_SPEAKERS = ("f1", "m1", "m2")
 SYSTEMS = ["whisper-lr", "whisper-lr-speaker"]
 N_FOLDS = 3  # both fake corpora have 3 speakers, leave-one-speaker-out
 
 
 @pytest.fixture(scope="module")
 def root_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora")
-    for i, stem in enumerate(EMODB_STEMS):
-        fake_corpora.write_audio(root / "emodb" / "wav" / f"{stem}.wav", seconds=0.5, seed=i)
-    for i, speaker in enumerate(EMOVO_SPEAKERS):
-        for j, code in enumerate(fake_corpora.EMOVO_CODES):
-            path = root / "emovo" / speaker / f"{code}-{speaker}-b1.wav"
-            fake_corpora.write_audio(path, seconds=0.3, seed=10 * i + j)
-    return root
+    return fake_corpora.make_small_emodb_emovo(tmp_path_factory.mktemp("corpora"))
 
 
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A random 3-layer, 64-wide transformers Whisper model saved with ``save_pretrained``."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.WhisperConfig(
-        d_model=WIDTH, encoder_layers=N_LAYERS, encoder_attention_heads=HEADS,
-        encoder_ffn_dim=4 * WIDTH, decoder_layers=1, decoder_attention_heads=4,
-        decoder_ffn_dim=256, num_mel_bins=80, vocab_size=100, max_source_positions=1500,
-        max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.WhisperModel(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.1)
     directory = tmp_path_factory.mktemp("tiny-whisper-hf")
-    model.save_pretrained(directory)
+    save_tiny_whisper(directory)
     return directory
 
 

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from tiny_whisper import HEADS, N_LAYERS, N_MELS, WIDTH, save_tiny_whisper
 from torch import nn
 
 from emofuse.model import BranchSpec, ModelConfig, make_branch
@@ -40,7 +41,6 @@ from emofuse.signal.whisper_weights import (
 from emofuse.testing import synthetic_voice
 
 SR = 16000
-WIDTH, HEADS, N_LAYERS, N_MELS = 64, 4, 3, 80
 WINDOW = 30 * SR  # samples the encoder takes at once
 
 
@@ -130,34 +130,8 @@ def test_log_mel_of_a_padded_batch_equals_each_item_alone():
 def tiny_hf(tmp_path_factory):
     """A random 3-layer, 64-wide transformers ``WhisperModel`` (every parameter perturbed,
     biases and norms included) saved with ``save_pretrained``: (model, directory)."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.WhisperConfig(
-        d_model=WIDTH,
-        encoder_layers=N_LAYERS,
-        encoder_attention_heads=HEADS,
-        encoder_ffn_dim=4 * WIDTH,
-        decoder_layers=1,
-        decoder_attention_heads=4,
-        decoder_ffn_dim=256,
-        num_mel_bins=N_MELS,
-        vocab_size=100,
-        max_source_positions=1500,
-        max_target_positions=32,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    torch.manual_seed(0)
-    model = transformers.WhisperModel(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.1)
     directory = tmp_path_factory.mktemp("tiny-whisper-hf")
-    model.save_pretrained(directory)
+    model = save_tiny_whisper(directory)
     assert (directory / "model.safetensors").is_file()
     return model, directory
 
