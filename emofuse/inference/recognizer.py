@@ -163,6 +163,15 @@ def _prepare(window: np.ndarray, min_samples: int) -> np.ndarray:
     return window
 
 
+def _padded(windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of any lengths -> zero-padded float32 (N, S) and int64 lengths (N,)."""
+    lengths = np.array([w.size for w in windows], dtype=np.int64)
+    batch = np.zeros((len(windows), int(lengths.max())), np.float32)  # (N, S)
+    for row, w in zip(batch, windows, strict=True):
+        row[: w.size] = w
+    return batch, lengths
+
+
 def _as_mono(audio: np.ndarray) -> np.ndarray:
     """(samples,) or (samples, channels) array, float or integer PCM -> float32 (samples,)."""
     audio = np.asarray(audio)
@@ -336,11 +345,7 @@ class EmotionRecognizer:
         window = round(self.backend.window_seconds * self.sample_rate)
         hop = round(self.backend.hop_seconds * self.sample_rate)
         windows = [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
-        lengths = np.array([w.size for w in windows], dtype=np.int64)
-        batch = np.zeros((len(windows), int(lengths.max())), np.float32)
-        for row, w in zip(batch, windows, strict=True):
-            row[: w.size] = w
-        return self.backend.embeddings(batch, lengths).mean(axis=0)
+        return self.backend.embeddings(*_padded(windows)).mean(axis=0)
 
     def adapt(
         self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0
@@ -448,11 +453,7 @@ class EmotionRecognizer:
         """Windows of any lengths -> probabilities (N, C), in one padded batch."""
         if not windows:
             return np.zeros((0, len(self.labels)), np.float32)
-        lengths = np.array([w.size for w in windows], dtype=np.int64)
-        batch = np.zeros((len(windows), int(lengths.max())), np.float32)  # (N, S)
-        for row, w in zip(batch, windows, strict=True):
-            row[: w.size] = w
-        return self.backend.probabilities(batch, lengths)
+        return self.backend.probabilities(*_padded(windows))
 
     def _labelled(self, probabilities: np.ndarray) -> dict:
         """(C,) probabilities -> ``label`` (the most probable) and ``probabilities`` (a dict)."""
