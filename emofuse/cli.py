@@ -161,6 +161,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def _reporter(failed: list):
+    """``report(path, error)``: print the error on stderr and remember the path in ``failed``."""
+
+    def report(path, error: Exception) -> None:
+        failed.append(path)
+        print(f"emofuse: error: {error}", file=sys.stderr)
+
+    return report
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Print the emotion (or ``--timeline``) of each file; 1 if any file failed."""
     from emofuse.files import find_audio_files
@@ -169,11 +179,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    failed = []
-
-    def report(path, error: Exception) -> None:
-        failed.append(path)
-        print(f"emofuse: error: {error}", file=sys.stderr)
+    failed: list = []
+    report = _reporter(failed)
 
     files = []
     for item in args.inputs:
@@ -239,11 +246,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from emofuse.inference.adapt import adapt_pipeline
     from emofuse.pipeline import load_model, save_pipeline
 
-    failed = []
-
-    def report(path, error: Exception) -> None:
-        failed.append(path)
-        print(f"emofuse: error: {error}", file=sys.stderr)
+    failed: list = []
+    report = _reporter(failed)
 
     files = find_audio_files(args.inputs)
     if not files:
