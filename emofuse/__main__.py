@@ -1,0 +1,7 @@
+"""``python -m emofuse``: the ``emofuse`` command."""
+
+import sys
+
+from emofuse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""What the subcommands share: runtime options (threads, device), error reporting, progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+
+__all__ = ["MODEL_HELP", "add_runtime_args", "apply_threads", "progress", "reporter"]
+
+MODEL_HELP = "accurate (default) or fast (the bundled models), a model file, or an exported .onnx"
+
+
+def add_runtime_args(parser: argparse.ArgumentParser, *, threads: int | None, device: bool) -> None:
+    """``--threads`` (default ``threads``; None: the config's or torch's) and ``--device``."""
+    default = "the config's train.num_threads" if threads is None else str(threads)
+    parser.add_argument(
+        "--threads", type=int, default=threads, metavar="N",
+        help=f"CPU threads for torch and onnxruntime (default: {default}; one thread per process "
+        "is often fastest on a shared machine)",
+    )  # fmt: skip
+    if device:
+        parser.add_argument(
+            "--device", choices=("auto", "cpu", "cuda"), default="auto",
+            help="where torch runs (default: auto, CUDA when present)",
+        )  # fmt: skip
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's CPU threads from ``--threads`` before any work (no-op without the option)."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be positive, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process (e.g. main() called twice in tests)
+        pass
+
+
+def reporter(failed: list) -> Callable[[object, Exception], None]:
+    """``report(path, error)``: print the error on stderr and remember the path in ``failed``."""
+
+    def report(path: object, error: Exception) -> None:
+        failed.append(path)
+        print(f"emofuse: error: {error}", file=sys.stderr)
+
+    return report
+
+
+def progress(items: Iterable, enabled: bool, total: int | None = None, unit: str = "file"):
+    """``items`` with a tqdm bar on stderr when ``enabled`` and stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, unit=unit, leave=False)
