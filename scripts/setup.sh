@@ -11,4 +11,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Install the CPU wheel first, so nothing below can pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+# compat: a plain path entry, so run from the folder above a clone the real package still wins
+# over that folder, which would otherwise import as an empty namespace package "emofuse".
+.venv/bin/python -m pip install -q -e ".[${extras}]" --config-settings editable_mode=compat

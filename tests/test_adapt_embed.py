@@ -79,7 +79,7 @@ def test_adapt_reports_unreadable_files_and_goes_on(recordings, tmp_path):
 
 
 def test_recognizer_adapt(recordings):
-    recognizer = EmotionRecognizer(TorchBackend(tiny_pipeline(), device="cpu"))
+    recognizer = EmotionRecognizer(TorchBackend(tiny_pipeline(), device="cpu"), vad=False)
     adapted = recognizer.adapt(recordings, min_seconds=5.0)
     assert adapted is not recognizer and adapted.adaptation["files"] == 3
     a, b = recognizer.predict(recordings[0]), adapted.predict(recordings[0])
@@ -95,7 +95,8 @@ def test_cli_adapt_writes_a_model_that_predicts(recordings, tmp_path, capsys):
     assert "adapted on 3 files (6.5 s; 1 silent skipped)" in capsys.readouterr().out
     loaded = load_pipeline(out)
     assert loaded.extra["adapted_on"]["files"] == 3
-    assert main(["predict", recordings[0], "--model", str(out), "--format", "json"]) == 0
+    command = ["predict", recordings[0], "--model", str(out), "--format", "json", "--no-vad"]
+    assert main(command) == 0
 
 
 def test_cli_adapt_too_little_audio_fails_clearly(recordings, tmp_path, capsys):
@@ -108,7 +109,7 @@ def test_cli_adapt_too_little_audio_fails_clearly(recordings, tmp_path, capsys):
 
 def test_embed_is_the_mean_of_the_window_representations():
     pipeline = tiny_pipeline().eval()
-    recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"))
+    recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
     wave = synthetic_voice(2.0)
     embedding = recognizer.embed(wave, sample_rate=RATE)
     assert embedding.shape == (pipeline.net.embedding_dim,)
@@ -131,11 +132,11 @@ def test_predict_embeddings_writes_rows_and_names(tmp_path, capsys):
     broken = tmp_path / "broken.wav"
     broken.write_text("not audio")
     out = tmp_path / "emb.npy"
-    status = main(["predict", *paths, str(broken), "--model", str(model),
+    status = main(["predict", *paths, str(broken), "--model", str(model), "--no-vad",
                    "--embeddings", str(out)])  # fmt: skip
     assert status == 1  # the broken file is reported, the others answered
     rows = np.load(out)
-    recognizer = EmotionRecognizer.load(model)
+    recognizer = EmotionRecognizer.load(model, vad=False)
     assert rows.shape == (3, recognizer.backend.pipeline.net.embedding_dim)
     np.testing.assert_allclose(rows[1], recognizer.embed(paths[1]), atol=1e-5)
     assert (tmp_path / "emb.txt").read_text().splitlines() == paths

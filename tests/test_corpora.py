@@ -334,10 +334,10 @@ def test_describe(tmp_path):
     assert text.splitlines() == [
         "8 utterances",
         "corpus: emodb 8",
-        "label: angry 2, bored 1, disgusted 1, fearful 1, happy 1, neutral 1, sad 1",
+        "label (as in the corpus): angry 2, bored 1, disgusted 1, fearful 1, happy 1, neutral 1, "
+        "sad 1",
         "speaker: 03 2, 08 2, 09 2, 10 2",
-        "session: - 8",
-    ]
+    ]  # no session line: EmoDB has no sessions
 
 
 def test_natural_key():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 
 from emofuse.files import find_audio_files
 from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
-from emofuse.pipeline import EvalWindows, ModelFileError, load_pipeline, save_pipeline
+from emofuse.pipeline import EvalWindows, ModelFileError, load_pipeline, modelfile, save_pipeline
 from emofuse.signal.audio import AudioError
 from emofuse.testing import save_tiny_pipeline, synthetic_voice, tiny_pipeline
 from emofuse.training.batches import windows
@@ -29,7 +28,7 @@ def model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def recognizer(model_path) -> EmotionRecognizer:
-    return EmotionRecognizer.load(model_path, device="cpu")
+    return EmotionRecognizer.load(model_path, device="cpu", vad=False)
 
 
 def _direct(wave: np.ndarray) -> np.ndarray:
@@ -75,7 +74,7 @@ def test_windows_come_from_the_model_file(tmp_path):
     pipeline = tiny_pipeline()
     pipeline.windows = EvalWindows(2.0, 0.25)  # validated with 2 s windows every 0.5 s
     save_pipeline(pipeline, tmp_path / "m.pt")
-    recognizer = EmotionRecognizer.load(tmp_path / "m.pt", device="cpu")
+    recognizer = EmotionRecognizer.load(tmp_path / "m.pt", device="cpu", vad=False)
     assert (recognizer.backend.window_seconds, recognizer.backend.hop_seconds) == (2.0, 0.5)
     wave = synthetic_voice(3.2, seed=4)
     parts = windows(wave.size, 2 * RATE, RATE // 2)
@@ -132,12 +131,12 @@ def test_short_clip_is_tiled_to_half_a_second(recognizer):
 
 
 def test_silence_is_reported_not_given_an_emotion(model_path):
-    recognizer = EmotionRecognizer.load(model_path, device="cpu")
+    recognizer = EmotionRecognizer.load(model_path, device="cpu", vad=False)
     for quiet in (np.zeros(2 * RATE), 1e-4 * synthetic_voice(2.0) + 0.2):  # -98 dBFS plus DC
         prediction = recognizer.predict(quiet, sample_rate=RATE)
-        assert prediction.silent and prediction.label == "silence"
+        assert prediction.silent and prediction.label == "no speech"
         assert prediction.probabilities == {} and prediction.confidence == 0.0
-    sensitive = EmotionRecognizer.load(model_path, device="cpu", silence_db=-100.0)
+    sensitive = EmotionRecognizer.load(model_path, device="cpu", silence_db=-100.0, vad=False)
     assert not sensitive.predict(1e-4 * synthetic_voice(2.0), sample_rate=RATE).silent
 
 
@@ -190,7 +189,7 @@ def test_timeline_covers_the_file_and_finds_the_silence(recognizer, tmp_path):
         assert a.end == b.start and a.start < a.end
     for s in segments:
         if 25.0 <= s.start and s.end <= 45.0:
-            assert s.silent and s.label == "silence" and s.probabilities == {}
+            assert s.silent and s.label == "no speech" and s.probabilities == {}
         elif s.end <= 25.0 or s.start >= 45.0:
             assert not s.silent and s.label in recognizer.labels
             assert sum(s.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
@@ -225,7 +224,7 @@ def test_timeline_checks_arguments_when_called(recognizer, tmp_path):
 
 
 def test_load_without_bundled_model_raises_clearly(monkeypatch, tmp_path):
-    monkeypatch.setattr(resources, "files", lambda package: tmp_path)  # an install without it
+    monkeypatch.setattr(modelfile, "PRETRAINED_DIR", tmp_path)  # an install without it
     with pytest.raises(ModelFileError, match="bundled accurate model is not installed"):
         EmotionRecognizer.load()
 
@@ -241,15 +240,15 @@ def test_onnx_backend_is_selected_through_the_interface(model_path, monkeypatch)
     """A stand-in ``emofuse.inference.onnx`` with the agreed ``OnnxBackend(path)`` interface."""
     opened = []
 
-    def fake_onnx_backend(path):
-        opened.append(path)
+    def fake_onnx_backend(path, num_threads=None):
+        opened.append((path, num_threads))
         return TorchBackend(load_pipeline(model_path), device="cpu")
 
     fake = types.ModuleType("emofuse.inference.onnx")
     fake.OnnxBackend = fake_onnx_backend
     monkeypatch.setitem(sys.modules, "emofuse.inference.onnx", fake)
-    recognizer = EmotionRecognizer.load("model.onnx", backend="onnx")
-    assert opened == ["model.onnx"] and recognizer.labels == tiny_pipeline().labels
+    recognizer = EmotionRecognizer.load("model.onnx", threads=1, vad=False)  # backend: auto
+    assert opened == [("model.onnx", 1)] and recognizer.labels == tiny_pipeline().labels
     assert recognizer.sample_rate == RATE
     assert recognizer.predict(synthetic_voice(1.0), sample_rate=RATE).label in recognizer.labels
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from emofuse.cli import builder, inspect, research
-from emofuse.cli.common import apply_threads
+from emofuse.cli.common import apply_runtime
 
 __all__ = ["main", "build_parser"]
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        apply_threads(args)
+        apply_runtime(args)
         status = args.func(args)
     except KeyboardInterrupt:
         print("emofuse: interrupted", file=sys.stderr)

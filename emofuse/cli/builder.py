@@ -7,22 +7,25 @@ import os
 import sys
 
 from emofuse.cli.common import MODEL_HELP, add_runtime_args, progress, reporter
-from emofuse.cli.output import print_rows
+from emofuse.cli.output import FORMATS, RowWriter, check_writable, output_stream
 
 __all__ = ["add_commands"]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Print the emotion (or ``--timeline``) of each file; 1 if any file failed."""
+    """Write the emotion (or ``--timeline``) of each file as it is computed; 1 if any failed."""
     from emofuse.files import find_audio_files
     from emofuse.inference.recognizer import EmotionRecognizer
     from emofuse.signal.audio import AudioError
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    for option, path in (("--output", args.output), ("--plot", args.plot),
+                         ("--embeddings", args.embeddings)):  # fmt: skip
+        if path:
+            check_writable(path, option)
     failed: list = []
     report = reporter(failed)
-
     files = []
     for item in args.inputs:
         found = find_audio_files([item])
@@ -33,37 +36,60 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--plot needs exactly one audio file, got {len(files)}")
     if args.embeddings and (args.timeline or args.plot):
         raise ValueError("--embeddings gives one row per file; it does not combine with --timeline")
-    model = args.model or ("accurate" if args.backend == "torch" else None)
-    recognizer = EmotionRecognizer.load(model, backend=args.backend)
-    show_progress = len(files) > 1 and sys.stderr.isatty()
-    labels = recognizer.labels
-    if args.timeline or args.plot:
-        timelines = {}
-        for path in progress(files, show_progress):
-            try:
-                timelines[path] = list(
-                    recognizer.timeline(
+    recognizer = EmotionRecognizer.load(
+        args.model or "accurate", backend=args.backend, device=args.device,
+        threads=args.threads, vad=not args.no_vad,
+    )  # fmt: skip
+    show_progress = len(files) > 1 and (args.output is not None or not sys.stdout.isatty())
+    timeline = args.timeline or args.plot
+    keys = ["file", "start", "end"] if timeline else ["file", "duration"]
+    answered, segments = [], []
+    with output_stream(args.output) as stream:
+        writer = RowWriter(stream, args.format, recognizer.labels, keys, files)
+        if timeline:
+            for path in progress(files, show_progress):
+                try:
+                    for segment in recognizer.timeline(
                         path, window=args.window, hop=args.hop, batch_size=args.batch_size
-                    )
-                )
-            except AudioError as error:
-                report(path, error)
-        if args.plot and timelines:
-            from emofuse.plots import plot_timeline
+                    ):
+                        writer.write({"file": path, **segment.to_dict()})
+                        if args.plot:
+                            segments.append(segment)
+                except AudioError as error:
+                    report(path, error)
+        else:
+            predictions = recognizer.iter_predictions(
+                files, batch_size=args.batch_size, on_error=report,
+                progress=show_progress and sys.stderr.isatty(),
+            )  # fmt: skip
+            long_files = []
+            for _, prediction in predictions:
+                writer.write({"file": prediction.source, **prediction.to_dict()})
+                answered.append(prediction.source)
+                if prediction.duration > LONG_FILE_WINDOWS * recognizer.backend.window_seconds:
+                    long_files.append(prediction)
+            _hint_timeline(long_files, recognizer.backend.window_seconds)
+        writer.close()
+    if args.plot and segments:
+        from emofuse.plots import plot_timeline
 
-            plot_timeline(timelines[files[0]], labels, args.plot)
-        rows = [{"file": p, **s.to_dict()} for p, segs in timelines.items() for s in segs]
-        print_rows(rows, labels, args.format, ["file", "start", "end"])
-    else:
-        predictions = recognizer.predict_many(
-            files, batch_size=args.batch_size, progress=show_progress, on_error=report
-        )
-        rows = [{"file": p.source, **p.to_dict()} for p in predictions if p is not None]
-        print_rows(rows, labels, args.format, ["file", "duration"])
-        if args.embeddings:
-            _write_embeddings(recognizer, [p.source for p in predictions if p is not None],
-                              args.embeddings)  # fmt: skip
+        plot_timeline(segments, recognizer.labels, args.plot)
+    if args.embeddings:
+        _write_embeddings(recognizer, answered, args.embeddings)
     return 1 if failed else 0
+
+
+LONG_FILE_WINDOWS = 10  # a file longer than this many evaluation windows gets the timeline hint
+
+
+def _hint_timeline(long_files: list, window_seconds: float) -> None:
+    """Say that long files were each averaged into one label, and that ``--timeline`` exists."""
+    if long_files:
+        first = long_files[0]
+        more = f" (and {len(long_files) - 1} more)" if len(long_files) > 1 else ""
+        print(f"emofuse: note: {first.source}{more} is {first.duration:.0f} s long: its "
+              f"{window_seconds:g} s windows were averaged into one label; --timeline gives "
+              "one label per segment", file=sys.stderr)  # fmt: skip
 
 
 def _write_embeddings(recognizer, files: list[str], out: str) -> None:
@@ -119,20 +145,40 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_runtime_args(export, threads=1, device=True)
     export.set_defaults(func=cmd_export)
 
-    predict = commands.add_parser("predict", help="emotion of audio files (folders searched)")
+    predict = commands.add_parser(
+        "predict", help="emotion of audio files (folders searched)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="The emotion of each audio file (or, with --timeline, of each stretch of a "
+        "long recording), written as soon as it is computed. Files without speech (silence, "
+        "noise, hum) get the label 'no speech' and a reason. Exit status 1 if any file failed.",
+    )  # fmt: skip
     predict.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    predict.add_argument("--timeline", action="store_true", help="one row per segment")
     predict.add_argument(
-        "--window", type=float, help="timeline window, s (default: the model's evaluation window)"
-    )
+        "--format", choices=FORMATS, default="table",
+        help="table; csv (a column per label); json (one list); jsonl (one object per line)",
+    )  # fmt: skip
+    predict.add_argument("--output", "-o", metavar="FILE",
+                         help="write here (atomically) instead of standard output")
+    predict.add_argument(
+        "--timeline", action="store_true",
+        help="one row per segment of each file, cut at speech boundaries",
+    )  # fmt: skip
+    predict.add_argument("--window", type=float,
+                         help="timeline window, s (default: the model's evaluation window)")
     predict.add_argument("--hop", type=float, help="timeline hop, s (default: the model's)")
     predict.add_argument("--plot", metavar="PNG", help="draw the timeline (implies --timeline)")
-    predict.add_argument("--model", help=MODEL_HELP)
-    predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    predict.add_argument("--model", default="accurate", help=MODEL_HELP)
+    predict.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), default="auto",
+        help="what runs the model: auto is onnxruntime for a .onnx file, else torch",
+    )  # fmt: skip
     predict.add_argument(
         "--batch-size", type=int,
         help="windows per forward pass (default: about 48 s of audio, 16 of the fast model's)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--no-vad", action="store_true",
+        help="no voice activity detection: only digital silence (below -60 dBFS) is left out",
     )  # fmt: skip
     predict.add_argument(
         "--embeddings", metavar="NPY",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["MODEL_HELP", "add_runtime_args", "apply_threads", "progress", "reporter"]
+__all__ = ["MODEL_HELP", "add_runtime_args", "apply_runtime", "progress", "reporter"]
 
 MODEL_HELP = "accurate (default) or fast (the bundled models), a model file, or an exported .onnx"
 
@@ -26,8 +26,12 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, threads: int | None, de
         )  # fmt: skip
 
 
-def apply_threads(args: argparse.Namespace) -> None:
-    """Set torch's CPU threads from ``--threads`` before any work (no-op without the option)."""
+def apply_runtime(args: argparse.Namespace) -> None:
+    """Before any work: a fixed malloc mmap threshold (flat memory over many files) and
+    torch's CPU threads from ``--threads`` (untouched without the option)."""
+    from emofuse.device import fix_mmap_threshold
+
+    fix_mmap_threshold()
     threads = getattr(args, "threads", None)
     if threads is None:
         return

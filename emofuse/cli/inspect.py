@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from emofuse.cli.common import MODEL_HELP, add_runtime_args
+from emofuse.cli.common import MODEL_HELP, add_runtime_args, reporter
 
 __all__ = ["add_commands"]
 
@@ -22,32 +22,62 @@ def cmd_model_summary(args: argparse.Namespace) -> None:
     print(pipeline.summary())
 
 
-def cmd_features(args: argparse.Namespace) -> None:
-    from emofuse.config import load_config
-    from emofuse.pipeline.cache import StreamCache
+def cmd_features(args: argparse.Namespace) -> int:
+    """Save each file's streams (``--out``), or print their shapes and statistics; 1 if any
+    file failed."""
+    from emofuse.feature_files import frontend_for, iter_frames, save_features
+    from emofuse.files import find_audio_files
 
-    cache = StreamCache(load_config(args.config).streams)
-    for path in args.files:
-        streams = cache.compute(path)
-        print(path)
-        for name, frames in streams.items():
-            print(
-                f"  {name:<8} shape {tuple(frames.shape)}  mean {frames.mean():.3f}  "
-                f"std {frames.std():.3f}  min {frames.min():.3f}  max {frames.max():.3f}"
-            )
+    failed: list = []
+    report = reporter(failed)
+    files = []
+    for item in args.inputs:
+        found = find_audio_files([item])
+        files += found
+        if not found:
+            report(item, ValueError(f"{item}: no audio files in this folder"))
+    frontend = frontend_for(model=args.model, config=args.config)
+    if args.out is None:
+        if args.egemaps or args.format != "npy":
+            raise ValueError("--egemaps and --format need --out")
+        for path, streams in iter_frames(files, frontend, on_error=report):
+            print(path)
+            for name, frames in streams.items():
+                print(
+                    f"  {name:<8} shape {tuple(frames.shape)}  mean {frames.mean():.3f}  "
+                    f"std {frames.std():.3f}  min {frames.min():.3f}  max {frames.max():.3f}"
+                )
+        return 1 if failed else 0
+    saved = save_features(
+        files, args.out, frontend=frontend, fmt=args.format, egemaps=args.egemaps, on_error=report
+    )
+    streams = ",".join(spec.name for spec in frontend.specs)
+    print(f"{len(saved.written)} of {len(files)} files -> {args.out}/<name>.{{{streams}}}"
+          f".{args.format}")  # fmt: skip
+    if saved.egemaps:
+        print(f"eGeMAPS functionals -> {saved.egemaps}")
+    return 1 if failed else 0
 
 
 def cmd_corpus_info(args: argparse.Namespace) -> None:
+    """Counts of the corpus as it is, then of what the label task (``--task``, else the
+    corpus's default task) keeps."""
     from emofuse.corpora import describe, load_corpus
-    from emofuse.corpora.labels import apply_task
+    from emofuse.corpora.labels import apply_task, default_task
 
     utterances = load_corpus(args.corpus, args.root)
-    print(describe(utterances))
     if args.task:
-        selection = apply_task(utterances, args.task)
-        print(f"\ntask {args.task}: {len(selection.utterances)} utterances kept")
-        for name, count in {**selection.dropped_labels, **selection.dropped_codes}.items():
-            print(f"  left out {name}: {count}")
+        task = args.task
+    else:
+        try:
+            task = default_task(args.corpus)
+        except ValueError:  # the generic corpus: no usual task
+            print(describe(utterances))
+            print(f"\n({args.corpus} has no default label task; choose one with --task)")
+            return
+    print(describe(utterances, apply_task(utterances, task)))
+    if not args.task:
+        print(f"({task.name} is the default task of {args.corpus}; another: --task NAME)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -62,9 +92,33 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_runtime_args(summary, threads=1, device=False)
     summary.set_defaults(func=cmd_model_summary)
 
-    features = commands.add_parser("features", help="shapes and statistics of a file's features")
-    features.add_argument("files", nargs="+", metavar="FILE")
-    features.add_argument("--config", help="experiment YAML whose streams to compute")
+    features = commands.add_parser(
+        "features",
+        help="save a model's feature streams of audio files (--out), or print their statistics",
+        description="Compute the feature streams a model reads (raw, before its normalisation) "
+        "for each audio file (folders are searched). Without --out: print each stream's shape "
+        "and statistics. With --out DIR: write DIR/NAME.STREAM.npy (float32, frames x dims) or "
+        ".csv (a frame_time column in seconds, then STREAM_0, STREAM_1, ...), where NAME is the "
+        "file's stem; files that share a stem get their parent folders in front (a/x.wav -> "
+        "a__x.mfcc.npy, b/x.wav -> b__x.mfcc.npy), so nothing is overwritten. A bad file is "
+        "reported and the others go on; the exit status is 1 if any failed.",
+    )
+    features.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    features.add_argument("--out", metavar="DIR", help="write feature files into DIR")
+    features.add_argument(
+        "--format", choices=("npy", "csv"), default="npy", help="feature file format (default: npy)"
+    )
+    features.add_argument(
+        "--egemaps", action="store_true",
+        help="also write the 88 eGeMAPSv02 functionals of each file, one row per file, to "
+        "DIR/egemaps.csv (needs opensmile: pip install 'emofuse[baseline]')",
+    )  # fmt: skip
+    features.add_argument(
+        "--model", help="the streams of this model, accurate or fast (the bundled models) or a "
+        "model file, with its front-end weights (default: the default config's streams, MFCC "
+        "and log-Mel)",
+    )  # fmt: skip
+    features.add_argument("--config", help="the streams of this experiment YAML instead")
     add_runtime_args(features, threads=1, device=False)
     features.set_defaults(func=cmd_features)
 
@@ -73,7 +127,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     info = corpus_commands.add_parser("info", help="counts per label, speaker and session")
     info.add_argument("--corpus", required=True)
     info.add_argument("--root", required=True)
-    info.add_argument("--task", help="also show what this label task keeps and leaves out")
+    info.add_argument(
+        "--task", help="the label task whose kept classes to count (default: the corpus's own)"
+    )
     add_runtime_args(info, threads=1, device=False)
     info.set_defaults(func=cmd_corpus_info)
-

@@ -12,7 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emofuse.corpora.labels import TaskSelection
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -133,30 +136,56 @@ def label_key(utt: Utterance) -> str:
     return utt.label if utt.label is not None else f"<none:{utt.extras.get('code', '?')}>"
 
 
-def describe(utterances: Iterable[Utterance]) -> str:
-    """Counts per corpus, label (unlabelled ones by raw code), speaker and session, as text.
+def describe(utterances: Iterable[Utterance], selection: TaskSelection | None = None) -> str:
+    """Counts per corpus, label as in the corpus (unlabelled ones by raw code), speaker and
+    session (where the corpus has sessions), as text; with ``selection`` (what a label task
+    keeps: :func:`emofuse.corpora.labels.apply_task`), then the kept utterances' counts per
+    class (merges applied, in class order), speaker and session, and what the task left out.
 
+    >>> from emofuse.corpora.labels import apply_task
     >>> u = Utterance("a", Path("a.wav"), "sad", "03", None, "M", "emodb")
-    >>> print(describe([u, u]))
-    2 utterances
-    corpus: emodb 2
-    label: sad 2
+    >>> b = Utterance("b", Path("b.wav"), "calm", "08", None, "F", "emodb")
+    >>> print(describe([u, u, b], apply_task([u, u, b], "emodb7")))
+    3 utterances
+    corpus: emodb 3
+    label (as in the corpus): calm 1, sad 2
+    speaker: 03 2, 08 1
+    <BLANKLINE>
+    task emodb7: 2 utterances kept
+    class: neutral 0, happy 0, sad 2, angry 0, fearful 0, disgusted 0, bored 0
     speaker: 03 2
-    session: - 2
+      left out calm: 1
     """
     utts = list(utterances)
 
-    def line(name: str, values: Iterable[str]) -> str:
+    def line(name: str, values: Iterable[str], order: Iterable[str] = ()) -> str:
         counts = Counter(values)
-        items = sorted(counts.items(), key=lambda kv: natural_key(kv[0]))
-        return f"{name}: " + ", ".join(f"{k} {v}" for k, v in items)
+        order = list(order) or sorted(counts, key=natural_key)
+        return f"{name}: " + ", ".join(f"{k} {counts[k]}" for k in order)
 
-    return "\n".join(
-        [
-            f"{len(utts)} utterances",
-            line("corpus", (u.corpus for u in utts)),
-            line("label", (label_key(u) for u in utts)),
-            line("speaker", (u.speaker for u in utts)),
-            line("session", (u.session or "-" for u in utts)),
+    def people(utts: list[Utterance]) -> list[str]:
+        lines = [line("speaker", (u.speaker for u in utts))]
+        if any(u.session is not None for u in utts):
+            lines.append(line("session", (u.session or "-" for u in utts)))
+        return lines
+
+    lines = [
+        f"{len(utts)} utterances",
+        line("corpus", (u.corpus for u in utts)),
+        line("label (as in the corpus)", (label_key(u) for u in utts)),
+        *people(utts),
+    ]
+    if selection is not None:
+        kept = selection.utterances
+        lines += [
+            "",
+            f"task {selection.task.name}: {len(kept)} utterances kept",
+            line("class", (u.label for u in kept), selection.task.labels),
         ]
-    )
+        if selection.merged:
+            merged = ", ".join(f"{k} {v}" for k, v in selection.merged.items())
+            lines.append(f"merged: {merged}")
+        lines += people(kept)
+        left_out = {**selection.dropped_labels, **selection.dropped_codes}
+        lines += [f"  left out {name}: {count}" for name, count in left_out.items()]
+    return "\n".join(lines)

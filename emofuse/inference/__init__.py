@@ -4,7 +4,7 @@
 """
 
 from emofuse.inference.recognizer import (
-    SILENCE,
+    NO_SPEECH,
     Backend,
     EmotionRecognizer,
     Prediction,
@@ -12,4 +12,4 @@ from emofuse.inference.recognizer import (
     TorchBackend,
 )
 
-__all__ = ["Backend", "EmotionRecognizer", "Prediction", "SILENCE", "Segment", "TorchBackend"]
+__all__ = ["Backend", "EmotionRecognizer", "Prediction", "NO_SPEECH", "Segment", "TorchBackend"]

@@ -231,7 +231,9 @@ def export_onnx(
     }
     # The model is renamed into place only after its sidecar is written (both or neither).
     with atomic_path(path) as tmp_model, atomic_path(sidecar_path(path)) as tmp_sidecar:
-        with torch.no_grad(), warnings.catch_warnings(), _quiet("onnxscript"):
+        # _registration: "torchvision is not installed. Skipping torchvision::nms" and the like
+        registration = "torch.onnx._internal.exporter._registration"
+        with torch.no_grad(), warnings.catch_warnings(), _quiet("onnxscript"), _quiet(registration):
             warnings.simplefilter("ignore")  # torch.export's internal deprecation warnings
             program = torch.onnx.export(
                 graph,

@@ -4,8 +4,12 @@ Every input goes through the same steps as the training-time evaluation: the mon
 cut into the model's evaluation windows (stored in its file; 3 s every 1.5 s by default; the
 last window ends at the end; a clip no longer than a window is one window), each window's
 mean is subtracted (DC offset removed) and a window shorter than 0.5 s is tiled up to 0.5 s,
-and the window probabilities are averaged. A clip whose RMS is below ``silence_db`` dBFS is
-answered as silence (``label="silence"``, no probabilities) rather than given an emotion.
+and the window probabilities are averaged.
+
+Only speech gets an emotion. A clip whose RMS is below ``silence_db`` dBFS, or in which the voice
+activity detector (:mod:`emofuse.signal.vad`, Silero VAD) finds no speech (noise, hum, clicks,
+music), is answered ``label="no speech"`` with no probabilities and a ``reason``. Timelines cut
+the file at speech boundaries: stretches without speech are single "no speech" segments.
 
 The model sits behind :class:`Backend`: :class:`TorchBackend` runs an
 :class:`~emofuse.pipeline.EmotionPipeline`; :class:`emofuse.inference.onnx.OnnxBackend` runs an
@@ -13,18 +17,21 @@ exported ONNX file.
 
 >>> import numpy as np
 >>> from emofuse.testing import synthetic_voice, tiny_pipeline
->>> recognizer = EmotionRecognizer(TorchBackend(tiny_pipeline(), device="cpu"))
+>>> recognizer = EmotionRecognizer(TorchBackend(tiny_pipeline(), device="cpu"), vad=False)
 >>> prediction = recognizer.predict(synthetic_voice(1.0), sample_rate=16000)
 >>> prediction.label in recognizer.labels, round(sum(prediction.probabilities.values()), 4)
 (True, 1.0)
->>> recognizer.predict(np.zeros(8000), sample_rate=16000).label
-'silence'
+>>> recognizer.predict(np.zeros(8000), sample_rate=16000).reason
+'silent (below -60 dBFS)'
+
+(``vad=False`` here: the synthetic voice is not speech to the voice activity detector.)
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -33,8 +40,12 @@ import numpy as np
 import torch
 
 from emofuse.device import resolve_device
+from emofuse.inference.prefetch import prefetch
 from emofuse.pipeline import EmotionPipeline, load_model
+from emofuse.pipeline.modelfile import BUNDLED_MODELS
 from emofuse.signal.audio import AudioError, iter_blocks, level_db, load_audio, resample
+from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE
+from emofuse.signal.vad import SpeechDetector, SpeechSegmenter, VADSettings, speech_regions
 
 __all__ = [
     "Backend",
@@ -42,12 +53,13 @@ __all__ = [
     "EmotionRecognizer",
     "Prediction",
     "Segment",
-    "SILENCE",
+    "NO_SPEECH",
 ]
 
-SILENCE = "silence"
+NO_SPEECH = "no speech"
 MIN_SECONDS = 0.5
 BATCH_SECONDS = 48.0  # audio per forward pass by default
+PREFETCH_FILES = 32  # files read (and checked for speech) ahead of the model
 
 
 class Backend(Protocol):
@@ -97,13 +109,15 @@ class TorchBackend:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The emotion of one clip; ``probabilities`` is empty (and ``label`` "silence") if silent."""
+    """The emotion of one clip. Without speech, ``silent`` is True, ``label`` is "no speech",
+    ``probabilities`` is empty and ``reason`` says why (silent, or no speech detected)."""
 
     label: str
     probabilities: dict[str, float]
     silent: bool
     duration: float  # seconds
     source: str | None = None  # the file, when read from one
+    reason: str | None = None  # why there is no emotion (None when there is one)
 
     @property
     def confidence(self) -> float:
@@ -116,13 +130,15 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Segment:
-    """A stretch ``[start, end)`` seconds of a :meth:`EmotionRecognizer.timeline`."""
+    """A stretch ``[start, end)`` seconds of a :meth:`EmotionRecognizer.timeline`; without
+    speech ``silent`` is True, ``label`` "no speech" and ``reason`` says why."""
 
     start: float
     end: float
     label: str
-    probabilities: dict[str, float]  # empty when silent
+    probabilities: dict[str, float]  # empty without speech
     silent: bool
+    reason: str | None = None
 
     @property
     def confidence(self) -> float:
@@ -191,42 +207,82 @@ def _as_mono(audio: np.ndarray) -> np.ndarray:
     return wave.astype(np.float32)
 
 
-class EmotionRecognizer:
-    """Predictions for clips, batches of files and long recordings from one :class:`Backend`."""
+@dataclass
+class _Pending:
+    """A clip on its way through the model: its windows' probabilities summed so far."""
 
-    def __init__(self, backend: Backend, *, silence_db: float = -60.0) -> None:
+    index: int
+    duration: float
+    source: str | None
+    reason: str | None  # why it gets no emotion; None: it has windows
+    total: np.ndarray | None = None  # (C,)
+    windows: int = 0
+    left: int = 0  # windows not yet through the model
+
+
+class EmotionRecognizer:
+    """Predictions for clips, batches of files and long recordings from one :class:`Backend`.
+
+    ``vad``: True (default) loads Silero VAD (:class:`~emofuse.signal.vad.SpeechDetector`);
+    False tells only silence (below ``silence_db``) from sound; or pass a detector of your own.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        silence_db: float = -60.0,
+        vad: bool | SpeechDetector = True,
+        vad_settings: VADSettings | None = None,
+    ) -> None:
         self.backend = backend
         self.silence_db = silence_db
         self._min_samples = round(MIN_SECONDS * backend.sample_rate)
+        if vad is True:
+            vad = SpeechDetector.load()
+        if vad and backend.sample_rate != VAD_RATE:
+            raise ValueError(f"voice activity detection needs a {VAD_RATE} Hz model; this one "
+                             f"runs at {backend.sample_rate} Hz: pass vad=False")  # fmt: skip
+        self.vad: SpeechDetector | None = vad or None
+        self.vad_settings = vad_settings or VADSettings()
 
     @classmethod
     def load(
         cls,
         path: str | os.PathLike | None = "accurate",
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         device: str = "auto",
+        threads: int | None = None,
         silence_db: float = -60.0,
+        vad: bool = True,
     ) -> EmotionRecognizer:
-        """A bundled model (``"accurate"``, the default, or ``"fast"``) or a model file
-        (``backend="torch"``), or an ``.onnx`` file (``backend="onnx"``).
+        """A bundled model (``"accurate"``, the default, or ``"fast"``), a model file, or an
+        exported ``.onnx`` file. ``backend``: ``auto`` (onnx for a ``.onnx`` path, else torch),
+        ``torch`` or ``onnx``. ``threads``: onnxruntime's threads (for torch, set
+        ``torch.set_num_threads``).
 
         Nothing is fetched: the bundled models are package data (``emofuse/pretrained/``).
 
         Raises:
             ModelFileError: no such or no valid model file, or no bundled model installed.
         """
+        onnx_file = str(path).lower().endswith(".onnx")
+        if backend == "auto":
+            backend = "onnx" if onnx_file else "torch"
         if backend == "onnx":
-            if path is None or str(path) in ("accurate", "fast"):
+            if path is None or str(path) in BUNDLED_MODELS:
                 raise ValueError("backend 'onnx' needs the path of an exported .onnx file")
-            if device != "auto":
-                raise ValueError("device applies to the torch backend only")
+            if device not in ("auto", "cpu"):
+                raise ValueError("the onnx backend runs on the CPU; device applies to torch")
             from emofuse.inference.onnx import OnnxBackend
 
-            return cls(OnnxBackend(path), silence_db=silence_db)
+            return cls(OnnxBackend(path, num_threads=threads), silence_db=silence_db, vad=vad)
         if backend != "torch":
-            raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
-        return cls(TorchBackend(load_model(path), device), silence_db=silence_db)
+            raise ValueError(f"unknown backend {backend!r}; expected auto, torch or onnx")
+        if onnx_file:
+            raise ValueError(f"{path} is an ONNX export: load it with backend 'onnx' or 'auto'")
+        return cls(TorchBackend(load_model(path), device), silence_db=silence_db, vad=vad)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -244,15 +300,9 @@ class EmotionRecognizer:
         Raises:
             AudioError: an unreadable file. ValueError: a bad array or a missing ``sample_rate``.
         """
-        if isinstance(audio, np.ndarray):
-            if sample_rate is None:
-                raise ValueError("an audio array needs its sample_rate")
-            wave, source = resample(_as_mono(audio), sample_rate, self.sample_rate), None
-        else:
-            if sample_rate is not None:
-                raise ValueError("sample_rate is for arrays; a file's own rate is used")
-            wave, source = load_audio(audio, self.sample_rate), str(audio)
-        (prediction,) = self._predict_waves([(0, wave, source)], 1, self._batch_size(None))
+        wave, source = self._wave(audio, sample_rate)
+        item = (0, wave, source, self.no_speech_reason(wave))
+        ((_, prediction),) = self._stream_waves([item], self._batch_size(None))
         return prediction
 
     def predict_many(
@@ -263,64 +313,119 @@ class EmotionRecognizer:
         progress: bool = False,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     ) -> list[Prediction | None]:
-        """Predictions for files, in order; windows of several files share a forward pass.
+        """Predictions for files, in order (:meth:`iter_predictions` collected); None for a
+        file that could not be read."""
+        results: list[Prediction | None] = [None] * len(items)
+        for index, prediction in self.iter_predictions(
+            items, batch_size=batch_size, progress=progress, on_error=on_error
+        ):
+            results[index] = prediction
+        return results
+
+    def iter_predictions(
+        self,
+        items: Sequence[str | os.PathLike],
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
+    ) -> Iterator[tuple[int, Prediction]]:
+        """(index in ``items``, prediction) of each readable file, in order, each as soon as it
+        is done; windows of several files share a forward pass.
 
         ``batch_size`` counts windows (default: about 48 s of audio per forward pass, 16 of
-        the fast model's 3 s windows). A file that cannot be read gets None and is passed to
-        ``on_error(path, error)``; the others still finish. Files are read one at a time.
+        the fast model's 3 s windows). A background thread reads the files, and checks them
+        for speech, a few files ahead of the model. A file that cannot be read is passed to
+        ``on_error(path, error)`` and skipped; the others still finish.
         """
         batch_size = self._batch_size(batch_size)
 
-        def loaded() -> Iterator[tuple[int, np.ndarray, str]]:
-            paths: Iterable[str | os.PathLike] = items
-            if progress:
-                from tqdm import tqdm
+        def read(index: int, path: str | os.PathLike) -> tuple:
+            try:
+                wave = load_audio(path, self.sample_rate)
+            except AudioError as error:
+                return index, None, path, error
+            return index, wave, str(path), self.no_speech_reason(wave)
 
-                paths = tqdm(items, desc="predict", unit="file", leave=False)
-            for index, path in enumerate(paths):
-                try:
-                    yield index, load_audio(path, self.sample_rate), str(path)
-                except AudioError as error:
-                    if on_error is not None:
-                        on_error(path, error)
+        def readable(loaded: Iterable[tuple]) -> Iterator[tuple]:
+            for index, wave, source, reason in loaded:
+                if wave is not None:
+                    yield index, wave, source, reason
+                elif on_error is not None:
+                    on_error(source, reason)
 
-        return self._predict_waves(loaded(), len(items), batch_size)
+        loaded = prefetch(read, list(enumerate(items)), PREFETCH_FILES)
+        if progress:
+            from tqdm import tqdm
 
-    def _predict_waves(
-        self, waves: Iterable[tuple[int, np.ndarray, str | None]], n: int, batch_size: int
-    ) -> list[Prediction | None]:
-        """(index, mono wave, source) items -> ``n`` predictions by index (None if absent)."""
+            loaded = tqdm(loaded, total=len(items), desc="predict", unit="file", leave=False)
+        yield from self._stream_waves(readable(loaded), batch_size)
+
+    def no_speech_reason(self, wave: np.ndarray) -> str | None:
+        """Why a mono wave at the model's rate gets no emotion (None: it holds speech)."""
+        if level_db(wave) < self.silence_db:
+            return f"silent (below {self.silence_db:g} dBFS)"
+        if self.vad is None:
+            return None
+        probs = self.vad.probabilities([wave])[0]
+        if speech_regions(probs, wave.size, self.vad_settings):
+            return None
+        return (f"no speech detected (voice activity at most {probs.max(initial=0):.2f}, "
+                f"threshold {self.vad_settings.threshold:g})")  # fmt: skip
+
+    def _wave(
+        self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None
+    ) -> tuple[np.ndarray, str | None]:
+        """A file or an array -> mono wave at the model's rate, and its source (None: array)."""
+        if isinstance(audio, np.ndarray):
+            if sample_rate is None:
+                raise ValueError("an audio array needs its sample_rate")
+            return resample(_as_mono(audio), sample_rate, self.sample_rate), None
+        if sample_rate is not None:
+            raise ValueError("sample_rate is for arrays; a file's own rate is used")
+        return load_audio(audio, self.sample_rate), str(audio)
+
+    def _stream_waves(
+        self, items: Iterable[tuple], batch_size: int
+    ) -> Iterator[tuple[int, Prediction]]:
+        """(index, mono wave, source, no-speech reason) items -> (index, prediction), in the
+        items' order, each as soon as all its windows have been through the model."""
         rate = self.sample_rate
         window = round(self.backend.window_seconds * rate)
         hop = round(self.backend.hop_seconds * rate)
-        results: list[Prediction | None] = [None] * n
-        sums: dict[int, np.ndarray] = {}  # index -> summed window probabilities (C,)
-        counts: dict[int, int] = {}
-        about: dict[int, tuple[float, str | None]] = {}  # index -> (duration, source)
-        queue: list[tuple[int, np.ndarray]] = []  # (index, prepared window)
+        pending: deque[_Pending] = deque()
+        queue: list[tuple[_Pending, np.ndarray]] = []  # (its clip, prepared window)
 
-        def run(batch: list[tuple[int, np.ndarray]]) -> None:
-            for (index, _), probs in zip(batch, self._forward([w for _, w in batch]), strict=True):
-                sums[index] += probs
-                counts[index] += 1
+        def run(batch: list[tuple[_Pending, np.ndarray]]) -> None:
+            for (clip, _), probs in zip(batch, self._forward([w for _, w in batch]), strict=True):
+                clip.total += probs
+                clip.left -= 1
 
-        for index, wave, source in waves:
-            if level_db(wave) < self.silence_db:
-                results[index] = Prediction(SILENCE, {}, True, wave.size / rate, source)
-                continue
-            sums[index], counts[index] = np.zeros(len(self.labels)), 0
-            about[index] = (wave.size / rate, source)
-            for _, samples in _windows([wave], window, hop):
-                queue.append((index, _prepare(samples, self._min_samples)))
-            while len(queue) >= batch_size:
-                run(queue[:batch_size])
-                queue = queue[batch_size:]
+        def done() -> Iterator[tuple[int, Prediction]]:
+            while pending and pending[0].left == 0:
+                clip = pending.popleft()
+                yield clip.index, self._prediction(clip)
+
+        for index, wave, source, reason in items:
+            clip = _Pending(index, wave.size / rate, source, reason)
+            pending.append(clip)
+            if reason is None:
+                windows = [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
+                clip.total = np.zeros(len(self.labels))
+                clip.windows = clip.left = len(windows)
+                queue += [(clip, w) for w in windows]
+                while len(queue) >= batch_size:
+                    run(queue[:batch_size])
+                    queue = queue[batch_size:]
+            yield from done()
         run(queue)
-        for index, total in sums.items():
-            labelled = self._labelled(total / counts[index])
-            results[index] = Prediction(silent=False, duration=about[index][0],
-                                        source=about[index][1], **labelled)  # fmt: skip
-        return results
+        yield from done()
+
+    def _prediction(self, clip: _Pending) -> Prediction:
+        if clip.reason is not None:
+            return Prediction(NO_SPEECH, {}, True, clip.duration, clip.source, clip.reason)
+        return Prediction(silent=False, duration=clip.duration, source=clip.source,
+                          **self._labelled(clip.total / clip.windows))  # fmt: skip
 
     def embed(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None
@@ -334,14 +439,7 @@ class EmotionRecognizer:
         """
         if not hasattr(self.backend, "embeddings"):
             raise ValueError("embeddings need the torch backend (a model file, not ONNX)")
-        if isinstance(audio, np.ndarray):
-            if sample_rate is None:
-                raise ValueError("an audio array needs its sample_rate")
-            wave = resample(_as_mono(audio), sample_rate, self.sample_rate)
-        else:
-            if sample_rate is not None:
-                raise ValueError("sample_rate is for arrays; a file's own rate is used")
-            wave = load_audio(audio, self.sample_rate)
+        wave, _ = self._wave(audio, sample_rate)
         window = round(self.backend.window_seconds * self.sample_rate)
         hop = round(self.backend.hop_seconds * self.sample_rate)
         windows = [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
@@ -361,8 +459,9 @@ class EmotionRecognizer:
             self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db
         )
         adapted = EmotionRecognizer(
-            TorchBackend(pipeline, str(self.backend.device)), silence_db=self.silence_db
-        )
+            TorchBackend(pipeline, str(self.backend.device)), silence_db=self.silence_db,
+            vad=self.vad or False, vad_settings=self.vad_settings,
+        )  # fmt: skip
         adapted.adaptation = report
         return adapted
 
@@ -377,14 +476,16 @@ class EmotionRecognizer:
     ) -> Iterator[Segment]:
         """Contiguous segments from 0 to the end of a (long) file, streamed block by block.
 
-        Windows of ``window`` seconds start every ``hop`` seconds (plus one ending at the end of
-        the file; default: the model's evaluation windows). Each window gives the segment of the
-        file nearest to its centre: from midway
-        between the previous window's centre and its own to midway between its own and the
-        next one's (the first segment starts at 0, the last ends at the end), so segments are
-        about ``hop`` long and tile the file. A segment whose own RMS is below ``silence_db`` is
-        silence; the others get their window's probabilities. A file no longer than ``window``
-        is one segment. Memory does not grow with the file's length.
+        With voice activity detection (the default), the file is first cut into speech and
+        non-speech stretches (:class:`~emofuse.signal.vad.SpeechSegmenter`; speech stretches
+        of at most ``vad_settings.max_speech_seconds``); each non-speech stretch is one "no
+        speech" segment. Within a speech stretch (without VAD: within the file), windows of
+        ``window`` seconds start every ``hop`` seconds (plus one ending at its end; default: the
+        model's evaluation windows), and each window gives the part nearest to its centre: from
+        midway between the previous window's centre and its own to midway between its own and
+        the next one's, so segments are about ``hop`` long and tile the stretch. A segment whose
+        own RMS is below ``silence_db`` is silent; the others get their window's probabilities.
+        Memory does not grow with the file's length.
 
         Raises:
             AudioError: an unreadable file (possibly after some segments were yielded).
@@ -397,47 +498,69 @@ class EmotionRecognizer:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
         batch_size = self._batch_size(batch_size)
         blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=rate)
-        return self._segments(path, blocks, window_samples, hop_samples, batch_size)
+        if self.vad is None:
+            stretches: Iterable[tuple[int, Iterable[np.ndarray] | None, int]] = [(0, blocks, 0)]
+        else:
+            stretches = (
+                (s.start, [s.samples] if s.speech else None, s.end)
+                for s in SpeechSegmenter(self.vad, self.vad_settings).split(blocks)
+            )
+        return self._segments(path, stretches, window_samples, hop_samples, batch_size)
 
     def _segments(
         self,
         path: str | os.PathLike,
-        blocks: Iterator[np.ndarray],
+        stretches: Iterable[tuple[int, Iterable[np.ndarray] | None, int]],
         window: int,
         hop: int,
         batch_size: int,
     ) -> Iterator[Segment]:
-        """:meth:`timeline` on a stream of blocks, with window and hop in samples."""
+        """:meth:`timeline` over (first sample, its blocks or None for no speech, end sample)
+        stretches, with window and hop in samples."""
         rate = self.sample_rate
-        pending: list[tuple[float, float, np.ndarray | None]] = []  # (start, end, window)
+        pending: list[tuple[float, float, np.ndarray | None, str | None]] = []
+        silent = f"silent (below {self.silence_db:g} dBFS)"
 
         def flush() -> Iterator[Segment]:
-            probs = iter(self._forward([w for _, _, w in pending if w is not None]))
-            for lo, hi, w in pending:
+            probs = iter(self._forward([w for _, _, w, _ in pending if w is not None]))
+            for lo, hi, w, reason in pending:
                 if w is None:
-                    yield Segment(lo / rate, hi / rate, SILENCE, {}, True)
+                    yield Segment(lo / rate, hi / rate, NO_SPEECH, {}, True, reason)
                 else:
                     yield Segment(lo / rate, hi / rate, silent=False, **self._labelled(next(probs)))
             pending.clear()
 
-        def add(start: int, samples: np.ndarray, lo: float, hi: float) -> Iterator[Segment]:
-            part = samples[round(lo) - start : round(hi) - start]
-            silent = level_db(part) < self.silence_db
-            pending.append((lo, hi, None if silent else _prepare(samples, self._min_samples)))
-            waiting = sum(w is not None for _, _, w in pending)
+        def add(lo: float, hi: float, w: np.ndarray | None, reason: str | None) -> Iterator:
+            pending.append((lo, hi, w, reason))
+            waiting = sum(w is not None for _, _, w, _ in pending)
             if waiting == 0 or waiting >= batch_size:
                 yield from flush()
 
-        previous, lo = None, 0.0
-        for start, samples in _windows(blocks, window, hop):
+        def windowed(start: int, samples: np.ndarray, lo: float, hi: float) -> Iterator[Segment]:
+            if level_db(samples[round(lo) - start : round(hi) - start]) < self.silence_db:
+                yield from add(lo, hi, None, silent)
+            else:
+                yield from add(lo, hi, _prepare(samples, self._min_samples), None)
+
+        analysed = False
+        for offset, blocks, end in stretches:
+            if blocks is None:
+                yield from add(offset, end, None, "no speech detected")
+                analysed = True
+                continue
+            previous, lo = None, float(offset)
+            for start, samples in _windows(blocks, window, hop):
+                start += offset
+                if previous is not None:
+                    hi = (previous[0] + previous[1].size / 2 + start + samples.size / 2) / 2
+                    yield from windowed(*previous, lo, hi)
+                    lo = hi
+                previous = (start, samples)
             if previous is not None:
-                hi = (previous[0] + previous[1].size / 2 + start + samples.size / 2) / 2
-                yield from add(*previous, lo, hi)
-                lo = hi
-            previous = (start, samples)
-        if previous is None:  # possible only if resampling left no samples
+                yield from windowed(*previous, lo, float(previous[0] + previous[1].size))
+                analysed = True
+        if not analysed:  # possible only if resampling left no samples
             raise AudioError(path, "too short to analyse")
-        yield from add(*previous, lo, float(previous[0] + previous[1].size))
         yield from flush()
 
     def _batch_size(self, batch_size: int | None) -> int:

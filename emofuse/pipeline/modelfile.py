@@ -30,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 # The models shipped as package data (emofuse/pretrained/<name>.pt), the default first:
 # accurate (a frozen Whisper base encoder stream) and fast (the paper's network).
 BUNDLED_MODELS = ("accurate", "fast")
@@ -125,21 +126,22 @@ def load_bundled_pipeline(
     name: str = BUNDLED_MODELS[0], map_location: str = "cpu"
 ) -> EmotionPipeline:
     """A pretrained model shipped as package data (``emofuse/pretrained/<name>.pt``):
-    ``accurate`` (default) or ``fast``."""
-    from importlib import resources
+    ``accurate`` (default) or ``fast``.
 
+    Found beside this module, not through ``importlib.resources.files("emofuse")``: run from the
+    folder above a clone, ``emofuse`` can import as a namespace package whose files are elsewhere.
+    """
     if name not in BUNDLED_MODELS:
         raise ModelFileError(
             f"unknown bundled model {name!r}; bundled: {', '.join(BUNDLED_MODELS)}"
         )
-    bundled = resources.files("emofuse") / "pretrained" / f"{name}.pt"
+    bundled = PRETRAINED_DIR / f"{name}.pt"
     if not bundled.is_file():
         raise ModelFileError(
             f"the bundled {name} model is not installed (emofuse/pretrained/{name}.pt); "
             "pass the path of a model file"
         )
-    with resources.as_file(bundled) as file:
-        return load_pipeline(file, map_location)
+    return load_pipeline(bundled, map_location)
 
 
 def load_model(

@@ -22,6 +22,7 @@ import soxr
 __all__ = ["AudioError", "load_audio", "iter_blocks", "resample", "audio_duration", "level_db"]
 
 PathLike = str | os.PathLike
+LOAD_BLOCK_SECONDS = 600  # load_audio decodes in blocks of this many seconds (native rate)
 
 
 class AudioError(ValueError):
@@ -41,10 +42,20 @@ def _open(path: PathLike) -> sf.SoundFile:
         raise AudioError(path, "is a directory, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "permission denied (the file is not readable)")
     try:
-        return sf.SoundFile(str(path))
+        # Bytes, so that any name the file system holds opens (soundfile encodes a str name
+        # strictly as UTF-8, which fails on undecodable bytes kept as surrogates).
+        return sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioError(path, f"not a readable audio file ({error})") from None
+        raise AudioError(path, f"not a readable audio file ({_reason(error)})") from None
+
+
+def _reason(error: Exception) -> str:
+    """libsndfile's own words, without its "Error opening <name>:" prefix (the name is ours)."""
+    text = getattr(error, "error_string", None) or str(error)
+    return text.replace("Error : ", "").strip().rstrip(".")
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
@@ -52,9 +63,40 @@ def _mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
 
 
-def _check_finite(path: PathLike, wave: np.ndarray) -> None:
-    if not np.isfinite(wave).all():
-        raise AudioError(path, "contains non-finite samples (NaN or infinity)")
+def _check_finite(path: PathLike, wave: np.ndarray, offset: float, rate: int) -> None:
+    """``offset``: seconds of the file before ``wave`` (named in the message with ``rate``)."""
+    bad = ~np.isfinite(wave)
+    if bad.any():
+        first = offset + int(np.argmax(bad)) / rate
+        raise AudioError(
+            path, f"contains non-finite samples (NaN or infinity), the first at {first:.3f} s"
+        )
+
+
+def _blocks(path: PathLike, f: sf.SoundFile, block_frames: int) -> Iterator[np.ndarray]:
+    """Consecutive mono float32 blocks of ``f`` at its own rate, each checked to be finite;
+    the last one is shorter than ``block_frames`` (possibly empty).
+
+    A file whose audio ends before its header says (a cut WAV) yields what it holds, as
+    libsndfile reads it; a decoder error part-way (a cut or damaged FLAC) is an AudioError.
+    """
+    rate, done = f.samplerate, 0
+    while True:
+        try:
+            data = f.read(block_frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            at = max(f.tell(), done)  # where the decoder stopped, when libsndfile knows
+            raise AudioError(
+                path,
+                f"truncated or corrupt audio: decoding failed at about {at / rate:.2f} s of the "
+                f"{f.frames / rate:.2f} s in its header ({_reason(error)})",
+            ) from None
+        wave = _mono(data)
+        _check_finite(path, wave, done / rate, rate)
+        done += len(wave)
+        yield wave
+        if len(wave) < block_frames:
+            return
 
 
 def resample(wave: np.ndarray, orig_rate: int, sample_rate: int) -> np.ndarray:
@@ -73,19 +115,20 @@ def audio_duration(path: PathLike) -> float:
 def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
     """Decode a whole file to a mono float32 array (samples,) at ``sample_rate``.
 
+    Any rate is resampled, any channel count averaged, any sample format (8-bit unsigned to
+    float) scaled to [-1, 1]. A WAV cut short gives the samples it holds; a FLAC (or other
+    compressed file) whose decoder fails part-way is an error, not a silently shorter clip.
+
     Raises:
-        AudioError: missing, empty, undecodable, zero-length or non-finite audio.
+        AudioError: missing, empty, unreadable (permissions), undecodable, truncated or corrupt
+            compressed, zero-length or non-finite audio; the message names the file.
     """
     with _open(path) as f:
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioError(path, f"could not decode audio ({error})") from None
         orig_rate = f.samplerate
-    if data.shape[0] == 0:
+        blocks = list(_blocks(path, f, max(1, LOAD_BLOCK_SECONDS * orig_rate)))
+    wave = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if wave.size == 0:
         raise AudioError(path, "contains zero samples")
-    wave = _mono(data)
-    _check_finite(path, wave)
     return resample(wave, orig_rate, sample_rate)
 
 
@@ -109,20 +152,12 @@ def iter_blocks(
             else soxr.ResampleStream(orig_rate, sample_rate, 1, dtype="float32", quality="HQ")
         )
         block_frames = max(1, int(block_seconds * orig_rate))
-        while True:
-            try:
-                data = f.read(block_frames, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as error:
-                raise AudioError(path, f"could not decode audio ({error})") from None
-            last = data.shape[0] < block_frames
-            wave = _mono(data)
-            _check_finite(path, wave)
+        for wave in _blocks(path, f, block_frames):
+            last = len(wave) < block_frames
             if stream is not None:
                 wave = stream.resample_chunk(wave, last=last)
             if wave.size:
                 yield wave
-            if last:
-                return
 
 
 def level_db(wave: np.ndarray) -> float:

@@ -1,0 +1,165 @@
+"""Throughput and memory of ``emofuse predict`` over many short files, from a cold process.
+
+Each measurement launches ``python -m emofuse predict DIR --model M --threads T --format csv``
+in a fresh process (start-up, model loading and decoding included) and records the wall time,
+files per second and the process's peak RSS (``ru_maxrss`` of the child).
+
+1. **Throughput**: the fast and the accurate model over ``--files`` (2,000) clips of 3-4 s, at 1
+   and 2 threads. Targets: >= 200 files/s (fast), >= 100 (accurate), peak RSS < 600 MB.
+2. **Flat memory**: peak RSS of the fast model over 100 and over 10,000 files; target: the
+   10,000-file peak within 20% of the 100-file peak.
+
+The clips are real speech, RAVDESS's 1,440 files (3-4 s, 16 kHz FLAC) linked again and again
+under new names, when ``../shared/corpora/ravdess`` exists; otherwise synthetic voice-like
+FLAC files (:func:`emofuse.testing.synthetic_voice`, 3-4 s). Run
+``python bench/predict_many.py`` (``--quick`` for a smoke run); writes
+``bench/results/predict_many.json`` and ``predict_many.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/predict_many.py``: bench/ itself is on sys.path
+    import _common as common
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"
+TARGETS = {"fast": 200.0, "accurate": 100.0}  # files/s
+TARGET_RSS_MB = 600.0
+FLAT_RATIO = 1.2  # 10,000-file peak RSS / 100-file peak RSS
+
+
+def clip_sources(workdir: Path) -> tuple[list[Path], str]:
+    """Real speech clips (RAVDESS) when present, else 200 synthetic 3-4 s FLAC files."""
+    if CORPUS.is_dir():
+        files = sorted(CORPUS.rglob("*.flac"))
+        if files:
+            return files, f"RAVDESS ({len(files)} files of 3-4 s, reused under new names)"
+    from emofuse.testing import synthetic_voice
+
+    rng = np.random.default_rng(0)
+    folder = workdir / "synthetic"
+    folder.mkdir()
+    files = []
+    for i in range(200):
+        path = folder / f"voice_{i:03d}.flac"
+        wave = synthetic_voice(rng.uniform(3, 4), pitch=rng.uniform(100, 250), seed=i)
+        sf.write(path, wave, 16000)
+        files.append(path)
+    return files, "synthetic voice-like signals (200 files of 3-4 s, reused under new names)"
+
+
+def make_folder(workdir: Path, sources: list[Path], n: int) -> Path:
+    """A folder of ``n`` symbolic links to ``sources``, cycled, each under its own name."""
+    folder = workdir / f"clips_{n}"
+    if not folder.exists():
+        folder.mkdir()
+        for i in range(n):
+            source = sources[i % len(sources)]
+            os.symlink(source, folder / f"{i:05d}_{source.name}")
+    return folder
+
+
+def run_predict(folder: Path, n: int, model: str, threads: int, out: Path) -> dict:
+    """One cold ``emofuse predict`` process: wall time, files/s, peak RSS, rows written."""
+    command = [sys.executable, "-m", "emofuse", "predict", str(folder), "--model", model,
+               "--threads", str(threads), "--format", "csv", "--output", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
+    rows = sum(1 for _ in out.open()) - 1
+    return {
+        "model": model, "threads": threads, "files": n, "rows": rows, "seconds": round(seconds, 2),
+        "files_per_second": round(n / seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
+    parser.add_argument("--files", type=int, default=2000, help="files per throughput run")
+    parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--memory-files", type=int, nargs=2, default=[100, 10000], metavar="N")
+    args = parser.parse_args()
+    n_files = 200 if args.quick else args.files
+    small, large = (100, 1000) if args.quick else args.memory_files
+
+    start_cpu = common.cpu_snapshot()
+    before = common.load_average()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        sources, about = clip_sources(workdir)
+        out = workdir / "out.csv"
+        throughput = []
+        folder = make_folder(workdir, sources, n_files)
+        for model in args.models:
+            for threads in args.threads:
+                row = run_predict(folder, n_files, model, threads, out)
+                print(row, flush=True)
+                throughput.append(row)
+        memory = []
+        for n in (small, large):
+            row = run_predict(make_folder(workdir, sources, n), n, "fast", 1, out)
+            print(row, flush=True)
+            memory.append(row)
+    ratio = memory[1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
+    busy = common.other_processes_cores(start_cpu, common.cpu_snapshot())
+
+    targets = []
+    for model, goal in TARGETS.items():
+        runs = [r for r in throughput if r["model"] == model]
+        if runs:
+            best = max(runs, key=lambda r: r["files_per_second"])
+            targets.append([f"{model}: >= {goal:g} files/s", f"{best['files_per_second']:g}",
+                            f"{best['threads']} thread(s)",
+                            "PASS" if best["files_per_second"] >= goal else "MISS"])  # fmt: skip
+            peak = max(r["peak_rss_mb"] for r in runs)
+            targets.append([f"{model}: peak RSS < {TARGET_RSS_MB:g} MB", f"{peak:g} MB", "",
+                            "PASS" if peak < TARGET_RSS_MB else "MISS"])  # fmt: skip
+    targets.append([f"peak RSS over {large:,} files <= {FLAT_RATIO:g} x over {small:,}",
+                    f"{ratio:.2f} x", "fast, 1 thread",
+                    "PASS" if ratio <= FLAT_RATIO else "MISS"])  # fmt: skip
+
+    machine = common.machine_info()
+    results = {"machine": machine, "clips": about, "load_before": before,
+               "load_after": common.load_average(), "other_processes_cores": busy,
+               "throughput": throughput, "memory": memory,
+               "rss_ratio": round(ratio, 3)}  # fmt: skip
+    keys = ["model", "threads", "files", "seconds", "files_per_second", "peak_rss_mb"]
+    markdown = "\n\n".join([
+        "# `emofuse predict` over many files: throughput and memory (cold process)",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
+        f"torch {machine['torch']}. "
+        f"Load average before {before}, after {results['load_after']}; other processes kept "
+        f"{busy} cores busy on average. Clips: {about}. Command per row: `python -m emofuse "
+        "predict DIR --model M --threads T --format csv --output OUT` in a fresh process "
+        "(start-up and model loading included). Reproduce: `python bench/predict_many.py`.",
+        "## Targets", common.markdown_table(["target", "measured", "setting", "status"], targets),
+        "## Throughput", common.markdown_table(keys, [[r[k] for k in keys] for r in throughput]),
+        "## Memory (fast model, 1 thread)",
+        common.markdown_table(keys, [[r[k] for k in keys] for r in memory]),
+    ])  # fmt: skip
+    common.write_results("predict_many", results, markdown, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Silero VAD in emofuse (:mod:`emofuse.signal.vad`): speed, real speech kept, non-speech rejected.
+
+1. Speed at ``--threads`` torch threads (default 1): :meth:`SpeechDetector.probabilities` on
+   64 clips of 3 s in one batch and one at a time, and on one 60 s file; ms per second of audio.
+2. If ``../shared/corpora`` (beside the repository) exists: every file of EmoDB, RAVDESS and
+   EMOVO through the detector and :func:`speech_regions` (default settings): files with no speech
+   region ("dropped"), mean and minimum speech share, max probability of the dropped.
+3. The maximum speech probability of synthetic non-speech signals (silence, noise, hum, clicks,
+   tone) and of ``emofuse.testing.synthetic_voice``.
+
+Run ``python bench/vad.py`` (``--quick`` for a smoke run: fewer rounds, 20 files per corpus);
+writes ``bench/results/vad.json`` and ``vad.md``. Corpora: EmoDB (Burkhardt et al. 2005),
+RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0), EMOVO (Costantini et al. 2014).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/vad.py``: bench/ itself is on sys.path
+    import _common as common
+
+from emofuse.signal.audio import load_audio
+from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector, VADSettings, speech_regions
+from emofuse.testing import synthetic_voice
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.flac"}
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Harmonic voice with pitch glides, syllable bursts and pauses (as bench/speed.py's)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 16))
+    syllables = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
+    pauses = (np.sin(2 * np.pi * 0.3 * t) > -0.6).astype(np.float64)
+    return (0.1 * voice * syllables * pauses + 0.005 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+
+
+def time_speed(detector: SpeechDetector, quick: bool) -> dict:
+    clips = [speech_like(3.0, seed) for seed in range(64)]
+    long = speech_like(60.0, 99)
+    runs = 3 if quick else 15
+    timings = common.time_interleaved(
+        {
+            "64 x 3 s, one batch": lambda: detector.probabilities(clips),
+            "64 x 3 s, one at a time": lambda: [detector.probabilities([c]) for c in clips],
+            "1 x 60 s": lambda: detector.probabilities([long]),
+        },
+        runs=runs,
+        warmup=1,
+    )
+    audio = {"64 x 3 s, one batch": 192.0, "64 x 3 s, one at a time": 192.0, "1 x 60 s": 60.0}
+    for name, timing in timings.items():
+        timing["audio_seconds"] = audio[name]
+        timing["ms_per_audio_second"] = timing["median_ms"] / audio[name]
+        timing["real_time_factor"] = timing["median_ms"] / 1e3 / audio[name]
+    return timings
+
+
+def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict | None:
+    folder = CORPORA / corpus
+    files = sorted(folder.glob(CORPUS_GLOBS[corpus])) if folder.is_dir() else []
+    if not files:
+        return None
+    files = files[:: max(1, len(files) // limit)][:limit] if limit else files
+    shares, dropped, seconds, began = [], [], 0.0, time.perf_counter()
+    for start in range(0, len(files), 64):
+        batch = files[start : start + 64]
+        waves = [load_audio(path, SAMPLE_RATE) for path in batch]
+        for path, wave, probs in zip(batch, waves, detector.probabilities(waves), strict=True):
+            regions = speech_regions(probs, wave.size, VADSettings())
+            share = sum(end - begin for begin, end in regions) / wave.size
+            shares.append(share)
+            seconds += wave.size / SAMPLE_RATE
+            if not regions:
+                dropped.append(
+                    {"file": str(path.relative_to(CORPORA)), "max_prob": float(probs.max())}
+                )
+    wall = time.perf_counter() - began
+    return {
+        "files": len(files),
+        "audio_minutes": seconds / 60,
+        "dropped": len(dropped),
+        "dropped_files": dropped,
+        "mean_speech_share": float(np.mean(shares)),
+        "min_speech_share": float(np.min(shares)),
+        "files_under_50pct_speech": int(np.sum(np.array(shares) < 0.5)),
+        "wall_seconds_incl_decoding": wall,
+    }
+
+
+def nonspeech(detector: SpeechDetector) -> dict:
+    n, rng = 5 * SAMPLE_RATE, np.random.default_rng(0)
+    t = np.arange(n) / SAMPLE_RATE
+    clicks = np.zeros(n)
+    clicks[:: SAMPLE_RATE // 2] = 0.9
+    signals = {
+        "digital silence": np.zeros(n),
+        "white noise -55 dBFS": rng.standard_normal(n) * 10 ** (-55 / 20),
+        "white noise -45 dBFS": rng.standard_normal(n) * 10 ** (-45 / 20),
+        "white noise -20 dBFS": rng.standard_normal(n) * 10 ** (-20 / 20),
+        "50 Hz hum": 0.1 * np.sin(2 * np.pi * 50 * t),
+        "60 Hz hum + 4 harmonics": sum(
+            0.05 / k * np.sin(2 * np.pi * 60 * k * t) for k in range(1, 6)
+        ),
+        "clicks every 0.5 s": clicks,
+        "1 kHz tone": 0.3 * np.sin(2 * np.pi * 1000 * t),
+        "emofuse.testing.synthetic_voice": synthetic_voice(5.0),
+        "speech_like (bench/speed.py)": speech_like(5.0),
+    }
+    waves = [wave.astype(np.float32) for wave in signals.values()]
+    out = {}
+    for name, wave, probs in zip(signals, waves, detector.probabilities(waves), strict=True):
+        regions = speech_regions(probs, wave.size)
+        out[name] = {
+            "max_prob": float(probs.max()),
+            "speech_share": sum(e - s for s, e in regions) / wave.size,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    machine = common.machine_info()
+    load_before, cpu_before = common.load_average(), common.cpu_snapshot()
+    began = time.perf_counter()
+    detector = SpeechDetector.load()
+    load_seconds = time.perf_counter() - began
+    speed = time_speed(detector, args.quick)
+    corpora = {
+        name: corpus_run(detector, name, 20 if args.quick else None)
+        for name in ("emodb", "ravdess", "emovo")
+    }
+    synthetic = nonspeech(detector)
+    cpu_after = common.cpu_snapshot()
+    data = {
+        "machine": machine,
+        "threads": args.threads,
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
+        "other_processes_cores": common.other_processes_cores(cpu_before, cpu_after),
+        "chunk_samples": CHUNK,
+        "settings": VADSettings().__dict__,
+        "load_seconds": load_seconds,
+        "speed": speed,
+        "corpora": corpora,
+        "corpora_dir": str(CORPORA),
+        "nonspeech": synthetic,
+    }
+    lines = [
+        f"# Silero VAD in emofuse{' (quick)' if args.quick else ''}",
+        "",
+        f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, torch "
+        f"{machine['torch']}, {args.threads} thread(s); other processes kept "
+        f"{data['other_processes_cores']} cores busy on average.",
+        "",
+        "## Speed (median)",
+        "",
+        common.markdown_table(
+            ["input", "median ms", "p90 ms", "ms per s of audio", "files/s"],
+            [
+                [
+                    name,
+                    f"{t['median_ms']:.1f}",
+                    f"{t['p90_ms']:.1f}",
+                    f"{t['ms_per_audio_second']:.2f}",
+                    f"{(64 if '64' in name else 1) / t['median_ms'] * 1e3:.0f}",
+                ]
+                for name, t in speed.items()
+            ],
+        ),
+        "",
+        "## Real speech (every file, default settings)",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            r["files"],
+            f"{r['audio_minutes']:.1f}",
+            r["dropped"],
+            f"{r['mean_speech_share']:.1%}",
+            f"{r['min_speech_share']:.1%}",
+            r["files_under_50pct_speech"],
+        ]
+        for name, r in corpora.items()
+        if r is not None
+    ]
+    lines.append(
+        common.markdown_table(
+            ["corpus", "files", "minutes", "dropped", "mean speech", "min speech", "< 50 %"],
+            rows,
+        )
+        if rows
+        else f"(no corpora under {CORPORA})"
+    )
+    lines += [
+        "",
+        "## Synthetic signals (5 s)",
+        "",
+        common.markdown_table(
+            ["signal", "max probability", "speech share"],
+            [[k, f"{v['max_prob']:.3f}", f"{v['speech_share']:.0%}"] for k, v in synthetic.items()],
+        ),
+        "",
+        "Corpora: EmoDB (Burkhardt et al. 2005), RAVDESS (Livingstone & Russo 2018, "
+        "CC BY-NC-SA 4.0), EMOVO (Costantini et al. 2014). Weights: silero-vad (MIT, Silero Team).",
+    ]
+    common.write_results("vad", data, "\n".join(lines), quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,594 @@
+"""Voice activity detection: Silero VAD (v6, 16 kHz) run in plain torch, batched and streamed.
+
+The weights come from the ``silero-vad`` wheel (MIT licence, Silero Team,
+https://github.com/snakers4/silero-vad): by default those of its official TorchScript model
+``silero_vad/data/silero_vad.jit``, read with :func:`torch.jit.load`; its
+``silero_vad_16k.safetensors`` (same layout, other weights, see :meth:`SpeechDetector.load`) can
+be loaded instead. The package is located with :func:`importlib.util.find_spec` and never
+imported here (importing it calls ``torch.set_num_threads(1)``); nothing is fetched at run time.
+
+The model scores the audio in chunks of 512 samples (32 ms at 16 kHz); each chunk is seen with
+the 64 samples before it (zeros before the start) and the LSTM state is carried from chunk to
+chunk, exactly as the official JIT model does when called chunk by chunk after
+``reset_states()``. The last partial chunk is zero-padded. Per chunk (shapes without batch)::
+
+    chunk (576,) = 64 context + 512 new samples, reflect-padded on the right -> (640,)
+    stft_conv   kernel 256, hop 128                (258, 4)  re = [:129], im = [129:]
+    magnitude   sqrt(re^2 + im^2)                  (129, 4)
+    conv1..4    k 3, pad 1, strides 1,2,2,1, ReLU  (128, 1)
+    LSTM        128 -> 128, state over chunks      (128,)
+    ReLU, 1x1 conv, sigmoid                        ()        speech probability
+
+Here the encoder runs on all chunks of all files at once and the recurrence is one
+:class:`torch.nn.LSTM` over the chunk sequence (the LSTMCell weights copied into it).
+
+:func:`speech_regions` turns probabilities into speech regions with the hysteresis of silero's
+``get_speech_timestamps``; :class:`SpeechSegmenter` does the same over a stream of audio blocks in
+bounded memory.
+
+>>> probs = np.array([0.1] * 5 + [0.9] * 20 + [0.1] * 10, dtype=np.float32)
+>>> speech_regions(probs, n_samples=35 * CHUNK)
+[(2080, 13280)]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = [
+    "SAMPLE_RATE",
+    "CHUNK",
+    "CONTEXT",
+    "VADUnavailable",
+    "SpeechDetector",
+    "VADStream",
+    "VADSettings",
+    "speech_regions",
+    "Stretch",
+    "SpeechSegmenter",
+    "silero_weights_path",
+    "WEIGHT_FILES",
+]
+
+SAMPLE_RATE = 16000
+CHUNK = 512  # samples, 32 ms
+CONTEXT = 64  # samples of the previous chunk seen with each chunk
+_N_FFT, _HOP, _BINS = 256, 128, 129
+_MIN_SILENCE_AT_MAX_SPEECH = 0.098  # seconds; silero's ``min_silence_at_max_speech`` (98 ms)
+_ENCODER_ROWS = 8192  # chunks encoded per slice, bounds the memory of very long inputs
+
+
+def _frame_offsets() -> Tensor:
+    """Offsets (4, 256) of the STFT frames of one chunk into ``[context | chunk]`` (576 samples),
+    the right reflect padding of 64 samples folded in (sample 576 + i is sample 574 - i)."""
+    width = CONTEXT + CHUNK
+    padded = torch.cat([torch.arange(width), width - 2 - torch.arange(CONTEXT)])  # (640,)
+    starts = torch.arange(0, padded.numel() - _N_FFT + 1, _HOP)  # (4,)
+    return padded[starts[:, None] + torch.arange(_N_FFT)]
+
+
+class VADUnavailable(ImportError):
+    """The silero-vad package (or its weight file) is not installed."""
+
+
+WEIGHT_FILES = {"jit": "silero_vad.jit", "safetensors": "silero_vad_16k.safetensors"}
+
+
+def silero_weights_path(kind: str = "jit") -> Path:
+    """Path of a weight file in the installed silero-vad package (located, not imported).
+
+    Args:
+        kind: ``"jit"``, the official TorchScript model ``silero_vad.jit`` (the same weights as
+            every ONNX file of the package), or ``"safetensors"``, ``silero_vad_16k.safetensors``
+            shipped for the tinygrad port (other weights, see :meth:`SpeechDetector.load`).
+
+    Raises:
+        VADUnavailable: the package or the file is missing.
+    """
+    if kind not in WEIGHT_FILES:
+        raise ValueError(f"kind must be one of {sorted(WEIGHT_FILES)}, got {kind!r}")
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise VADUnavailable(
+            "voice activity detection needs the silero-vad package: pip install silero-vad"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / WEIGHT_FILES[kind]
+    if not path.is_file():
+        raise VADUnavailable(
+            f"silero-vad is installed but {path} is missing; pip install --force-reinstall "
+            "silero-vad"
+        )
+    return path
+
+
+def _jit_state(path: Path) -> dict[str, Tensor]:
+    """The 16 kHz weights of silero's TorchScript model, renamed to :class:`SpeechDetector`'s."""
+    names = {"stft.forward_basis_buffer": "stft_conv.weight",
+             "decoder.decoder.2.weight": "final_conv.weight",
+             "decoder.decoder.2.bias": "final_conv.bias"}  # fmt: skip
+    for layer in range(4):
+        for kind in ("weight", "bias"):
+            names[f"encoder.{layer}.reparam_conv.{kind}"] = f"conv{layer + 1}.{kind}"
+    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        names[f"decoder.rnn.{kind}"] = f"lstm.{kind}_l0"
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; only weights are read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(path), map_location="cpu")
+    state = {key.removeprefix("_model."): value for key, value in model.state_dict().items()}
+    missing = sorted(set(names) - set(state))
+    if missing:
+        raise ValueError(f"{path} is not a silero VAD v5/v6 model: it lacks {missing}")
+    return {ours: state[theirs].float().clone() for theirs, ours in names.items()}
+
+
+def _safetensors_state(path: Path) -> dict[str, Tensor]:
+    """The tensors of silero's ``silero_vad_16k.safetensors``, renamed (LSTMCell -> LSTM)."""
+    from emofuse.signal.whisper_weights import read_safetensors
+
+    state = {}
+    for name, array in read_safetensors(path).items():
+        if name.startswith("lstm_cell."):  # LSTMCell -> one-layer LSTM: weight_ih_l0, ...
+            name = "lstm." + name.removeprefix("lstm_cell.") + "_l0"
+        state[name] = torch.from_numpy(array.astype(np.float32))
+    return state
+
+
+# ---------------------------------------------------------------------------- model
+
+
+class SpeechDetector(nn.Module):
+    """Silero VAD v6 (16 kHz): waveforms -> one speech probability per 512-sample chunk.
+
+    Build it with :meth:`load`. :meth:`probabilities` scores whole files in one batched forward;
+    :meth:`stream` scores a long file block by block.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stft_conv = nn.Conv1d(1, 2 * _BINS, _N_FFT, stride=_HOP, bias=False)
+        self.conv1 = nn.Conv1d(_BINS, 128, 3, padding=1)
+        self.conv2 = nn.Conv1d(128, 64, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(64, 64, 3, stride=2, padding=1)
+        self.conv4 = nn.Conv1d(64, 128, 3, padding=1)
+        self.lstm = nn.LSTM(128, 128, batch_first=True)
+        self.final_conv = nn.Conv1d(128, 1, 1)
+        self.register_buffer("frame_offsets", _frame_offsets(), persistent=False)
+
+    @classmethod
+    def load(cls, *, path: str | Path | None = None) -> SpeechDetector:
+        """The detector with silero's weights, in eval mode.
+
+        By default the weights of the package's official TorchScript model ``silero_vad.jit``
+        (what ``silero_vad.load_silero_vad()`` runs; equal to its ONNX files), read with
+        :func:`torch.jit.load`. The package's ``silero_vad_16k.safetensors`` (for its tinygrad
+        port) holds *other* weights in silero-vad 6.2.3, which give probabilities up to about
+        0.1 away from the official model's (upstream issue snakers4/silero-vad#768); pass it as
+        ``path`` to use it anyway.
+
+        Args:
+            path: a ``.jit`` or ``.safetensors`` silero VAD file; default: the package's JIT.
+
+        Raises:
+            VADUnavailable: silero-vad is not installed (and no ``path`` given).
+        """
+        path = Path(path) if path is not None else silero_weights_path("jit")
+        if path.suffix == ".safetensors":
+            state = _safetensors_state(path)
+        else:
+            state = _jit_state(path)
+        detector = cls()
+        detector.load_state_dict(state, strict=True)
+        return detector.eval()
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """STFT frames of chunks (n, 4, 256) -> chunk embeddings (n, 128)."""
+        basis = self.stft_conv.weight[:, 0, :]  # (258, 256)
+        spec = frames @ basis.T  # (n, 4, 258)
+        magnitude = torch.sqrt(spec[..., :_BINS] ** 2 + spec[..., _BINS:] ** 2)  # (n, 4, 129)
+        x = F.relu(self.conv1(magnitude.transpose(1, 2)))  # (n, 128, 4)
+        x = F.relu(self.conv2(x))  # (n, 64, 2)
+        x = F.relu(self.conv3(x))  # (n, 64, 1)
+        x = F.relu(self.conv4(x))  # (n, 128, 1)
+        return x[..., 0]  # (n, 128)
+
+    def decode(self, hidden: Tensor) -> Tensor:
+        """LSTM outputs (..., 128) -> speech probabilities (...)."""
+        weight, bias = self.final_conv.weight[0, :, 0], self.final_conv.bias[0]
+        return torch.sigmoid(F.relu(hidden) @ weight + bias)  # mean over one frame: itself
+
+    def _embed(self, padded: Tensor, rows: Tensor, chunks: Tensor) -> Tensor:
+        """Embeddings (n, 128) of chunk ``chunks[i]`` of file ``rows[i]`` of ``padded``
+        (batch, 64 + chunks * 512): zeros (or the previous block's context), then the audio."""
+        out = []
+        for begin in range(0, rows.numel(), _ENCODER_ROWS):
+            r, c = rows[begin : begin + _ENCODER_ROWS], chunks[begin : begin + _ENCODER_ROWS]
+            index = c[:, None, None] * CHUNK + self.frame_offsets  # (n, 4, 256)
+            out.append(self.encode(padded[r[:, None, None], index]))
+        return torch.cat(out) if out else padded.new_zeros(0, 128)
+
+    def probabilities(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Speech probability per 512-sample chunk of each wave, in one batched forward.
+
+        Args:
+            waves: mono float 16 kHz waveforms (samples,), any lengths.
+
+        Returns:
+            per wave, float32 ``(ceil(samples / 512),)``; each equals the wave scored alone.
+        """
+        waves = [_mono(wave) for wave in waves]
+        if not waves:
+            return []
+        counts = [-(-wave.size // CHUNK) for wave in waves]
+        longest = max(counts)
+        if longest == 0:
+            return [np.zeros(0, np.float32) for _ in waves]
+        device = self.frame_offsets.device
+        with torch.inference_mode():
+            padded = torch.zeros(len(waves), CONTEXT + longest * CHUNK, device=device)
+            for row, wave in enumerate(waves):  # (batch, 64 + chunks * 512)
+                padded[row, CONTEXT : CONTEXT + wave.size] = torch.from_numpy(wave)
+            lengths = torch.tensor(counts)
+            valid = torch.arange(longest)[None, :] < lengths[:, None]  # (batch, chunks)
+            rows, chunks = valid.nonzero(as_tuple=True)
+            embedded = padded.new_zeros(len(waves), longest, 128)
+            embedded[rows, chunks] = self._embed(padded, rows.to(device), chunks.to(device))
+            keep = lengths > 0
+            packed = nn.utils.rnn.pack_padded_sequence(
+                embedded[keep.to(device)], lengths[keep], batch_first=True, enforce_sorted=False
+            )
+            hidden, _ = self.lstm(packed)
+            hidden, _ = nn.utils.rnn.pad_packed_sequence(hidden, batch_first=True)
+            probs = self.decode(hidden).cpu().numpy()  # (kept files, chunks)
+        out, kept = [], iter(probs)
+        for count in counts:
+            out.append(next(kept)[:count].copy() if count else np.zeros(0, np.float32))
+        return out
+
+    def stream(self) -> VADStream:
+        """A :class:`VADStream` over a new file."""
+        return VADStream(self)
+
+
+def _mono(wave: np.ndarray) -> np.ndarray:
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono waveform (samples,), got shape {wave.shape}")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+class VADStream:
+    """Speech probabilities of one long file fed block by block (blocks of any sizes).
+
+    The LSTM state and the last 64 samples are carried between blocks, so the concatenated
+    outputs of :meth:`feed` and :meth:`finish` equal :meth:`SpeechDetector.probabilities` of the
+    whole file. Memory holds fewer than 512 pending samples.
+    """
+
+    def __init__(self, detector: SpeechDetector) -> None:
+        self.detector = detector
+        self._context = np.zeros(CONTEXT, np.float32)
+        self._pending = np.zeros(0, np.float32)
+        self._state: tuple[Tensor, Tensor] | None = None
+        self._finished = False
+        self.samples = 0  # samples fed so far
+
+    def _run(self, audio: np.ndarray) -> np.ndarray:
+        """Score ``audio`` (a whole number of chunks) after the carried context and state."""
+        chunks = audio.size // CHUNK
+        detector = self.detector
+        device = detector.frame_offsets.device
+        with torch.inference_mode():
+            padded = torch.from_numpy(np.concatenate([self._context, audio]))[None].to(device)
+            index = torch.arange(chunks, device=device)
+            embedded = detector._embed(padded, torch.zeros_like(index), index)  # (chunks, 128)
+            hidden, self._state = detector.lstm(embedded[None], self._state)  # (1, chunks, 128)
+            probs = detector.decode(hidden[0]).cpu().numpy()
+        self._context = audio[-CONTEXT:].copy()
+        return probs
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """Append ``block`` (samples,); returns the probabilities of the chunks it completed
+        (k,), float32."""
+        if self._finished:
+            raise RuntimeError("VADStream.feed after finish(); start a new stream")
+        block = _mono(block)
+        self.samples += block.size
+        audio = np.concatenate([self._pending, block])
+        whole = audio.size - audio.size % CHUNK
+        self._pending = audio[whole:].copy()
+        if whole == 0:
+            return np.zeros(0, np.float32)
+        return self._run(audio[:whole])
+
+    def finish(self) -> np.ndarray:
+        """The probability of the last partial chunk, zero-padded: (1,), or (0,) if none."""
+        if self._finished:
+            raise RuntimeError("VADStream.finish called twice")
+        self._finished = True
+        if self._pending.size == 0:
+            return np.zeros(0, np.float32)
+        last = np.zeros(CHUNK, np.float32)
+        last[: self._pending.size] = self._pending
+        return self._run(last)
+
+
+# ---------------------------------------------------------------------------- regions
+
+
+@dataclass(frozen=True)
+class VADSettings:
+    """Hysteresis of :func:`speech_regions`; the defaults are silero's ``get_speech_timestamps``
+    except ``max_speech_seconds`` (infinite there).
+
+    Args:
+        threshold: a chunk with probability >= this starts (or continues) speech.
+        neg_threshold: inside speech, a chunk below this is silence; default
+            ``max(threshold - 0.15, 0.01)``.
+        min_speech_seconds: shorter speech is dropped (not at a ``max_speech_seconds`` split).
+        min_silence_seconds: silence inside speech must last this long to end it.
+        pad_seconds: each region grows by this much each side (by half the gap where two
+            regions are closer than twice this).
+        max_speech_seconds: longer speech is split, at the longest silence over 98 ms inside it,
+            else cut hard; a padded region is at most this long. ``math.inf`` for never.
+    """
+
+    threshold: float = 0.5
+    neg_threshold: float | None = None
+    min_speech_seconds: float = 0.25
+    min_silence_seconds: float = 0.1
+    pad_seconds: float = 0.03
+    max_speech_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= self.threshold:
+            raise ValueError(
+                f"neg_threshold must be in [0, threshold={self.threshold}], "
+                f"got {self.neg_threshold}"
+            )
+        for name in ("min_speech_seconds", "min_silence_seconds", "pad_seconds"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        shortest = (CHUNK + 2 * SAMPLE_RATE * self.pad_seconds) / SAMPLE_RATE
+        if not self.max_speech_seconds > shortest:
+            raise ValueError(
+                f"max_speech_seconds must exceed one chunk plus twice pad_seconds "
+                f"({shortest:.3f} s), got {self.max_speech_seconds}"
+            )
+
+    @property
+    def negative(self) -> float:
+        """The effective ``neg_threshold``."""
+        if self.neg_threshold is not None:
+            return self.neg_threshold
+        return max(self.threshold - 0.15, 0.01)
+
+
+class _Hysteresis:
+    """silero's ``get_speech_timestamps_from_probs`` loop (``use_max_poss_sil_at_max_speech``),
+    one probability at a time: emits unpadded ``(start, end)`` speech as soon as it is final."""
+
+    def __init__(self, settings: VADSettings) -> None:
+        rate = SAMPLE_RATE
+        self.threshold, self.negative = settings.threshold, settings.negative
+        self.min_speech = rate * settings.min_speech_seconds
+        self.min_silence = rate * settings.min_silence_seconds
+        pad = rate * settings.pad_seconds
+        self.max_speech = rate * settings.max_speech_seconds - CHUNK - 2 * pad
+        self.min_silence_at_max = rate * _MIN_SILENCE_AT_MAX_SPEECH
+        self.index = 0  # chunks seen
+        self.start: int | None = None  # start of the open speech (silero: ``triggered``)
+        self.temp_end = 0
+        self.possible_ends: list[tuple[int, int]] = []
+
+    def push(self, prob: float) -> list[tuple[int, int]]:
+        """Consume the next chunk's probability; returns the speech it finalised (0 to 1)."""
+        sample = CHUNK * self.index
+        self.index += 1
+        out: list[tuple[int, int]] = []
+        if prob >= self.threshold and self.temp_end:
+            silence = sample - self.temp_end
+            if silence > self.min_silence_at_max:
+                self.possible_ends.append((self.temp_end, silence))
+            self.temp_end = 0
+        if prob >= self.threshold and self.start is None:
+            self.start = sample
+            return out
+        if self.start is not None and sample - self.start > self.max_speech:
+            if self.possible_ends:  # split at the longest silence inside the speech
+                end, silence = max(self.possible_ends, key=lambda item: item[1])
+                out.append((self.start, end))
+                resume = end + silence
+                self.start = resume if resume < end + sample else None
+                self.temp_end = 0
+                self.possible_ends = []
+            else:  # hard cut here
+                out.append((self.start, sample))
+                self.start, self.temp_end, self.possible_ends = None, 0, []
+                return out
+        if prob < self.negative and self.start is not None:
+            if not self.temp_end:
+                self.temp_end = sample
+            if sample - self.temp_end < self.min_silence:
+                return out
+            if self.temp_end - self.start > self.min_speech:
+                out.append((self.start, self.temp_end))
+            self.start, self.temp_end, self.possible_ends = None, 0, []
+        return out
+
+    def finish(self, n_samples: int) -> list[tuple[int, int]]:
+        """The open speech, if long enough, ending at ``n_samples``."""
+        if self.start is not None and n_samples - self.start > self.min_speech:
+            return [(self.start, n_samples)]
+        return []
+
+    def earliest_start(self) -> int:
+        """No speech finalised later can start before this sample."""
+        return self.start if self.start is not None else CHUNK * self.index
+
+
+def _padded_start(start: int, previous_end: int | None, pad: float) -> int:
+    """Padded start of unpadded speech ``start``, the unpadded speech before ending at
+    ``previous_end`` (None for the first)."""
+    if previous_end is not None and start - previous_end < 2 * pad:
+        return start - (start - previous_end) // 2
+    return int(max(0, start - pad))
+
+
+def _padded_end(end: int, next_start: int | None, n_samples: int, pad: float) -> int:
+    """Padded end of unpadded speech ending at ``end``, the next starting at ``next_start``
+    (None for the last)."""
+    if next_start is not None and next_start - end < 2 * pad:
+        return end + (next_start - end) // 2
+    return int(min(n_samples, end + pad))
+
+
+def speech_regions(
+    probs: np.ndarray, n_samples: int, settings: VADSettings = VADSettings()
+) -> list[tuple[int, int]]:
+    """Speech regions ``[(start, end)]`` in samples from per-chunk speech probabilities.
+
+    The hysteresis of silero's ``get_speech_timestamps``: speech starts at a chunk >=
+    ``threshold`` and ends after ``min_silence_seconds`` below ``neg_threshold``; speech shorter
+    than ``min_speech_seconds`` is dropped, longer than ``max_speech_seconds`` split; regions are
+    padded by ``pad_seconds``. Sorted, non-overlapping, within ``[0, n_samples]``.
+
+    Args:
+        probs: (chunks,) probabilities of the 512-sample chunks of the wave.
+        n_samples: the wave's length, ``ceil(n_samples / 512) == chunks``.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 1 or -(-n_samples // CHUNK) != probs.size:
+        raise ValueError(
+            f"expected ceil(n_samples / {CHUNK}) = {-(-n_samples // CHUNK)} probabilities "
+            f"(chunks,), got shape {probs.shape}"
+        )
+    hysteresis = _Hysteresis(settings)
+    raw = [speech for prob in probs.tolist() for speech in hysteresis.push(prob)]
+    raw += hysteresis.finish(n_samples)
+    pad = SAMPLE_RATE * settings.pad_seconds
+    regions = []
+    for i, (start, end) in enumerate(raw):
+        previous_end = raw[i - 1][1] if i else None
+        next_start = raw[i + 1][0] if i + 1 < len(raw) else None
+        regions.append(
+            (_padded_start(start, previous_end, pad), _padded_end(end, next_start, n_samples, pad))
+        )
+    return regions
+
+
+# ---------------------------------------------------------------------------- segmenter
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A stretch ``[start, end)`` of a stream, in samples: speech (with its audio) or not."""
+
+    start: int
+    end: int
+    speech: bool
+    samples: np.ndarray | None  # (end - start,) float32 for speech; None otherwise
+
+
+class _Audio:
+    """The stream's recent audio as a queue of blocks, addressed by absolute sample."""
+
+    def __init__(self) -> None:
+        self.blocks: deque[tuple[int, np.ndarray]] = deque()
+        self.end = 0
+
+    def append(self, block: np.ndarray) -> None:
+        if block.size:
+            self.blocks.append((self.end, block))
+            self.end += block.size
+
+    def drop_before(self, sample: int) -> None:
+        while self.blocks and self.blocks[0][0] + self.blocks[0][1].size <= sample:
+            self.blocks.popleft()
+        if self.blocks and self.blocks[0][0] < sample:  # trim (and copy) a straddling block
+            first, block = self.blocks.popleft()
+            self.blocks.appendleft((sample, block[sample - first :].copy()))
+
+    def take(self, start: int, end: int) -> np.ndarray:
+        parts = [
+            block[max(0, start - first) : max(0, end - first)]
+            for first, block in self.blocks
+            if first < end and first + block.size > start
+        ]
+        out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if out.size != end - start:
+            raise RuntimeError(f"audio [{start}, {end}) is no longer held")  # a bug, not input
+        return out
+
+
+class SpeechSegmenter:
+    """Split a stream of audio blocks into speech and non-speech stretches, in bounded memory.
+
+    The speech stretches are :func:`speech_regions` of the whole file's probabilities, found on
+    the fly; the audio held is that of the open speech (at most ``max_speech_seconds``, twice
+    that while the padding between two close regions is undecided) plus under a second.
+    """
+
+    def __init__(self, detector: SpeechDetector, settings: VADSettings = VADSettings()) -> None:
+        self.detector = detector
+        self.settings = settings
+
+    def split(self, blocks: Iterable[np.ndarray]) -> Iterator[Stretch]:
+        """Stretches tiling ``[0, total samples)`` of mono float 16 kHz ``blocks`` (any sizes).
+
+        Speech stretches carry their audio and last at most ``max_speech_seconds``; the
+        non-speech between them is one stretch without audio.
+        """
+        stream = self.detector.stream()
+        hysteresis = _Hysteresis(self.settings)
+        pad = SAMPLE_RATE * self.settings.pad_seconds
+        audio = _Audio()
+        pending: list[tuple[int, int]] = []  # final unpadded speech, padding undecided
+        done = 0  # end of the last stretch yielded
+        last_end: int | None = None  # unpadded end of the last speech yielded
+
+        def emit(next_start: int | None, n_samples: int) -> Iterator[Stretch]:
+            nonlocal done, last_end
+            start, end = pending.pop(0)
+            begin = _padded_start(start, last_end, pad)
+            finish = _padded_end(end, next_start, n_samples, pad)
+            if begin > done:
+                yield Stretch(done, begin, False, None)
+            yield Stretch(begin, finish, True, audio.take(begin, finish))
+            done, last_end = finish, end
+
+        for block in blocks:
+            block = _mono(block)
+            audio.append(block)
+            for prob in stream.feed(block).tolist():
+                pending += hysteresis.push(prob)
+                while len(pending) > 1:
+                    yield from emit(pending[1][0], audio.end)
+                if pending:  # alone: decided once no speech can start within 2 * pad
+                    horizon = pending[0][1] + 2 * pad
+                    seen = CHUNK * hysteresis.index
+                    if seen >= horizon and hysteresis.earliest_start() >= horizon:
+                        yield from emit(None, audio.end)
+            earliest = pending[0][0] if pending else hysteresis.earliest_start()
+            audio.drop_before(max(done, earliest - math.ceil(pad)))
+        n_samples = stream.samples
+        for prob in stream.finish().tolist():
+            pending += hysteresis.push(prob)
+        pending += hysteresis.finish(n_samples)
+        while pending:
+            yield from emit(pending[1][0] if len(pending) > 1 else None, n_samples)
+        if n_samples > done:
+            yield Stretch(done, n_samples, False, None)
