@@ -212,10 +212,24 @@ def load_config(path: str | os.PathLike | None) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not a text YAML file (byte {error.start} is not UTF-8 text)"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config ({error.strerror or error})") from None
+    try:
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
-    return ExperimentConfig.from_dict(values, where=str(path))
+    try:
+        return ExperimentConfig.from_dict(values, where=str(path))
+    except ConfigError as error:  # a section's own check names the key, not the file
+        message = str(error)
+        if message.startswith(f"{path}:"):
+            raise
+        raise ConfigError(f"{path}: {message}") from None
 
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:

@@ -117,6 +117,9 @@ def test_predictions_stream_before_all_files_are_read(model, tmp_path, monkeypat
     assert first[0] == 0 and len(read) < len(paths)
     results = plain.predict_many(paths, batch_size=7)
     assert [p.source for p in results] == [str(p) for p in paths]
+    two = plain.predict_many(paths, batch_size=3, workers=2)  # batches in two threads at once
+    for a, b in zip(two, results, strict=True):
+        assert a.label == b.label and a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
 
 
 def _predict(capsys, *args: str) -> tuple[int, str, str]:
@@ -175,15 +178,21 @@ def test_interrupted_output_keeps_the_old_file_and_the_rows_so_far(capsys, model
 
 
 @pytest.mark.parametrize("option", ["--output", "--plot"])
-def test_a_missing_output_folder_fails_before_any_work(capsys, model, tmp_path, monkeypatch,
-                                                       option):  # fmt: skip
+def test_an_output_folder_is_checked_before_any_work(capsys, model, tmp_path, monkeypatch, option):
+    """A missing folder is made (as for every emofuse output); one that cannot be made fails
+    before the model is even loaded."""
+    status, _, _ = _predict(capsys, str(EXAMPLES[0]), "--model", model, option,
+                            str(tmp_path / "new" / "out.png"))  # fmt: skip
+    assert status == 0 and (tmp_path / "new" / "out.png").stat().st_size > 0
+
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the output was checked")
 
     monkeypatch.setattr(EmotionRecognizer, "load", refuse)
-    target = str(tmp_path / "missing" / "out.png")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    target = str(tmp_path / "file" / "out.png")
     status, _, err = _predict(capsys, str(EXAMPLES[0]), "--model", model, option, target)
-    assert status == 1 and f"folder {tmp_path / 'missing'} does not exist" in err
+    assert status == 1 and f"cannot make folder {tmp_path / 'file'}" in err
 
 
 def test_long_file_points_to_the_timeline(capsys, model, tmp_path):
@@ -201,10 +210,24 @@ def test_onnx_file_without_backend_is_not_unpickled(capsys, tmp_path):
         EmotionRecognizer.load(fake, backend="torch")
 
 
-def test_threads_option(capsys, model):
+def test_threads_option(capsys, model, monkeypatch):
+    """Many files: --threads batches at once, one torch thread each; a timeline: one batch on
+    --threads torch threads."""
+    seen = []
+    original = EmotionRecognizer.iter_predictions
+
+    def recorded(self, *args, **kwargs):
+        seen.append((kwargs["workers"], torch.get_num_threads()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmotionRecognizer, "iter_predictions", recorded)
     before = torch.get_num_threads()
     try:
-        status, _, _ = _predict(capsys, str(EXAMPLES[0]), "--model", model, "--threads", "2")
+        status, out, _ = _predict(capsys, *map(str, EXAMPLES), "--model", model, "--threads", "2",
+                                  "--batch-size", "1")  # fmt: skip
+        assert status == 0 and seen == [(2, 1)] and len(out.splitlines()) == 1 + len(EXAMPLES)
+        status, _, _ = _predict(capsys, str(EXAMPLES[0]), "--model", model, "--threads", "2",
+                                "--timeline")  # fmt: skip
         assert status == 0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -248,3 +271,13 @@ def test_python_dash_m_emofuse_runs_from_the_folder_above_a_clone(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert loaded.returncode == 0 and loaded.stdout.strip() == "neutral", loaded.stderr
+
+
+def test_export_prints_no_torchvision_notes(model, tmp_path):
+    """torch's ONNX exporter logs "torchvision is not installed. Skipping torchvision::nms" (and
+    three more) the first time it runs in a process; emofuse export keeps them quiet."""
+    out = tmp_path / "tiny.onnx"
+    command = [sys.executable, "-m", "emofuse", "export", "--model", model, "--onnx", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and out.stat().st_size > 0, run.stderr
+    assert "torchvision" not in run.stderr and run.stderr.strip() == "", run.stderr

@@ -54,6 +54,13 @@ def test_dct_is_orthonormal():
     np.testing.assert_allclose(basis @ basis.T, np.eye(64), atol=1e-5)
 
 
+def test_dct_equals_scipy():
+    import scipy.fft
+
+    reference = scipy.fft.dct(np.eye(64), type=2, norm="ortho", axis=0)[:40]
+    np.testing.assert_allclose(dct_matrix(40, 64), reference, atol=1e-6)
+
+
 def test_logmel_matches_librosa(speechlike: np.ndarray):
     logmel, frames = LogMel(SpectralSettings())(
         torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size])

@@ -98,7 +98,7 @@ def test_missing_model_file(tmp_path):
 def test_text_file_is_not_a_model(tmp_path):
     path = tmp_path / "notes.pt"
     path.write_text("hello, I am not a model\n")
-    with pytest.raises(ModelFileError, match="not a readable emofuse model") as info:
+    with pytest.raises(ModelFileError, match="not an emofuse model file") as info:
         load_pipeline(path)
     assert str(path) in str(info.value)
     assert "\n" not in str(info.value)

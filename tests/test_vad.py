@@ -153,6 +153,33 @@ def test_batched_equals_alone(detector: SpeechDetector) -> None:
     assert batched[5].max() > 0.5  # a real test: the long one holds speech
 
 
+def test_stft_basis_is_a_hann_windowed_dft(detector: SpeechDetector) -> None:
+    """The encoder replaces ``stft_conv`` by an rfft: the basis must be that DFT."""
+    basis = detector.stft_conv.weight[:, 0, :].double()  # (258, 256)
+    n = torch.arange(256, dtype=torch.float64)
+    angle = 2 * math.pi * torch.arange(129, dtype=torch.float64)[:, None] * n / 256
+    hann = torch.hann_window(256, periodic=True, dtype=torch.float64)
+    assert (basis[:129] - hann * torch.cos(angle)).abs().max() < 1e-6
+    assert (basis[129:] + hann * torch.sin(angle)).abs().max() < 1e-6
+    frames = torch.randn(300, 4, 256, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        spec = frames @ detector.stft_conv.weight[:, 0, :].T
+        conv = torch.sqrt(spec[..., :129] ** 2 + spec[..., 129:] ** 2)
+        fft = torch.fft.rfft(frames * detector.window).abs()
+    assert (conv - fft).abs().max() < 1e-5 * conv.max()
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[48000] * 4, [48000, 40000, 52000], [160000, 0, 8000, 513]],
+    ids=["equal", "padded", "packed"],
+)
+def test_batch_layouts_equal_alone(detector: SpeechDetector, lengths: list[int]) -> None:
+    waves = [speech_like(n / SAMPLE_RATE + 1, seed=i)[:n] for i, n in enumerate(lengths)]
+    for wave, probs in zip(waves, detector.probabilities(waves), strict=True):
+        np.testing.assert_allclose(probs, detector.probabilities([wave])[0], atol=1e-5)
+
+
 def test_stream_over_odd_blocks_equals_whole_file(detector: SpeechDetector) -> None:
     wave = np.concatenate([speech_like(3.0), np.zeros(9000, np.float32), speech_like(1.5, 2)])
     whole = detector.probabilities([wave])[0]

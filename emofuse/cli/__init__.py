@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from emofuse.cli import builder, inspect, research
 from emofuse.cli.common import apply_runtime
@@ -29,7 +30,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _writes_to_a_file(stream: object) -> bool:
+    """True when ``stream`` ends in a file descriptor (terminal, pipe, file), which takes any
+    bytes; false for an in-memory text stream whose reader decodes strict UTF-8."""
+    try:
+        stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
+
+
+@contextmanager
+def _tolerant_streams() -> Iterator[None]:
+    """Let the output name any file. A name with a byte that is not UTF-8 (which Python holds as
+    a lone surrogate) would make ``print`` raise ``UnicodeEncodeError`` mid-table on a strict
+    UTF-8 stdout; instead stdout writes the name's original bytes back (``surrogateescape``),
+    so the printed names match the files, and stderr escapes them (``backslashreplace``). An
+    in-memory stdout (a caller's ``io.StringIO``-like capture) cannot hold raw bytes and is
+    escaped too. The streams' own settings are restored on return."""
+    restore = []
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        if errors == "surrogateescape" and not _writes_to_a_file(stream):
+            errors = "backslashreplace"
+        reconfigure, before = getattr(stream, "reconfigure", None), getattr(stream, "errors", None)
+        if reconfigure is None or before is None or before == errors:
+            continue
+        try:
+            reconfigure(errors=errors)
+        except (ValueError, OSError):  # a closed or detached stream: leave it alone
+            continue
+        restore.append((reconfigure, before))
+    try:
+        yield
+    finally:
+        for reconfigure, before in restore:
+            try:
+                reconfigure(errors=before)
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``emofuse`` command; the exit status (0 fine, 1 an error was reported)."""
+    with _tolerant_streams():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         apply_runtime(args)
@@ -45,4 +92,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emofuse: error: {error}", file=sys.stderr)
         return 1
     return status or 0  # a subcommand may return 1 after reporting errors itself
-

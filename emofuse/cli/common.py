@@ -8,12 +8,16 @@ from collections.abc import Callable, Iterable
 
 __all__ = ["MODEL_HELP", "add_runtime_args", "apply_runtime", "progress", "reporter"]
 
-MODEL_HELP = "accurate (default) or fast (the bundled models), a model file, or an exported .onnx"
+MODEL_HELP = ("accurate or fast (the bundled models), a model file, or an exported .onnx "
+              "(default: accurate)")
 
 
-def add_runtime_args(parser: argparse.ArgumentParser, *, threads: int | None, device: bool) -> None:
-    """``--threads`` (default ``threads``; None: the config's or torch's) and ``--device``."""
-    default = "the config's train.num_threads" if threads is None else str(threads)
+def add_runtime_args(
+    parser: argparse.ArgumentParser, *, threads: int | None, device: bool, default: str = ""
+) -> None:
+    """``--threads`` (default ``threads``, described by ``default`` when None) and
+    ``--device``."""
+    default = default or ("the config's train.num_threads" if threads is None else str(threads))
     parser.add_argument(
         "--threads", type=int, default=threads, metavar="N",
         help=f"CPU threads for torch and onnxruntime (default: {default}; one thread per process "
@@ -27,11 +31,7 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, threads: int | None, de
 
 
 def apply_runtime(args: argparse.Namespace) -> None:
-    """Before any work: a fixed malloc mmap threshold (flat memory over many files) and
-    torch's CPU threads from ``--threads`` (untouched without the option)."""
-    from emofuse.device import fix_mmap_threshold
-
-    fix_mmap_threshold()
+    """Before any work: torch's CPU threads from ``--threads`` (untouched without it)."""
     threads = getattr(args, "threads", None)
     if threads is None:
         return

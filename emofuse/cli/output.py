@@ -24,13 +24,16 @@ PROB_DECIMALS = 4
 
 
 def check_writable(path: str | os.PathLike, option: str) -> None:
-    """Fail before any work if ``path`` cannot be written: its folder missing, or a folder."""
+    """Before any work: make ``path``'s folder (as every emofuse output does), or fail if
+    ``path`` is a folder or cannot be written there."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{option} {path}: is a folder; give a file name")
     folder = path.parent
-    if not folder.is_dir():
-        raise ValueError(f"{option} {path}: folder {folder} does not exist")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot make folder {folder} ({error})") from None
     if not os.access(folder, os.W_OK):
         raise ValueError(f"{option} {path}: folder {folder} is not writable")
 
@@ -46,7 +49,7 @@ def output_stream(path: str | os.PathLike | None) -> Iterator[TextIO]:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", newline="") as stream:
+        with open(tmp, "w", newline="", errors="surrogateescape") as stream:
             yield stream
     except BaseException:
         if tmp.exists() and tmp.stat().st_size:

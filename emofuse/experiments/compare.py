@@ -220,6 +220,25 @@ def _check_distinct(corpora: Sequence[CorpusSpec], seeds: Sequence[int]) -> None
         raise ValueError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
 
 
+def _check_corpora(corpora: Sequence[CorpusSpec], *, need_data: bool) -> None:
+    """Refuse an unknown corpus name, and (``need_data``: runs will train) a corpus folder that
+    does not exist, before any run starts or anything is written."""
+    from emofuse.corpora import CORPORA
+
+    for corpus in corpora:
+        if corpus.name not in CORPORA:
+            raise ValueError(
+                f"unknown corpus {corpus.name!r}; known corpora: {', '.join(sorted(CORPORA))}"
+            )
+    if not need_data:  # tabulating finished runs reads only out_dir
+        return
+    for corpus in corpora:
+        root = Path(corpus.root).expanduser()
+        if not root.exists():
+            what = "CSV file" if root.suffix.lower() == ".csv" else "corpus folder"
+            raise ValueError(f"{corpus.name}: {what} {root} does not exist")
+
+
 def run_compare(
     base: ExperimentConfig,
     corpora: Sequence[CorpusSpec],
@@ -237,11 +256,13 @@ def run_compare(
     turn; its ``task``/``protocol`` apply to every corpus when set, else each corpus's own),
     the seed and the variants' streams and model switches. Runs go seed by seed, so an
     interrupted comparison has complete seeds first. With ``run=False`` nothing is trained:
-    the table holds the finished runs and lists the missing ones. Returns the table (as in
-    ``table.json``).
+    the table holds the finished runs and lists the missing ones. Unknown corpus names (and,
+    when running, missing corpus folders) are refused before anything is written. Returns the
+    table (as in ``table.json``).
     """
     variants, corpora, seeds = check_variants(systems), list(corpora), list(seeds)
     _check_distinct(corpora, seeds)
+    _check_corpora(corpora, need_data=run)
     for name in dict.fromkeys(VARIANTS[v].system for v in variants):
         get_system(name).check_available()
     runs = [(corpus, variant, seed) for seed in seeds for corpus in corpora for variant in variants]

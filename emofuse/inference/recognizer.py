@@ -33,6 +33,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -58,7 +59,7 @@ __all__ = [
 
 NO_SPEECH = "no speech"
 MIN_SECONDS = 0.5
-BATCH_SECONDS = 48.0  # audio per forward pass by default
+BATCH_SECONDS = 30.0  # audio per forward pass by default (bench/predict_many.py: speed vs memory)
 PREFETCH_FILES = 32  # files read (and checked for speech) ahead of the model
 
 
@@ -78,28 +79,45 @@ class Backend(Protocol):
         ...
 
 
-class TorchBackend:
-    """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present)."""
+PRECISIONS = ("fp32", "bf16")
 
-    def __init__(self, pipeline: EmotionPipeline, device: str = "auto") -> None:
+
+class TorchBackend:
+    """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present).
+
+    ``precision="bf16"`` runs matrix products and convolutions in bfloat16 (``torch.autocast``):
+    on CPUs with AMX (Xeon 4th generation and later) about 2.6x faster for the accurate model,
+    with slightly different probabilities (``bench/predict_many.py`` measures the agreement);
+    on CPUs without bfloat16 units it is slower.
+    """
+
+    def __init__(
+        self, pipeline: EmotionPipeline, device: str = "auto", precision: str = "fp32"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected fp32 or bf16")
         self.device = resolve_device(device)
+        self.precision = precision
         self.pipeline = pipeline.to(self.device).eval()
         self.labels = tuple(pipeline.labels)
         self.sample_rate = pipeline.sample_rate
         self.window_seconds = pipeline.windows.window_seconds
         self.hop_seconds = pipeline.windows.hop_seconds
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
+
     def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             logits = self.pipeline(
                 torch.from_numpy(waveforms).to(self.device),
                 torch.from_numpy(lengths).to(self.device),
             )  # (B, C)
-            return logits.softmax(dim=1).cpu().numpy()
+            return logits.float().softmax(dim=1).cpu().numpy()
 
     def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """float32 (B, S) zero-padded waveforms, (B,) lengths -> pooled representations (B, E)."""
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             pooled = self.pipeline.embed(
                 torch.from_numpy(waveforms).to(self.device),
                 torch.from_numpy(lengths).to(self.device),
@@ -179,6 +197,23 @@ def _prepare(window: np.ndarray, min_samples: int) -> np.ndarray:
     return window
 
 
+def _batches(sizes: Sequence[int], budget: int) -> Iterator[slice]:
+    """Consecutive runs of windows whose padded batch (count x longest) stays within
+    ``budget`` samples (a longer single window is a batch of its own).
+
+    >>> list(_batches([3, 3, 3, 5, 1], budget=9))
+    [slice(0, 3, None), slice(3, 4, None), slice(4, 5, None)]
+    """
+    start, longest = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start + 1) * max(longest, size) > budget:
+            yield slice(start, i)
+            start, longest = i, 0
+        longest = max(longest, size)
+    if start < len(sizes):
+        yield slice(start, len(sizes))
+
+
 def _padded(windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Windows of any lengths -> zero-padded float32 (N, S) and int64 lengths (N,)."""
     lengths = np.array([w.size for w in windows], dtype=np.int64)
@@ -197,7 +232,11 @@ def _as_mono(audio: np.ndarray) -> np.ndarray:
     if audio.ndim == 2 and audio.shape[1] > audio.shape[0]:
         raise ValueError(f"2-D audio must be (samples, channels), got shape {audio.shape}; "
                          "transpose it")  # fmt: skip
-    if np.issubdtype(audio.dtype, np.integer):  # PCM, scaled as soundfile does
+    if audio.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        audio = (audio.astype(np.float32) - 128) / 128
+    elif np.issubdtype(audio.dtype, np.unsignedinteger):
+        raise ValueError(f"audio must be float, signed integer or uint8 PCM, got {audio.dtype}")
+    elif np.issubdtype(audio.dtype, np.integer):  # PCM, scaled as soundfile does
         audio = audio / -float(np.iinfo(audio.dtype).min)
     elif not np.issubdtype(audio.dtype, np.floating):
         raise ValueError(f"audio must be a float or integer array, got dtype {audio.dtype}")
@@ -205,19 +244,6 @@ def _as_mono(audio: np.ndarray) -> np.ndarray:
     if not np.isfinite(wave).all():
         raise ValueError("audio contains non-finite samples (NaN or infinity)")
     return wave.astype(np.float32)
-
-
-@dataclass
-class _Pending:
-    """A clip on its way through the model: its windows' probabilities summed so far."""
-
-    index: int
-    duration: float
-    source: str | None
-    reason: str | None  # why it gets no emotion; None: it has windows
-    total: np.ndarray | None = None  # (C,)
-    windows: int = 0
-    left: int = 0  # windows not yet through the model
 
 
 class EmotionRecognizer:
@@ -254,13 +280,15 @@ class EmotionRecognizer:
         backend: str = "auto",
         device: str = "auto",
         threads: int | None = None,
+        precision: str = "fp32",
         silence_db: float = -60.0,
         vad: bool = True,
     ) -> EmotionRecognizer:
         """A bundled model (``"accurate"``, the default, or ``"fast"``), a model file, or an
         exported ``.onnx`` file. ``backend``: ``auto`` (onnx for a ``.onnx`` path, else torch),
         ``torch`` or ``onnx``. ``threads``: onnxruntime's threads (for torch, set
-        ``torch.set_num_threads``).
+        ``torch.set_num_threads``). ``precision``: ``fp32`` or ``bf16`` (torch backend;
+        :class:`TorchBackend`).
 
         Nothing is fetched: the bundled models are package data (``emofuse/pretrained/``).
 
@@ -273,8 +301,9 @@ class EmotionRecognizer:
         if backend == "onnx":
             if path is None or str(path) in BUNDLED_MODELS:
                 raise ValueError("backend 'onnx' needs the path of an exported .onnx file")
-            if device not in ("auto", "cpu"):
-                raise ValueError("the onnx backend runs on the CPU; device applies to torch")
+            if device not in ("auto", "cpu") or precision != "fp32":
+                raise ValueError("the onnx backend runs in float32 on the CPU; device and "
+                                 "precision apply to the torch backend")  # fmt: skip
             from emofuse.inference.onnx import OnnxBackend
 
             return cls(OnnxBackend(path, num_threads=threads), silence_db=silence_db, vad=vad)
@@ -282,7 +311,8 @@ class EmotionRecognizer:
             raise ValueError(f"unknown backend {backend!r}; expected auto, torch or onnx")
         if onnx_file:
             raise ValueError(f"{path} is an ONNX export: load it with backend 'onnx' or 'auto'")
-        return cls(TorchBackend(load_model(path), device), silence_db=silence_db, vad=vad)
+        torch_backend = TorchBackend(load_model(path), device, precision)
+        return cls(torch_backend, silence_db=silence_db, vad=vad)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -301,8 +331,7 @@ class EmotionRecognizer:
             AudioError: an unreadable file. ValueError: a bad array or a missing ``sample_rate``.
         """
         wave, source = self._wave(audio, sample_rate)
-        item = (0, wave, source, self.no_speech_reason(wave))
-        ((_, prediction),) = self._stream_waves([item], self._batch_size(None))
+        ((_, prediction),) = self._predict_group([(0, wave, source)], self._batch_size(None))
         return prediction
 
     def predict_many(
@@ -312,12 +341,13 @@ class EmotionRecognizer:
         batch_size: int | None = None,
         progress: bool = False,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
+        workers: int = 1,
     ) -> list[Prediction | None]:
         """Predictions for files, in order (:meth:`iter_predictions` collected); None for a
         file that could not be read."""
         results: list[Prediction | None] = [None] * len(items)
         for index, prediction in self.iter_predictions(
-            items, batch_size=batch_size, progress=progress, on_error=on_error
+            items, batch_size=batch_size, progress=progress, on_error=on_error, workers=workers
         ):
             results[index] = prediction
         return results
@@ -329,49 +359,65 @@ class EmotionRecognizer:
         batch_size: int | None = None,
         progress: bool = False,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
+        workers: int = 1,
     ) -> Iterator[tuple[int, Prediction]]:
         """(index in ``items``, prediction) of each readable file, in order, each as soon as it
         is done; windows of several files share a forward pass.
 
-        ``batch_size`` counts windows (default: about 48 s of audio per forward pass, 16 of
-        the fast model's 3 s windows). A background thread reads the files, and checks them
-        for speech, a few files ahead of the model. A file that cannot be read is passed to
-        ``on_error(path, error)`` and skipped; the others still finish.
+        ``batch_size``: audio per forward pass, in full evaluation windows (default: about 30 s,
+        10 of the fast model's 3 s windows); clips shorter than a window share a batch with
+        more. A background thread reads the files a few ahead. A file that cannot be read is
+        passed to ``on_error(path, error)`` and skipped; the others still finish. Files go to
+        the model in groups of ``batch_size`` windows' worth of audio; a group is checked for
+        speech (one batched VAD pass) and classified in one job.
+
+        ``workers``: groups in flight at once, each in its own thread. On a CPU, two workers
+        with one torch thread each (``torch.set_num_threads(1)``) use two cores better than
+        one worker with two threads (``bench/predict_many.py``).
         """
         batch_size = self._batch_size(batch_size)
+        if workers < 1:
+            raise ValueError(f"workers must be positive, got {workers}")
 
         def read(index: int, path: str | os.PathLike) -> tuple:
             try:
-                wave = load_audio(path, self.sample_rate)
+                return index, load_audio(path, self.sample_rate), str(path)
             except AudioError as error:
-                return index, None, path, error
-            return index, wave, str(path), self.no_speech_reason(wave)
+                return index, error, path
 
         def readable(loaded: Iterable[tuple]) -> Iterator[tuple]:
-            for index, wave, source, reason in loaded:
-                if wave is not None:
-                    yield index, wave, source, reason
+            for index, wave, source in loaded:
+                if not isinstance(wave, AudioError):
+                    yield index, wave, source
                 elif on_error is not None:
-                    on_error(source, reason)
+                    on_error(source, wave)
 
         loaded = prefetch(read, list(enumerate(items)), PREFETCH_FILES)
         if progress:
             from tqdm import tqdm
 
             loaded = tqdm(loaded, total=len(items), desc="predict", unit="file", leave=False)
-        yield from self._stream_waves(readable(loaded), batch_size)
+        yield from self._stream_waves(readable(loaded), batch_size, workers)
 
-    def no_speech_reason(self, wave: np.ndarray) -> str | None:
-        """Why a mono wave at the model's rate gets no emotion (None: it holds speech)."""
-        if level_db(wave) < self.silence_db:
-            return f"silent (below {self.silence_db:g} dBFS)"
-        if self.vad is None:
-            return None
-        probs = self.vad.probabilities([wave])[0]
-        if speech_regions(probs, wave.size, self.vad_settings):
-            return None
-        return (f"no speech detected (voice activity at most {probs.max(initial=0):.2f}, "
-                f"threshold {self.vad_settings.threshold:g})")  # fmt: skip
+    def no_speech_reasons(self, waves: Sequence[np.ndarray]) -> list[str | None]:
+        """Why each mono wave at the model's rate gets no emotion (None: it holds speech);
+        one batched voice activity pass over the audible ones."""
+        reasons: list[str | None] = [None] * len(waves)
+        audible = []
+        for i, wave in enumerate(waves):
+            if level_db(wave) < self.silence_db:
+                reasons[i] = f"silent (below {self.silence_db:g} dBFS)"
+            else:
+                audible.append(i)
+        if self.vad is None or not audible:
+            return reasons
+        for i, probs in zip(audible, self.vad.probabilities([waves[i] for i in audible]),
+                            strict=True):  # fmt: skip
+            if not speech_regions(probs, waves[i].size, self.vad_settings):
+                reasons[i] = (f"no speech detected (voice activity at most "
+                              f"{probs.max(initial=0):.2f}, threshold "
+                              f"{self.vad_settings.threshold:g})")  # fmt: skip
+        return reasons
 
     def _wave(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None
@@ -386,46 +432,69 @@ class EmotionRecognizer:
         return load_audio(audio, self.sample_rate), str(audio)
 
     def _stream_waves(
-        self, items: Iterable[tuple], batch_size: int
+        self, items: Iterable[tuple], batch_size: int, workers: int = 1
     ) -> Iterator[tuple[int, Prediction]]:
-        """(index, mono wave, source, no-speech reason) items -> (index, prediction), in the
-        items' order, each as soon as all its windows have been through the model."""
-        rate = self.sample_rate
-        window = round(self.backend.window_seconds * rate)
-        hop = round(self.backend.hop_seconds * rate)
-        pending: deque[_Pending] = deque()
-        queue: list[tuple[_Pending, np.ndarray]] = []  # (its clip, prepared window)
+        """(index, mono wave, source) items -> (index, prediction), in the items' order. Files
+        are grouped until their windows hold ``batch_size`` full windows' worth of audio (so
+        short clips share a batch with many others); each group is one job
+        (:meth:`_predict_group`), ``workers`` jobs run at once in threads."""
+        window = round(self.backend.window_seconds * self.sample_rate)
+        hop = round(self.backend.hop_seconds * self.sample_rate)
+        running: deque[Future] = deque()
+        group: list[tuple] = []
+        samples = 0
+        with ThreadPoolExecutor(workers, thread_name_prefix="emofuse-model") as pool:
+            for item in items:
+                group.append(item)
+                size = item[1].size
+                if size <= window:
+                    samples += max(size, self._min_samples)
+                else:
+                    samples += window * (1 + math.ceil((size - window) / hop))
+                if samples >= batch_size * window:
+                    while len(running) >= workers:
+                        yield from running.popleft().result()
+                    running.append(pool.submit(self._predict_group, group, batch_size))
+                    group, samples = [], 0
+            if group:
+                running.append(pool.submit(self._predict_group, group, batch_size))
+            while running:
+                yield from running.popleft().result()
 
-        def run(batch: list[tuple[_Pending, np.ndarray]]) -> None:
-            for (clip, _), probs in zip(batch, self._forward([w for _, w in batch]), strict=True):
-                clip.total += probs
-                clip.left -= 1
-
-        def done() -> Iterator[tuple[int, Prediction]]:
-            while pending and pending[0].left == 0:
-                clip = pending.popleft()
-                yield clip.index, self._prediction(clip)
-
-        for index, wave, source, reason in items:
-            clip = _Pending(index, wave.size / rate, source, reason)
-            pending.append(clip)
+    def _predict_group(self, group: list[tuple], batch_size: int) -> list[tuple[int, Prediction]]:
+        """(index, mono wave, source) files -> (index, prediction): checked for speech, then
+        the windows of those with speech through the model, in padded batches of at most
+        ``batch_size`` full windows' worth of samples."""
+        reasons = self.no_speech_reasons([wave for _, wave, _ in group])
+        windows: list[np.ndarray] = []
+        owners: list[int] = []  # the file of each window, by position in the group
+        for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True)):
             if reason is None:
-                windows = [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
-                clip.total = np.zeros(len(self.labels))
-                clip.windows = clip.left = len(windows)
-                queue += [(clip, w) for w in windows]
-                while len(queue) >= batch_size:
-                    run(queue[:batch_size])
-                    queue = queue[batch_size:]
-            yield from done()
-        run(queue)
-        yield from done()
+                clip_windows = self._eval_windows(wave)
+                windows += clip_windows
+                owners += [position] * len(clip_windows)
+        totals = np.zeros((len(group), len(self.labels)))
+        counts = np.bincount(owners, minlength=len(group)) if owners else np.zeros(len(group))
+        budget = batch_size * round(self.backend.window_seconds * self.sample_rate)
+        for batch in _batches([w.size for w in windows], budget):
+            np.add.at(totals, owners[batch], self._forward(windows[batch]))
+        results = []
+        for position, (item, reason) in enumerate(zip(group, reasons, strict=True)):
+            index, wave, source = item
+            duration = wave.size / self.sample_rate
+            if reason is not None:
+                results.append((index, Prediction(NO_SPEECH, {}, True, duration, source, reason)))
+            else:
+                labelled = self._labelled(totals[position] / counts[position])
+                results.append((index, Prediction(silent=False, duration=duration, source=source,
+                                                  **labelled)))  # fmt: skip
+        return results
 
-    def _prediction(self, clip: _Pending) -> Prediction:
-        if clip.reason is not None:
-            return Prediction(NO_SPEECH, {}, True, clip.duration, clip.source, clip.reason)
-        return Prediction(silent=False, duration=clip.duration, source=clip.source,
-                          **self._labelled(clip.total / clip.windows))  # fmt: skip
+    def _eval_windows(self, wave: np.ndarray) -> list[np.ndarray]:
+        """A clip's prepared evaluation windows (the model's window and hop)."""
+        window = round(self.backend.window_seconds * self.sample_rate)
+        hop = round(self.backend.hop_seconds * self.sample_rate)
+        return [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
 
     def embed(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None
@@ -440,10 +509,7 @@ class EmotionRecognizer:
         if not hasattr(self.backend, "embeddings"):
             raise ValueError("embeddings need the torch backend (a model file, not ONNX)")
         wave, _ = self._wave(audio, sample_rate)
-        window = round(self.backend.window_seconds * self.sample_rate)
-        hop = round(self.backend.hop_seconds * self.sample_rate)
-        windows = [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
-        return self.backend.embeddings(*_padded(windows)).mean(axis=0)
+        return self.backend.embeddings(*_padded(self._eval_windows(wave))).mean(axis=0)
 
     def adapt(
         self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0
@@ -459,7 +525,8 @@ class EmotionRecognizer:
             self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db
         )
         adapted = EmotionRecognizer(
-            TorchBackend(pipeline, str(self.backend.device)), silence_db=self.silence_db,
+            TorchBackend(pipeline, str(self.backend.device), self.backend.precision),
+            silence_db=self.silence_db,
             vad=self.vad or False, vad_settings=self.vad_settings,
         )  # fmt: skip
         adapted.adaptation = report

@@ -9,6 +9,8 @@ before the streams redesign) is read through :mod:`emofuse.migrate`.
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -71,6 +73,50 @@ def _one_line(error: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
+
+
+def _required_keys(payload: dict) -> tuple[str, ...]:
+    if payload.get("format_version", 1) == 1:
+        return ("feature_config", "model_config", "labels", "state_dict")
+    return ("streams", "model_config", "labels", "eval_windows", "state_dict")
+
+
+def _why_unloadable(path: Path, head: bytes, error: Exception) -> str:
+    """What a file that ``torch.load`` refused is, for a user: torch's own messages describe
+    its formats (or advise ``weights_only=False``, which would run pickled code), not the file."""
+    if not head:
+        return "not an emofuse model file (empty file)"
+    if not head.startswith(_ZIP_MAGIC):
+        return "not an emofuse model file"  # text, audio, ...: torch reads it as a legacy pickle
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return "damaged or truncated model file (an incomplete zip archive)"
+    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        return "not an emofuse model file (a zip archive that is no torch file)"
+    if isinstance(error, pickle.UnpicklingError):  # weights_only refused a pickled object
+        return (
+            "not an emofuse model file (a torch file holding Python objects beyond tensors and "
+            "plain values, which emofuse does not load)"
+        )
+    return f"damaged emofuse model file ({_one_line(error)})"
+
+
+def _read_payload(path: Path, map_location: str) -> object:
+    """``torch.load`` with ``weights_only=True``; every failure as one ``ModelFileError`` line."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_ZIP_MAGIC))
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise ModelFileError(f"{path}: {_why_unloadable(path, head, error)}") from None
+
+
 def _from_payload(payload: dict) -> EmotionPipeline:
     """Build the pipeline of a version 1 or 2 payload and load its weights."""
     state = payload["state_dict"]
@@ -104,16 +150,24 @@ def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> Emotion
             f"{path}: an ONNX model; run it with the onnx backend "
             "(--backend onnx, or EmotionRecognizer.load(path, backend='onnx'))"
         )
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise ModelFileError(f"{path}: not a readable emofuse model ({_one_line(error)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not an emofuse model file")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    payload = _read_payload(path, map_location)
+    if not isinstance(payload, dict):
+        raise ModelFileError(
+            f"{path}: not an emofuse model file (a torch file holding a {type(payload).__name__})"
+        )
+    if payload.get("format") != FORMAT:
+        raise ModelFileError(
+            f"{path}: not an emofuse model file (a torch file without the {FORMAT!r} format mark)"
+        )
+    if not isinstance(payload.get("format_version", 1), int):
+        raise ModelFileError(f"{path}: damaged emofuse model file (format_version is not a number)")
+    if payload.get("format_version", 1) > FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: written by a newer emofuse (format {payload['format_version']}); upgrade"
         )
+    missing = [key for key in _required_keys(payload) if key not in payload]
+    if missing:
+        raise ModelFileError(f"{path}: damaged emofuse model file (missing {', '.join(missing)})")
     try:
         pipeline = _from_payload(payload)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged model file

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.fft
 import torch
 from torch import Tensor
 
@@ -84,6 +83,10 @@ def mel_filterbank(
 
 
 def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
-    """Orthonormal DCT-II basis (n_mfcc, n_mels), from ``scipy.fft.dct``."""
-    basis = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)
-    return basis[:n_mfcc].astype(np.float32)
+    """Orthonormal DCT-II basis (n_mfcc, n_mels), as ``scipy.fft.dct(np.eye(n_mels), type=2,
+    norm="ortho", axis=0)[:n_mfcc]``, written out (importing scipy.fft costs 0.3 s)."""
+    k = np.arange(n_mfcc)[:, None]
+    n = np.arange(n_mels)[None, :]
+    basis = np.sqrt(2.0 / n_mels) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels))
+    basis[0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)

@@ -20,7 +20,10 @@ chunk, exactly as the official JIT model does when called chunk by chunk after
     ReLU, 1x1 conv, sigmoid                        ()        speech probability
 
 Here the encoder runs on all chunks of all files at once and the recurrence is one
-:class:`torch.nn.LSTM` over the chunk sequence (the LSTMCell weights copied into it).
+:class:`torch.nn.LSTM` over the chunk sequence (the LSTMCell weights copied into it). The
+``stft_conv`` basis is a periodic-Hann-windowed DFT, so its magnitude is computed with
+:func:`torch.fft.rfft`; the small convs run as matrix products over strided views, skipping the
+taps that only meet zero padding. Results equal the conv formulation to float rounding (~1e-6).
 
 :func:`speech_regions` turns probabilities into speech regions with the hysteresis of silero's
 ``get_speech_timestamps``; :class:`SpeechSegmenter` does the same over a stream of audio blocks in
@@ -69,13 +72,10 @@ _MIN_SILENCE_AT_MAX_SPEECH = 0.098  # seconds; silero's ``min_silence_at_max_spe
 _ENCODER_ROWS = 8192  # chunks encoded per slice, bounds the memory of very long inputs
 
 
-def _frame_offsets() -> Tensor:
-    """Offsets (4, 256) of the STFT frames of one chunk into ``[context | chunk]`` (576 samples),
-    the right reflect padding of 64 samples folded in (sample 576 + i is sample 574 - i)."""
-    width = CONTEXT + CHUNK
-    padded = torch.cat([torch.arange(width), width - 2 - torch.arange(CONTEXT)])  # (640,)
-    starts = torch.arange(0, padded.numel() - _N_FFT + 1, _HOP)  # (4,)
-    return padded[starts[:, None] + torch.arange(_N_FFT)]
+def _hann() -> Tensor:
+    """The periodic Hann window (256,) of silero's STFT basis: its rows are
+    ``hann * cos(2 pi k n / 256)`` (real) and ``-hann * sin(...)`` (imaginary), k = 0..128."""
+    return torch.hann_window(_N_FFT, periodic=True)
 
 
 class VADUnavailable(ImportError):
@@ -163,7 +163,8 @@ class SpeechDetector(nn.Module):
         self.conv4 = nn.Conv1d(64, 128, 3, padding=1)
         self.lstm = nn.LSTM(128, 128, batch_first=True)
         self.final_conv = nn.Conv1d(128, 1, 1)
-        self.register_buffer("frame_offsets", _frame_offsets(), persistent=False)
+        self.register_buffer("window", _hann(), persistent=False)
+        self._fast: tuple[tuple, tuple[Tensor, ...]] | None = None  # see _weights
 
     @classmethod
     def load(cls, *, path: str | Path | None = None) -> SpeechDetector:
@@ -191,31 +192,92 @@ class SpeechDetector(nn.Module):
         detector.load_state_dict(state, strict=True)
         return detector.eval()
 
+    @property
+    def device(self) -> torch.device:
+        return self.window.device
+
+    def _weights(self) -> tuple[Tensor, ...]:
+        """The conv weights as matrices (rows: tap-major, then input channel) for
+        :meth:`_encode_windowed`; taps that only ever meet zero padding are dropped from conv3
+        and conv4. Cached until a parameter changes."""
+        params = [self.conv1.weight, self.conv2.weight, self.conv3.weight, self.conv4.weight]
+        key = tuple((w.data_ptr(), w._version, w.device) for w in params)
+        if self._fast is None or self._fast[0] != key:
+            with torch.inference_mode():
+                w1, w2, w3, w4 = (w.detach() for w in params)
+                mats = (
+                    w1.permute(2, 1, 0).reshape(3 * _BINS, -1).contiguous(),  # (387, 128)
+                    w2.permute(2, 1, 0).reshape(3 * 128, -1).contiguous(),  # (384, 64)
+                    w3[:, :, 1:].permute(2, 1, 0).reshape(2 * 64, -1).contiguous(),  # (128, 64)
+                    w4[:, :, 1].T.contiguous(),  # (64, 128)
+                )
+            self._fast = (key, mats)
+        return self._fast[1]
+
     def encode(self, frames: Tensor) -> Tensor:
         """STFT frames of chunks (n, 4, 256) -> chunk embeddings (n, 128)."""
-        basis = self.stft_conv.weight[:, 0, :]  # (258, 256)
-        spec = frames @ basis.T  # (n, 4, 258)
-        magnitude = torch.sqrt(spec[..., :_BINS] ** 2 + spec[..., _BINS:] ** 2)  # (n, 4, 129)
-        x = F.relu(self.conv1(magnitude.transpose(1, 2)))  # (n, 128, 4)
-        x = F.relu(self.conv2(x))  # (n, 64, 2)
-        x = F.relu(self.conv3(x))  # (n, 64, 1)
-        x = F.relu(self.conv4(x))  # (n, 128, 1)
-        return x[..., 0]  # (n, 128)
+        return self._encode_windowed(frames * self.window)
+
+    def _encode_windowed(self, frames: Tensor) -> Tensor:
+        """Hann-windowed STFT frames (n, 4, 256) -> chunk embeddings (n, 128).
+
+        ``stft_conv`` is a Hann-windowed DFT basis (see :func:`_hann`), so its magnitude is that
+        of :func:`torch.fft.rfft` (the sign of the imaginary part does not matter). The convs
+        run as matrix products over strided views, one per output position, leaving out the
+        taps that fall on the zero padding.
+        """
+        n = frames.shape[0]
+        w1, w2, w3, w4 = self._weights()
+        spec = torch.view_as_real(torch.fft.rfft(frames))  # (n, 4, 129, 2)
+        re, im = spec[..., 0], spec[..., 1]
+        magnitude = torch.mul(re, re)  # (n, 4, 129)
+        magnitude.addcmul_(im, im).sqrt_()
+        flat = magnitude.view(n, 4 * _BINS)  # positions 0..3, each 129 bins
+        x = magnitude.new_empty(n, 4, 128)  # conv1: k 3, pad 1
+        b1 = self.conv1.bias
+        torch.addmm(b1, flat[:, : 2 * _BINS], w1[_BINS:], out=x[:, 0])
+        torch.addmm(b1, flat[:, : 3 * _BINS], w1, out=x[:, 1])
+        torch.addmm(b1, flat[:, _BINS:], w1, out=x[:, 2])
+        torch.addmm(b1, flat[:, 2 * _BINS :], w1[: 2 * _BINS], out=x[:, 3])
+        flat = x.relu_().view(n, 4 * 128)
+        x = magnitude.new_empty(n, 2, 64)  # conv2: k 3, pad 1, stride 2
+        torch.addmm(self.conv2.bias, flat[:, : 2 * 128], w2[128:], out=x[:, 0])
+        torch.addmm(self.conv2.bias, flat[:, 128:], w2, out=x[:, 1])
+        x = torch.addmm(self.conv3.bias, x.relu_().view(n, 2 * 64), w3).relu_()  # (n, 64)
+        return torch.addmm(self.conv4.bias, x, w4).relu_()  # (n, 128)
 
     def decode(self, hidden: Tensor) -> Tensor:
         """LSTM outputs (..., 128) -> speech probabilities (...)."""
         weight, bias = self.final_conv.weight[0, :, 0], self.final_conv.bias[0]
         return torch.sigmoid(F.relu(hidden) @ weight + bias)  # mean over one frame: itself
 
-    def _embed(self, padded: Tensor, rows: Tensor, chunks: Tensor) -> Tensor:
-        """Embeddings (n, 128) of chunk ``chunks[i]`` of file ``rows[i]`` of ``padded``
-        (batch, 64 + chunks * 512): zeros (or the previous block's context), then the audio."""
+    def _embed(self, audio: Tensor, chunks: int) -> Tensor:
+        """Embeddings (chunks, 128) of the chunks of ``audio`` (64 + chunks * 512,): chunk ``i``
+        is ``audio[64 + 512 i : 64 + 512 (i + 1)]``, seen with the 64 samples before it."""
         out = []
-        for begin in range(0, rows.numel(), _ENCODER_ROWS):
-            r, c = rows[begin : begin + _ENCODER_ROWS], chunks[begin : begin + _ENCODER_ROWS]
-            index = c[:, None, None] * CHUNK + self.frame_offsets  # (n, 4, 256)
-            out.append(self.encode(padded[r[:, None, None], index]))
-        return torch.cat(out) if out else padded.new_zeros(0, 128)
+        window = self.window
+        for begin in range(0, chunks, _ENCODER_ROWS):
+            n = min(_ENCODER_ROWS, chunks - begin)
+            part = audio[begin * CHUNK : CONTEXT + (begin + n) * CHUNK]
+            frames = part.new_empty(n, 4, _N_FFT)  # [context | chunk], reflect-padded by 64
+            torch.mul(part.as_strided((n, 3, _N_FFT), (CHUNK, _HOP, 1)), window,
+                      out=frames[:, :3])  # fmt: skip
+            tail = _N_FFT - CONTEXT  # last frame: 192 samples, then 64 reflected
+            torch.mul(part.as_strided((n, tail), (CHUNK, 1), 3 * _HOP), window[:tail],
+                      out=frames[:, 3, :tail])  # fmt: skip
+            reflected = part.as_strided((n, CONTEXT), (CHUNK, 1), CHUNK - 1).flip(-1)
+            torch.mul(reflected, window[tail:], out=frames[:, 3, tail:])
+            out.append(self._encode_windowed(frames))
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def _lstm(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
+        """``self.lstm(x, state)`` (batch first) without :class:`torch.nn.LSTM`'s Python."""
+        if state is None:
+            zeros = x.new_zeros(1, x.shape[0], 128)
+            state = (zeros, zeros)
+        lstm = self.lstm
+        hidden, h, c = torch.lstm(x, state, lstm._flat_weights, True, 1, 0.0, False, False, True)
+        return hidden, (h, c)
 
     def probabilities(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """Speech probability per 512-sample chunk of each wave, in one batched forward.
@@ -230,29 +292,44 @@ class SpeechDetector(nn.Module):
         if not waves:
             return []
         counts = [-(-wave.size // CHUNK) for wave in waves]
-        longest = max(counts)
-        if longest == 0:
+        kept = [i for i, count in enumerate(counts) if count]
+        if not kept:
             return [np.zeros(0, np.float32) for _ in waves]
-        device = self.frame_offsets.device
+        # all files in one buffer, chunk-aligned, one silent chunk between two files (so each
+        # file's context is zeros): file kept[j] has chunks starts[j] .. starts[j] + count - 1
+        starts, total = [], 0
+        for i in kept:
+            starts.append(total)
+            total += counts[i] + 1
+        total -= 1
+        audio = np.zeros(CONTEXT + total * CHUNK, np.float32)
+        for i, start in zip(kept, starts, strict=True):
+            audio[CONTEXT + start * CHUNK : CONTEXT + start * CHUNK + waves[i].size] = waves[i]
+        lengths = [counts[i] for i in kept]
+        longest = max(lengths)
         with torch.inference_mode():
-            padded = torch.zeros(len(waves), CONTEXT + longest * CHUNK, device=device)
-            for row, wave in enumerate(waves):  # (batch, 64 + chunks * 512)
-                padded[row, CONTEXT : CONTEXT + wave.size] = torch.from_numpy(wave)
-            lengths = torch.tensor(counts)
-            valid = torch.arange(longest)[None, :] < lengths[:, None]  # (batch, chunks)
-            rows, chunks = valid.nonzero(as_tuple=True)
-            embedded = padded.new_zeros(len(waves), longest, 128)
-            embedded[rows, chunks] = self._embed(padded, rows.to(device), chunks.to(device))
-            keep = lengths > 0
-            packed = nn.utils.rnn.pack_padded_sequence(
-                embedded[keep.to(device)], lengths[keep], batch_first=True, enforce_sorted=False
-            )
-            hidden, _ = self.lstm(packed)
-            hidden, _ = nn.utils.rnn.pad_packed_sequence(hidden, batch_first=True)
+            embedded = self._embed(torch.from_numpy(audio).to(self.device), total)
+            if len(kept) == 1:
+                hidden, _ = self._lstm(embedded[None])
+            elif min(lengths) == longest:  # every file as long: a plain batch
+                embedded = torch.cat([embedded, embedded.new_zeros(1, 128)])
+                hidden, _ = self._lstm(embedded.view(len(kept), longest + 1, 128)[:, :longest])
+            else:
+                index = torch.tensor(starts)[:, None] + torch.arange(longest)
+                index[torch.arange(longest) >= torch.tensor(lengths)[:, None]] = total
+                batch = torch.cat([embedded, embedded.new_zeros(1, 128)])[index.to(self.device)]
+                if len(kept) * longest <= 2 * sum(lengths):  # causal: padding changes nothing
+                    hidden, _ = self._lstm(batch)
+                else:  # very unequal lengths: packed, not to run the short files' padding
+                    packed = nn.utils.rnn.pack_padded_sequence(
+                        batch, lengths, batch_first=True, enforce_sorted=False
+                    )
+                    hidden, _ = self.lstm(packed)
+                    hidden, _ = nn.utils.rnn.pad_packed_sequence(hidden, batch_first=True)
             probs = self.decode(hidden).cpu().numpy()  # (kept files, chunks)
-        out, kept = [], iter(probs)
-        for count in counts:
-            out.append(next(kept)[:count].copy() if count else np.zeros(0, np.float32))
+        out = [np.zeros(0, np.float32) for _ in waves]
+        for row, i in enumerate(kept):
+            out[i] = probs[row, : counts[i]].copy()
         return out
 
     def stream(self) -> VADStream:
@@ -287,12 +364,10 @@ class VADStream:
         """Score ``audio`` (a whole number of chunks) after the carried context and state."""
         chunks = audio.size // CHUNK
         detector = self.detector
-        device = detector.frame_offsets.device
         with torch.inference_mode():
-            padded = torch.from_numpy(np.concatenate([self._context, audio]))[None].to(device)
-            index = torch.arange(chunks, device=device)
-            embedded = detector._embed(padded, torch.zeros_like(index), index)  # (chunks, 128)
-            hidden, self._state = detector.lstm(embedded[None], self._state)  # (1, chunks, 128)
+            padded = torch.from_numpy(np.concatenate([self._context, audio])).to(detector.device)
+            embedded = detector._embed(padded, chunks)  # (chunks, 128)
+            hidden, self._state = detector._lstm(embedded[None], self._state)  # (1, chunks, 128)
             probs = detector.decode(hidden[0]).cpu().numpy()
         self._context = audio[-CONTEXT:].copy()
         return probs

@@ -1,0 +1,98 @@
+"""What ``--precision bf16`` changes: the accurate model's answers in bfloat16 vs float32.
+
+For every clip of EmoDB, RAVDESS and EMOVO (``../shared/corpora``; their default label tasks),
+``EmotionRecognizer.load(model, precision=P, vad=False).predict_many`` is run in float32 and in
+bfloat16 (``torch.autocast``), two workers of one thread each. Reported per corpus: the share of
+clips given the same label, the largest probability difference, UA of each against the corpus
+labels (the bundled models saw most of these clips in training: UA here shows only that the two
+precisions agree, not how accurate the model is) and the time each took.
+
+Run ``python bench/precision.py [--model accurate] [--limit N]``; writes
+``bench/results/precision.json`` and ``precision.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/precision.py``
+    import _common as common
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+NAMES = ("emodb", "ravdess", "emovo")
+
+
+def unweighted_accuracy(predicted: list[str], truth: list[str], labels: tuple[str, ...]) -> float:
+    """Mean recall over the classes of ``truth`` that the model knows."""
+    classes = sorted(set(truth) & set(labels))
+    recalls = [np.mean([p == c for p, t in zip(predicted, truth, strict=True) if t == c])
+               for c in classes]  # fmt: skip
+    return float(np.mean(recalls))
+
+
+def compare(corpus: str, model: str, limit: int | None) -> dict:
+    from emofuse.corpora import load_corpus
+    from emofuse.corpora.labels import apply_task, default_task
+    from emofuse.inference import EmotionRecognizer
+
+    utterances = apply_task(load_corpus(corpus, CORPORA / corpus), default_task(corpus)).utterances
+    utterances = utterances[:limit]
+    paths, truth = [u.path for u in utterances], [u.label for u in utterances]
+    answers, seconds = {}, {}
+    for precision in ("fp32", "bf16"):
+        recognizer = EmotionRecognizer.load(model, precision=precision, vad=False)
+        start = time.perf_counter()
+        answers[precision] = recognizer.predict_many(paths, workers=2)
+        seconds[precision] = round(time.perf_counter() - start, 1)
+    kept = [(a, b, label) for a, b, label in zip(answers["fp32"], answers["bf16"], truth,
+                                                   strict=True) if not a.silent]  # fmt: skip
+    labels = recognizer.labels
+    expected = [label for _, _, label in kept]
+    return {
+        "corpus": corpus, "clips": len(kept),
+        "same_label": round(float(np.mean([a.label == b.label for a, b, _ in kept])), 4),
+        "max_probability_difference": round(max(
+            abs(a.probabilities[k] - b.probabilities[k]) for a, b, _ in kept for k in labels), 4),
+        "ua_fp32": round(unweighted_accuracy([a.label for a, _, _ in kept], expected, labels), 4),
+        "ua_bf16": round(unweighted_accuracy([b.label for _, b, _ in kept], expected, labels), 4),
+        "seconds_fp32": seconds["fp32"], "seconds_bf16": seconds["bf16"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="accurate")
+    parser.add_argument("--limit", type=int, help="clips per corpus (default: all)")
+    args = parser.parse_args()
+    if not CORPORA.is_dir():
+        raise SystemExit(f"needs the corpora in {CORPORA}")
+    torch.set_num_threads(1)
+    before, start = common.load_average(), common.cpu_snapshot()
+    rows = [compare(name, args.model, args.limit) for name in NAMES if (CORPORA / name).is_dir()]
+    busy = common.other_processes_cores(start, common.cpu_snapshot())
+    machine = common.machine_info()
+    keys = ["corpus", "clips", "same_label", "max_probability_difference", "ua_fp32", "ua_bf16",
+            "seconds_fp32", "seconds_bf16"]  # fmt: skip
+    markdown = "\n\n".join([
+        f"# `--precision bf16` vs fp32: the {args.model} model's answers",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; torch "
+        f"{machine['torch']}; other processes kept {busy} cores busy on average. Every clip of "
+        "each corpus (default label task), `predict_many(workers=2)`, one torch thread, no VAD. "
+        "The bundled models saw most of these clips in training: the UA columns show that the "
+        "precisions agree, not how accurate the model is. Reproduce: `python bench/precision.py`.",
+        common.markdown_table(keys, [[r[k] for k in keys] for r in rows]),
+    ])  # fmt: skip
+    common.write_results("precision", {"machine": machine, "model": args.model,
+                                       "load_before": before, "other_processes_cores": busy,
+                                       "rows": rows}, markdown)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
