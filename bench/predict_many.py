@@ -165,7 +165,8 @@ def main() -> None:
         f"torch {machine['torch']}. "
         f"Load average before {before}, after {results['load_after']}; other processes kept "
         f"{busy} cores busy on average. Clips: {about}. Command per row: `python -m emofuse "
-        "predict DIR --model M --threads T --format csv --output OUT` in a fresh process "
+        "predict DIR --model M --threads T --precision P --format csv --output OUT` in a fresh "
+        "process "
         "(start-up and model loading included). Reproduce: `python bench/predict_many.py`.",
         "## Targets", common.markdown_table(["target", "measured", "setting", "status"], targets),
         "## Throughput", common.markdown_table(keys, [[r[k] for k in keys] for r in throughput]),
