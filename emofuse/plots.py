@@ -61,7 +61,7 @@ def plot_learning_curves(records: Sequence[dict], path: str | os.PathLike) -> No
 
 
 def plot_timeline(segments: Sequence, labels: Sequence[str], path: str | os.PathLike) -> None:
-    """Probability of each label over time, silent segments shaded grey.
+    """Probability of each label over time, segments without speech shaded grey.
 
     ``segments``: :class:`emofuse.inference.recognizer.Segment` objects, contiguous and in order.
     """
@@ -73,7 +73,7 @@ def plot_timeline(segments: Sequence, labels: Sequence[str], path: str | os.Path
     for name in labels:
         ax.stairs([s.probabilities.get(name, 0.0) for s in segments], edges, label=name, lw=1.2)
     for i, s in enumerate(s for s in segments if s.silent):
-        ax.axvspan(s.start, s.end, color="0.85", lw=0, label="silence" if i == 0 else None)
+        ax.axvspan(s.start, s.end, color="0.85", lw=0, label="no speech" if i == 0 else None)
     ax.set(xlabel="time (s)", ylabel="probability", xlim=(edges[0], edges[-1]), ylim=(0, 1))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
