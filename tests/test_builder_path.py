@@ -281,3 +281,15 @@ def test_export_prints_no_torchvision_notes(model, tmp_path):
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and out.stat().st_size > 0, run.stderr
     assert "torchvision" not in run.stderr and run.stderr.strip() == "", run.stderr
+
+
+def test_timeline_of_an_array_equals_that_of_its_file(recognizer, tmp_path):
+    wave = np.concatenate([load_audio(EXAMPLES[1]), np.zeros(2 * RATE, np.float32)])
+    sf.write(tmp_path / "clip.wav", wave, RATE, subtype="FLOAT")
+    from_file = list(recognizer.timeline(tmp_path / "clip.wav", window=1.0, hop=0.5))
+    from_array = list(recognizer.timeline(wave, RATE, window=1.0, hop=0.5))
+    assert [(s.start, s.end, s.label) for s in from_array] == [
+        (s.start, s.end, s.label) for s in from_file
+    ]
+    with pytest.raises(ValueError, match="sample_rate is for arrays"):
+        recognizer.timeline(tmp_path / "clip.wav", RATE)

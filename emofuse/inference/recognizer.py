@@ -534,14 +534,16 @@ class EmotionRecognizer:
 
     def timeline(
         self,
-        path: str | os.PathLike,
+        audio: str | os.PathLike | np.ndarray,
+        sample_rate: int | None = None,
         *,
         window: float | None = None,
         hop: float | None = None,
         block_seconds: float = 60.0,
         batch_size: int | None = None,
     ) -> Iterator[Segment]:
-        """Contiguous segments from 0 to the end of a (long) file, streamed block by block.
+        """Contiguous segments from 0 to the end of a (long) file, streamed block by block, or
+        of an array (samples,) or (samples, channels) at ``sample_rate``.
 
         With voice activity detection (the default), the file is first cut into speech and
         non-speech stretches (:class:`~emofuse.signal.vad.SpeechSegmenter`; speech stretches
@@ -564,7 +566,14 @@ class EmotionRecognizer:
         if not 0 < hop_samples <= window_samples:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
         batch_size = self._batch_size(batch_size)
-        blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=rate)
+        if isinstance(audio, np.ndarray):
+            wave, path = self._wave(audio, sample_rate)[0], "array"
+            blocks: Iterable[np.ndarray] = [wave]
+        else:
+            if sample_rate is not None:
+                raise ValueError("sample_rate is for arrays; a file's own rate is used")
+            path = audio
+            blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=rate)
         if self.vad is None:
             stretches: Iterable[tuple[int, Iterable[np.ndarray] | None, int]] = [(0, blocks, 0)]
         else:
