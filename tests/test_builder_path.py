@@ -237,7 +237,7 @@ def test_threads_option(capsys, model, monkeypatch):
 
 @pytest.mark.parametrize("command", [
     ["predict"], ["export"], ["adapt"], ["features"], ["model", "summary"], ["corpus", "info"],
-    ["crossval"], ["compare"], ["train"], ["ensemble"],
+    ["crossval"], ["compare"], ["train"], ["ensemble"], ["serve"],
 ])  # fmt: skip
 def test_every_command_takes_threads(capsys, command):
     with pytest.raises(SystemExit):

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterator
@@ -19,7 +20,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-__all__ = ["AudioError", "load_audio", "iter_blocks", "resample", "audio_duration", "level_db"]
+__all__ = [
+    "AudioError",
+    "load_audio",
+    "decode_audio",
+    "iter_blocks",
+    "resample",
+    "audio_duration",
+    "level_db",
+]
 
 PathLike = str | os.PathLike
 LOAD_BLOCK_SECONDS = 600  # load_audio decodes in blocks of this many seconds (native rate)
@@ -129,6 +138,43 @@ def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
     wave = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     if wave.size == 0:
         raise AudioError(path, "contains zero samples")
+    return resample(wave, orig_rate, sample_rate)
+
+
+def decode_audio(
+    data: bytes,
+    sample_rate: int = 16000,
+    name: str = "upload",
+    *,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode audio held in memory (the bytes of a file) as :func:`load_audio` decodes a file:
+    a mono float32 array (samples,) at ``sample_rate``. Nothing is written to disk.
+
+    ``name`` stands for the file in error messages. ``max_seconds``: refuse, before decoding, a
+    file whose header says it is longer (a few compressed megabytes can hold hours of audio).
+
+    Raises:
+        AudioError: empty bytes, not audio, truncated or corrupt, zero samples, non-finite
+            samples, or longer than ``max_seconds``; the message names ``name`` and the reason.
+    """
+    if len(data) == 0:
+        raise AudioError(name, "empty file (0 bytes)")
+    try:
+        f = sf.SoundFile(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(name, f"not a readable audio file ({_reason(error)})") from None
+    with f:
+        orig_rate = f.samplerate
+        if orig_rate <= 0:
+            raise AudioError(name, f"not a readable audio file (sample rate {orig_rate})")
+        seconds = f.frames / orig_rate
+        if max_seconds is not None and seconds > max_seconds:
+            raise AudioError(name, f"longer than the limit: {seconds:.1f} s > {max_seconds:g} s")
+        blocks = list(_blocks(name, f, max(1, LOAD_BLOCK_SECONDS * orig_rate)))
+    wave = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if wave.size == 0:
+        raise AudioError(name, "contains zero samples")
     return resample(wave, orig_rate, sample_rate)
 
 

@@ -1,0 +1,106 @@
+"""``emofuse serve``: the REST service (:mod:`emofuse.serve`) on a local port."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from emofuse.cli.common import MODEL_HELP, add_runtime_args
+
+__all__ = ["add_commands"]
+
+INSTALL_HINT = (
+    "emofuse serve needs fastapi, uvicorn and python-multipart: pip install 'emofuse[serve]'"
+)
+
+
+def _require_server_packages() -> None:
+    """An ImportError naming the extra to install when a server package is missing."""
+    import importlib
+
+    for module in ("fastapi", "uvicorn", "python_multipart"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ImportError(f"{INSTALL_HINT} (missing: {module})") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _require_server_packages()
+    import logging
+
+    import torch
+    import uvicorn
+
+    from emofuse.inference import EmotionRecognizer
+    from emofuse.serve.app import create_app
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be positive, got {args.threads}")
+    if args.max_upload_mb <= 0 or args.max_predict_seconds <= 0:
+        raise ValueError("--max-upload-mb and --max-predict-seconds must be positive")
+
+    def one_torch_thread() -> None:  # each inference worker: one torch thread
+        torch.set_num_threads(1)
+
+    one_torch_thread()
+    recognizer = EmotionRecognizer.load(
+        args.model, device=args.device, threads=1, precision=args.precision, vad=not args.no_vad
+    )
+    model = str(args.model)
+    name = model if model in ("accurate", "fast") else Path(model).name  # no server paths
+    app = create_app(
+        recognizer,
+        max_upload_mb=args.max_upload_mb,
+        api_key=args.api_key or os.environ.get("EMOFUSE_API_KEY") or None,
+        workers=args.threads,
+        max_predict_seconds=args.max_predict_seconds,
+        model_name=name,
+        cors_origins=args.cors_origin,
+        worker_init=one_torch_thread,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:  %(name)s %(message)s")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """``serve``."""
+    serve = commands.add_parser(
+        "serve",
+        help="a REST service and web page for emotion predictions (needs emofuse[serve])",
+        description="Serve the model over HTTP: POST /v1/predict and /v1/timeline (audio as the "
+        "raw body or the 'file' field of a multipart form), GET /v1/model, /healthz, the web "
+        "page at / and the OpenAPI schema at /openapi.json. Uploads stay in memory.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--model", default="accurate", help=MODEL_HELP)
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=25.0, metavar="MB",
+        help="largest upload accepted (default: 25); larger ones get 413",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-predict-seconds", type=float, default=60.0, metavar="S",
+        help="longest clip /v1/predict takes (default: 60); longer: use /v1/timeline",
+    )  # fmt: skip
+    add_runtime_args(serve, threads=1, device=True)
+    serve.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="torch precision (default: fp32; bf16 is faster on CPUs with AMX)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--api-key", metavar="KEY",
+        help="require this key (X-API-Key: KEY or Authorization: Bearer KEY) on every endpoint "
+        "but /healthz and the web page (default: the EMOFUSE_API_KEY variable; none: open)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--cors-origin", action="append", metavar="ORIGIN",
+        help="allow browser calls from this origin (repeatable; default: no CORS)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--no-vad",
+        action="store_true",
+        help="no voice activity detection: every audible upload gets an emotion",
+    )
+    serve.set_defaults(func=cmd_serve)
