@@ -58,11 +58,12 @@ class SlowRecognizer:
     def __init__(self, delay: float = 0.0, fail: Exception | None = None) -> None:
         self.delay, self.fail = delay, fail
 
-    def predict(self, wave, sample_rate=None):
+    def predict_waves(self, waves):
         time.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
-        return Prediction("angry", {"angry": 0.75, "happy": 0.25}, False, wave.size / 16000)
+        return [Prediction("angry", {"angry": 0.75, "happy": 0.25}, False, w.size / 16000)
+                for w in waves]  # fmt: skip
 
 
 # --- decode_audio -------------------------------------------------------------------------
@@ -375,3 +376,43 @@ def test_cli_without_fastapi_names_the_extra(monkeypatch):
     args = serve_parser().parse_args(["serve"])
     with pytest.raises(ImportError, match=r"pip install 'emofuse\[serve\]'"):
         serve.cmd_serve(args)
+
+
+def test_batcher_classifies_waiting_clips_together_in_order():
+    from emofuse.serve.batching import Batcher
+
+    sizes = []
+
+    def predict(waves):
+        sizes.append(len(waves))
+        time.sleep(0.05)
+        return [float(w[0]) for w in waves]
+
+    batcher = Batcher(predict, workers=1, max_batch=4, wait_seconds=0.01)
+    futures = [batcher.submit(np.full(10, i, np.float32)) for i in range(9)]
+    assert [f.result(timeout=10) for f in futures] == [float(i) for i in range(9)]
+    batcher.close()
+    assert sum(sizes) == 9 and max(sizes) == 4 and len(sizes) < 9
+
+
+def test_batcher_hands_an_error_to_every_waiting_request():
+    from emofuse.serve.batching import Batcher
+
+    def predict(waves):
+        raise RuntimeError("model failed")
+
+    batcher = Batcher(predict, workers=1, max_batch=8, wait_seconds=0.05)
+    futures = [batcher.submit(np.zeros(4, np.float32)) for _ in range(3)]
+    for future in futures:
+        with pytest.raises(RuntimeError, match="model failed"):
+            future.result(timeout=10)
+    batcher.close()
+
+
+def test_predict_waves_equals_predict_one_by_one(recognizer):
+    waves = [load_audio(CLIP), load_audio(CLIP)[: 16000 // 2], np.zeros(16000, np.float32)]
+    together = recognizer.predict_waves(waves)
+    for wave, joint in zip(waves, together, strict=True):
+        alone = recognizer.predict(wave, sample_rate=16000)
+        assert joint.label == alone.label and joint.reason == alone.reason
+        assert joint.probabilities == pytest.approx(alone.probabilities, abs=1e-5)

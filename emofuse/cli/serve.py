@@ -61,7 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         worker_init=one_torch_thread,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:  %(name)s %(message)s")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # access_log off: the app logs each request itself, with its request id
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

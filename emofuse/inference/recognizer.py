@@ -334,6 +334,13 @@ class EmotionRecognizer:
         ((_, prediction),) = self._predict_group([(0, wave, source)], self._batch_size(None))
         return prediction
 
+    def predict_waves(self, waves: Sequence[np.ndarray]) -> list[Prediction]:
+        """Predictions for mono float32 waves (samples,) already at the model's rate, computed
+        together: one voice activity pass and padded batches of their windows (what a service
+        does with the clips of requests that arrive at once)."""
+        group = [(i, wave, None) for i, wave in enumerate(waves)]
+        return [p for _, p in self._predict_group(group, self._batch_size(None))]
+
     def predict_many(
         self,
         items: Sequence[str | os.PathLike],

@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emofuse.serve.batching import Batcher
 from emofuse.serve.uploads import UploadError, read_upload
 from emofuse.signal.audio import AudioError, decode_audio
 
@@ -118,6 +119,8 @@ def create_app(
 
     max_bytes = round(max_upload_mb * 2**20)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="emofuse-serve", initializer=worker_init)
+    # /v1/predict: the clips of concurrent requests classified together (emofuse.serve.batching)
+    batcher = Batcher(recognizer.predict_waves, workers=workers, worker_init=worker_init)
     busy = {"requests": 0}  # uploads in progress (touched only on the event loop)
     model_info = {
         "name": model_name,
@@ -137,6 +140,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        batcher.close()
 
     app = FastAPI(
         title="emofuse",
@@ -205,8 +209,8 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After"],
         )
 
-    async def run(request: Request, work: Callable[[np.ndarray], object], limit: float):
-        """Read the upload, decode it and run ``work(wave)`` in the pool, within the queue."""
+    async def run(request: Request, work: Callable[[np.ndarray], Awaitable], limit: float):
+        """Read the upload, decode it in the pool and await ``work(wave)``, within the queue."""
         if busy["requests"] >= max_queue:
             raise ApiError(503, f"server busy: {busy['requests']} requests in progress; retry "
                            "shortly", {"Retry-After": "1"})  # fmt: skip
@@ -221,18 +225,18 @@ def create_app(
                 raise ApiError(422, "empty upload: send an audio file as the request body or as "
                                "the 'file' field of a multipart/form-data form")  # fmt: skip
 
-            def job():
+            def decode() -> np.ndarray:
                 wave = decode_audio(data, recognizer.sample_rate, max_seconds=limit)
                 seconds = wave.size / recognizer.sample_rate
                 if seconds > limit:  # a header that understated the length
                     raise AudioError(
                         "upload", f"longer than the limit: {seconds:.1f} s > {limit:g} s"
                     )
-                return seconds, work(wave)
+                return wave
 
-            loop = asyncio.get_running_loop()
             try:
-                return await loop.run_in_executor(pool, job)
+                wave = await asyncio.get_running_loop().run_in_executor(pool, decode)
+                return wave.size / recognizer.sample_rate, await work(wave)
             except AudioError as exc:
                 raise ApiError(_audio_status(exc), f"{exc.reason}") from None
         finally:
@@ -254,10 +258,9 @@ def create_app(
         multipart form. Longer clips than ``max_predict_seconds``: use ``/v1/timeline``."""
         try:
             duration, p = await run(
-                request,
-                lambda wave: recognizer.predict(wave, sample_rate=recognizer.sample_rate),
+                request, lambda wave: asyncio.wrap_future(batcher.submit(wave)),
                 max_predict_seconds,
-            )
+            )  # fmt: skip
         except ApiError as exc:
             if exc.status == 422 and exc.detail.startswith("longer than"):
                 exc.detail = (f"audio {exc.detail.removeprefix('longer than the limit: ')}: "
@@ -284,10 +287,13 @@ def create_app(
         if used_hop > used_window:
             raise ApiError(422, f"hop ({used_hop:g} s) must not exceed window "
                            f"({used_window:g} s)")  # fmt: skip
+        def segments(wave: np.ndarray) -> list:
+            return list(recognizer.timeline(wave, recognizer.sample_rate, window=used_window,
+                                            hop=used_hop))  # fmt: skip
+
         duration, found = await run(
             request,
-            lambda wave: list(recognizer.timeline(wave, recognizer.sample_rate,
-                                                  window=used_window, hop=used_hop)),
+            lambda wave: asyncio.get_running_loop().run_in_executor(pool, segments, wave),
             max_timeline_seconds,
         )
         return {
