@@ -1,7 +1,9 @@
 """Speed and memory of the ``accurate`` bundled model (frozen Whisper base encoder, layers 1-3
 of 6, plus a small learned head) beside the ``fast`` model and a wav2vec2-base-sized encoder.
 
-Four measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`:
+Four measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`
+(the voice activity detector off, ``vad=False``: that audio is not speech to it, and this
+benchmark times the model; ``bench/predict_many.py`` measures the command on real speech):
 
 1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, at ``--threads`` threads:
    accurate, fast and ``Wav2Vec2Model(Wav2Vec2Config())`` (random init, all 12 layers, raw
@@ -67,7 +69,7 @@ MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1
 
 LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 600
 LONG_CHUNK_SECONDS = 60
-TIMELINE_BATCH = None  # EmotionRecognizer.timeline's default (about 48 s of audio per pass)
+TIMELINE_BATCH = None  # EmotionRecognizer.timeline's default (about 30 s of audio per pass)
 DIAG_SECONDS, QUICK_DIAG_SECONDS = 300, 120  # shorter file, smaller timeline batches
 DIAG_BATCHES = (4, 1)
 
@@ -101,7 +103,8 @@ torch.set_num_threads(args["threads"])
 from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 from emofuse.pipeline import load_pipeline
 after_imports = memory()
-recognizer = EmotionRecognizer(TorchBackend(load_pipeline(args["model"]), device="cpu"))
+pipeline = load_pipeline(args["model"])
+recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)  # synthetic audio
 after_load = memory()
 began = time.perf_counter()
 segments = silent = 0
@@ -221,7 +224,7 @@ def _snapshot() -> dict:
 def _recognizer(pipeline: nn.Module):
     from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 
-    return EmotionRecognizer(TorchBackend(pipeline, device="cpu"))
+    return EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
 
 
 def _quantized(pipeline: nn.Module, variant: str) -> nn.Module:

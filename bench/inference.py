@@ -10,9 +10,11 @@ Three measurements on CPU, with voice-like audio from :func:`emofuse.testing.syn
 3. **Memory**: peak RSS of a separate process that iterates ``EmotionRecognizer.timeline`` over
    a 1-hour 16 kHz FLAC file, beside its RSS after the imports and after loading the model.
 
-The model: ``--model PATH``, else the bundled model if installed, else a randomly initialised
-default-size pipeline (7 classes; speed does not depend on the weights). Run
-``python bench/inference.py`` (``--quick`` for a smoke run); writes
+The voice activity detector is off (``vad=False``): the synthetic voice is not speech to it,
+and this benchmark times the model; ``bench/predict_many.py`` measures the whole command, VAD
+included, on real speech. The model: ``--model PATH``, else the bundled model if installed,
+else a randomly initialised default-size pipeline (7 classes; speed does not depend on the
+weights). Run ``python bench/inference.py`` (``--quick`` for a smoke run); writes
 ``bench/results/inference.json`` and ``inference.md``.
 """
 
@@ -84,10 +86,11 @@ from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 after_imports = memory()
 if args["backend"] == "onnx":
     from emofuse.inference.onnx import OnnxBackend
-    recognizer = EmotionRecognizer(OnnxBackend(args["onnx"], num_threads=args["threads"]))
+    backend = OnnxBackend(args["onnx"], num_threads=args["threads"])
 else:
     from emofuse.pipeline import load_pipeline
-    recognizer = EmotionRecognizer(TorchBackend(load_pipeline(args["model"]), device="cpu"))
+    backend = TorchBackend(load_pipeline(args["model"]), device="cpu")
+recognizer = EmotionRecognizer(backend, vad=False)  # the synthetic voice is no speech to a VAD
 after_load = memory()
 began = time.perf_counter()
 segments = silent = 0
@@ -381,10 +384,12 @@ def run(model: str | None = None, quick: bool = False) -> dict:
             export_onnx(pipeline, onnx)
         export_seconds = time.perf_counter() - t0
         print(f"exported ONNX ({onnx.stat().st_size / 1e6:.1f} MB) in {export_seconds:.1f} s")
-        torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"))
+        torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
         recognizers = {
             "torch": {n: torch_recognizer for n in THREADS},
-            "onnx": {n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n)) for n in THREADS},
+            "onnx": {
+                n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n), vad=False) for n in THREADS
+            },
         }
         try:
             latency = measure_latency(recognizers, quick)
