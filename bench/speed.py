@@ -25,6 +25,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from emofuse.testing import synthetic_speech
+
 try:
     from bench import _common as common
 except ImportError:  # run as ``python bench/speed.py``: bench/ itself is on sys.path
@@ -43,21 +45,6 @@ TARGET_RTF = 0.01  # features + model, 1 thread, 10 s clip
 TARGET_VS_WAV2VEC2 = 10.0  # wav2vec2 latency / emofuse pipeline latency
 TARGET_VS_EGEMAPS = 20.0  # eGeMAPS latency / emofuse features latency
 HEADLINE = (10, 1)  # (clip seconds, threads) of the headline numbers
-
-
-def synthetic_speech(seconds: float, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
-    """Speech-like test signal (samples,) float32: a harmonic voice with a wandering pitch,
-    syllable-rate loudness bursts and pauses, plus a little noise, so pitch tracking and voicing
-    decisions in openSMILE do the work they do on speech (not pure noise)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 16))
-    syllables = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
-    pauses = (np.sin(2 * np.pi * 0.3 * t) > -0.6).astype(np.float64)
-    wave = 0.1 * voice * syllables * pauses + 0.005 * rng.standard_normal(t.size)
-    return wave.astype(np.float32)
 
 
 def build_models() -> dict:

@@ -29,29 +29,15 @@ except ImportError:  # run as ``python bench/vad.py``: bench/ itself is on sys.p
 
 from emofuse.signal.audio import load_audio
 from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector, VADSettings, speech_regions
-from emofuse.testing import synthetic_voice
+from emofuse.testing import synthetic_speech, synthetic_voice
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.flac"}
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Harmonic voice with pitch glides, syllable bursts and pauses (as bench/speed.py's)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 16))
-    syllables = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
-    pauses = (np.sin(2 * np.pi * 0.3 * t) > -0.6).astype(np.float64)
-    return (0.1 * voice * syllables * pauses + 0.005 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
-
-
 def time_speed(detector: SpeechDetector, quick: bool) -> dict:
-    clips = [speech_like(3.0, seed) for seed in range(64)]
-    long = speech_like(60.0, 99)
+    clips = [synthetic_speech(3.0, seed=seed) for seed in range(64)]
+    long = synthetic_speech(60.0, seed=99)
     runs = 3 if quick else 15
     timings = common.time_interleaved(
         {
@@ -119,7 +105,7 @@ def nonspeech(detector: SpeechDetector) -> dict:
         "clicks every 0.5 s": clicks,
         "1 kHz tone": 0.3 * np.sin(2 * np.pi * 1000 * t),
         "emofuse.testing.synthetic_voice": synthetic_voice(5.0),
-        "speech_like (bench/speed.py)": speech_like(5.0),
+        "synthetic_speech (emofuse.testing)": synthetic_speech(5.0),
     }
     waves = [wave.astype(np.float32) for wave in signals.values()]
     out = {}

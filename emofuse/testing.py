@@ -12,7 +12,8 @@ from emofuse.model import ModelConfig
 from emofuse.pipeline import EmotionPipeline, save_pipeline
 from emofuse.signal.streams import stream_spec
 
-__all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voice"]
+__all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voice",
+           "synthetic_speech"]
 
 TINY_LABELS = ("neutral", "happy", "sad", "angry")
 
@@ -60,4 +61,20 @@ def synthetic_voice(
     tone = sum(np.sin(k * phase) / k for k in range(1, 6))
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
     wave = 0.2 * tone * envelope + 0.01 * rng.standard_normal(t.size)
+    return wave.astype(np.float32)
+
+
+def synthetic_speech(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Speech-like test signal (samples,) float32: a harmonic voice with a wandering pitch,
+    syllable-rate loudness bursts and pauses, plus a little noise, so pitch tracking and voicing
+    decisions do the work they do on speech (not pure noise). Like :func:`synthetic_voice`, it
+    is no speech to a voice activity detector."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 16))
+    syllables = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
+    pauses = (np.sin(2 * np.pi * 0.3 * t) > -0.6).astype(np.float64)
+    wave = 0.1 * voice * syllables * pauses + 0.005 * rng.standard_normal(t.size)
     return wave.astype(np.float32)

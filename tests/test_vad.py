@@ -22,7 +22,7 @@ from emofuse.signal.vad import (
     silero_weights_path,
     speech_regions,
 )
-from emofuse.testing import synthetic_voice
+from emofuse.testing import synthetic_speech, synthetic_voice
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.flac"}
@@ -68,19 +68,6 @@ def load(path: Path) -> np.ndarray:
     return load_audio(path, SAMPLE_RATE)
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Harmonic voice with pitch glides, syllable bursts, pauses and a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 16))
-    syllables = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
-    pauses = (np.sin(2 * np.pi * 0.3 * t) > -0.6).astype(np.float64)
-    wave = 0.1 * voice * syllables * pauses + 0.005 * rng.standard_normal(t.size)
-    return wave.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------- model
 
 
@@ -107,9 +94,9 @@ def test_matches_official_jit_model(detector: SpeechDetector, silero) -> None:
     torch.set_num_threads(threads)
     rng = np.random.default_rng(3)
     waves = [
-        speech_like(4.1),  # partial last chunk
+        synthetic_speech(4.1),  # partial last chunk
         (0.05 * rng.standard_normal(CHUNK * 20)).astype(np.float32),
-        np.concatenate([np.zeros(7000, np.float32), speech_like(2.0, seed=1)]),
+        np.concatenate([np.zeros(7000, np.float32), synthetic_speech(2.0, seed=1)]),
     ]
     ours = detector.probabilities(waves)
     for wave, mine in zip(waves, ours, strict=True):
@@ -132,7 +119,7 @@ def test_safetensors_weights_load_with_the_same_layout(detector: SpeechDetector)
         other = SpeechDetector.load(path=silero_weights_path("safetensors"))
     except VADUnavailable as error:
         pytest.skip(str(error))
-    wave = speech_like(3.0)
+    wave = synthetic_speech(3.0)
     mine, theirs = detector.probabilities([wave])[0], other.probabilities([wave])[0]
     assert theirs.shape == mine.shape
     assert theirs.max() > 0.5 and mine.max() > 0.5  # both detect the voice...
@@ -143,7 +130,7 @@ def test_safetensors_weights_load_with_the_same_layout(detector: SpeechDetector)
 def test_batched_equals_alone(detector: SpeechDetector) -> None:
     rng = np.random.default_rng(0)
     lengths = [0, 1, 511, 512, 513, 3 * SAMPLE_RATE + 77, 5000]
-    waves = [speech_like(n / SAMPLE_RATE + 1, seed=i)[:n] + 0.01 * rng.standard_normal(n)
+    waves = [synthetic_speech(n / SAMPLE_RATE + 1, seed=i)[:n] + 0.01 * rng.standard_normal(n)
              for i, n in enumerate(lengths)]  # fmt: skip
     batched = detector.probabilities(waves)
     for wave, probs in zip(waves, batched, strict=True):
@@ -175,13 +162,14 @@ def test_stft_basis_is_a_hann_windowed_dft(detector: SpeechDetector) -> None:
     ids=["equal", "padded", "packed"],
 )
 def test_batch_layouts_equal_alone(detector: SpeechDetector, lengths: list[int]) -> None:
-    waves = [speech_like(n / SAMPLE_RATE + 1, seed=i)[:n] for i, n in enumerate(lengths)]
+    waves = [synthetic_speech(n / SAMPLE_RATE + 1, seed=i)[:n] for i, n in enumerate(lengths)]
     for wave, probs in zip(waves, detector.probabilities(waves), strict=True):
         np.testing.assert_allclose(probs, detector.probabilities([wave])[0], atol=1e-5)
 
 
 def test_stream_over_odd_blocks_equals_whole_file(detector: SpeechDetector) -> None:
-    wave = np.concatenate([speech_like(3.0), np.zeros(9000, np.float32), speech_like(1.5, 2)])
+    gap = np.zeros(9000, np.float32)
+    wave = np.concatenate([synthetic_speech(3.0), gap, synthetic_speech(1.5, seed=2)])
     whole = detector.probabilities([wave])[0]
     rng = np.random.default_rng(1)
     for sizes in ([1, 7, 511, 1000, 64, 513], [CHUNK], [len(wave)]):
@@ -419,7 +407,7 @@ def test_segmenter_memory_is_bounded(detector: SpeechDetector) -> None:
     try:
         base = load(corpus_files("ravdess", 1)[0])
     except pytest.skip.Exception:
-        base = speech_like(3.0)
+        base = synthetic_speech(3.0)
     piece = np.concatenate([base, np.zeros(SAMPLE_RATE, np.float32)])
     repeats = int(240 * SAMPLE_RATE / piece.size)
 

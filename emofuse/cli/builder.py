@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from emofuse.cli.common import MODEL_HELP, add_runtime_args, progress, reporter
+from emofuse.cli.common import MODEL_HELP, add_runtime_args, audio_inputs, progress, reporter
 from emofuse.cli.output import FORMATS, RowWriter, check_writable, output_stream
 
 __all__ = ["add_commands"]
@@ -16,7 +16,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Write the emotion (or ``--timeline``) of each file as it is computed; 1 if any failed."""
     import torch
 
-    from emofuse.files import find_audio_files
     from emofuse.inference.recognizer import EmotionRecognizer
     from emofuse.signal.audio import AudioError
 
@@ -28,12 +27,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             check_writable(path, option)
     failed: list = []
     report = reporter(failed)
-    files = []
-    for item in args.inputs:
-        found = find_audio_files([item])
-        files += found
-        if not found:
-            report(item, ValueError(f"{item}: no audio files in this folder"))
+    files = audio_inputs(args.inputs, report)
     if args.plot and len(files) != 1:
         raise ValueError(f"--plot needs exactly one audio file, got {len(files)}")
     if args.embeddings and (args.timeline or args.plot):

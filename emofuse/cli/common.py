@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["MODEL_HELP", "add_runtime_args", "apply_runtime", "progress", "reporter"]
+__all__ = [
+    "MODEL_HELP", "add_runtime_args", "apply_runtime", "audio_inputs", "progress", "reporter",
+]
 
 MODEL_HELP = ("accurate or fast (the bundled models), a model file, or an exported .onnx "
               "(default: accurate)")
@@ -54,6 +56,20 @@ def reporter(failed: list) -> Callable[[object, Exception], None]:
         print(f"emofuse: error: {error}", file=sys.stderr)
 
     return report
+
+
+def audio_inputs(inputs: Iterable[str], report: Callable[[object, Exception], None]) -> list[str]:
+    """The audio files of FILE_OR_DIR arguments, in order (folders searched); an argument that
+    yields none is passed to ``report`` and the others go on."""
+    from emofuse.files import find_audio_files
+
+    files = []
+    for item in inputs:
+        found = find_audio_files([item])
+        files += found
+        if not found:
+            report(item, ValueError(f"{item}: no audio files in this folder"))
+    return files
 
 
 def progress(items: Iterable, enabled: bool, total: int | None = None, unit: str = "file"):

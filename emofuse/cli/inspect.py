@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from emofuse.cli.common import MODEL_HELP, add_runtime_args, reporter
+from emofuse.cli.common import MODEL_HELP, add_runtime_args, audio_inputs, reporter
 
 __all__ = ["add_commands"]
 
@@ -26,16 +26,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     """Save each file's streams (``--out``), or print their shapes and statistics; 1 if any
     file failed."""
     from emofuse.feature_files import frontend_for, iter_frames, save_features
-    from emofuse.files import find_audio_files
 
     failed: list = []
     report = reporter(failed)
-    files = []
-    for item in args.inputs:
-        found = find_audio_files([item])
-        files += found
-        if not found:
-            report(item, ValueError(f"{item}: no audio files in this folder"))
+    files = audio_inputs(args.inputs, report)
     frontend = frontend_for(model=args.model, config=args.config)
     if args.out is None:
         if args.egemaps or args.format != "npy":
