@@ -30,6 +30,8 @@ from emofuse.signal.streams import StreamSpec, check_streams, default_streams
 
 __all__ = [
     "ConfigError",
+    "PRECISIONS",
+    "RUNTIME_SETTINGS",
     "TrainConfig",
     "CorpusSpec",
     "DataConfig",
@@ -48,6 +50,12 @@ def _check_keys(cls: type, values: dict, where: str) -> None:
     if unknown:
         known = ", ".join(f.name for f in fields(cls))
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Settings of where and how fast a run goes, not of what it learns: a run may be resumed or
+# compared with other values of these.
+RUNTIME_SETTINGS = ("device", "num_threads", "loader_workers")
 
 
 @dataclass
@@ -72,8 +80,10 @@ class TrainConfig:
     gain_db: float = 6.0  # random level change, +- dB (applied in the log domain)
     mixup_alpha: float = 0.0  # 0 disables mixup
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the forward pass (fp16 scales loss)
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    loader_workers: int = -1  # batch-building processes; -1: 0 on the CPU, 4 per process on CUDA
 
     def __post_init__(self) -> None:
         # Types first: YAML reads ``1e-3`` (no dot) as a string, ``16.0`` as a float.
@@ -104,6 +114,12 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"train.precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.loader_workers < -1:
+            raise ConfigError(f"train.loader_workers must be >= -1, got {self.loader_workers}")
 
 
 @dataclass
@@ -195,6 +211,13 @@ class ExperimentConfig:
             "train": asdict(self.train),
             "data": asdict(self.data),
         }
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the runtime settings (``RUNTIME_SETTINGS``): equal for two
+        configs that train the same thing."""
+        values = self.to_dict()
+        values["train"] = {k: v for k, v in values["train"].items() if k not in RUNTIME_SETTINGS}
+        return values
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

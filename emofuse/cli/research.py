@@ -31,13 +31,44 @@ def _config_with_overrides(args: argparse.Namespace):
 
 
 def _runtime_overrides(args: argparse.Namespace) -> dict:
-    """``--threads`` / ``--device`` as ``train`` config fields (absent: the config's own)."""
+    """``--threads``, ``--device``, ``--precision`` and ``--loader-workers`` as ``train`` config
+    fields (absent: the config's own)."""
     overrides = {}
     if getattr(args, "threads", None) is not None:
         overrides["num_threads"] = args.threads
     if getattr(args, "device", "auto") != "auto":
         overrides["device"] = args.device
+    for name in ("precision", "loader_workers"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     return overrides
+
+
+def distributed_main() -> bool:
+    """False in torchrun's processes other than rank 0 (which alone prints results)."""
+    from emofuse.training.distributed import world
+
+    return world().is_main
+
+
+def _add_scale_args(parser: argparse.ArgumentParser, jobs: bool) -> None:
+    """``--precision``, ``--loader-workers`` and (fold-parallel commands) ``--jobs``."""
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"),
+        help="training forward pass under autocast: bf16, or fp16 with loss scaling "
+        "(default: the config's train.precision, fp32)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loader-workers", type=int, metavar="N",
+        help="processes building training batches into pinned memory (default: the config's "
+        "train.loader_workers; -1: none on the CPU, 4 per process on CUDA)",
+    )  # fmt: skip
+    if jobs:
+        parser.add_argument(
+            "--jobs", type=int, default=1, metavar="N",
+            help="train N folds at once in separate processes, each with --threads threads "
+            "(default: CPUs / N); same results as one at a time (default 1)",
+        )  # fmt: skip
 
 
 def cmd_crossval(args: argparse.Namespace) -> None:
@@ -51,8 +82,10 @@ def cmd_crossval(args: argparse.Namespace) -> None:
         ) from None
     summary = run_crossval(
         _config_with_overrides(args), args.out, system=args.system, folds=folds,
-        cache_dir=args.cache,
+        cache_dir=args.cache, jobs=args.jobs,
     )  # fmt: skip
+    if not distributed_main():
+        return
     m, s = summary["mean"], summary["std"]
     print(
         f"{summary['corpus']} ({summary['protocol']}, {len(summary['folds'])}/{summary['n_folds']} "
@@ -98,8 +131,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
     run_compare(
         base, _corpus_specs(args.corpus, args.root_dir, args.root), args.systems or list(VARIANTS),
         list(range(args.seeds)), args.out, cache_dir=args.cache, run=not args.no_run,
+        jobs=args.jobs,
     )  # fmt: skip
-    print(f"-> {args.out}/table.md")
+    if distributed_main():
+        print(f"-> {args.out}/table.md")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
@@ -119,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from emofuse.experiments.deployable import train_final
 
     report = train_final(_config_with_overrides(args), args.out, cache_dir=args.cache)
+    if not distributed_main():
+        return
     print(
         f"trained on {sum(report['train_utterances'].values())} utterances "
         f"({', '.join(f'{k} {v}' for k, v in report['train_utterances'].items())}); "
@@ -154,6 +191,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "baseline",
     )  # fmt: skip
     crossval.add_argument("--folds", help="comma-separated fold indices, e.g. 0,3 (default: all)")
+    _add_scale_args(crossval, jobs=True)
     crossval.set_defaults(func=cmd_crossval)
 
     compare = commands.add_parser(
@@ -180,6 +218,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     compare.add_argument("--cache", help="feature cache folder (default ~/.cache/emofuse/features)")
     add_runtime_args(compare, threads=None, device=True)
+    _add_scale_args(compare, jobs=True)
     compare.set_defaults(func=cmd_compare)
 
     ensemble = commands.add_parser(
@@ -198,5 +237,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_experiment_args(train)
     train.add_argument("--out", required=True, help="output folder (resumable)")
+    _add_scale_args(train, jobs=False)
     train.set_defaults(func=cmd_train)
-

@@ -40,6 +40,7 @@ from emofuse.experiments.stats import MIN_FOLDS, paired_comparison
 from emofuse.experiments.systems import get_system
 from emofuse.experiments.variants import CLAIMS, VARIANTS, check_variants, system_config
 from emofuse.files import write_json, write_text
+from emofuse.training import distributed
 
 __all__ = ["run_dir", "run_compare", "build_table", "write_table"]
 
@@ -55,7 +56,7 @@ def _finished(config: ExperimentConfig, folder: Path, system: str) -> dict | Non
     """The summary of a complete earlier run of exactly this config, else None."""
     try:
         summary = json.loads((folder / "summary.json").read_text())
-        same = load_config(folder / "config.yaml") == config
+        same = load_config(folder / "config.yaml").identity() == config.identity()
     except (OSError, ValueError):
         return None
     done = summary.get("system") == system and len(summary["folds"]) == summary["n_folds"]
@@ -249,6 +250,7 @@ def run_compare(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     run: bool = True,
+    jobs: int = 1,
 ) -> dict:
     """Run every variant in ``systems`` on every corpus and seed (resumable); write the tables.
 
@@ -257,8 +259,9 @@ def run_compare(
     the seed and the variants' streams and model switches. Runs go seed by seed, so an
     interrupted comparison has complete seeds first. With ``run=False`` nothing is trained:
     the table holds the finished runs and lists the missing ones. Unknown corpus names (and,
-    when running, missing corpus folders) are refused before anything is written. Returns the
-    table (as in ``table.json``).
+    when running, missing corpus folders) are refused before anything is written. ``jobs``
+    trains that many folds of a run at once (:func:`~emofuse.experiments.crossval.run_crossval`);
+    under torchrun rank 0 writes the tables. Returns the table (as in ``table.json``).
     """
     variants, corpora, seeds = check_variants(systems), list(corpora), list(seeds)
     _check_distinct(corpora, seeds)
@@ -281,7 +284,7 @@ def run_compare(
             continue
         if summary is None:
             summary = run_crossval(
-                config, folder, system=system, cache_dir=cache_dir, progress=progress
+                config, folder, system=system, cache_dir=cache_dir, progress=progress, jobs=jobs
             )
         summaries[(corpus.name, variant, seed)] = summary
         if (corpus.name, variant) not in params:
@@ -291,9 +294,11 @@ def run_compare(
             summaries, params, corpora=[c.name for c in corpora], systems=variants, seeds=seeds,
             machine=machine_description(),
         )  # fmt: skip
-        write_table(table, out_dir)
+        if distributed.world().is_main:
+            write_table(table, out_dir)
     if not summaries:
         table = build_table({}, {}, corpora=[c.name for c in corpora], systems=variants,
                             seeds=seeds, machine=machine_description())  # fmt: skip
-        write_table(table, out_dir)
+        if distributed.world().is_main:
+            write_table(table, out_dir)
     return table

@@ -13,23 +13,37 @@
 
 The system (:mod:`emofuse.experiments.systems`) is the network of the config (``emofuse``) or
 the eGeMAPS + SVM baseline (``egemaps-svm``), on identical folds.
+
+Scaling out, with the same outputs: ``jobs=N`` trains N folds at once in separate processes
+(each fold is seeded on its own, so the records equal a serial run's at the same threads per
+process); under torchrun every process trains each fold together (data-parallel,
+:mod:`emofuse.training.train`), features are extracted in shares (one per process, into one
+cache) and only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from emofuse.config import ExperimentConfig, load_config, save_config
+from emofuse.device import resolve_device
 from emofuse.experiments.loading import Experiment, prepare_experiment
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.records import FoldRecord, fold_path, read_records, write_record
 from emofuse.experiments.report import crossval_markdown, write_figures
 from emofuse.experiments.scoring import summarize_folds
-from emofuse.experiments.systems import get_system
+from emofuse.experiments.systems import System, get_system
 from emofuse.files import write_json, write_text
+from emofuse.training import distributed
 
 __all__ = ["run_crossval"]
 
@@ -57,10 +71,11 @@ def _changed_settings(old: dict, new: dict) -> list[str]:
 
 
 def _check_same_config(config: ExperimentConfig, path: Path) -> None:
-    """Refuse to mix results (or resume checkpoints) of another config in one folder."""
+    """Refuse to mix results (or resume checkpoints) of another config in one folder; the
+    runtime settings (device, threads, loader workers) may differ."""
     if not path.exists():
         return
-    changed = _changed_settings(load_config(path).to_dict(), config.to_dict())
+    changed = _changed_settings(load_config(path).identity(), config.identity())
     if changed:
         raise ValueError(
             f"{path.parent} holds results of another config (changed: {', '.join(changed)}); "
@@ -94,6 +109,85 @@ def _summary(
     }
 
 
+def _prepare(
+    runner: System, experiment: Experiment, config: ExperimentConfig, cache_dir: Any,
+    progress: bool,
+) -> Any:  # fmt: skip
+    """``runner.prepare``; among torchrun's processes each first extracts its share of the
+    utterances into the cache, so the expensive step (a frozen encoder) is split too."""
+    if distributed.world().distributed:
+        share = replace(experiment, utterances=distributed.shard(experiment.all_utterances),
+                        extra_train=[])  # fmt: skip
+        runner.prepare(share, config, cache_dir, progress)
+        distributed.barrier()
+    return runner.prepare(experiment, config, cache_dir, progress)
+
+
+def _fold_line(record: FoldRecord) -> str:
+    return f"fold {record.fold} ({record.name}): WA {record.wa:.3f} UA {record.ua:.3f}"
+
+
+_JOB_STATE: dict[tuple, tuple[Experiment, Any]] = {}  # per job process: what prepare() loaded
+
+
+def _start_job(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _prepare_share(
+    system: str, share: Experiment, config: ExperimentConfig, cache_dir: Any
+) -> None:
+    get_system(system).prepare(share, config, cache_dir, False)
+
+
+def _run_job(
+    system: str, config: ExperimentConfig, out_dir: Path, index: int, cache_dir: Any
+) -> FoldRecord:
+    """Train and test one fold in a job process, write its record; the process keeps the
+    prepared features for its next fold."""
+    runner = get_system(system)
+    key = (system, repr(config.identity()), str(cache_dir))
+    if key not in _JOB_STATE:
+        experiment = prepare_experiment(config)
+        _JOB_STATE.clear()
+        _JOB_STATE[key] = experiment, runner.prepare(experiment, config, cache_dir, False)
+    experiment, prepared = _JOB_STATE[key]
+    record = runner.run_fold(experiment, index, prepared, config, out_dir, False)
+    write_record(record, out_dir)
+    return record
+
+
+def _run_jobs(
+    system: str, experiment: Experiment, config: ExperimentConfig, out_dir: Path,
+    todo: list[int], cache_dir: Any, jobs: int, progress: bool,
+) -> None:  # fmt: skip
+    """Folds ``todo`` in ``jobs`` processes (spawned), each with ``train.num_threads`` threads
+    or an equal share of the CPUs; features are first extracted in ``jobs`` shares."""
+    threads = config.train.num_threads or max(1, (os.cpu_count() or 1) // jobs)
+    config = replace(config, train=replace(config.train, num_threads=threads))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_job,
+                             initargs=(threads,)) as pool:  # fmt: skip
+        everything = experiment.all_utterances
+        shares = [replace(experiment, utterances=everything[k::jobs], extra_train=[])
+                  for k in range(jobs)]  # fmt: skip
+        for done in [pool.submit(_prepare_share, system, s, config, cache_dir) for s in shares]:
+            done.result()
+        futures = {pool.submit(_run_job, system, config, out_dir, i, cache_dir): i for i in todo}
+        try:
+            for future in as_completed(futures):
+                try:
+                    record = future.result()
+                except Exception as error:
+                    raise RuntimeError(f"fold {futures[future]} failed: {error}") from error
+                if progress:
+                    print(_fold_line(record), flush=True)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def run_crossval(
     config: ExperimentConfig,
     out_dir: str | os.PathLike,
@@ -102,35 +196,54 @@ def run_crossval(
     folds: Sequence[int] | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    jobs: int = 1,
 ) -> dict:
     """Run (or finish) the cross-validation of ``system`` under ``config``; returns the summary.
 
     ``system`` is a registered system name (:data:`emofuse.experiments.systems.SYSTEMS`);
-    ``folds`` selects fold indices (default: all).
+    ``folds`` selects fold indices (default: all); ``jobs`` > 1 trains that many folds at once
+    in separate processes.
     """
     runner = get_system(system)
     runner.check_available()
+    if jobs < 1:
+        raise ValueError(f"jobs must be positive, got {jobs}")
+    w = distributed.setup(distributed.process_device(resolve_device(config.train.device)))
+    if jobs > 1 and w.distributed:
+        raise ValueError(
+            "jobs > 1 runs folds in separate processes, but under torchrun all processes train "
+            "each fold together: use one or the other"
+        )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     experiment = prepare_experiment(config)
     selected = _parse_folds(folds, len(experiment.folds))
     _check_same_config(config, out_dir / "config.yaml")
     _check_same_system(read_records(out_dir, len(experiment.folds)), system, out_dir)
-    save_config(config, out_dir / "config.yaml")
-    prepared = runner.prepare(experiment, config, cache_dir, progress)
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    if w.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.yaml")
+    todo = distributed.broadcast_object([i for i in selected if not fold_path(out_dir, i).exists()])
+    progress = progress and w.is_main
     began = time.perf_counter()
-    for index in selected:
-        if fold_path(out_dir, index).exists():
-            continue
-        record = runner.run_fold(experiment, index, prepared, config, out_dir, progress)
-        write_record(record, out_dir)
-        if progress:
-            print(
-                f"fold {index} ({record.name}): WA {record.wa:.3f} UA {record.ua:.3f}", flush=True
-            )
+    if jobs > 1 and len(todo) > 1:
+        _run_jobs(system, experiment, config, out_dir, todo, cache_dir, min(jobs, len(todo)),
+                  progress)  # fmt: skip
+    elif todo:
+        prepared = _prepare(runner, experiment, config, cache_dir, progress)
+        for index in todo:
+            record = runner.run_fold(experiment, index, prepared, config, out_dir, progress)
+            if w.is_main:
+                write_record(record, out_dir)
+            if progress:
+                print(_fold_line(record), flush=True)
+    distributed.barrier()
     records = read_records(out_dir, len(experiment.folds))
     summary = _summary(system, experiment, config, records, time.perf_counter() - began)
-    write_json(summary, out_dir / "summary.json")
-    write_text(out_dir / "summary.md", crossval_markdown(summary, experiment, config.train.seed))
-    write_figures(summary, records, out_dir)
+    if w.is_main:
+        write_json(summary, out_dir / "summary.json")
+        write_text(
+            out_dir / "summary.md", crossval_markdown(summary, experiment, config.train.seed)
+        )
+        write_figures(summary, records, out_dir)
     return summary

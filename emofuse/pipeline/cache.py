@@ -72,10 +72,15 @@ class StreamCache:
     """Raw frames of whole files, ``{stream name: (dims, frames) float32}``, for ``streams``."""
 
     def __init__(
-        self, streams: Sequence[StreamSpec], root: str | os.PathLike | None = None
+        self,
+        streams: Sequence[StreamSpec],
+        root: str | os.PathLike | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
+        """``device``: where missing frames are computed (e.g. a frozen encoder on CUDA)."""
         self.streams = check_streams(streams)
         self.root = Path(root or default_cache_dir())
+        self.device = torch.device(device)
         self.sample_rate = make_kind(self.streams[0]).sample_rate
         self._frontends: dict[tuple[str, ...], StreamFrontEnd] = {}
 
@@ -93,11 +98,12 @@ class StreamCache:
         streams = list(streams or self.streams)
         names = tuple(s.name for s in streams)
         if names not in self._frontends:
-            self._frontends[names] = StreamFrontEnd(streams)
-        wave = torch.from_numpy(load_audio(path, self.sample_rate))
+            self._frontends[names] = StreamFrontEnd(streams).to(self.device)
+        wave = torch.from_numpy(load_audio(path, self.sample_rate)).to(self.device)
+        lengths = torch.tensor([wave.numel()], device=self.device)
         with torch.no_grad():
-            frames = self._frontends[names](wave[None], torch.tensor([wave.numel()]))
-        return {name: array[0].numpy() for name, (array, _) in frames.items()}
+            frames = self._frontends[names](wave[None], lengths)
+        return {name: array[0].cpu().numpy() for name, (array, _) in frames.items()}
 
     def get(self, path: str | os.PathLike) -> dict[str, np.ndarray]:
         """Cached frames of ``path``; missing streams are computed (one decode) and stored."""

@@ -3,31 +3,51 @@
 ``fit`` trains on random crops, validates every epoch on windowed validation utterances,
 keeps the weights of the best validation UA (early stopping on it too), and writes an atomic
 checkpoint after every epoch so a killed run resumes where it stopped (``resume=True``).
+
+The same code runs in one process or in several under torchrun
+(:mod:`emofuse.training.distributed`): the model is wrapped in DistributedDataParallel
+(SyncBatchNorm on CUDA), every epoch's utterances are split by a ``DistributedSampler`` seeded
+with the run's seed and the epoch, ``train.batch_size`` is the global batch (split over the
+processes), evaluation shards utterances and gathers every rank's posteriors, and only rank 0
+writes. ``train.precision`` runs the forward pass under autocast (bf16, or fp16 with loss
+scaling). On CUDA, batches are built by ``train.loader_workers`` processes into pinned memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from emofuse.config import ExperimentConfig, TrainConfig
 from emofuse.device import resolve_device, set_threads
 from emofuse.files import atomic_path
 from emofuse.metrics import summarize
 from emofuse.pipeline import EmotionPipeline, pipeline_from_config, save_pipeline
+from emofuse.training import distributed
 from emofuse.training.augment import augment
-from emofuse.training.batches import FeatureSet, random_crops, stack_windows, utterance_windows
+from emofuse.training.batches import (
+    Batch,
+    FeatureSet,
+    random_crops,
+    stack_windows,
+    utterance_windows,
+)
 
 __all__ = [
     "FitResult",
+    "Runtime",
     "train_one_epoch",
     "predict_posteriors",
     "evaluate",
@@ -49,6 +69,95 @@ def _loss(logits: Tensor, targets: Tensor, weights: Tensor | None, smoothing: fl
     return nn.functional.cross_entropy(logits, targets, weight=weights, label_smoothing=smoothing)
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _FeatureForward(nn.Module):
+    """``pipeline.forward_features`` as a module's forward, for DistributedDataParallel."""
+
+    def __init__(self, pipeline: EmotionPipeline) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+
+    def forward(self, streams: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+        return self.pipeline.forward_features(streams)
+
+
+@dataclass
+class Runtime:
+    """How this process runs training steps: the forward (DDP-wrapped among several
+    processes), autocast precision, the fp16 loss scaler and the batch-building workers."""
+
+    forward: nn.Module | None = None  # None: the pipeline's own forward_features
+    precision: str = "fp32"
+    loader_workers: int = 0
+    scaler: torch.amp.GradScaler | None = None
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[self.precision])
+
+
+def _make_batch(
+    data: FeatureSet, idx: Tensor, pipeline: EmotionPipeline, config: TrainConfig,
+    generator: torch.Generator,
+) -> Batch:  # fmt: skip
+    """Random crops of utterances ``idx``, augmented."""
+    return augment(
+        random_crops(data, idx, config.crop_seconds, generator),
+        pipeline.kinds,
+        reference=data.reference,
+        n_classes=pipeline.model_config.n_classes,
+        generator=generator,
+        time_masks=config.time_masks,
+        time_mask_frames=config.time_mask_frames,
+        freq_masks=config.freq_masks,
+        freq_mask_bins=config.freq_mask_bins,
+        gain_db=config.gain_db,
+        mixup_alpha=config.mixup_alpha,
+    )
+
+
+class _EpochBatches(Dataset):
+    """Batch ``i`` of an epoch for loader workers: its crops and augmentation drawn from a
+    generator seeded by (the epoch's seed, ``i``), so the batches do not depend on which worker
+    builds them."""
+
+    def __init__(
+        self, data: FeatureSet, chunks: list[Tensor], pipeline: EmotionPipeline,
+        config: TrainConfig, seed: int,
+    ) -> None:  # fmt: skip
+        self.data, self.chunks, self.pipeline, self.config, self.seed = (
+            data, chunks, pipeline, config, seed
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> Batch:
+        generator = torch.Generator().manual_seed(self.seed + i)
+        return _make_batch(self.data, self.chunks[i], self.pipeline, self.config, generator)
+
+
+def _batches(
+    data: FeatureSet, order: Tensor, batch_size: int, pipeline: EmotionPipeline,
+    config: TrainConfig, generator: torch.Generator, runtime: Runtime, device: torch.device,
+) -> Iterator[Batch]:  # fmt: skip
+    """The epoch's batches in ``order``: built here from ``generator``, or by
+    ``runtime.loader_workers`` processes into pinned memory (on CUDA)."""
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    chunks = [c for c in chunks if len(c) >= 2 or len(order) == 1]  # BatchNorm needs 2 items
+    if runtime.loader_workers == 0:
+        yield from (_make_batch(data, idx, pipeline, config, generator) for idx in chunks)
+        return
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    yield from DataLoader(
+        _EpochBatches(data, chunks, pipeline, config, seed), batch_size=None,
+        num_workers=runtime.loader_workers, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+
+
 def train_one_epoch(
     pipeline: EmotionPipeline,
     data: FeatureSet,
@@ -57,72 +166,93 @@ def train_one_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     class_weights: Tensor | None = None,
+    *,
+    order: Tensor | None = None,
+    runtime: Runtime | None = None,
 ) -> float:
-    """One pass over ``data`` in random order, one random crop per utterance; mean loss."""
+    """One pass over ``data``, one random crop per utterance; mean loss over all processes.
+
+    ``order`` is this process's utterance indices (default: a random permutation drawn from
+    ``generator``); each process takes ``config.batch_size / processes`` per step.
+    """
+    runtime = runtime or Runtime()
     device = next(pipeline.parameters()).device
+    forward = runtime.forward or pipeline.forward_features
+    scaler = runtime.scaler or torch.amp.GradScaler(device.type, enabled=False)
     pipeline.train()
-    order = torch.randperm(len(data), generator=generator)
-    total, count = 0.0, 0
-    for start in range(0, len(order), config.batch_size):
-        idx = order[start : start + config.batch_size]
-        if len(idx) < 2 and len(order) > 1:  # BatchNorm needs more than one item
-            continue
-        batch = augment(
-            random_crops(data, idx, config.crop_seconds, generator),
-            pipeline.kinds,
-            reference=data.reference,
-            n_classes=pipeline.model_config.n_classes,
-            generator=generator,
-            time_masks=config.time_masks,
-            time_mask_frames=config.time_mask_frames,
-            freq_masks=config.freq_masks,
-            freq_mask_bins=config.freq_mask_bins,
-            gain_db=config.gain_db,
-            mixup_alpha=config.mixup_alpha,
-        )
-        logits = pipeline.forward_features(_to(batch.streams, device))
-        loss = _loss(logits, batch.targets.to(device), class_weights, config.label_smoothing)
+    if order is None:
+        order = torch.randperm(len(data), generator=generator)
+    batch_size = max(1, config.batch_size // distributed.world().size)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for batch in _batches(data, order, batch_size, pipeline, config, generator, runtime, device):
+        targets = batch.targets.to(device, non_blocking=True)
+        with runtime.autocast(device):
+            logits = forward(_to(batch.streams, device))
+        loss = _loss(logits.float(), targets, class_weights, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         nn.utils.clip_grad_norm_(pipeline.parameters(), 5.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
-        total += loss.item() * len(idx)
-        count += len(idx)
-    return total / max(count, 1)
+        total += loss.detach().double() * len(targets)
+        count += len(targets)
+    total_all, count_all = distributed.sum_over_ranks(total.item(), count)
+    return total_all / max(count_all, 1)
 
 
 def _to(streams: dict[str, tuple[Tensor, Tensor]], device: torch.device) -> dict:
-    return {name: (x.to(device), n.to(device)) for name, (x, n) in streams.items()}
+    return {name: (x.to(device, non_blocking=True), n.to(device, non_blocking=True))
+            for name, (x, n) in streams.items()}  # fmt: skip
 
 
 @torch.no_grad()
-def predict_posteriors(
-    pipeline: EmotionPipeline, data: FeatureSet, batch_size: int = 64
-) -> np.ndarray:
-    """Posteriors (N, C): each utterance cut into the pipeline's evaluation windows, window
-    posteriors averaged."""
+def _shard_posteriors(
+    pipeline: EmotionPipeline, data: FeatureSet, indices: list[int], batch_size: int,
+    precision: str,
+) -> np.ndarray:  # fmt: skip
+    """Posteriors (len(indices), C) of utterances ``indices``."""
     device = next(pipeline.parameters()).device
     pipeline.eval()
     w = pipeline.windows
     segments, owner = [], []
-    for i in range(len(data)):
+    for row, i in enumerate(indices):
         parts = utterance_windows(data, i, w.window_seconds, w.hop_fraction)
         segments.extend(parts)
-        owner.extend([i] * len(parts))
-    owner_t = torch.tensor(owner)
-    sums = torch.zeros(len(data), pipeline.model_config.n_classes, dtype=torch.float64)
+        owner.extend([row] * len(parts))
+    owner_t = torch.tensor(owner, dtype=torch.long)
+    sums = torch.zeros(len(indices), pipeline.model_config.n_classes, dtype=torch.float64)
     for start in range(0, len(segments), batch_size):
         streams = stack_windows(segments[start : start + batch_size])
-        probs = pipeline.forward_features(_to(streams, device)).softmax(dim=1)
+        with Runtime(precision=precision).autocast(device):
+            logits = pipeline.forward_features(_to(streams, device))
+        probs = logits.float().softmax(dim=1)
         sums.index_add_(0, owner_t[start : start + batch_size], probs.double().cpu())
-    counts = torch.bincount(owner_t, minlength=len(data)).double()
+    counts = torch.bincount(owner_t, minlength=len(indices)).double()
     return (sums / counts[:, None]).numpy()
 
 
-def evaluate(pipeline: EmotionPipeline, data: FeatureSet) -> dict:
+def predict_posteriors(
+    pipeline: EmotionPipeline, data: FeatureSet, batch_size: int = 64, precision: str = "fp32"
+) -> np.ndarray:
+    """Posteriors (N, C): each utterance cut into the pipeline's evaluation windows, window
+    posteriors averaged. Among several processes each computes a share of the utterances and
+    every process gets all of them (so every rank must call this)."""
+    shards = distributed.gather_objects(distributed.shard(range(len(data))))
+    mine = _shard_posteriors(
+        pipeline, data, shards[distributed.world().rank], batch_size, precision
+    )
+    posteriors = np.zeros((len(data), pipeline.model_config.n_classes))
+    for indices, values in zip(shards, distributed.gather_objects(mine), strict=True):
+        posteriors[indices] = values
+    return posteriors
+
+
+def evaluate(pipeline: EmotionPipeline, data: FeatureSet, precision: str = "fp32") -> dict:
     """WA, UA, macro-F1 and the posteriors of ``data`` (cut into the pipeline's windows)."""
-    posteriors = predict_posteriors(pipeline, data)
+    posteriors = predict_posteriors(pipeline, data, precision=precision)
     metrics = summarize(data.labels.numpy(), posteriors.argmax(axis=1), posteriors.shape[1])
     return {**metrics, "posteriors": posteriors}
 
@@ -157,9 +287,11 @@ def _save_atomic(payload: dict, path: Path) -> None:
 def _optimizer(
     pipeline: EmotionPipeline, tc: TrainConfig, n_train: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW with linear warm-up then cosine decay, per step."""
+    """AdamW with linear warm-up then cosine decay, per step (of this process's share)."""
     optimizer = torch.optim.AdamW(pipeline.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    steps_per_epoch = max(1, n_train // tc.batch_size + (n_train % tc.batch_size >= 2))
+    processes = distributed.world().size
+    n_local, batch = math.ceil(n_train / processes), tc.batch_size // processes
+    steps_per_epoch = max(1, n_local // batch + (n_local % batch >= 2))
     total_steps, warmup = tc.epochs * steps_per_epoch, tc.warmup_epochs * steps_per_epoch
 
     def lr_factor(step: int) -> float:
@@ -188,6 +320,45 @@ class _EpochBar:
         self.bar.close()
 
 
+def _runtime(
+    pipeline: EmotionPipeline, tc: TrainConfig, device: torch.device
+) -> tuple[EmotionPipeline, Runtime]:
+    """The pipeline to train (SyncBatchNorm on CUDA among several processes) and its runtime."""
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise ValueError("train.precision fp16 needs CUDA (torch's CPU LSTM has no fp16 kernel): "
+                         "on the CPU use bf16 or fp32")  # fmt: skip
+    workers = tc.loader_workers
+    if workers == -1:  # auto: none on the CPU (they would take the training's cores)
+        per_process = (os.cpu_count() or 1) // distributed.world().size
+        workers = min(4, per_process) if device.type == "cuda" else 0
+    runtime = Runtime(
+        precision=tc.precision, loader_workers=workers,
+        scaler=torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16"),
+    )  # fmt: skip
+    if distributed.world().distributed:
+        if device.type == "cuda":
+            pipeline = nn.SyncBatchNorm.convert_sync_batchnorm(pipeline)
+        ids = [device.index] if device.type == "cuda" else None
+        runtime.forward = DistributedDataParallel(_FeatureForward(pipeline), device_ids=ids)
+    return pipeline, runtime
+
+
+def _epoch_order(n: int, tc: TrainConfig, epoch: int, generator: torch.Generator) -> Tensor:
+    """This process's utterance indices for ``epoch``: a permutation drawn from ``generator``
+    in one process, a ``DistributedSampler`` share (seeded by the seed and epoch) in several."""
+    w = distributed.world()
+    if not w.distributed:
+        return torch.randperm(n, generator=generator)
+    sampler = DistributedSampler(range(n), num_replicas=w.size, rank=w.rank, seed=tc.seed)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 draws crops as a single process does; the others from seeds of their own."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
 def fit(
     train: FeatureSet,
     val: FeatureSet,
@@ -201,13 +372,19 @@ def fit(
     """Train a pipeline on ``train``, choosing the epoch by validation UA on ``val``.
 
     Writes ``out_dir/checkpoint.pt`` (everything needed to resume) after every epoch and
-    ``out_dir/model.pt`` (the best pipeline) whenever validation UA improves.
+    ``out_dir/model.pt`` (the best pipeline) whenever validation UA improves (rank 0 only
+    among several processes, whose returned pipelines are identical). The returned pipeline
+    is on the training device.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tc = config.train
     set_threads(tc.num_threads)
-    device = resolve_device(tc.device)
+    device = distributed.process_device(resolve_device(tc.device))
+    w = distributed.setup(device)
+    if tc.batch_size < 2 * w.size:
+        raise ValueError(f"train.batch_size {tc.batch_size} is under 2 per process ({w.size})")
+    if w.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     generator = _seed_everything(tc.seed)
 
     def new_pipeline() -> EmotionPipeline:
@@ -216,6 +393,10 @@ def fit(
     pipeline = new_pipeline()
     pipeline.fit_normalizers(train.moments())
     pipeline.to(device)
+    if w.rank:  # the same initial weights everywhere, then each rank's own random draws
+        generator.manual_seed(_rank_seed(tc.seed, w.rank))
+        torch.manual_seed(_rank_seed(tc.seed, w.rank))
+    pipeline, runtime = _runtime(pipeline, tc, device)
 
     optimizer, scheduler = _optimizer(pipeline, tc, len(train))
     class_weights = (
@@ -230,20 +411,32 @@ def fit(
         # On the CPU: RNG states must stay CPU tensors; the load_state_dict calls move the rest.
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         for name, part in (("pipeline", pipeline), ("optimizer", optimizer),
-                           ("scheduler", scheduler)):  # fmt: skip
-            part.load_state_dict(state[name])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+                           ("scheduler", scheduler), ("scaler", runtime.scaler)):  # fmt: skip
+            if name in state:
+                part.load_state_dict(state[name])
+        ranks = state.get("ranks", [{"generator": state["generator"],
+                                     "torch_rng": state["torch_rng"]}])  # fmt: skip
+        if len(ranks) != w.size:
+            raise ValueError(
+                f"{checkpoint_path} was written by {len(ranks)} process(es), not {w.size}: "
+                "resume with as many, or use a new output folder"
+            )
+        generator.set_state(ranks[w.rank]["generator"])
+        torch.set_rng_state(ranks[w.rank]["torch_rng"])
         history, best, elapsed = state["history"], state["best"], state["elapsed"]
         start_epoch = state["epoch"] + 1
 
-    bar = _EpochBar(tc.epochs, start_epoch) if progress else None
+    bar = _EpochBar(tc.epochs, start_epoch) if progress and w.is_main else None
     for epoch in range(start_epoch, tc.epochs):
         if epoch - best["epoch"] > tc.patience and best["epoch"] >= 0:
             break
         began = time.perf_counter()
-        loss = train_one_epoch(pipeline, train, optimizer, scheduler, tc, generator, class_weights)
-        val_metrics = evaluate(pipeline, val)
+        loss = train_one_epoch(
+            pipeline, train, optimizer, scheduler, tc, generator, class_weights,
+            order=_epoch_order(len(train), tc, epoch, generator), runtime=runtime,
+        )  # fmt: skip
+        distributed.broadcast_buffers(pipeline)
+        val_metrics = evaluate(pipeline, val, precision=tc.precision)
         elapsed += time.perf_counter() - began
         history.append({"epoch": epoch, "train_loss": loss, "val_ua": val_metrics["ua"],
                         "val_wa": val_metrics["wa"], "lr": scheduler.get_last_lr()[0],
@@ -254,20 +447,28 @@ def fit(
                 "ua": val_metrics["ua"],
                 "state": {k: v.detach().cpu().clone() for k, v in pipeline.state_dict().items()},
             }
-            best_pipeline = new_pipeline()
-            best_pipeline.load_state_dict(best["state"])
-            save_pipeline(best_pipeline, out_dir / BEST_MODEL, epoch=epoch, val_ua=best["ua"])
-        parts = (("pipeline", pipeline), ("optimizer", optimizer), ("scheduler", scheduler))
-        checkpoint = {name: part.state_dict() for name, part in parts}
-        _save_atomic({**checkpoint, "generator": generator.get_state(),
-                      "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-                      "elapsed": elapsed, "epoch": epoch}, checkpoint_path)  # fmt: skip
+            if w.is_main:
+                best_pipeline = new_pipeline()
+                best_pipeline.load_state_dict(best["state"])
+                save_pipeline(best_pipeline, out_dir / BEST_MODEL, epoch=epoch, val_ua=best["ua"])
+        ranks = distributed.gather_objects(
+            {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+        )
+        if w.is_main:
+            parts = (("pipeline", pipeline), ("optimizer", optimizer), ("scheduler", scheduler),
+                     ("scaler", runtime.scaler))  # fmt: skip
+            checkpoint = {name: part.state_dict() for name, part in parts}
+            _save_atomic({**checkpoint, **ranks[0], "ranks": ranks, "history": history,
+                          "best": best, "elapsed": elapsed, "epoch": epoch},
+                         checkpoint_path)  # fmt: skip
         if bar is not None:
             bar.update(loss, val_metrics["ua"], best["ua"])
     if bar is not None:
         bar.close()
+    distributed.check_same_weights(pipeline)
+    distributed.barrier()  # rank 0's files are written before any rank goes on
     if best["state"] is None:
         raise RuntimeError("training produced no epoch (epochs already completed?)")
     result_pipeline = new_pipeline()
     result_pipeline.load_state_dict(best["state"])
-    return FitResult(result_pipeline.eval(), best["epoch"], best["ua"], history, elapsed)
+    return FitResult(result_pipeline.to(device).eval(), best["epoch"], best["ua"], history, elapsed)
