@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from emofuse.cli.common import MODEL_HELP, add_runtime_args, audio_inputs, progress, reporter
@@ -21,6 +22,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.ray is not None or args.out is not None or args.ray_workers is not None:
+        return _predict_on_ray(args)
     for option, path in (("--output", args.output), ("--plot", args.plot),
                          ("--embeddings", args.embeddings)):  # fmt: skip
         if path:
@@ -79,6 +82,49 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.embeddings:
         _write_embeddings(recognizer, answered, args.embeddings)
     return 1 if failed else 0
+
+
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    """``predict --ray``: one folder or manifest -> a folder of parquet parts, resumed if it
+    exists (:func:`emofuse.inference.archive.predict_archive`); 1 if any file failed."""
+    from emofuse.inference.archive import predict_archive
+
+    if args.ray is None:
+        raise ValueError("--out and --ray-workers are for --ray; without it, write with --output")
+    if args.out is None:
+        raise ValueError("--ray needs --out FOLDER: the folder of parquet parts to write")
+    if len(args.inputs) != 1:
+        raise ValueError(f"--ray takes one folder or manifest, got {len(args.inputs)} inputs")
+    unsupported = {
+        "--format": args.format != "table", "--output": args.output, "--timeline": args.timeline,
+        "--window": args.window is not None, "--hop": args.hop is not None, "--plot": args.plot,
+        "--embeddings": args.embeddings, "--device": args.device != "auto",
+    }  # fmt: skip
+    given = [option for option, used in unsupported.items() if used]
+    if given:
+        raise ValueError(f"--ray does not combine with {', '.join(given)}: it writes one row per "
+                         "file to the parquet parts in --out, on the CPU")  # fmt: skip
+    summary = predict_archive(
+        args.inputs[0], args.out, model=args.model, backend=args.backend,
+        address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
+        threads_per_worker=args.threads or 1, batch_size=args.batch_size,
+        precision=args.precision, vad=not args.no_vad, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    errors = summary["errors"]
+    print(f"{summary['out']}: {summary['predicted']} files predicted, {errors} failed"
+          f"{' (see the error column)' if errors else ''}, {summary['done_before']} done before; "
+          f"{summary['total']} in all, {summary['seconds']:.1f} s")  # fmt: skip
+    return 1 if errors else 0
+
+
+def _ray_address(value: str) -> str:
+    """``--ray``'s ADDRESS: local, auto, ray://HOST:PORT or HOST:PORT (argparse type)."""
+    if value in ("local", "auto") or re.fullmatch(r"(ray://)?[\w.-]+:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a Ray address (local, auto, ray://HOST:PORT or HOST:PORT); put the "
+        "folder or manifest before --ray, or write --ray local"
+    )
 
 
 LONG_FILE_WINDOWS = 10  # a file longer than this many evaluation windows gets the timeline hint
@@ -197,8 +243,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--embeddings", metavar="NPY",
         help="also save each file's pooled representation (N, E) to this .npy (names: .txt)",
     )  # fmt: skip
+    predict.add_argument(
+        "--ray", nargs="?", const="local", type=_ray_address, metavar="ADDRESS",
+        help="archive scale: predict the one FOLDER or MANIFEST (.txt a path a line; .csv or "
+        ".parquet with a 'path' column) on Ray Data into --out; ADDRESS: local (default: a Ray "
+        "on this machine), auto, ray://HOST:PORT or HOST:PORT (a running cluster). Needs "
+        "pip install 'emofuse[ray]'",
+    )  # fmt: skip
+    predict.add_argument(
+        "--out", metavar="FOLDER",
+        help="with --ray: a FOLDER of parquet parts (e.g. predictions.parquet/), one row per "
+        "file, read as one table by pandas, pyarrow or Ray; run again to resume (files already "
+        "in it, answered or failed, are skipped)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--ray-workers", type=int, metavar="N",
+        help="with --ray: model workers, --threads CPUs each (default: as many as the "
+        "cluster's CPUs hold)",
+    )  # fmt: skip
     add_runtime_args(predict, threads=None, device=True,
-                     default="1 for one file or a timeline, 2 for many files")  # fmt: skip
+                     default="1 for one file or a timeline, 2 for many files; with --ray, "
+                     "1 per worker")  # fmt: skip
     predict.set_defaults(func=cmd_predict)
 
     adapt = commands.add_parser(

@@ -1,0 +1,198 @@
+"""Scale-out: training throughput in 1 vs 2 data-parallel processes, and cross-validation wall
+time with folds run one at a time vs two at once.
+
+- Training: ``emofuse.training.train.fit`` of the default network (the paper's, as in
+  ``configs/``) on synthetic 3 s clips (MFCC (40, 300) and log-Mel (64, 300) raw frames, as
+  ``bench/train_speed.py``), global batch 32, default augmentation; one process, or two under
+  ``torchrun --standalone --nproc_per_node 2`` (DistributedDataParallel, gloo on the CPU).
+  Training clips per second from the epochs after the first (the first warms up), validation on
+  16 clips excluded.
+- Cross-validation: ``emofuse crossval`` on EmoDB (10 folds, leave one speaker out) with
+  ``--epochs E`` (default 2: the full 30 would take hours here; the ratio is what is measured)
+  as a fresh process: ``--jobs 1 --threads 2``, ``--jobs 1 --threads 1`` and
+  ``--jobs 2 --threads 1``; wall time of the whole command with a warm feature cache, and
+  whether the per-fold results of the two ``--threads 1`` rows are identical.
+- With CUDA: training clips/s on the GPU (fp32 and bf16, global batch 32 and 256) and the wall
+  time of a full EmoDB 10-fold run (30 epochs) there.
+
+Run ``python bench/scale_out.py`` (``--quick``: fewer clips, 2 folds); writes
+``bench/results/scale_out.json`` and ``scale_out.md``. Needs ``../shared/corpora/emodb`` for
+the cross-validation rows (skipped without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+try:
+    from bench import _common as common
+    from bench.train_speed import LABELS, synthetic_features
+except ImportError:  # run as ``python bench/scale_out.py``: bench/ itself is on sys.path
+    import _common as common
+    from train_speed import LABELS, synthetic_features
+
+REPO = Path(__file__).resolve().parents[1]
+EMODB = REPO.parent / "shared" / "corpora" / "emodb"
+
+
+def train_worker(n_clips: int, epochs: int, batch: int, precision: str, device: str,
+                 out: Path) -> None:  # fmt: skip
+    """Inside each process: fit on synthetic clips; rank 0 writes the timing to ``out``."""
+    import torch
+
+    from emofuse.config import ExperimentConfig, TrainConfig
+    from emofuse.training import distributed
+    from emofuse.training.train import fit
+
+    config = ExperimentConfig(train=TrainConfig(
+        epochs=epochs, batch_size=batch, precision=precision, device=device, patience=epochs,
+    ))  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        result = fit(synthetic_features(n_clips), synthetic_features(16, seed=5), list(LABELS),
+                     config, tmp, progress=False)  # fmt: skip
+    if not distributed.world().is_main:
+        return
+    ends = [h["seconds"] for h in result.history]
+    epoch_seconds = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    median = statistics.median(epoch_seconds)
+    out.write_text(json.dumps({
+        "processes": distributed.world().size,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "precision": precision,
+        "global_batch": batch,
+        "clips_per_epoch": n_clips,
+        "epoch_seconds": epoch_seconds,
+        "clips_per_second": n_clips / median,
+    }))  # fmt: skip
+
+
+def _env(threads: int) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+
+
+def measure_training(processes: int, threads: int, n_clips: int, epochs: int, batch: int,
+                     precision: str = "fp32", device: str = "cpu") -> dict:  # fmt: skip
+    """One fresh run of :func:`train_worker` in ``processes`` processes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        worker = [__file__, "--worker", str(out), "--clips", str(n_clips), "--epochs",
+                  str(epochs), "--batch", str(batch), "--precision", precision,
+                  "--device", device]  # fmt: skip
+        launcher = [sys.executable]
+        if processes > 1:
+            launcher += ["-m", "torch.distributed.run", "--standalone",
+                         f"--nproc_per_node={processes}"]  # fmt: skip
+        subprocess.run(launcher + worker, check=True, env=_env(threads), capture_output=True)
+        return json.loads(out.read_text())
+
+
+def measure_crossval(jobs: int, threads: int, epochs: int, folds: str | None,
+                     device: str = "cpu") -> dict:  # fmt: skip
+    """Wall time of ``emofuse crossval`` on EmoDB as a fresh process, and its fold results."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "emofuse", "crossval", "--corpus", "emodb", "--root",
+                   str(EMODB), "--epochs", str(epochs), "--jobs", str(jobs), "--threads",
+                   str(threads), "--device", device, "--out", tmp]  # fmt: skip
+        if folds:
+            command += ["--folds", folds]
+        began = time.perf_counter()
+        subprocess.run(command, check=True, env=_env(threads), capture_output=True)
+        wall = time.perf_counter() - began
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+        ua = [round(f["ua"], 6) for f in summary["folds"]]
+        return {"jobs": jobs, "threads": threads, "epochs": epochs, "device": device,
+                "folds": len(ua), "wall_seconds": wall, "fold_ua": ua,
+                "mean_ua": summary["mean"]["ua"]}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small and short")
+    parser.add_argument("--epochs", type=int, default=2, help="cross-validation epochs (CPU)")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--clips", type=int, default=512, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        train_worker(args.clips, 3 if args.quick else 4, args.batch, args.precision,
+                     args.device, args.worker)  # fmt: skip
+        return
+
+    import torch
+
+    before = common.load_average()
+    clips = 128 if args.quick else 512
+    epochs = 3 if args.quick else 4
+    training = [measure_training(p, t, clips, epochs, 32) for p, t in ((1, 1), (1, 2), (2, 1))]
+    for row in training:
+        print(f"train: {row['processes']} process(es) x {row['torch_threads']} thread(s): "
+              f"{row['clips_per_second']:.1f} clips/s", flush=True)  # fmt: skip
+    crossval = []
+    if EMODB.is_dir():
+        folds = "0,1" if args.quick else None
+        for jobs, threads in ((1, 2), (1, 1), (2, 1)):
+            crossval.append(measure_crossval(jobs, threads, args.epochs, folds))
+            row = crossval[-1]
+            print(f"crossval: --jobs {jobs} --threads {threads}: {row['wall_seconds']:.1f} s",
+                  flush=True)  # fmt: skip
+    gpu = {}
+    if torch.cuda.is_available():
+        gpu["training"] = [measure_training(1, 4, 4096, epochs, batch, precision, "cuda")
+                           for batch in (32, 256) for precision in ("fp32", "bf16")]  # fmt: skip
+        gpu["emodb_10fold_30_epochs"] = measure_crossval(1, 4, 30, None, "cuda")
+
+    base = training[0]["clips_per_second"]
+    rows = [[f"train, {r['processes']} process(es) x {r['torch_threads']} thread(s)",
+             f"{r['clips_per_second']:.1f} clips/s", f"{r['clips_per_second'] / base:.2f}x"]
+            for r in training]  # fmt: skip
+    if crossval:
+        serial = crossval[0]["wall_seconds"]
+        rows += [[f"EmoDB crossval ({c['folds']} folds, {c['epochs']} epochs), --jobs "
+                  f"{c['jobs']} --threads {c['threads']}", f"{c['wall_seconds']:.0f} s wall",
+                  f"{serial / c['wall_seconds']:.2f}x"] for c in crossval]  # fmt: skip
+    for g in gpu.get("training", []):
+        rows.append([f"train on CUDA, {g['precision']}, batch {g['global_batch']}",
+                     f"{g['clips_per_second']:.0f} clips/s", ""])  # fmt: skip
+    if gpu:
+        c = gpu["emodb_10fold_30_epochs"]
+        rows.append(["EmoDB crossval, 10 folds x 30 epochs, CUDA",
+                     f"{c['wall_seconds']:.0f} s wall", ""])  # fmt: skip
+    identical = None
+    if len(crossval) == 3:
+        identical = crossval[1]["fold_ua"] == crossval[2]["fold_ua"]
+    machine = common.machine_info()
+    markdown = "\n".join([
+        f"# Scale-out{' (quick)' if args.quick else ''}",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores, torch "
+        f"{machine['torch']}; CUDA: {'yes' if gpu else 'none'}. Load average before "
+        f"{before}, after {common.load_average()}.",
+        "",
+        common.markdown_table(["what", "measured", "vs first row"], rows),
+        "",
+        "Training: default network, synthetic 3 s clips, global batch 32; 2 processes = "
+        "torchrun DDP over gloo. Cross-validation: fresh `emofuse crossval` process, warm "
+        "feature cache; ratio = wall time of `--jobs 1 --threads 2` / this row."
+        + ("" if identical is None else
+           f" Fold UAs of `--jobs 1 --threads 1` and `--jobs 2 --threads 1` identical: "
+           f"{'yes' if identical else 'NO'}."),
+    ])  # fmt: skip
+    data = {"machine": machine, "load_before": before, "load_after": common.load_average(),
+            "training": training, "crossval": crossval, "crossval_identical": identical,
+            "gpu": gpu}  # fmt: skip
+    common.write_results("scale_out", data, markdown, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
