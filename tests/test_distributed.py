@@ -136,6 +136,21 @@ def test_torchrun_crossval_metrics_equal_single_process_evaluation(emodb_root, t
     assert len(summary["folds"]) == 2
 
 
+def test_torchrun_train_writes_one_model(emodb_root, tmp_path):
+    """``torchrun -m emofuse train``: rank 0 alone prints and writes; the model loads and its
+    validation UA is the one reported."""
+    config = _cv_config(emodb_root)
+    save_config(config, tmp_path / "config.yaml")
+    out = tmp_path / "model"
+    stdout = _torchrun("-m", "emofuse", "train", "--config", str(tmp_path / "config.yaml"),
+                       "--out", str(out), "--cache", str(tmp_path / "cache"))  # fmt: skip
+    assert stdout.count("trained on") == 1
+    report = json.loads((out / "training.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "model.pt", "training.json"]
+    assert len(report["history"]) == config.train.epochs
+    assert load_pipeline(out / "model.pt").labels == tuple(report["labels"])
+
+
 def test_jobs_give_the_same_results_as_one_at_a_time(emodb_root, tmp_path):
     config = _cv_config(emodb_root)
     cache = tmp_path / "cache"
