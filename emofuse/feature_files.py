@@ -170,9 +170,9 @@ def save_features(
         frontend = StreamFrontEnd(frontend)
     columns: list[str] = []
     if egemaps:
-        from emofuse.experiments.baseline import _smile
+        from emofuse.experiments.baseline import egemaps_extractor
 
-        columns = list(_smile().feature_names)  # ImportError naming emofuse[baseline]
+        columns = list(egemaps_extractor().feature_names)  # ImportError naming emofuse[baseline]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rates = {spec.name: make_kind(spec).frame_rate for spec in frontend.specs}

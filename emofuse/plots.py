@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["plot_confusion", "plot_learning_curves", "plot_timeline"]
+__all__ = ["plot_confusion", "plot_learning_curves", "plot_timeline", "plot_claims_forest"]
+
+CORPUS_MARKERS = "os^vPX*h"  # one per corpus, in order of appearance (not "D": the pooled mean)
 
 
 def _pyplot():
@@ -78,4 +80,55 @@ def plot_timeline(segments: Sequence, labels: Sequence[str], path: str | os.Path
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_claims_forest(
+    claims: Sequence[dict], pooled: Sequence[dict], path: str | os.PathLike
+) -> None:
+    """Forest plot of the claims (``table.json``'s ``claims`` and ``pooled``), in points.
+
+    One row per claim comparison of ``pooled``, top to bottom: per corpus its mean UA
+    difference with its 95% bootstrap interval (a marker and colour per corpus; hollow when the
+    corpus is left out of the pooled mean), below them the pooled random-effects mean with its
+    95% interval as a diamond (when pooled), and the pooled verdict at the right; a vertical
+    line at 0.
+    """
+    plt = _pyplot()
+    corpora = list(dict.fromkeys(c["corpus"] for c in claims))
+    style = {c: (CORPUS_MARKERS[i % len(CORPUS_MARKERS)], plt.get_cmap("tab10")(i % 10))
+             for i, c in enumerate(corpora)}  # fmt: skip
+    step = 0.5 / len(corpora)
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.75 * len(pooled)))
+    for row, entry in enumerate(pooled):
+        y = len(pooled) - 1 - row
+        key = (entry["claim"], entry["system"], entry["baseline"])
+        for c in claims:
+            if (c["claim"], c["system"], c["baseline"]) != key:
+                continue
+            i = corpora.index(c["corpus"])
+            mean, low, high = (100 * c[k] for k in ("mean_diff", "ci_low", "ci_high"))
+            marker, colour = style[c["corpus"]]
+            face = colour if c["corpus"] in entry["corpora"] else "white"
+            ax.errorbar(mean, y + 0.35 - i * step, xerr=[[mean - low], [high - mean]],
+                        fmt=marker, color=colour, mfc=face, ms=6, capsize=3, lw=1.2)  # fmt: skip
+        if entry["mean_diff"] is not None:
+            mean, low, high = (100 * entry[k] for k in ("mean_diff", "ci_low", "ci_high"))
+            ax.fill([low, mean, high, mean], [y - 0.3, y - 0.18, y - 0.3, y - 0.42], color="black")
+        ax.text(1.01, y, entry["verdict"], transform=ax.get_yaxis_transform(), va="center",
+                fontsize=8)  # fmt: skip
+        ax.axhline(y - 0.5, color="0.85", lw=0.8)
+    ax.axvline(0, color="0.3", lw=1, ls="--")
+    labels = [f"({p['claim']}) {p['system']} vs {p['baseline']}\n{p['statement']}"
+              for p in reversed(pooled)]  # fmt: skip
+    ax.set_yticks(range(len(pooled)), labels, fontsize=8)
+    ax.set(xlabel="UA difference (points)", ylim=(-0.5, len(pooled) - 0.5))
+    handles = [ax.plot([], [], style[c][0], color=style[c][1], label=c)[0] for c in corpora]
+    handles.append(ax.plot([], [], "D", color="black", label="pooled (random effects)")[0])
+    if any(entry["left_out"] for entry in pooled):
+        hollow = ax.plot([], [], "o", color="0.4", mfc="white", label="left out of pooling")
+        handles.append(hollow[0])
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles),
+              frameon=False, fontsize=8)  # fmt: skip
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -41,7 +41,9 @@ def test_functionals_are_88_and_cached(root, tmp_path, monkeypatch):
     utterances = prepare_experiment(_config(root)).utterances
     first = egemaps_features(utterances[:3], tmp_path)
     assert all(v.shape == (88,) and np.isfinite(v).all() for v in first.values())
-    monkeypatch.setattr("emofuse.experiments.baseline._smile", lambda: pytest.fail("cache miss"))
+    monkeypatch.setattr(
+        "emofuse.experiments.baseline.egemaps_extractor", lambda: pytest.fail("cache miss")
+    )
     again = egemaps_features(utterances[:3], tmp_path)
     for key, values in first.items():
         np.testing.assert_array_equal(again[key], values)

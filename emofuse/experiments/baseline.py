@@ -38,7 +38,7 @@ C_GRID = (0.1, 1.0, 10.0, 100.0)
 GAMMA_GRID = ("scale", 0.001, 0.01, 0.1)
 
 
-def _smile():
+def egemaps_extractor():
     try:
         import opensmile
     except ImportError:
@@ -64,7 +64,7 @@ def egemaps_features(
 
     def functionals(path: Path) -> np.ndarray:  # (88,)
         nonlocal smile
-        smile = smile or _smile()
+        smile = smile or egemaps_extractor()
         return smile.process_signal(load_audio(path), 16000).to_numpy()[0].astype(np.float32)
 
     paths = [u.path for u in utterances]

@@ -1,22 +1,32 @@
 """Ablation table: every system on identical folds and seeds, and a test of each paper claim.
 
 The compared systems are :data:`~emofuse.experiments.variants.VARIANTS`: the paper's network
-with one part changed (configuration only) or the eGeMAPS + SVM baseline. ``run_compare`` runs,
-for every corpus, seed and variant, :func:`emofuse.experiments.crossval.run_crossval` into
-``out_dir/<corpus>/<variant>/seed<seed>/`` (resumable: finished folds are never recomputed, and
-a finished run is only read back), then writes ``out_dir/table.md`` and ``out_dir/table.json``:
+with one part changed (configuration only), the eGeMAPS + SVM baseline and the pretrained
+encoder's systems. ``run_compare`` runs, for every corpus, seed and variant,
+:func:`emofuse.experiments.crossval.run_crossval` into ``out_dir/<corpus>/<variant>/seed<seed>/``
+(resumable: finished folds are never recomputed, and a finished run is only read back), then
+writes ``out_dir/table.md``, ``out_dir/table.json`` and ``out_dir/claims_forest.png``:
 
 - per variant and corpus: UA and WA as mean +- std over all folds x seeds, the parameter count
-  and the training time;
-- per claim (``CLAIMS``: the paper's (a)-(c), and (d) for emofuse's prosody stream) and
-  corpus: the paired per-fold UA differences (matched by seed and fold index, so both systems
-  saw the same test speakers) and their statistics (:func:`~emofuse.experiments.stats.
-  paired_comparison`), with a sentence saying whether the claim holds on that corpus.
+  and the training time; per variant the inference real-time factor (below);
+- per claim (``CLAIMS``: the paper's (a)-(d), emofuse's prosody stream (e), pretrained encoder
+  stream (f) and the paper's fusion on top of it (g)) and corpus: the paired per-fold UA
+  differences (matched by seed and fold index, so both systems saw the same test speakers) and
+  their statistics (:func:`~emofuse.experiments.stats.paired_comparison`), with a sentence
+  saying whether the claim holds on that corpus;
+- per claim comparison across corpora (``pooled``): the DerSimonian-Laird random-effects mean
+  of the per-corpus mean differences (:func:`~emofuse.experiments.stats.meta_analysis`), from
+  the corpora with at least ``MIN_FOLDS`` folds, and a pooled verdict (none from one corpus);
+- the forest plot of both (:func:`emofuse.plots.plot_claims_forest`);
+- the missing runs, each with an estimated training time (:func:`_estimated_seconds`).
 
 The folds of a corpus depend only on its data, protocol and seed, never on the model, so every
 system of one seed is tested on the same folds; the aggregation checks this and refuses
 results whose test speakers differ. The table is rewritten after every finished run, so an
 interrupted comparison still shows what is done (``complete: false``).
+
+The inference real-time factor of each variant comes from
+:func:`~emofuse.experiments.costs.inference_costs` (timed once, cached in ``costs.json``).
 
 The SVM is deterministic, but it is still run once per seed folder: a fold's validation
 speakers depend on the seed, the pairing by (seed, fold) stays exact, and the cost is small
@@ -27,24 +37,40 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from emofuse.config import CorpusSpec, ExperimentConfig, load_config
+from emofuse.experiments.costs import (
+    RTF_AUDIO_SECONDS,
+    RTF_REPEATS,
+    RTF_THREADS,
+    inference_costs,
+)
 from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.report import table_markdown
-from emofuse.experiments.stats import MIN_FOLDS, paired_comparison
+from emofuse.experiments.stats import (
+    MIN_CORPORA,
+    MIN_FOLDS,
+    meta_analysis,
+    paired_comparison,
+    pooled_verdict,
+)
 from emofuse.experiments.systems import get_system
 from emofuse.experiments.variants import CLAIMS, VARIANTS, check_variants, system_config
-from emofuse.files import write_json, write_text
+from emofuse.files import atomic_path, write_json, write_text
 from emofuse.training import distributed
 
 __all__ = ["run_dir", "run_compare", "build_table", "write_table"]
 
 Summaries = dict[tuple[str, str, int], dict]  # (corpus, variant, seed) -> run_crossval summary
+Costs = Mapping[str, dict]  # variant -> {"rtf", "seconds", "machine"} (costs.json's "variants")
+
+# A network variant never run anywhere has its missing runs estimated from this variant's.
+ESTIMATE_FALLBACK = "full"
 
 
 def run_dir(out_dir: str | os.PathLike, corpus: str, variant: str, seed: int) -> Path:
@@ -122,10 +148,11 @@ def _cell(folds: list[dict], params: int | None) -> dict:
 
 
 def _rows(
-    summaries: Summaries, params: dict[tuple[str, str], int | None], corpora: Sequence[str],
-    variants: Sequence[str], seeds: Sequence[int],
+    summaries: Summaries, params: dict[tuple[str, str], int | None], costs: Costs,
+    corpora: Sequence[str], variants: Sequence[str], seeds: Sequence[int],
 ) -> list[dict]:  # fmt: skip
-    """One ``table.json`` row per variant: its transform and a cell per corpus with results."""
+    """One ``table.json`` row per variant: its transform, a cell per corpus with results and its
+    inference real-time factor (None when not timed)."""
     rows = []
     for variant in variants:
         cells = {}
@@ -138,6 +165,7 @@ def _rows(
             "model": VARIANTS[variant].describe(),
             "corpora": cells,
             "train_seconds": float(sum(c["train_seconds"] for c in cells.values())),
+            "rtf": costs[variant]["rtf"] if variant in costs else None,
         })  # fmt: skip
     return rows
 
@@ -168,6 +196,102 @@ def _claims(
     return claims
 
 
+def _left_out(claim: dict) -> str | None:
+    """Why one corpus's comparison stays out of the pooled mean; None when it enters."""
+    if claim["n_folds"] < MIN_FOLDS:
+        return f"{claim['n_folds']} folds"
+    if not claim["se"]:
+        return "no spread over folds"
+    return None
+
+
+def _pooled_sentence(pooled: dict) -> str:
+    head = (
+        f'Across corpora, claim ({pooled["claim"]}) "{pooled["statement"]}" '
+        f"({pooled['system']} vs {pooled['baseline']})"
+    )
+    left = f"; left out: {', '.join(pooled['left_out'])}" if pooled["left_out"] else ""
+    if pooled["verdict"] == "not shown (no results yet)":
+        return f"{head} has no results yet: no corpus has finished runs of both systems."
+    if pooled["n_corpora"] == 0:
+        return f"{head} is not pooled{left}."
+    if pooled["n_corpora"] == 1:
+        return (
+            f"{head} is not shown: it rests on one corpus, {pooled['corpora'][0]} (see its row "
+            f"above), and one corpus gives no verdict across corpora{left}."
+        )
+    stats = (
+        f"pooled UA difference {100 * pooled['mean_diff']:+.1f} points, 95% CI "
+        f"[{100 * pooled['ci_low']:+.1f}, {100 * pooled['ci_high']:+.1f}], tau^2 "
+        f"{1e4 * pooled['tau2']:.1f} points^2, I^2 {100 * pooled['i2']:.0f}%, "
+        f"{pooled['n_corpora']} corpora: {', '.join(pooled['corpora'])}{left}"
+    )
+    if pooled["verdict"] == "holds":
+        return f"{head} holds: {pooled['system']} is better ({stats})."
+    if pooled["verdict"] == "contradicted":
+        return f"{head} is contradicted: {pooled['baseline']} is better ({stats})."
+    return f"{head} is not shown: the pooled difference is within noise ({stats})."
+
+
+def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
+    """Per claim comparison of ``CLAIMS`` whose two variants are in ``systems`` (with results
+    or not): the random-effects mean of its per-corpus mean differences (``claims``) over the
+    corpora with at least ``MIN_FOLDS`` folds; no numbers from fewer than ``MIN_CORPORA`` such
+    corpora (one corpus is not pooled)."""
+    pooled = []
+    for claim_id, statement, better, worse in CLAIMS:
+        if better not in systems or worse not in systems:
+            continue
+        per_corpus = [c for c in claims if (c["claim"], c["system"], c["baseline"])
+                      == (claim_id, better, worse)]  # fmt: skip
+        used = [c for c in per_corpus if _left_out(c) is None]
+        estimates, errors = [c["mean_diff"] for c in used], [c["se"] for c in used]
+        meta = meta_analysis(estimates, errors) if len(used) >= MIN_CORPORA else {}
+        entry = {
+            "claim": claim_id, "statement": statement, "system": better, "baseline": worse,
+            "corpora": [c["corpus"] for c in used],
+            "left_out": [f"{c['corpus']} ({_left_out(c)})" for c in per_corpus if _left_out(c)],
+            "n_corpora": len(used), "mean_diff": meta.get("mean"),
+            **{k: meta.get(k) for k in ("se", "ci_low", "ci_high", "tau2", "i2", "q")},
+            "verdict": pooled_verdict(len(used), meta.get("ci_low"), meta.get("ci_high"))
+            if per_corpus else "not shown (no results yet)",
+        }  # fmt: skip
+        entry["sentence"] = _pooled_sentence(entry)
+        pooled.append(entry)
+    return pooled
+
+
+def _estimated_seconds(summaries: Summaries, size: Mapping[str, int], corpus: str,
+                       variant: str) -> float | None:  # fmt: skip
+    """Training seconds of a missing run: the mean of the variant's finished runs on ``corpus``;
+    else the mean of its runs on other corpora, each scaled by the ratio of utterances x folds
+    (``size``); else, for a network variant never run, the same for ``ESTIMATE_FALLBACK``."""
+    candidates = [variant]
+    if VARIANTS[variant].model is not None and variant != ESTIMATE_FALLBACK:
+        candidates.append(ESTIMATE_FALLBACK)
+    for name in candidates:
+        runs = [(c, s["train_seconds"]) for (c, v, _), s in summaries.items() if v == name]
+        same = [t for c, t in runs if c == corpus]
+        if same:
+            return float(np.mean(same))
+        if runs and corpus in size:
+            return float(np.mean([t * size[corpus] / size[c] for c, t in runs]))
+    return None
+
+
+def _missing(
+    summaries: Summaries, corpora: Sequence[str], systems: Sequence[str], seeds: Sequence[int]
+) -> list[dict]:
+    """Every run not done, in run order, with its estimated training seconds (None: no run of
+    its corpus, or of its variant, to estimate from)."""
+    size = {c: sum(f["n_test"] for f in s["folds"]) * s["n_folds"]
+            for (c, _, _), s in summaries.items()}  # fmt: skip
+    return [
+        {"run": f"{c} {v} seed {s}", "train_seconds": _estimated_seconds(summaries, size, c, v)}
+        for s in seeds for c in corpora for v in systems if (c, v, s) not in summaries
+    ]  # fmt: skip
+
+
 def build_table(
     summaries: Summaries,
     params: dict[tuple[str, str], int | None],
@@ -176,20 +300,21 @@ def build_table(
     systems: Sequence[str],
     seeds: Sequence[int],
     machine: str,
+    costs: Costs | None = None,
 ) -> dict:
     """The comparison table (``table.json``) from the run summaries done so far.
 
     ``summaries`` maps (corpus, variant, seed) to a :func:`run_crossval` summary; ``params``
     maps (corpus, variant) to the parameter count (None for the SVM); ``systems`` are the
-    variant names, in table order.
+    variant names, in table order; ``costs`` maps a variant to its timed inference (``rtf``).
     """
     _check_shared_folds(summaries)
     info = {}
     for (corpus, _, _), s in summaries.items():
         info.setdefault(corpus, {k: s[k] for k in ("task", "protocol", "n_folds", "labels")})
     total = len(corpora) * len(systems) * len(seeds)
-    missing = [f"{c} {v} seed {s}" for s in seeds for c in corpora for v in systems
-               if (c, v, s) not in summaries]  # fmt: skip
+    missing = _missing(summaries, corpora, systems, seeds)
+    claims = _claims(summaries, corpora, systems, seeds)
     return {
         "machine": machine,
         "corpora": {c: info.get(c) for c in corpora},
@@ -198,18 +323,28 @@ def build_table(
         "runs_done": len(summaries),
         "runs_total": total,
         "complete": len(summaries) == total,
-        "missing": missing,
+        "missing": [m["run"] for m in missing],
+        "missing_estimates": missing,
         "shared_folds": True,  # checked above
-        "rows": _rows(summaries, params, corpora, systems, seeds),
-        "claims": _claims(summaries, corpora, systems, seeds),
+        "rows": _rows(summaries, params, costs or {}, corpora, systems, seeds),
+        "rtf_timing": {"audio_seconds": RTF_AUDIO_SECONDS, "threads": RTF_THREADS,
+                       "repeats": RTF_REPEATS},  # fmt: skip
+        "claims": claims,
+        "pooled": _pooled(claims, systems),
     }
 
 
 def write_table(table: dict, out_dir: str | os.PathLike) -> Path:
-    """Write ``table.json`` and ``table.md`` (each atomically); returns the Markdown path."""
+    """Write ``table.json``, ``table.md`` and, when a claim has results, ``claims_forest.png``
+    (each atomically); returns the Markdown path."""
     out_dir = Path(out_dir)
     write_json(table, out_dir / "table.json")
     write_text(out_dir / "table.md", table_markdown(table))
+    if table["claims"]:
+        from emofuse.plots import plot_claims_forest
+
+        with atomic_path(out_dir / "claims_forest.png") as tmp:
+            plot_claims_forest(table["claims"], table["pooled"], tmp)
     return out_dir / "table.md"
 
 
@@ -258,19 +393,36 @@ def run_compare(
     turn; its ``task``/``protocol`` apply to every corpus when set, else each corpus's own),
     the seed and the variants' streams and model switches. Runs go seed by seed, so an
     interrupted comparison has complete seeds first. With ``run=False`` nothing is trained:
-    the table holds the finished runs and lists the missing ones. Unknown corpus names (and,
-    when running, missing corpus folders) are refused before anything is written. ``jobs``
-    trains that many folds of a run at once (:func:`~emofuse.experiments.crossval.run_crossval`);
-    under torchrun rank 0 writes the tables. Returns the table (as in ``table.json``).
+    the table holds the finished runs and lists the missing ones. Either way, each variant's
+    inference is timed first unless ``out_dir/costs.json`` has it (seconds). Unknown corpus
+    names (and, when running, missing corpus folders) are refused before anything is written.
+    ``jobs`` trains that many folds of a run at once
+    (:func:`~emofuse.experiments.crossval.run_crossval`); under torchrun rank 0 times the
+    inference and writes the tables. Returns the table (as in ``table.json``).
     """
     variants, corpora, seeds = check_variants(systems), list(corpora), list(seeds)
     _check_distinct(corpora, seeds)
     _check_corpora(corpora, need_data=run)
     for name in dict.fromkeys(VARIANTS[v].system for v in variants):
         get_system(name).check_available()
-    runs = [(corpus, variant, seed) for seed in seeds for corpus in corpora for variant in variants]
+    main = distributed.world().is_main
+    costs = inference_costs(
+        {v: system_config(base, corpora[0], v, seeds[0]) for v in variants},
+        Path(out_dir) / "costs.json",
+    ) if main else {}  # fmt: skip
     summaries: Summaries = {}
     params: dict[tuple[str, str], int | None] = {}
+
+    def tabulate() -> dict:
+        table = build_table(
+            summaries, params, corpora=[c.name for c in corpora], systems=variants, seeds=seeds,
+            machine=machine_description(), costs=costs,
+        )  # fmt: skip
+        if main:
+            write_table(table, out_dir)
+        return table
+
+    runs = [(corpus, variant, seed) for seed in seeds for corpus in corpora for variant in variants]
     table: dict = {}
     for i, (corpus, variant, seed) in enumerate(runs, 1):
         config = system_config(base, corpus, variant, seed)
@@ -290,15 +442,5 @@ def run_compare(
         if (corpus.name, variant) not in params:
             count = get_system(system).num_parameters(config, summary["labels"])
             params[(corpus.name, variant)] = count
-        table = build_table(
-            summaries, params, corpora=[c.name for c in corpora], systems=variants, seeds=seeds,
-            machine=machine_description(),
-        )  # fmt: skip
-        if distributed.world().is_main:
-            write_table(table, out_dir)
-    if not summaries:
-        table = build_table({}, {}, corpora=[c.name for c in corpora], systems=variants,
-                            seeds=seeds, machine=machine_description())  # fmt: skip
-        if distributed.world().is_main:
-            write_table(table, out_dir)
-    return table
+        table = tabulate()
+    return table if summaries else tabulate()

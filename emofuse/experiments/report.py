@@ -2,7 +2,8 @@
 
 - :func:`crossval_markdown`: ``summary.md`` of one cross-validation run;
 - :func:`ensemble_markdown`: ``summary.md`` of an ensemble of runs;
-- :func:`table_markdown`: ``table.md`` of a comparison (systems x corpora, then the claims);
+- :func:`table_markdown`: ``table.md`` of a comparison (systems x corpora with their costs, the
+  claims per corpus and across corpora, the missing runs with their estimated cost);
 - :func:`write_figures`: ``confusion.png`` and, for trained networks, ``learning_curves.png``.
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emofuse.experiments.records import FoldRecord
-from emofuse.experiments.stats import MIN_FOLDS, N_RESAMPLES
+from emofuse.experiments.stats import MIN_CORPORA, MIN_FOLDS, N_RESAMPLES
 
 if TYPE_CHECKING:
     from emofuse.experiments.loading import Experiment
@@ -121,24 +122,25 @@ def _params_text(row: dict) -> str:
     if not counts:
         return "-"
     show = [f"{n / 1e6:.3f} M" for n in (counts[0], counts[-1])]
-    return show[0] if counts[0] == counts[-1] else f"{show[0]} - {show[1]}"
+    return show[0] if show[0] == show[1] else f"{show[0]} - {show[1]}"
 
 
 def table_markdown(table: dict) -> str:
-    """``table.md``: the systems x corpora table, then the claims."""
+    """``table.md``: the systems x corpora table, the claims per corpus and across corpora, then
+    the missing runs."""
     n_seeds = len(table["seeds"])
     lines = [
         "# emofuse compare: the paper's parts, one at a time",
         "",
         f"Machine: {table['machine']}. Runs done: {table['runs_done']} of {table['runs_total']}"
-        + ("." if table["complete"] else " (PARTIAL: rerun the command to finish)."),
-        *([f"Missing: {', '.join(table['missing'])}."] if table.get("missing") else []),
+        + ("." if table["complete"] else " (PARTIAL: rerun the command to finish; the missing "
+           "runs and their estimated cost are listed at the end)."),
         "",
         f"All systems share the folds and seeds of each corpus: seeds "
         f"{', '.join(map(str, table['seeds']))}; per seed, every system is trained and tested on "
         "the same speaker-independent folds (same test and validation speakers; checked).",
         "",
-    ]
+    ]  # fmt: skip
     for corpus, info in table["corpora"].items():
         if info:
             lines.append(
@@ -147,6 +149,10 @@ def table_markdown(table: dict) -> str:
                 + ("seed" if n_seeds == 1 else "seeds")
             )
     lines += ["", *_rows_markdown(table), "", *_claims_markdown(table["claims"])]
+    if table["claims"]:
+        lines += ["", *_pooled_markdown(table["pooled"])]
+    if table["missing_estimates"]:
+        lines += ["", *_missing_markdown(table["missing_estimates"])]
     return "\n".join(lines) + "\n"
 
 
@@ -168,28 +174,41 @@ def _rows_markdown(table: dict) -> list[str]:
     """The systems x corpora section of ``table.md``."""
     corpora = list(table["corpora"])
     header = "| system | " + " | ".join(f"{c} UA % | {c} WA %" for c in corpora)
+    timing = table["rtf_timing"]
+    rtf = f"RTF ({timing['audio_seconds']:g} s, {timing['threads']} thread)"
     lines = [
-        "## UA and WA per corpus (mean +- std over folds x seeds)",
+        "## UA and WA per corpus (mean +- std over folds x seeds), and costs",
         "",
-        header + " | params | train min |",
-        "| --- |" + " ---: | ---: |" * len(corpora) + " ---: | ---: |",
+        header + f" | params | train min | {rtf} |",
+        "| --- |" + " ---: | ---: |" * len(corpora) + " ---: | ---: | ---: |",
     ]
     for row in table["rows"]:
         lines.append(
             f"| {row['system']} | " + " | ".join(_row_cells(row, table))
-            + f" | {_params_text(row)} | {row['train_seconds'] / 60:.1f} |"
+            + f" | {_params_text(row)} | {row['train_seconds'] / 60:.1f} "
+            + f"| {_or_dash(row['rtf'], lambda r: f'{r:.2g}')} |"
         )  # fmt: skip
     return lines + [
         "",
         "UA: mean recall over the classes present in a fold's test set; WA: accuracy. Parameter "
         "counts differ between corpora only by the classifier's classes. Train min: fold "
-        "training time summed over corpora, folds and seeds.",
+        f"training time summed over corpora, folds and seeds. {rtf}: compute seconds per second "
+        f"of audio for one inference on {timing['audio_seconds']:g} s of synthetic audio at "
+        f"{timing['threads']} torch thread (median of {timing['repeats']} after a warm-up, "
+        "timed once and kept in costs.json with its machine; delete an entry to re-time it): "
+        "a network's whole forward pass, front end included; the SVM's eGeMAPS extraction "
+        "(its decision is negligible; empty without opensmile); whisper-lr's Whisper front "
+        "end (the logistic regression is negligible).",
     ]
 
 
 def _claims_markdown(claims: list[dict]) -> list[str]:
     """The claims section of ``table.md``: one row and one sentence per claim and corpus."""
-    lines = ["## The claims: the paper's (a)-(c), emofuse's prosody stream (d)", ""]
+    lines = [
+        "## The claims per corpus: the paper's (a)-(d); emofuse's prosody stream (e), pretrained "
+        "encoder stream (f) and the paper's fusion on top of it (g)",
+        "",
+    ]
     if not claims:
         return lines + ["No claim could be evaluated: run both systems of a claim's pair."]
     lines += [
@@ -215,6 +234,65 @@ def _claims_markdown(claims: list[dict]) -> list[str]:
         "counts every pair and so is optimistic when seeds of a fold agree. A claim holds "
         "on a corpus when the mean difference is positive and the interval excludes 0 "
         f"(no verdict with fewer than {MIN_FOLDS} folds).",
+    ]
+
+
+def _pooled_markdown(pooled: list[dict]) -> list[str]:
+    """The across-corpora section of ``table.md``: one row and one sentence per comparison."""
+    lines = [
+        "## Across corpora: random-effects mean per claim comparison",
+        "",
+        "| claim | comparison | corpora | pooled UA diff (points) | 95% CI | tau^2 (points^2) "
+        "| I^2 | verdict |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in pooled:
+        numbers = ["-"] * 4
+        if p["n_corpora"] >= MIN_CORPORA:
+            numbers = [f"{100 * p['mean_diff']:+.1f}",
+                       f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]",
+                       f"{1e4 * p['tau2']:.1f}", f"{100 * p['i2']:.0f}%"]  # fmt: skip
+        lines.append(
+            f"| ({p['claim']}) {p['statement']} | {p['system']} - {p['baseline']} "
+            f"| {', '.join(p['corpora']) or '-'} | " + " | ".join(numbers) + f" | {p['verdict']} |"
+        )
+    return lines + [
+        "",
+        *(f"- {p['sentence']}" for p in pooled),
+        "",
+        "Pooled: the DerSimonian-Laird random-effects mean of the per-corpus mean UA "
+        "differences, each corpus weighted by 1 / (se^2 + tau^2), where se is the standard "
+        "error over folds of the fold-mean differences (the seeds of a fold are averaged first, "
+        "since they share the fold's test speakers) and tau^2 the between-corpus variance; "
+        f"95% normal interval. Only corpora with at least {MIN_FOLDS} folds enter, and a "
+        f"claim needs {MIN_CORPORA} of them for a pooled verdict: one corpus is reported as "
+        "such. With 2-3 corpora tau^2 is poorly estimated and the interval tends to be too "
+        "narrow. I^2: the share of the spread between corpora beyond their own noise.",
+        "",
+        "![Per-corpus UA differences with their 95% bootstrap intervals; pooled means as "
+        "diamonds](claims_forest.png)",
+    ]
+
+
+def _missing_markdown(missing: list[dict]) -> list[str]:
+    """The missing runs of ``table.md``, each with its estimated training time, and the total."""
+    known = [m["train_seconds"] for m in missing if m["train_seconds"] is not None]
+    return [
+        "## Missing runs and their estimated training time",
+        "",
+        "| run | estimated train min |",
+        "| --- | ---: |",
+        *(f"| {m['run']} | {_or_dash(m['train_seconds'], lambda t: f'{t / 60:.0f}')} |"
+          for m in missing),  # fmt: skip
+        "",
+        f"Total: about {sum(known) / 3600:.1f} h of training for {len(missing)} runs"
+        + (f" ({len(missing) - len(known)} without an estimate)." if len(known) < len(missing)
+           else "."),  # fmt: skip
+        "",
+        "Each estimate is the mean training time of the same system's finished runs on the same "
+        "corpus, else of its runs on other corpora scaled by the ratio of utterances x folds, "
+        "else (a network variant never run) the full network's by the same rule, on this "
+        "table's machine.",
     ]
 
 

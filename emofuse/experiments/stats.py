@@ -1,26 +1,36 @@
-"""Paired statistics of per-fold UA: sign test, fold bootstrap interval and a claim's verdict.
+"""Paired statistics of per-fold UA: sign test, fold bootstrap interval, a claim's verdict, and
+the random-effects mean of one claim over several corpora.
 
 Two systems tested on the same folds (and seeds) give one UA difference per (seed, fold) pair.
 :func:`paired_comparison` reports their mean, a two-sided exact sign test, a percentile
-bootstrap 95% interval that resamples whole folds and a verdict: "holds" when the mean
-difference is positive and the interval excludes 0, "contradicted" when negative and excluding
-0, else "not shown" (also with fewer than ``MIN_FOLDS`` folds).
+bootstrap 95% interval that resamples whole folds, the standard error of the mean over folds
+and a verdict: "holds" when the mean difference is positive and the interval excludes 0,
+"contradicted" when negative and excluding 0, else "not shown" (also with fewer than
+``MIN_FOLDS`` folds).
+
+:func:`meta_analysis` pools per-corpus mean differences, each with its standard error, into a
+DerSimonian-Laird random-effects mean; :func:`pooled_verdict` judges it like one corpus.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["N_RESAMPLES", "MIN_FOLDS", "sign_test", "bootstrap_interval", "verdict",
-           "paired_comparison"]  # fmt: skip
+__all__ = ["N_RESAMPLES", "MIN_FOLDS", "MIN_CORPORA", "Z_95", "sign_test", "bootstrap_interval",
+           "verdict", "fold_standard_error", "paired_comparison", "meta_analysis",
+           "pooled_verdict"]  # fmt: skip
 
 N_RESAMPLES = 10_000
 # A bootstrap over very few folds has few distinct resamples and too narrow an interval
 # (3 folds agreeing give a point interval): below this, no verdict.
 MIN_FOLDS = 5
+# A pooled verdict needs a between-corpus comparison: one corpus is reported as such.
+MIN_CORPORA = 2
+Z_95 = NormalDist().inv_cdf(0.975)  # 1.96: the normal 97.5% quantile
 
 
 def sign_test(differences: Sequence[float]) -> float:
@@ -38,6 +48,28 @@ def sign_test(differences: Sequence[float]) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(positive, negative) + 1))
     return min(1.0, 2 * tail / 2**n)
+
+
+def _group_sums(values: np.ndarray, keys: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of ``values`` per distinct key, in sorted key order."""
+    _, inverse = np.unique(np.asarray(keys), return_inverse=True)
+    return np.bincount(inverse, weights=values), np.bincount(inverse).astype(float)
+
+
+def fold_standard_error(differences: Sequence[float], folds: Sequence[object]) -> float | None:
+    """Standard error of the mean over folds: the seeds of each fold are averaged first (they
+    share the fold's test speakers, so they are not independent draws), then the fold means'
+    sample standard deviation (ddof 1) over the square root of the number of folds. None with
+    a single fold.
+
+    >>> fold_standard_error([1.0, 3.0, 5.0, 7.0], [0, 0, 1, 1])  # fold means 2 and 6
+    2.0
+    """
+    sums, counts = _group_sums(np.asarray(differences, dtype=float), folds)
+    if sums.size < 2:
+        return None
+    means = sums / counts
+    return float(means.std(ddof=1) / math.sqrt(means.size))
 
 
 def bootstrap_interval(
@@ -61,9 +93,7 @@ def bootstrap_interval(
     keys = np.arange(d.size) if groups is None else np.asarray(groups)
     if keys.shape != d.shape:
         raise ValueError(f"groups has {keys.size} entries for {d.size} differences")
-    _, inverse = np.unique(keys, return_inverse=True)
-    sums = np.bincount(inverse, weights=d)
-    counts = np.bincount(inverse).astype(float)
+    sums, counts = _group_sums(d, keys)
     picks = np.random.default_rng(seed).integers(0, sums.size, size=(n_resamples, sums.size))
     means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
     tail = 50 * (1 - level)
@@ -87,7 +117,9 @@ def paired_comparison(
 ) -> dict | None:
     """Statistics of ``better - worse`` over the (seed, fold) keys both have; None if none.
 
-    The bootstrap resamples folds (with all their seeds); the sign test counts every pair.
+    The bootstrap resamples folds (with all their seeds); the sign test counts every pair;
+    ``se`` is :func:`fold_standard_error` (None with one fold). Finished runs are complete, so
+    every fold has the same seeds and the mean over pairs equals the mean of the fold means.
     """
     keys = sorted(set(better) & set(worse))
     if not keys:
@@ -102,6 +134,7 @@ def paired_comparison(
         "mean_diff": mean,
         "ci_low": low,
         "ci_high": high,
+        "se": fold_standard_error(d, folds),
         "sign_test_p": sign_test(d),
         "n_positive": int((d > 0).sum()),
         "n_negative": int((d < 0).sum()),
@@ -111,3 +144,51 @@ def paired_comparison(
             {"seed": s, "fold": f, "ua_diff": float(v)} for (s, f), v in zip(keys, d, strict=True)
         ],
     }
+
+
+def meta_analysis(estimates: Sequence[float], standard_errors: Sequence[float]) -> dict:
+    """DerSimonian-Laird random-effects mean of ``MIN_CORPORA`` or more per-corpus
+    ``estimates`` with their ``standard_errors`` (positive).
+
+    Fixed-effect weights w = 1 / se^2 give Cochran's Q = sum w (y - y_fixed)^2 over k corpora;
+    the between-corpus variance is tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w));
+    the pooled mean weighs each corpus by 1 / (se^2 + tau^2), its standard error is
+    1 / sqrt(sum of those weights) and its 95% interval is the normal one (with 2-3 corpora
+    tau^2 is poorly estimated and this interval tends to be too narrow). I^2 = (Q - (k - 1)) / Q,
+    at least 0 (0 when Q = 0). One corpus has no between-corpus variance to estimate: refused.
+
+    >>> m = meta_analysis([0.0, 4.0], [1.0, 2.0])
+    >>> [round(m[key], 4) for key in ("mean", "tau2", "i2", "q")]
+    [1.625, 5.5, 0.6875, 3.2]
+    """
+    y, se = np.asarray(estimates, dtype=float), np.asarray(standard_errors, dtype=float)
+    if y.ndim != 1 or y.size < MIN_CORPORA or se.shape != y.shape:
+        raise ValueError(
+            f"need {MIN_CORPORA}+ estimates, one standard error each; got {se.shape} for {y.shape}"
+        )
+    if not (np.isfinite(se).all() and (se > 0).all() and np.isfinite(y).all()):
+        raise ValueError(f"standard errors must be positive and finite, got {se.tolist()}")
+    k, v = y.size, se**2
+    w = 1 / v
+    fixed = (w * y).sum() / w.sum()
+    q = float((w * (y - fixed) ** 2).sum())
+    tau2 = max(0.0, float((q - (k - 1)) / (w.sum() - (w**2).sum() / w.sum())))
+    w_random = 1 / (v + tau2)
+    mean = float((w_random * y).sum() / w_random.sum())
+    se_mean = float(1 / math.sqrt(w_random.sum()))
+    return {"n": k, "mean": mean, "se": se_mean, "ci_low": mean - Z_95 * se_mean,
+            "ci_high": mean + Z_95 * se_mean, "tau2": tau2,
+            "i2": max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0, "q": q}  # fmt: skip
+
+
+def pooled_verdict(n_corpora: int, low: float | None, high: float | None) -> str:
+    """A claim's verdict across corpora from the pooled interval: "holds" above 0,
+    "contradicted" below, else "not shown" (always with fewer than ``MIN_CORPORA`` corpora,
+    which have no interval)."""
+    if n_corpora < MIN_CORPORA:
+        return f"not shown (fewer than {MIN_CORPORA} corpora)"
+    if low > 0:
+        return "holds"
+    if high < 0:
+        return "contradicted"
+    return "not shown (difference within noise)"

@@ -92,14 +92,17 @@ VARIANTS: dict[str, Variant] = {
     # the encoder stream fused with the paper's two by cross-attention
     "whisper-fusion": Variant("emofuse", FULL, (*PAPER_STREAMS, "whisper"), ENCODER_TRAIN),
 }
-# (claim id, statement, the variant with the part, the variant without it)
+# (claim id, statement, the variant with the part, the variant without it). The paper's claims
+# (a)-(d); emofuse's additions: the prosody stream (e) and the pretrained encoder stream (f), and
+# whether the paper's fusion adds to that stream (g).
 CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("a", "residual multi-scale modules improve SER", "full", "no-multiscale"),
     ("b", "fusing MFCC with log-Mel improves SER", "full", "mfcc-only"),
     ("b", "fusing MFCC with log-Mel improves SER", "full", "logmel-only"),
     ("c", "cross-attention fusion improves SER", "full", "concat-fusion"),
     ("c", "cross-attention fusion improves SER", "full", "sum-fusion"),
-    ("d", "an explicit prosody stream (emofuse's addition) improves SER", "prosody", "full"),
+    ("d", "a BiLSTM over the fused sequence improves SER", "full", "no-bilstm"),
+    ("e", "an explicit prosody stream (emofuse's addition) improves SER", "prosody", "full"),
     ("f", "a frozen pretrained encoder stream improves SER", "whisper-fusion", "full"),
     ("g", "the paper's MFCC/log-Mel fusion adds to the encoder stream", "whisper-fusion",
      "whisper"),
