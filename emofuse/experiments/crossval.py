@@ -44,6 +44,7 @@ from emofuse.experiments.scoring import summarize_folds
 from emofuse.experiments.systems import System, get_system
 from emofuse.files import write_json, write_text
 from emofuse.training import distributed
+from emofuse.training.train import check_precision
 
 __all__ = ["run_crossval"]
 
@@ -208,7 +209,9 @@ def run_crossval(
     runner.check_available()
     if jobs < 1:
         raise ValueError(f"jobs must be positive, got {jobs}")
-    w = distributed.setup(distributed.process_device(resolve_device(config.train.device)))
+    device = distributed.process_device(resolve_device(config.train.device))
+    check_precision(config.train.precision, device)
+    w = distributed.setup(device)
     if jobs > 1 and w.distributed:
         raise ValueError(
             "jobs > 1 runs folds in separate processes, but under torchrun all processes train "

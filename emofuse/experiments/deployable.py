@@ -2,7 +2,8 @@
 
 Validation speakers (10% of each corpus's speakers) are held out for early stopping and the
 checkpoint choice; everything else trains. The result folder holds ``model.pt`` (load it with
-``EmotionRecognizer.load(path)``), ``config.yaml`` and ``training.json``.
+``EmotionRecognizer.load(path)``), ``config.yaml`` and ``training.json``. Under torchrun the
+processes train data-parallel and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections import Counter
 from pathlib import Path
 
 from emofuse.config import ExperimentConfig, save_config
+from emofuse.device import resolve_device
 from emofuse.experiments.loading import load_features, load_manifest
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.scoring import speaker_names
 from emofuse.experiments.splits import holdout_speakers
 from emofuse.files import write_json
-from emofuse.training.train import evaluate, fit
+from emofuse.training import distributed
+from emofuse.training.train import check_precision, evaluate, fit
 
 __all__ = ["train_final"]
 
@@ -31,17 +34,24 @@ def train_final(
 ) -> dict:
     """Fit on all corpora of ``config`` but the held-out validation speakers; resumable."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    device = distributed.process_device(resolve_device(config.train.device))
+    check_precision(config.train.precision, device)
+    main = distributed.setup(device).is_main
     task, utterances, dropped = load_manifest(config)
     train, val = holdout_speakers(utterances, seed=config.train.seed)
-    save_config(config, out_dir / "config.yaml")
-    features = load_features(utterances, config, cache_dir, progress)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.yaml")
+    if distributed.world().distributed:  # each process extracts a share into the cache first
+        load_features(distributed.shard(utterances), config, cache_dir, progress and main)
+        distributed.barrier()
+    features = load_features(utterances, config, cache_dir, progress and main)
     val_set = features.feature_set(val, task)
     result = fit(
         features.feature_set(train, task), val_set, list(task.labels), config, out_dir,
         resume=True, progress=progress,
     )  # fmt: skip
-    val_metrics = evaluate(result.pipeline, val_set)
+    val_metrics = evaluate(result.pipeline, val_set, config.train.precision)
     report = {
         "task": task.name,
         "labels": list(task.labels),
@@ -57,6 +67,7 @@ def train_final(
         "machine": machine_description(),
         "history": result.history,
     }
-    write_json(report, out_dir / "training.json")
-    (out_dir / "checkpoint.pt").unlink(missing_ok=True)
+    if main:
+        write_json(report, out_dir / "training.json")
+        (out_dir / "checkpoint.pt").unlink(missing_ok=True)
     return report

@@ -29,6 +29,7 @@ from emofuse.experiments.loading import Experiment, Features, load_features
 from emofuse.experiments.records import FoldRecord
 from emofuse.experiments.scoring import scored_record
 from emofuse.pipeline import pipeline_from_config
+from emofuse.training import distributed
 from emofuse.training.train import evaluate, fit
 
 __all__ = [
@@ -134,8 +135,9 @@ class NetworkSystem(System):
         result = fit(
             train_set, val_set, list(task.labels), config, fold_dir, resume=True, progress=progress
         )
-        posteriors = evaluate(result.pipeline, test_set)["posteriors"]
-        (fold_dir / "checkpoint.pt").unlink(missing_ok=True)  # the fold is done; model.pt stays
+        posteriors = evaluate(result.pipeline, test_set, config.train.precision)["posteriors"]
+        if distributed.world().is_main:  # the fold is done; model.pt stays
+            (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
         return scored_record(
             experiment, index, self.name, posteriors, test_set.labels.numpy(), test_set.ids,
             best_epoch=result.best_epoch, val_ua=result.best_val_ua,

@@ -48,6 +48,7 @@ from emofuse.training.batches import (
 __all__ = [
     "FitResult",
     "Runtime",
+    "check_precision",
     "train_one_epoch",
     "predict_posteriors",
     "evaluate",
@@ -320,13 +321,18 @@ class _EpochBar:
         self.bar.close()
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """ValueError for a precision ``device`` cannot train in (fp16 on the CPU)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("train.precision fp16 needs CUDA (torch's CPU LSTM has no fp16 kernel): "
+                         "on the CPU use bf16 or fp32")  # fmt: skip
+
+
 def _runtime(
     pipeline: EmotionPipeline, tc: TrainConfig, device: torch.device
 ) -> tuple[EmotionPipeline, Runtime]:
     """The pipeline to train (SyncBatchNorm on CUDA among several processes) and its runtime."""
-    if tc.precision == "fp16" and device.type != "cuda":
-        raise ValueError("train.precision fp16 needs CUDA (torch's CPU LSTM has no fp16 kernel): "
-                         "on the CPU use bf16 or fp32")  # fmt: skip
+    check_precision(tc.precision, device)
     workers = tc.loader_workers
     if workers == -1:  # auto: none on the CPU (they would take the training's cores)
         per_process = (os.cpu_count() or 1) // distributed.world().size
