@@ -89,6 +89,12 @@ class Batch:
     streams: StreamBatch
     targets: Tensor  # (B,) int64, or (B, C) soft targets after mixup
 
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked memory (called by a ``DataLoader`` with ``pin_memory``), so
+        the copy to a GPU can overlap compute."""
+        streams = {name: (x.pin_memory(), n.pin_memory()) for name, (x, n) in self.streams.items()}
+        return Batch(streams, self.targets.pin_memory())
+
 
 def pad_batch(segments: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """List of (F, T_i) -> zero-padded (B, F, max T_i) and lengths (B,)."""

@@ -100,24 +100,25 @@ class Runtime:
         return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
 
-def _make_batch(
-    data: FeatureSet, idx: Tensor, pipeline: EmotionPipeline, config: TrainConfig,
-    generator: torch.Generator,
-) -> Batch:  # fmt: skip
-    """Random crops of utterances ``idx``, augmented."""
-    return augment(
-        random_crops(data, idx, config.crop_seconds, generator),
-        pipeline.kinds,
-        reference=data.reference,
-        n_classes=pipeline.model_config.n_classes,
-        generator=generator,
-        time_masks=config.time_masks,
-        time_mask_frames=config.time_mask_frames,
-        freq_masks=config.freq_masks,
-        freq_mask_bins=config.freq_mask_bins,
-        gain_db=config.gain_db,
-        mixup_alpha=config.mixup_alpha,
-    )
+@dataclass
+class _Crops:
+    """Random crops of utterances of ``data``, augmented: a training batch. Holds no model (so
+    loader workers never touch CUDA tensors)."""
+
+    data: FeatureSet
+    kinds: dict
+    n_classes: int
+    config: TrainConfig
+
+    def __call__(self, idx: Tensor, generator: torch.Generator) -> Batch:
+        c = self.config
+        return augment(
+            random_crops(self.data, idx, c.crop_seconds, generator), self.kinds,
+            reference=self.data.reference, n_classes=self.n_classes, generator=generator,
+            time_masks=c.time_masks, time_mask_frames=c.time_mask_frames,
+            freq_masks=c.freq_masks, freq_mask_bins=c.freq_mask_bins, gain_db=c.gain_db,
+            mixup_alpha=c.mixup_alpha,
+        )  # fmt: skip
 
 
 class _EpochBatches(Dataset):
@@ -125,37 +126,31 @@ class _EpochBatches(Dataset):
     generator seeded by (the epoch's seed, ``i``), so the batches do not depend on which worker
     builds them."""
 
-    def __init__(
-        self, data: FeatureSet, chunks: list[Tensor], pipeline: EmotionPipeline,
-        config: TrainConfig, seed: int,
-    ) -> None:  # fmt: skip
-        self.data, self.chunks, self.pipeline, self.config, self.seed = (
-            data, chunks, pipeline, config, seed
-        )  # fmt: skip
+    def __init__(self, crops: _Crops, chunks: list[Tensor], seed: int) -> None:
+        self.crops, self.chunks, self.seed = crops, chunks, seed
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def __getitem__(self, i: int) -> Batch:
-        generator = torch.Generator().manual_seed(self.seed + i)
-        return _make_batch(self.data, self.chunks[i], self.pipeline, self.config, generator)
+        return self.crops(self.chunks[i], torch.Generator().manual_seed(self.seed + i))
 
 
 def _batches(
-    data: FeatureSet, order: Tensor, batch_size: int, pipeline: EmotionPipeline,
-    config: TrainConfig, generator: torch.Generator, runtime: Runtime, device: torch.device,
+    crops: _Crops, order: Tensor, batch_size: int, generator: torch.Generator, workers: int,
+    device: torch.device,
 ) -> Iterator[Batch]:  # fmt: skip
-    """The epoch's batches in ``order``: built here from ``generator``, or by
-    ``runtime.loader_workers`` processes into pinned memory (on CUDA)."""
+    """The epoch's batches in ``order``: built here from ``generator``, or by ``workers``
+    processes (into pinned memory on CUDA)."""
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     chunks = [c for c in chunks if len(c) >= 2 or len(order) == 1]  # BatchNorm needs 2 items
-    if runtime.loader_workers == 0:
-        yield from (_make_batch(data, idx, pipeline, config, generator) for idx in chunks)
+    if workers == 0:
+        yield from (crops(idx, generator) for idx in chunks)
         return
     seed = int(torch.randint(2**62, (1,), generator=generator))
     yield from DataLoader(
-        _EpochBatches(data, chunks, pipeline, config, seed), batch_size=None,
-        num_workers=runtime.loader_workers, pin_memory=device.type == "cuda",
+        _EpochBatches(crops, chunks, seed), batch_size=None, num_workers=workers,
+        pin_memory=device.type == "cuda",
     )  # fmt: skip
 
 
@@ -186,7 +181,8 @@ def train_one_epoch(
     batch_size = max(1, config.batch_size // distributed.world().size)
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
-    for batch in _batches(data, order, batch_size, pipeline, config, generator, runtime, device):
+    crops = _Crops(data, dict(pipeline.kinds), pipeline.model_config.n_classes, config)
+    for batch in _batches(crops, order, batch_size, generator, runtime.loader_workers, device):
         targets = batch.targets.to(device, non_blocking=True)
         with runtime.autocast(device):
             logits = forward(_to(batch.streams, device))
