@@ -83,7 +83,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the forward pass (fp16 scales loss)
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
-    loader_workers: int = -1  # batch-building processes; -1: 0 on the CPU, 4 per process on CUDA
+    loader_workers: int = -1  # batch builders; -1: 0 on the CPU, up to 4 per process on CUDA
 
     def __post_init__(self) -> None:
         # Types first: YAML reads ``1e-3`` (no dot) as a string, ``16.0`` as a float.

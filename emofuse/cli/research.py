@@ -61,7 +61,7 @@ def _add_scale_args(parser: argparse.ArgumentParser, jobs: bool) -> None:
     parser.add_argument(
         "--loader-workers", type=int, metavar="N",
         help="processes building training batches into pinned memory (default: the config's "
-        "train.loader_workers; -1: none on the CPU, 4 per process on CUDA)",
+        "train.loader_workers; -1: none on the CPU, up to 4 per process on CUDA)",
     )  # fmt: skip
     if jobs:
         parser.add_argument(
