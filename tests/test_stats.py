@@ -74,16 +74,29 @@ def test_meta_analysis_against_hand_computed_dersimonian_laird():
     # y = (0, 4), se = (1, 2): w = (1, 1/4), fixed mean 0.8, Q = 0.64 + 2.56 = 3.2 on 1 df,
     # C = 1.25 - 1.0625 / 1.25 = 0.4, tau^2 = (3.2 - 1) / 0.4 = 5.5, I^2 = 2.2 / 3.2;
     # weights 1 / 6.5 and 1 / 9.5 sum to 64/247: mean (4 / 9.5) / (64 / 247) = 13/8.
+    # Hartung-Knapp: sum w* (y - mean)^2 = (13/8)^2 / 6.5 + (19/8)^2 / 9.5 = 1 on 1 df, so the
+    # half-width is t(1) = 12.7062 times se.
     m = meta_analysis([0.0, 4.0], [1.0, 2.0])
     se = math.sqrt(247 / 64)
-    assert m == pytest.approx({"n": 2, "mean": 1.625, "se": se, "ci_low": 1.625 - Z_95 * se,
-                               "ci_high": 1.625 + Z_95 * se, "tau2": 5.5, "i2": 0.6875,
+    half = 12.706205 * se
+    assert m == pytest.approx({"n": 2, "mean": 1.625, "se": se, "ci_low": 1.625 - half,
+                               "ci_high": 1.625 + half, "normal_low": 1.625 - Z_95 * se,
+                               "normal_high": 1.625 + Z_95 * se, "tau2": 5.5, "i2": 0.6875,
                                "q": 3.2})  # fmt: skip
     assert Z_95 == pytest.approx(1.959964, abs=1e-6)
     # Three corpora, equal errors: Q = 8 on 2 df, C = 2, tau^2 = 3, weights 1/4 each.
     m = meta_analysis([0.0, 2.0, 4.0], [1.0, 1.0, 1.0])
     assert (m["mean"], m["tau2"], m["i2"], m["q"]) == pytest.approx((2.0, 3.0, 0.75, 8.0))
     assert m["se"] == pytest.approx(math.sqrt(4 / 3))
+    # sum w* (y - mean)^2 / 2 = (4 + 0 + 4) / 4 / 2 = 1: half-width t(2) = 4.302653 times se
+    assert m["ci_high"] - m["mean"] == pytest.approx(4.302653 * math.sqrt(4 / 3))
+
+
+def test_hartung_knapp_widens_when_corpora_disagree_beyond_tau():
+    # tau^2 = 0 (Q < df) but the weighted spread is below 1: the modified interval never
+    # falls under the t interval of the plain standard error
+    m = meta_analysis([1.0, 3.0], [1.0, 2.0])
+    assert m["ci_high"] - m["mean"] == pytest.approx(12.706205 * m["se"])
 
 
 def test_meta_analysis_without_between_corpus_variance():

@@ -260,14 +260,16 @@ def _pooled_markdown(pooled: list[dict]) -> list[str]:
         "",
         *(f"- {p['sentence']}" for p in pooled),
         "",
-        "Pooled: the DerSimonian-Laird random-effects mean of the per-corpus mean UA "
-        "differences, each corpus weighted by 1 / (se^2 + tau^2), where se is the standard "
-        "error over folds of the fold-mean differences (the seeds of a fold are averaged first, "
-        "since they share the fold's test speakers) and tau^2 the between-corpus variance; "
-        f"95% normal interval. Only corpora with at least {MIN_FOLDS} folds enter, and a "
-        f"claim needs {MIN_CORPORA} of them for a pooled verdict: one corpus is reported as "
-        "such. With 2-3 corpora tau^2 is poorly estimated and the interval tends to be too "
-        "narrow. I^2: the share of the spread between corpora beyond their own noise.",
+        "Pooled: the random-effects mean of the per-corpus mean UA differences, each corpus "
+        "weighted by 1 / (se^2 + tau^2), where se is the standard error over folds of the "
+        "fold-mean differences (the seeds of a fold are averaged first, since they share the "
+        "fold's test speakers) and tau^2 the DerSimonian-Laird between-corpus variance. The 95% "
+        "interval is the modified Hartung-Knapp one (a t quantile on k - 1 degrees of freedom), "
+        "which keeps its coverage with few corpora where the normal interval is too narrow: "
+        "with 2 corpora only a large, consistent effect excludes 0. Only corpora with at least "
+        f"{MIN_FOLDS} folds enter, and a claim needs {MIN_CORPORA} of them for a pooled "
+        "verdict: one corpus is reported as such. I^2: the share of the spread between corpora "
+        "beyond their own noise.",
         "",
         "![Per-corpus UA differences with their 95% bootstrap intervals; pooled means as "
         "diamonds](claims_forest.png)",
