@@ -170,6 +170,59 @@ def test_jobs_give_the_same_results_as_one_at_a_time(emodb_root, tmp_path):
     assert (tmp_path / "two" / "summary.md").is_file()
 
 
+KILL_PARENT_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from emofuse.config import load_config
+from emofuse.experiments.crossval import run_crossval
+if __name__ == "__main__":  # jobs are spawned: they import this script
+    run_crossval(load_config(sys.argv[1]), sys.argv[2], progress=False, jobs=2)
+"""
+
+
+def test_job_processes_exit_when_their_parent_is_killed(emodb_root, tmp_path):
+    """SIGKILL of the parent takes the job processes along (no orphan trains on into the run
+    folder), and the run resumes where it stopped."""
+    import signal
+    import time
+
+    config = _cv_config(emodb_root, epochs=50)
+    save_config(config, tmp_path / "config.yaml")
+    script = tmp_path / "run.py"
+    script.write_text(KILL_PARENT_SCRIPT.format(tests=str(REPO / "tests")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "config.yaml"),
+                               str(tmp_path / "cv")], env=env)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "cv").glob("fold_*/checkpoint.pt")):  # the jobs are training
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.5)
+    children = _children(parent.pid)
+    assert len(children) >= 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "job processes outlived their parent"
+        time.sleep(0.5)
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found = []
+    for task in tasks.iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_jobs_refuse_bad_values(emodb_root, tmp_path):
     with pytest.raises(ValueError, match="jobs must be positive"):
         run_crossval(_cv_config(emodb_root), tmp_path, jobs=0, progress=False)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -131,8 +132,17 @@ def _fold_line(record: FoldRecord) -> str:
 _JOB_STATE: dict[tuple, tuple[Experiment, Any]] = {}  # per job process: what prepare() loaded
 
 
-def _start_job(threads: int) -> None:
+def _start_job(threads: int, parent: int) -> None:
+    """A job process's set-up: its threads, and an exit as soon as ``parent`` is gone (killed
+    without taking its jobs along), so no orphan goes on training into the run folder."""
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+
+
+def _exit_without(parent: int, every: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _prepare_share(
@@ -168,7 +178,7 @@ def _run_jobs(
     config = replace(config, train=replace(config.train, num_threads=threads))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_job,
-                             initargs=(threads,)) as pool:  # fmt: skip
+                             initargs=(threads, os.getpid())) as pool:  # fmt: skip
         everything = experiment.all_utterances
         shares = [replace(experiment, utterances=everything[k::jobs], extra_train=[])
                   for k in range(jobs)]  # fmt: skip
@@ -203,7 +213,7 @@ def run_crossval(
 
     ``system`` is a registered system name (:data:`emofuse.experiments.systems.SYSTEMS`);
     ``folds`` selects fold indices (default: all); ``jobs`` > 1 trains that many folds at once
-    in separate processes.
+    in separate processes (spawned: a script calling this needs ``if __name__ == "__main__":``).
     """
     runner = get_system(system)
     runner.check_available()
