@@ -14,8 +14,9 @@ writes ``out_dir/table.md``, ``out_dir/table.json`` and ``out_dir/claims_forest.
   differences (matched by seed and fold index, so both systems saw the same test speakers) and
   their statistics (:func:`~emofuse.experiments.stats.paired_comparison`), with a sentence
   saying whether the claim holds on that corpus;
-- per claim comparison across corpora (``pooled``): the DerSimonian-Laird random-effects mean
-  of the per-corpus mean differences (:func:`~emofuse.experiments.stats.meta_analysis`), from
+- per claim comparison across corpora (``pooled``): the random-effects mean of the per-corpus
+  mean differences, with its Hartung-Knapp interval
+  (:func:`~emofuse.experiments.stats.meta_analysis`), from
   the corpora with at least ``MIN_FOLDS`` folds, and a pooled verdict (none from one corpus);
 - the forest plot of both (:func:`emofuse.plots.plot_claims_forest`);
 - the missing runs, each with an estimated training time (:func:`_estimated_seconds`).
@@ -244,13 +245,14 @@ def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
             continue
         per_corpus = [c for c in claims if (c["claim"], c["system"], c["baseline"])
                       == (claim_id, better, worse)]  # fmt: skip
-        used = [c for c in per_corpus if _left_out(c) is None]
+        reasons = [(c, _left_out(c)) for c in per_corpus]
+        used = [c for c, reason in reasons if reason is None]
         estimates, errors = [c["mean_diff"] for c in used], [c["se"] for c in used]
         meta = meta_analysis(estimates, errors) if len(used) >= MIN_CORPORA else {}
         entry = {
             "claim": claim_id, "statement": statement, "system": better, "baseline": worse,
             "corpora": [c["corpus"] for c in used],
-            "left_out": [f"{c['corpus']} ({_left_out(c)})" for c in per_corpus if _left_out(c)],
+            "left_out": [f"{c['corpus']} ({reason})" for c, reason in reasons if reason],
             "n_corpora": len(used), "mean_diff": meta.get("mean"),
             **{k: meta.get(k) for k in ("se", "ci_low", "ci_high", "tau2", "i2", "q")},
             "verdict": pooled_verdict(len(used), meta.get("ci_low"), meta.get("ci_high"))

@@ -36,7 +36,6 @@ from typing import Any
 import torch
 
 from emofuse.config import ExperimentConfig, load_config, save_config
-from emofuse.device import resolve_device
 from emofuse.experiments.loading import Experiment, prepare_experiment
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.records import FoldRecord, fold_path, read_records, write_record
@@ -117,12 +116,17 @@ def _prepare(
 ) -> Any:  # fmt: skip
     """``runner.prepare``; among torchrun's processes each first extracts its share of the
     utterances into the cache, so the expensive step (a frozen encoder) is split too."""
-    if distributed.world().distributed:
-        share = replace(experiment, utterances=distributed.shard(experiment.all_utterances),
-                        extra_train=[])  # fmt: skip
-        runner.prepare(share, config, cache_dir, progress)
+    w = distributed.world()
+    if w.distributed:
+        runner.prepare(_share(experiment, w.rank, w.size), config, cache_dir, progress)
         distributed.barrier()
     return runner.prepare(experiment, config, cache_dir, progress)
+
+
+def _share(experiment: Experiment, index: int, count: int) -> Experiment:
+    """Every ``count``-th utterance of ``experiment`` from ``index`` (evaluated and extra ones
+    alike), for extracting features in ``count`` shares."""
+    return replace(experiment, utterances=experiment.all_utterances[index::count], extra_train=[])
 
 
 def _fold_line(record: FoldRecord) -> str:
@@ -179,9 +183,7 @@ def _run_jobs(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_job,
                              initargs=(threads, os.getpid())) as pool:  # fmt: skip
-        everything = experiment.all_utterances
-        shares = [replace(experiment, utterances=everything[k::jobs], extra_train=[])
-                  for k in range(jobs)]  # fmt: skip
+        shares = [_share(experiment, k, jobs) for k in range(jobs)]
         for done in [pool.submit(_prepare_share, system, s, config, cache_dir) for s in shares]:
             done.result()
         futures = {pool.submit(_run_job, system, config, out_dir, i, cache_dir): i for i in todo}
@@ -219,7 +221,7 @@ def run_crossval(
     runner.check_available()
     if jobs < 1:
         raise ValueError(f"jobs must be positive, got {jobs}")
-    device = distributed.process_device(resolve_device(config.train.device))
+    device = distributed.process_device(config.train.device)
     check_precision(config.train.precision, device)
     w = distributed.setup(device)
     if jobs > 1 and w.distributed:

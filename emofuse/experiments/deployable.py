@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 from emofuse.config import ExperimentConfig, save_config
-from emofuse.device import resolve_device
 from emofuse.experiments.loading import load_features, load_manifest
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.scoring import speaker_names
@@ -34,7 +33,7 @@ def train_final(
 ) -> dict:
     """Fit on all corpora of ``config`` but the held-out validation speakers; resumable."""
     out_dir = Path(out_dir)
-    device = distributed.process_device(resolve_device(config.train.device))
+    device = distributed.process_device(config.train.device)
     check_precision(config.train.precision, device)
     main = distributed.setup(device).is_main
     task, utterances, dropped = load_manifest(config)

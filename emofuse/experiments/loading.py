@@ -11,7 +11,6 @@ import numpy as np
 from emofuse.config import ExperimentConfig
 from emofuse.corpora import Utterance, load_corpus
 from emofuse.corpora.labels import LabelTask, apply_task, default_task, get_task
-from emofuse.device import resolve_device
 from emofuse.experiments.splits import Fold, default_protocol, make_folds
 from emofuse.pipeline.cache import StreamCache
 from emofuse.signal.streams import frame_rates
@@ -108,7 +107,7 @@ def load_features(
 ) -> Features:
     """The frames of every stream of ``config`` for every utterance, through the on-disk cache;
     missing ones are computed on the training device (this process's GPU under torchrun)."""
-    device = distributed.process_device(resolve_device(config.train.device))
+    device = distributed.process_device(config.train.device)
     cache = StreamCache(config.streams, cache_dir, device)
     paths = [u.path for u in utterances]
     arrays = cache.get_many(paths, progress=progress)

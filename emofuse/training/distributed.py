@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from emofuse.device import resolve_device
+
 __all__ = [
     "World",
     "world",
@@ -87,9 +89,11 @@ def _teardown() -> None:
         dist.destroy_process_group()
 
 
-def process_device(device: torch.device) -> torch.device:
-    """This process's own device: ``cuda:LOCAL_RANK`` for CUDA under torchrun, else ``device``."""
-    if device.type == "cuda" and device.index is None and _launched_size() > 1:
+def process_device(name: str) -> torch.device:
+    """This process's device for a device name (``auto``, ``cpu``, ``cuda``;
+    :func:`emofuse.device.resolve_device`): ``cuda:LOCAL_RANK`` for CUDA under torchrun."""
+    device = resolve_device(name)
+    if device.type == "cuda" and _launched_size() > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return device
 

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from emofuse.config import ExperimentConfig, TrainConfig
-from emofuse.device import resolve_device, set_threads
+from emofuse.device import set_threads
 from emofuse.files import atomic_path
 from emofuse.metrics import summarize
 from emofuse.pipeline import EmotionPipeline, pipeline_from_config, save_pipeline
@@ -94,10 +94,12 @@ class Runtime:
     loader_workers: int = 0
     scaler: torch.amp.GradScaler | None = None
 
-    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[self.precision])
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` on ``device``'s type (nothing for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 @dataclass
@@ -184,7 +186,7 @@ def train_one_epoch(
     crops = _Crops(data, dict(pipeline.kinds), pipeline.model_config.n_classes, config)
     for batch in _batches(crops, order, batch_size, generator, runtime.loader_workers, device):
         targets = batch.targets.to(device, non_blocking=True)
-        with runtime.autocast(device):
+        with _autocast(runtime.precision, device):
             logits = forward(_to(batch.streams, device))
         loss = _loss(logits.float(), targets, class_weights, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -223,7 +225,7 @@ def _shard_posteriors(
     sums = torch.zeros(len(indices), pipeline.model_config.n_classes, dtype=torch.float64)
     for start in range(0, len(segments), batch_size):
         streams = stack_windows(segments[start : start + batch_size])
-        with Runtime(precision=precision).autocast(device):
+        with _autocast(precision, device):
             logits = pipeline.forward_features(_to(streams, device))
         probs = logits.float().softmax(dim=1)
         sums.index_add_(0, owner_t[start : start + batch_size], probs.double().cpu())
@@ -237,10 +239,9 @@ def predict_posteriors(
     """Posteriors (N, C): each utterance cut into the pipeline's evaluation windows, window
     posteriors averaged. Among several processes each computes a share of the utterances and
     every process gets all of them (so every rank must call this)."""
-    shards = distributed.gather_objects(distributed.shard(range(len(data))))
-    mine = _shard_posteriors(
-        pipeline, data, shards[distributed.world().rank], batch_size, precision
-    )
+    w = distributed.world()
+    shards = [list(range(rank, len(data), w.size)) for rank in range(w.size)]
+    mine = _shard_posteriors(pipeline, data, shards[w.rank], batch_size, precision)
     posteriors = np.zeros((len(data), pipeline.model_config.n_classes))
     for indices, values in zip(shards, distributed.gather_objects(mine), strict=True):
         posteriors[indices] = values
@@ -381,7 +382,7 @@ def fit(
     out_dir = Path(out_dir)
     tc = config.train
     set_threads(tc.num_threads)
-    device = distributed.process_device(resolve_device(tc.device))
+    device = distributed.process_device(tc.device)
     w = distributed.setup(device)
     if tc.batch_size < 2 * w.size:
         raise ValueError(f"train.batch_size {tc.batch_size} is under 2 per process ({w.size})")
