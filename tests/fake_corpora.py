@@ -84,9 +84,11 @@ EMODB_STEMS = (
 )
 
 
-def make_emodb(root: Path, suffix: str = ".wav", stems: tuple[str, ...] = EMODB_STEMS) -> Path:
+def make_emodb(
+    root: Path, suffix: str = ".wav", stems: tuple[str, ...] = EMODB_STEMS, seconds: float = 0.1
+) -> Path:
     for i, stem in enumerate(stems):
-        write_audio(root / "wav" / f"{stem}{suffix}", seed=i)
+        write_audio(root / "wav" / f"{stem}{suffix}", seconds=seconds, seed=i)
     return root
 
 

@@ -32,10 +32,7 @@ N_UTTS = len(STEMS)  # 42: 14 per speaker, 2 per class
 
 @pytest.fixture(scope="module")
 def emodb_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("emodb")
-    for i, stem in enumerate(STEMS):
-        fake_corpora.write_audio(root / "wav" / f"{stem}.wav", seconds=0.5, seed=i)
-    return root
+    return fake_corpora.make_emodb(tmp_path_factory.mktemp("emodb"), stems=STEMS, seconds=0.5)
 
 
 def _config(root, **train) -> ExperimentConfig:

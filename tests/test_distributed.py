@@ -14,12 +14,12 @@ import fake_corpora
 import numpy as np
 import pytest
 import torch
+from test_crossval import SPEAKERS, STEMS
+from test_crossval import _config as _crossval_config
 from test_train import LABELS, _config, _feature_set
 
 from emofuse.config import (
     ConfigError,
-    CorpusSpec,
-    DataConfig,
     ExperimentConfig,
     TrainConfig,
     load_config,
@@ -27,14 +27,9 @@ from emofuse.config import (
 )
 from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.loading import load_features, prepare_experiment
-from emofuse.model import ModelConfig
 from emofuse.pipeline import load_pipeline
-from emofuse.signal.streams import stream_spec
 from emofuse.training.train import evaluate, fit
 
-SPEAKERS = ("03", "08", "10", "11")
-LETTERS = "WLEAFTN"
-STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in LETTERS for v in (1, 2))
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,28 +45,19 @@ def _torchrun(*args: str, processes: int = 2, timeout: float = 300) -> str:
 
 @pytest.fixture(scope="module")
 def emodb_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("emodb")
-    for i, stem in enumerate(STEMS):
-        fake_corpora.write_audio(root / "wav" / f"{stem}.wav", seconds=0.5, seed=i)
-    return root
+    return fake_corpora.make_emodb(tmp_path_factory.mktemp("emodb"), stems=STEMS, seconds=0.5)
 
 
 def _cv_config(root: Path, **train) -> ExperimentConfig:
-    settings = dict(epochs=2, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
-                    warmup_epochs=1, device="cpu", seed=3, time_mask_frames=5,
-                    num_threads=1)  # fmt: skip
-    settings.update(train)
-    return ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
-        model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
-        train=TrainConfig(**settings),
-        data=DataConfig(corpora=[CorpusSpec("emodb", str(root))]),
-    )
+    """test_crossval's tiny network on the fake EmoDB, one thread per process."""
+    return _crossval_config(root, **{"num_threads": 1, **train})
 
 
 FIT_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
+from test_crossval import SPEAKERS, STEMS
+from test_crossval import _config as _crossval_config
 from test_train import LABELS, _config, _feature_set
 from emofuse.training import distributed
 from emofuse.training.train import fit
