@@ -161,3 +161,30 @@ def test_inference_costs_are_timed_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(costs_module, "_inference_call", refuse)
     cached = costs_module.inference_costs({"full": configs["full"]}, tmp_path / "costs.json")
     assert cached == {"full": full}
+
+
+def test_the_claims_at_a_glance_show_every_corpus_and_the_pooled_verdict(table):
+    multiscale = next(p for p in table["pooled"] if p["baseline"] == "no-multiscale")
+    assert multiscale["corpus_verdicts"] == {
+        "emodb": "holds", "emovo": "holds", "ravdess": "not shown (fewer than 5 folds)"
+    }  # fmt: skip
+    lines = table_markdown(table).splitlines()
+    start = lines.index("## The claims at a glance")
+    assert start < next(i for i, li in enumerate(lines) if li.startswith("## UA and WA per"))
+    assert lines[start + 2] == (
+        "| claim | comparison | emodb | emovo | ravdess | iemocap | pooled "
+        "| verdict across corpora | holds on | contradicted on |"
+    )
+    row = next(li for li in lines[start:] if li.startswith("| (a) "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "full - no-multiscale"
+    assert cells[2].startswith("+12.5 [") and cells[2].endswith("] (holds)")
+    assert cells[4].startswith("+30.0 [") and "(" not in cells[4]  # 3 folds: no verdict
+    assert cells[5] == "not run"
+    assert cells[6].startswith("+13.0 [") and cells[7] == "holds"
+    assert cells[8:] == ["2 of 3: emodb, emovo", "0 of 3"]
+    mfcc = next(li for li in lines[start:] if "| full - mfcc-only |" in li)
+    assert "| not run | not run | not run | - | not shown (fewer than 2 corpora) |" in mfcc
+    sums = next(li for li in lines[start:] if "| full - sum-fusion |" in li)  # never run
+    assert sums.endswith("| not run | not run | not run | not run | - | not shown (no results yet) "
+                         "| 0 of 0 | 0 of 0 |")  # fmt: skip

@@ -238,7 +238,7 @@ def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
     """Per claim comparison of ``CLAIMS`` whose two variants are in ``systems`` (with results
     or not): the random-effects mean of its per-corpus mean differences (``claims``) over the
     corpora with at least ``MIN_FOLDS`` folds; no numbers from fewer than ``MIN_CORPORA`` such
-    corpora (one corpus is not pooled)."""
+    corpora (one corpus is not pooled). ``corpus_verdicts`` keeps every corpus's own verdict."""
     pooled = []
     for claim_id, statement, better, worse in CLAIMS:
         if better not in systems or worse not in systems:
@@ -252,6 +252,7 @@ def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
         entry = {
             "claim": claim_id, "statement": statement, "system": better, "baseline": worse,
             "corpora": [c["corpus"] for c in used],
+            "corpus_verdicts": {c["corpus"]: c["verdict"] for c in per_corpus},
             "left_out": [f"{c['corpus']} ({reason})" for c, reason in reasons if reason],
             "n_corpora": len(used), "mean_diff": meta.get("mean"),
             **{k: meta.get(k) for k in ("se", "ci_low", "ci_high", "tau2", "i2", "q")},

@@ -126,8 +126,8 @@ def _params_text(row: dict) -> str:
 
 
 def table_markdown(table: dict) -> str:
-    """``table.md``: the systems x corpora table, the claims per corpus and across corpora, then
-    the missing runs."""
+    """``table.md``: the claims at a glance, the systems x corpora table, the claims per corpus
+    and across corpora, then the missing runs."""
     n_seeds = len(table["seeds"])
     lines = [
         "# emofuse compare: the paper's parts, one at a time",
@@ -148,12 +148,58 @@ def table_markdown(table: dict) -> str:
                 f"{info['protocol']}, {info['n_folds']} folds x {n_seeds} "
                 + ("seed" if n_seeds == 1 else "seeds")
             )
+    if table["claims"]:
+        lines += ["", *_overview_markdown(table)]
     lines += ["", *_rows_markdown(table), "", *_claims_markdown(table["claims"])]
     if table["claims"]:
         lines += ["", *_pooled_markdown(table["pooled"])]
     if table["missing_estimates"]:
         lines += ["", *_missing_markdown(table["missing_estimates"])]
     return "\n".join(lines) + "\n"
+
+
+def _interval(entry: dict) -> str:
+    """A mean difference with its interval in points: '+1.2 [-3.4, +5.6]'."""
+    return (f"{100 * entry['mean_diff']:+.1f} [{100 * entry['ci_low']:+.1f}, "
+            f"{100 * entry['ci_high']:+.1f}]")  # fmt: skip
+
+
+def _overview_markdown(table: dict) -> list[str]:
+    """The claims at a glance: one row per claim comparison, a cell per corpus, the pooled
+    mean and the verdicts (the README's claims table)."""
+    corpora = list(table["corpora"])
+    mark = {"holds": " (holds)", "contradicted": " (contradicted)"}
+    per_corpus = {(c["system"], c["baseline"], c["corpus"]): c for c in table["claims"]}
+    lines = [
+        "## The claims at a glance",
+        "",
+        "| claim | comparison | " + " | ".join(corpora)
+        + " | pooled | verdict across corpora | holds on | contradicted on |",
+        "| --- | --- |" + " ---: |" * (len(corpora) + 1) + " --- | --- | --- |",
+    ]  # fmt: skip
+    for p in table["pooled"]:
+        cells = []
+        for corpus in corpora:
+            claim = per_corpus.get((p["system"], p["baseline"], corpus))
+            cells.append("not run" if claim is None
+                         else _interval(claim) + mark.get(claim["verdict"], ""))  # fmt: skip
+        pooled = _interval(p) if p["n_corpora"] >= MIN_CORPORA else "-"
+        judged = p["corpus_verdicts"]
+        holds = [c for c, v in judged.items() if v == "holds"]
+        against = [c for c, v in judged.items() if v == "contradicted"]
+        lines.append(
+            f"| ({p['claim']}) {p['statement']} | {p['system']} - {p['baseline']} | "
+            + " | ".join(cells) + f" | {pooled} | {p['verdict']} "
+            f"| {len(holds)} of {len(judged)}{': ' + ', '.join(holds) if holds else ''} "
+            f"| {len(against)} of {len(judged)}{': ' + ', '.join(against) if against else ''} |"
+        )  # fmt: skip
+    return lines + [
+        "",
+        "Each cell: the mean UA difference in points (first system minus second) with its 95% "
+        "fold-bootstrap interval, and the verdict on that corpus where it is not 'within "
+        "noise'. Pooled: the random-effects mean with its Hartung-Knapp interval over the "
+        f"corpora with at least {MIN_FOLDS} folds (details in the sections below).",
+    ]
 
 
 def _row_cells(row: dict, table: dict) -> list[str]:
