@@ -90,16 +90,16 @@ def plot_claims_forest(
 
     One row per claim comparison of ``pooled``, top to bottom: per corpus its mean UA
     difference with its 95% bootstrap interval (a marker and colour per corpus; hollow when the
-    corpus is left out of the pooled mean), below them the pooled random-effects mean with its
-    95% interval as a diamond (when pooled), and the pooled verdict at the right; a vertical
-    line at 0.
+    corpus is left out of the pooled mean), below them the fixed-effect mean (grey diamond: these
+    corpora) and the random-effects mean (black diamond: a new corpus) with their 95% intervals
+    (when pooled), and both verdicts at the right; a vertical line at 0.
     """
     plt = _pyplot()
     corpora = list(dict.fromkeys(c["corpus"] for c in claims))
     style = {c: (CORPUS_MARKERS[i % len(CORPUS_MARKERS)], plt.get_cmap("tab10")(i % 10))
              for i, c in enumerate(corpora)}  # fmt: skip
-    step = 0.5 / len(corpora)
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.75 * len(pooled)))
+    step = 0.4 / len(corpora)
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.9 * len(pooled)))
     for row, entry in enumerate(pooled):
         y = len(pooled) - 1 - row
         key = (entry["claim"], entry["system"], entry["baseline"])
@@ -110,13 +110,19 @@ def plot_claims_forest(
             mean, low, high = (100 * c[k] for k in ("mean_diff", "ci_low", "ci_high"))
             marker, colour = style[c["corpus"]]
             face = colour if c["corpus"] in entry["corpora"] else "white"
-            ax.errorbar(mean, y + 0.35 - i * step, xerr=[[mean - low], [high - mean]],
+            ax.errorbar(mean, y + 0.4 - i * step, xerr=[[mean - low], [high - mean]],
                         fmt=marker, color=colour, mfc=face, ms=6, capsize=3, lw=1.2)  # fmt: skip
         if entry["mean_diff"] is not None:
-            mean, low, high = (100 * entry[k] for k in ("mean_diff", "ci_low", "ci_high"))
-            ax.fill([low, mean, high, mean], [y - 0.3, y - 0.18, y - 0.3, y - 0.42], color="black")
-        ax.text(1.01, y, entry["verdict"], transform=ax.get_yaxis_transform(), va="center",
-                fontsize=8)  # fmt: skip
+            for centre, keys, colour in (
+                (y - 0.13, ("fixed_mean", "fixed_ci_low", "fixed_ci_high"), "0.55"),
+                (y - 0.35, ("mean_diff", "ci_low", "ci_high"), "black"),
+            ):
+                mean, low, high = (100 * entry[k] for k in keys)
+                ax.fill([low, mean, high, mean], [centre, centre + 0.09, centre, centre - 0.09],
+                        color=colour)  # fmt: skip
+        ax.text(1.01, y, f"these corpora: {entry['fixed_verdict']}\n"
+                f"a new corpus: {entry['verdict']}", transform=ax.get_yaxis_transform(),
+                va="center", fontsize=8)  # fmt: skip
         ax.axhline(y - 0.5, color="0.85", lw=0.8)
     ax.axvline(0, color="0.3", lw=1, ls="--")
     labels = [f"({p['claim']}) {p['system']} vs {p['baseline']}\n{p['statement']}"
@@ -124,7 +130,8 @@ def plot_claims_forest(
     ax.set_yticks(range(len(pooled)), labels, fontsize=8)
     ax.set(xlabel="UA difference (points)", ylim=(-0.5, len(pooled) - 0.5))
     handles = [ax.plot([], [], style[c][0], color=style[c][1], label=c)[0] for c in corpora]
-    handles.append(ax.plot([], [], "D", color="black", label="pooled (random effects)")[0])
+    handles.append(ax.plot([], [], "D", color="0.55", label="these corpora (fixed effect)")[0])
+    handles.append(ax.plot([], [], "D", color="black", label="a new corpus (random effects)")[0])
     if any(entry["left_out"] for entry in pooled):
         hollow = ax.plot([], [], "o", color="0.4", mfc="white", label="left out of pooling")
         handles.append(hollow[0])

@@ -72,24 +72,41 @@ def test_claims_are_pooled_over_the_corpora_with_enough_folds(table):
         [expected[k] for k in ("ci_low", "ci_high", "tau2", "i2")]
     )
     assert multiscale["verdict"] == "holds"
-    assert multiscale["sentence"].startswith(
+    # the fixed-effect mean of these corpora: inverse-variance weights, normal interval
+    weights = {c: 1 / per_corpus[c]["se"] ** 2 for c in ("emodb", "emovo")}
+    total = sum(weights.values())
+    fixed = sum(w * per_corpus[c]["mean_diff"] for c, w in weights.items()) / total
+    assert multiscale["fixed_mean"] == pytest.approx(fixed) == pytest.approx(expected["fixed"])
+    assert multiscale["fixed_ci_high"] - fixed == pytest.approx(1.959964 / total**0.5)
+    assert multiscale["fixed_verdict"] == "holds"
+    assert multiscale["sentence"] == (
         'Across corpora, claim (a) "residual multi-scale modules improve SER" (full vs '
-        "no-multiscale) holds: full is better (pooled UA difference +13.0 points"
+        "no-multiscale), over 2 corpora (emodb, emovo; left out: ravdess (3 folds)): on these "
+        "corpora it holds, full is better (fixed-effect mean UA difference +13.0 points, 95% CI "
+        f"[{100 * expected['fixed_low']:+.1f}, {100 * expected['fixed_high']:+.1f}]); on a new "
+        "corpus it holds, full is better (random-effects mean +13.0 points, Hartung-Knapp 95% CI "
+        f"[{100 * expected['ci_low']:+.1f}, {100 * expected['ci_high']:+.1f}], tau^2 0.0 "
+        "points^2, I^2 0%)."
     )
-    assert "2 corpora: emodb, emovo; left out: ravdess (3 folds))." in multiscale["sentence"]
     one = pooled["mfcc-only"]  # only emodb ran it: reported as one corpus, no numbers
     assert one["n_corpora"] == 1 and one["mean_diff"] is None and one["tau2"] is None
-    assert one["verdict"] == "not shown (fewer than 2 corpora)"
+    assert one["verdict"] == one["fixed_verdict"] == "not shown (fewer than 2 corpora)"
+    assert one["fixed_mean"] is None
     assert "it rests on one corpus, emodb" in one["sentence"]
     assert pooled["sum-fusion"]["verdict"] == "not shown (no results yet)"
     assert "has no results yet" in pooled["sum-fusion"]["sentence"]
     text = table_markdown(table)
-    assert "## Across corpora: random-effects mean per claim comparison" in text
-    row = next(li for li in text.splitlines() if li.startswith("| (a) ") and "| +13.0 |" in li)
-    assert row.endswith("| emodb, emovo | +13.0 | "
-                        f"[{100 * expected['ci_low']:+.1f}, {100 * expected['ci_high']:+.1f}] "
-                        "| 0.0 | 0% | holds |")  # fmt: skip
-    assert "| (b) fusing MFCC with log-Mel improves SER | full - mfcc-only | emodb | - |" in text
+    lines = text.splitlines()
+    start = lines.index("## Across corpora: fixed-effect and random-effects means per claim "
+                        "comparison")  # fmt: skip
+    row = next(li for li in lines[start:] if li.startswith("| (a) "))
+    assert row.endswith(
+        f"| emodb, emovo | +13.0 [{100 * expected['fixed_low']:+.1f}, "
+        f"{100 * expected['fixed_high']:+.1f}] | holds | +13.0 [{100 * expected['ci_low']:+.1f}, "
+        f"{100 * expected['ci_high']:+.1f}] | 0.0 | 0% | holds |"
+    )
+    assert ("| (b) fusing MFCC with log-Mel improves SER | full - mfcc-only | emodb | - | "
+            "not shown (fewer than 2 corpora) | - | - | - |") in text  # fmt: skip
 
 
 def test_missing_runs_are_listed_with_their_estimated_training_time(table):
@@ -172,19 +189,20 @@ def test_the_claims_at_a_glance_show_every_corpus_and_the_pooled_verdict(table):
     start = lines.index("## The claims at a glance")
     assert start < next(i for i, li in enumerate(lines) if li.startswith("## UA and WA per"))
     assert lines[start + 2] == (
-        "| claim | comparison | emodb | emovo | ravdess | iemocap | pooled "
-        "| verdict across corpora | holds on | contradicted on |"
+        "| claim | comparison | emodb | emovo | ravdess | iemocap | these corpora (fixed effect) "
+        "| verdict on these corpora | a new corpus (random effects) | verdict on a new corpus |"
     )
     row = next(li for li in lines[start:] if li.startswith("| (a) "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "full - no-multiscale"
-    assert cells[2].startswith("+12.5 [") and cells[2].endswith("] (holds)")
-    assert cells[4].startswith("+30.0 [") and "(" not in cells[4]  # 3 folds: no verdict
+    assert cells[2].startswith("+12.5 [") and cells[2].endswith("] holds")
+    assert cells[4].startswith("+30.0 [") and cells[4].endswith("]")  # 3 folds: no verdict
     assert cells[5] == "not run"
     assert cells[6].startswith("+13.0 [") and cells[7] == "holds"
-    assert cells[8:] == ["2 of 3: emodb, emovo", "0 of 3"]
+    assert cells[8].startswith("+13.0 [") and cells[9] == "holds"
     mfcc = next(li for li in lines[start:] if "| full - mfcc-only |" in li)
-    assert "| not run | not run | not run | - | not shown (fewer than 2 corpora) |" in mfcc
+    assert mfcc.endswith("| not run | not run | not run | - | not shown (fewer than 2 corpora) "
+                         "| - | not shown (fewer than 2 corpora) |")  # fmt: skip
     sums = next(li for li in lines[start:] if "| full - sum-fusion |" in li)  # never run
-    assert sums.endswith("| not run | not run | not run | not run | - | not shown (no results yet) "
-                         "| 0 of 0 | 0 of 0 |")  # fmt: skip
+    assert sums.endswith("| not run | not run | not run | not run | - | not shown (no results "
+                         "yet) | - | not shown (no results yet) |")  # fmt: skip

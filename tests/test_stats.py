@@ -82,7 +82,8 @@ def test_meta_analysis_against_hand_computed_dersimonian_laird():
     assert m == pytest.approx({"n": 2, "mean": 1.625, "se": se, "ci_low": 1.625 - half,
                                "ci_high": 1.625 + half, "normal_low": 1.625 - Z_95 * se,
                                "normal_high": 1.625 + Z_95 * se, "tau2": 5.5, "i2": 0.6875,
-                               "q": 3.2})  # fmt: skip
+                               "q": 3.2, "fixed": 0.8, "fixed_low": 0.8 - Z_95 / math.sqrt(1.25),
+                               "fixed_high": 0.8 + Z_95 / math.sqrt(1.25)})  # fmt: skip
     assert Z_95 == pytest.approx(1.959964, abs=1e-6)
     # Three corpora, equal errors: Q = 8 on 2 df, C = 2, tau^2 = 3, weights 1/4 each.
     m = meta_analysis([0.0, 2.0, 4.0], [1.0, 1.0, 1.0])
@@ -90,6 +91,9 @@ def test_meta_analysis_against_hand_computed_dersimonian_laird():
     assert m["se"] == pytest.approx(math.sqrt(4 / 3))
     # sum w* (y - mean)^2 / 2 = (4 + 0 + 4) / 4 / 2 = 1: half-width t(2) = 4.302653 times se
     assert m["ci_high"] - m["mean"] == pytest.approx(4.302653 * math.sqrt(4 / 3))
+    # the fixed-effect mean of these corpora: same mean, error 1 / sqrt(3), far narrower
+    assert m["fixed"] == pytest.approx(2.0)
+    assert m["fixed_high"] - m["fixed"] == pytest.approx(Z_95 / math.sqrt(3))
 
 
 def test_hartung_knapp_widens_when_corpora_disagree_beyond_tau():

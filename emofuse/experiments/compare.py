@@ -14,10 +14,11 @@ writes ``out_dir/table.md``, ``out_dir/table.json`` and ``out_dir/claims_forest.
   differences (matched by seed and fold index, so both systems saw the same test speakers) and
   their statistics (:func:`~emofuse.experiments.stats.paired_comparison`), with a sentence
   saying whether the claim holds on that corpus;
-- per claim comparison across corpora (``pooled``): the random-effects mean of the per-corpus
-  mean differences, with its Hartung-Knapp interval
-  (:func:`~emofuse.experiments.stats.meta_analysis`), from
-  the corpora with at least ``MIN_FOLDS`` folds, and a pooled verdict (none from one corpus);
+- per claim comparison across corpora (``pooled``), from the corpora with at least
+  ``MIN_FOLDS`` folds (:func:`~emofuse.experiments.stats.meta_analysis`): the fixed-effect mean
+  of the per-corpus mean differences, the average effect on these corpora (``fixed_verdict``),
+  and the random-effects mean with its Hartung-Knapp interval, the effect to expect on a new
+  corpus (``verdict``); none from one corpus;
 - the forest plot of both (:func:`emofuse.plots.plot_claims_forest`);
 - the missing runs, each with an estimated training time (:func:`_estimated_seconds`).
 
@@ -221,24 +222,37 @@ def _pooled_sentence(pooled: dict) -> str:
             f"{head} is not shown: it rests on one corpus, {pooled['corpora'][0]} (see its row "
             f"above), and one corpus gives no verdict across corpora{left}."
         )
-    stats = (
-        f"pooled UA difference {100 * pooled['mean_diff']:+.1f} points, 95% CI "
-        f"[{100 * pooled['ci_low']:+.1f}, {100 * pooled['ci_high']:+.1f}], tau^2 "
-        f"{1e4 * pooled['tau2']:.1f} points^2, I^2 {100 * pooled['i2']:.0f}%, "
-        f"{pooled['n_corpora']} corpora: {', '.join(pooled['corpora'])}{left}"
+    fixed = (
+        f"fixed-effect mean UA difference {100 * pooled['fixed_mean']:+.1f} points, 95% CI "
+        f"[{100 * pooled['fixed_ci_low']:+.1f}, {100 * pooled['fixed_ci_high']:+.1f}]"
     )
-    if pooled["verdict"] == "holds":
-        return f"{head} holds: {pooled['system']} is better ({stats})."
-    if pooled["verdict"] == "contradicted":
-        return f"{head} is contradicted: {pooled['baseline']} is better ({stats})."
-    return f"{head} is not shown: the pooled difference is within noise ({stats})."
+    random = (
+        f"random-effects mean {100 * pooled['mean_diff']:+.1f} points, Hartung-Knapp 95% CI "
+        f"[{100 * pooled['ci_low']:+.1f}, {100 * pooled['ci_high']:+.1f}], tau^2 "
+        f"{1e4 * pooled['tau2']:.1f} points^2, I^2 {100 * pooled['i2']:.0f}%"
+    )
+    return (
+        f"{head}, over {pooled['n_corpora']} corpora ({', '.join(pooled['corpora'])}{left}): on "
+        f"these corpora it {_verdict_phrase(pooled['fixed_verdict'], pooled)} ({fixed}); on a "
+        f"new corpus it {_verdict_phrase(pooled['verdict'], pooled)} ({random})."
+    )
+
+
+def _verdict_phrase(verdict: str, pooled: dict) -> str:
+    if verdict == "holds":
+        return f"holds, {pooled['system']} is better"
+    if verdict == "contradicted":
+        return f"is contradicted, {pooled['baseline']} is better"
+    return "is not shown, the difference is within noise"
 
 
 def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
     """Per claim comparison of ``CLAIMS`` whose two variants are in ``systems`` (with results
     or not): the random-effects mean of its per-corpus mean differences (``claims``) over the
     corpora with at least ``MIN_FOLDS`` folds; no numbers from fewer than ``MIN_CORPORA`` such
-    corpora (one corpus is not pooled). ``corpus_verdicts`` keeps every corpus's own verdict."""
+    corpora (one corpus is not pooled), the effect expected on a new corpus (``verdict``); and
+    their fixed-effect mean, the average effect on these corpora (``fixed_verdict``).
+    ``corpus_verdicts`` keeps every corpus's own verdict."""
     pooled = []
     for claim_id, statement, better, worse in CLAIMS:
         if better not in systems or worse not in systems:
@@ -257,6 +271,11 @@ def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
             "n_corpora": len(used), "mean_diff": meta.get("mean"),
             **{k: meta.get(k) for k in ("se", "ci_low", "ci_high", "tau2", "i2", "q")},
             "verdict": pooled_verdict(len(used), meta.get("ci_low"), meta.get("ci_high"))
+            if per_corpus else "not shown (no results yet)",
+            "fixed_mean": meta.get("fixed"), "fixed_ci_low": meta.get("fixed_low"),
+            "fixed_ci_high": meta.get("fixed_high"),
+            "fixed_verdict": pooled_verdict(len(used), meta.get("fixed_low"),
+                                            meta.get("fixed_high"))
             if per_corpus else "not shown (no results yet)",
         }  # fmt: skip
         entry["sentence"] = _pooled_sentence(entry)

@@ -158,47 +158,54 @@ def table_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interval(entry: dict) -> str:
-    """A mean difference with its interval in points: '+1.2 [-3.4, +5.6]'."""
-    return (f"{100 * entry['mean_diff']:+.1f} [{100 * entry['ci_low']:+.1f}, "
-            f"{100 * entry['ci_high']:+.1f}]")  # fmt: skip
+def _interval(mean: float, low: float, high: float) -> str:
+    """A mean difference with its interval, in points: '+1.2 [-3.4, +5.6]'."""
+    return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def _pooled_intervals(pooled: dict) -> tuple[str, str]:
+    """The fixed-effect and random-effects means of ``pooled`` with their intervals ('-' when
+    not pooled)."""
+    if pooled["n_corpora"] < MIN_CORPORA:
+        return "-", "-"
+    return (_interval(pooled["fixed_mean"], pooled["fixed_ci_low"], pooled["fixed_ci_high"]),
+            _interval(pooled["mean_diff"], pooled["ci_low"], pooled["ci_high"]))  # fmt: skip
 
 
 def _overview_markdown(table: dict) -> list[str]:
-    """The claims at a glance: one row per claim comparison, a cell per corpus, the pooled
-    mean and the verdicts (the README's claims table)."""
+    """The claims at a glance: one row per claim comparison, a cell per corpus and the two
+    pooled means with their verdicts (the README's claims table)."""
     corpora = list(table["corpora"])
-    mark = {"holds": " (holds)", "contradicted": " (contradicted)"}
+    mark = {"holds": " holds", "contradicted": " contradicted"}
     per_corpus = {(c["system"], c["baseline"], c["corpus"]): c for c in table["claims"]}
     lines = [
         "## The claims at a glance",
         "",
-        "| claim | comparison | " + " | ".join(corpora)
-        + " | pooled | verdict across corpora | holds on | contradicted on |",
-        "| --- | --- |" + " ---: |" * (len(corpora) + 1) + " --- | --- | --- |",
+        "| claim | comparison | " + " | ".join(corpora) + " | these corpora (fixed effect) "
+        "| verdict on these corpora | a new corpus (random effects) | verdict on a new corpus |",
+        "| --- | --- |" + " ---: |" * (len(corpora) + 1) + " --- | ---: | --- |",
     ]  # fmt: skip
     for p in table["pooled"]:
         cells = []
         for corpus in corpora:
-            claim = per_corpus.get((p["system"], p["baseline"], corpus))
-            cells.append("not run" if claim is None
-                         else _interval(claim) + mark.get(claim["verdict"], ""))  # fmt: skip
-        pooled = _interval(p) if p["n_corpora"] >= MIN_CORPORA else "-"
-        judged = p["corpus_verdicts"]
-        holds = [c for c, v in judged.items() if v == "holds"]
-        against = [c for c, v in judged.items() if v == "contradicted"]
+            c = per_corpus.get((p["system"], p["baseline"], corpus))
+            cells.append("not run" if c is None else _interval(c["mean_diff"], c["ci_low"],
+                         c["ci_high"]) + mark.get(c["verdict"], ""))  # fmt: skip
+        fixed, random = _pooled_intervals(p)
         lines.append(
             f"| ({p['claim']}) {p['statement']} | {p['system']} - {p['baseline']} | "
-            + " | ".join(cells) + f" | {pooled} | {p['verdict']} "
-            f"| {len(holds)} of {len(judged)}{': ' + ', '.join(holds) if holds else ''} "
-            f"| {len(against)} of {len(judged)}{': ' + ', '.join(against) if against else ''} |"
-        )  # fmt: skip
+            + " | ".join(cells)
+            + f" | {fixed} | {p['fixed_verdict']} | {random} | {p['verdict']} |"
+        )
     return lines + [
         "",
-        "Each cell: the mean UA difference in points (first system minus second) with its 95% "
-        "fold-bootstrap interval, and the verdict on that corpus where it is not 'within "
-        "noise'. Pooled: the random-effects mean with its Hartung-Knapp interval over the "
-        f"corpora with at least {MIN_FOLDS} folds (details in the sections below).",
+        "Each corpus cell: the mean UA difference in points (first system minus second) with "
+        "its 95% fold-bootstrap interval, and the verdict there unless within noise. These "
+        "corpora: the fixed-effect (inverse-variance) mean of the corpora's differences with "
+        "its normal interval, the average effect on exactly these corpora. A new corpus: the "
+        "random-effects mean with its Hartung-Knapp interval, the effect to expect on a corpus "
+        "not measured, which also carries the spread between corpora. Only corpora with at "
+        f"least {MIN_FOLDS} folds are pooled (details in the sections below).",
     ]
 
 
@@ -286,27 +293,31 @@ def _claims_markdown(claims: list[dict]) -> list[str]:
 def _pooled_markdown(pooled: list[dict]) -> list[str]:
     """The across-corpora section of ``table.md``: one row and one sentence per comparison."""
     lines = [
-        "## Across corpora: random-effects mean per claim comparison",
+        "## Across corpora: fixed-effect and random-effects means per claim comparison",
         "",
-        "| claim | comparison | corpora | pooled UA diff (points) | 95% CI | tau^2 (points^2) "
-        "| I^2 | verdict |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| claim | comparison | corpora | fixed-effect mean [95% CI] | verdict on these corpora "
+        "| random-effects mean [Hartung-Knapp 95% CI] | tau^2 (points^2) | I^2 "
+        "| verdict on a new corpus |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for p in pooled:
-        numbers = ["-"] * 4
+        fixed, random = _pooled_intervals(p)
+        spread = ["-", "-"]
         if p["n_corpora"] >= MIN_CORPORA:
-            numbers = [f"{100 * p['mean_diff']:+.1f}",
-                       f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]",
-                       f"{1e4 * p['tau2']:.1f}", f"{100 * p['i2']:.0f}%"]  # fmt: skip
+            spread = [f"{1e4 * p['tau2']:.1f}", f"{100 * p['i2']:.0f}%"]
         lines.append(
             f"| ({p['claim']}) {p['statement']} | {p['system']} - {p['baseline']} "
-            f"| {', '.join(p['corpora']) or '-'} | " + " | ".join(numbers) + f" | {p['verdict']} |"
+            f"| {', '.join(p['corpora']) or '-'} | {fixed} | {p['fixed_verdict']} | {random} | "
+            + " | ".join(spread) + f" | {p['verdict']} |"
         )
     return lines + [
         "",
         *(f"- {p['sentence']}" for p in pooled),
         "",
-        "Pooled: the random-effects mean of the per-corpus mean UA differences, each corpus "
+        "Two pooled means answer two questions. On these corpora: the fixed-effect mean, the "
+        "per-corpus mean UA differences weighted by 1 / se^2, with its normal 95% interval; it "
+        "averages the effects of exactly the corpora measured. On a new corpus: the "
+        "random-effects mean of the per-corpus mean UA differences, each corpus "
         "weighted by 1 / (se^2 + tau^2), where se is the standard error over folds of the "
         "fold-mean differences (the seeds of a fold are averaged first, since they share the "
         "fold's test speakers) and tau^2 the DerSimonian-Laird between-corpus variance. The 95% "

@@ -9,8 +9,9 @@ and a verdict: "holds" when the mean difference is positive and the interval exc
 ``MIN_FOLDS`` folds).
 
 :func:`meta_analysis` pools per-corpus mean differences, each with its standard error, into a
-random-effects mean (DerSimonian-Laird variance, Hartung-Knapp interval); :func:`pooled_verdict`
-judges it like one corpus.
+random-effects mean (DerSimonian-Laird variance, Hartung-Knapp interval: the effect on a new
+corpus) and a fixed-effect mean (the average effect on these corpora); :func:`pooled_verdict`
+judges either like one corpus.
 """
 
 from __future__ import annotations
@@ -148,23 +149,27 @@ def paired_comparison(
 
 
 def meta_analysis(estimates: Sequence[float], standard_errors: Sequence[float]) -> dict:
-    """Random-effects mean of ``MIN_CORPORA`` or more per-corpus ``estimates`` with their
-    ``standard_errors`` (positive): DerSimonian-Laird between-corpus variance, Hartung-Knapp
-    interval.
+    """Random-effects and fixed-effect means of ``MIN_CORPORA`` or more per-corpus
+    ``estimates`` with their ``standard_errors`` (positive): DerSimonian-Laird between-corpus
+    variance, Hartung-Knapp interval.
 
-    Fixed-effect weights w = 1 / se^2 give Cochran's Q = sum w (y - y_fixed)^2 over k corpora;
-    the between-corpus variance is tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w));
-    the pooled mean weighs each corpus by w* = 1 / (se^2 + tau^2) and its standard error is
-    ``se`` = 1 / sqrt(sum w*). The 95% interval is the modified Hartung-Knapp(-Sidik-Jonkman)
-    one: mean +- t(k - 1) x se x sqrt(max(1, sum w* (y - mean)^2 / (k - 1))), which keeps its
-    coverage with few corpora, where the normal interval (``normal_low``/``normal_high``, mean
-    +- 1.96 se) is too narrow; with 2 corpora t(1) = 12.7, so only a large, consistent effect
-    excludes 0. I^2 = (Q - (k - 1)) / Q, at least 0 (0 when Q = 0). One corpus has no
+    Fixed-effect weights w = 1 / se^2 give the fixed-effect mean y_fixed = sum w y / sum w, the
+    weighted average of these corpora's own effects, with its normal interval (``fixed``,
+    ``fixed_low``/``fixed_high``: it speaks of these corpora only), and Cochran's
+    Q = sum w (y - y_fixed)^2 over k corpora. The between-corpus variance is
+    tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w)); the random-effects mean, the
+    effect expected on a new corpus, weighs each corpus by w* = 1 / (se^2 + tau^2) and its
+    standard error is ``se`` = 1 / sqrt(sum w*). Its 95% interval is the modified
+    Hartung-Knapp(-Sidik-Jonkman) one: mean +- t(k - 1) x se x
+    sqrt(max(1, sum w* (y - mean)^2 / (k - 1))), which keeps its coverage with few corpora,
+    where the normal interval (``normal_low``/``normal_high``, mean +- 1.96 se) is too narrow;
+    with 2 corpora t(1) = 12.7, so only a large, consistent effect excludes 0.
+    I^2 = (Q - (k - 1)) / Q, at least 0 (0 when Q = 0). One corpus has no
     between-corpus variance to estimate: refused.
 
     >>> m = meta_analysis([0.0, 4.0], [1.0, 2.0])
-    >>> [round(m[key], 4) for key in ("mean", "tau2", "i2", "q", "ci_high")]
-    [1.625, 5.5, 0.6875, 3.2, 26.5867]
+    >>> [round(m[key], 4) for key in ("mean", "tau2", "i2", "q", "ci_high", "fixed", "fixed_high")]
+    [1.625, 5.5, 0.6875, 3.2, 26.5867, 0.8, 2.553]
     """
     from scipy.stats import t as student_t
 
@@ -177,7 +182,8 @@ def meta_analysis(estimates: Sequence[float], standard_errors: Sequence[float]) 
         raise ValueError(f"standard errors must be positive and finite, got {se.tolist()}")
     k, v = y.size, se**2
     w = 1 / v
-    fixed = (w * y).sum() / w.sum()
+    fixed = float((w * y).sum() / w.sum())
+    fixed_half = Z_95 / math.sqrt(w.sum())
     q = float((w * (y - fixed) ** 2).sum())
     tau2 = max(0.0, float((q - (k - 1)) / (w.sum() - (w**2).sum() / w.sum())))
     w_random = 1 / (v + tau2)
@@ -188,7 +194,8 @@ def meta_analysis(estimates: Sequence[float], standard_errors: Sequence[float]) 
     return {"n": k, "mean": mean, "se": se_mean, "ci_low": mean - half, "ci_high": mean + half,
             "normal_low": mean - Z_95 * se_mean, "normal_high": mean + Z_95 * se_mean,
             "tau2": tau2, "i2": max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0,
-            "q": q}  # fmt: skip
+            "q": q, "fixed": fixed, "fixed_low": fixed - fixed_half,
+            "fixed_high": fixed + fixed_half}  # fmt: skip
 
 
 def pooled_verdict(n_corpora: int, low: float | None, high: float | None) -> str:
