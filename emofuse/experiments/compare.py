@@ -71,6 +71,8 @@ __all__ = ["run_dir", "run_compare", "build_table", "write_table"]
 Summaries = dict[tuple[str, str, int], dict]  # (corpus, variant, seed) -> run_crossval summary
 Costs = Mapping[str, dict]  # variant -> {"rtf", "seconds", "machine"} (costs.json's "variants")
 
+# The pooled verdicts of a claim comparison no corpus has finished runs of.
+NO_RESULTS = "not shown (no results yet)"
 # A network variant never run anywhere has its missing runs estimated from this variant's.
 ESTIMATE_FALLBACK = "full"
 
@@ -213,7 +215,7 @@ def _pooled_sentence(pooled: dict) -> str:
         f"({pooled['system']} vs {pooled['baseline']})"
     )
     left = f"; left out: {', '.join(pooled['left_out'])}" if pooled["left_out"] else ""
-    if pooled["verdict"] == "not shown (no results yet)":
+    if pooled["verdict"] == NO_RESULTS:
         return f"{head} has no results yet: no corpus has finished runs of both systems."
     if pooled["n_corpora"] == 0:
         return f"{head} is not pooled{left}."
@@ -251,8 +253,7 @@ def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
     or not): the random-effects mean of its per-corpus mean differences (``claims``) over the
     corpora with at least ``MIN_FOLDS`` folds; no numbers from fewer than ``MIN_CORPORA`` such
     corpora (one corpus is not pooled), the effect expected on a new corpus (``verdict``); and
-    their fixed-effect mean, the average effect on these corpora (``fixed_verdict``).
-    ``corpus_verdicts`` keeps every corpus's own verdict."""
+    their fixed-effect mean, the average effect on these corpora (``fixed_verdict``)."""
     pooled = []
     for claim_id, statement, better, worse in CLAIMS:
         if better not in systems or worse not in systems:
@@ -266,17 +267,16 @@ def _pooled(claims: list[dict], systems: Sequence[str]) -> list[dict]:
         entry = {
             "claim": claim_id, "statement": statement, "system": better, "baseline": worse,
             "corpora": [c["corpus"] for c in used],
-            "corpus_verdicts": {c["corpus"]: c["verdict"] for c in per_corpus},
             "left_out": [f"{c['corpus']} ({reason})" for c, reason in reasons if reason],
             "n_corpora": len(used), "mean_diff": meta.get("mean"),
             **{k: meta.get(k) for k in ("se", "ci_low", "ci_high", "tau2", "i2", "q")},
             "verdict": pooled_verdict(len(used), meta.get("ci_low"), meta.get("ci_high"))
-            if per_corpus else "not shown (no results yet)",
+            if per_corpus else NO_RESULTS,
             "fixed_mean": meta.get("fixed"), "fixed_ci_low": meta.get("fixed_low"),
             "fixed_ci_high": meta.get("fixed_high"),
             "fixed_verdict": pooled_verdict(len(used), meta.get("fixed_low"),
                                             meta.get("fixed_high"))
-            if per_corpus else "not shown (no results yet)",
+            if per_corpus else NO_RESULTS,
         }  # fmt: skip
         entry["sentence"] = _pooled_sentence(entry)
         pooled.append(entry)

@@ -153,7 +153,8 @@ def check_same_weights(module: nn.Module) -> None:
         raise RuntimeError(f"the training processes' weights differ (sums of squares {sums})")
 
 
-def shard(items: Sequence[T]) -> list[T]:
-    """This rank's share of ``items``: every ``size``-th one from ``rank``."""
+def shard(items: Sequence[T], rank: int | None = None) -> list[T]:
+    """A rank's share of ``items`` (this process's by default): every ``size``-th one from
+    ``rank``."""
     w = world()
-    return list(items[w.rank :: w.size])
+    return list(items[(w.rank if rank is None else rank) :: w.size])

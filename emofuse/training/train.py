@@ -240,7 +240,7 @@ def predict_posteriors(
     posteriors averaged. Among several processes each computes a share of the utterances and
     every process gets all of them (so every rank must call this)."""
     w = distributed.world()
-    shards = [list(range(rank, len(data), w.size)) for rank in range(w.size)]
+    shards = [distributed.shard(range(len(data)), rank) for rank in range(w.size)]
     mine = _shard_posteriors(pipeline, data, shards[w.rank], batch_size, precision)
     posteriors = np.zeros((len(data), pipeline.model_config.n_classes))
     for indices, values in zip(shards, distributed.gather_objects(mine), strict=True):
