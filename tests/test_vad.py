@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from real_audio import corpus_files, speech_files
 
 from emofuse.signal.vad import (
     CHUNK,
@@ -23,9 +24,6 @@ from emofuse.signal.vad import (
     speech_regions,
 )
 from emofuse.testing import synthetic_speech, synthetic_voice
-
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
-CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.flac"}
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +46,6 @@ def silero():
         torch.set_num_threads(threads)
     yield silero_vad
     torch.set_num_threads(threads)
-
-
-def corpus_files(corpus: str, count: int) -> list[Path]:
-    """``count`` files spread over the sorted files of ``corpus``; skips if it is absent."""
-    folder = CORPORA / corpus
-    files = sorted(folder.glob(CORPUS_GLOBS[corpus])) if folder.is_dir() else []
-    if not files:
-        pytest.skip(
-            f"no {corpus} audio under {folder} (the shared corpora are not on this machine)"
-        )
-    step = max(1, len(files) // count)
-    return files[::step][:count]
 
 
 def load(path: Path) -> np.ndarray:
@@ -374,7 +360,7 @@ def check_tiling(stretches, wave: np.ndarray, settings: VADSettings) -> None:
 
 
 def test_segmenter_equals_speech_regions_on_speech_with_gaps(detector: SpeechDetector) -> None:
-    speech = [load(path) for path in corpus_files("emodb", 3) + corpus_files("ravdess", 2)]
+    speech = [load(path) for path in speech_files("emodb", 3) + speech_files("ravdess", 2)]
     gaps = [0.05, 0.5, 2.0, 0.12, 1.0, 0.3]
     parts = [np.zeros(int(0.3 * SAMPLE_RATE), np.float32)]
     for wave, gap in zip(speech, gaps[: len(speech)], strict=True):
@@ -404,10 +390,7 @@ def test_segmenter_without_speech_and_empty(detector: SpeechDetector) -> None:
 
 def test_segmenter_memory_is_bounded(detector: SpeechDetector) -> None:
     """Four minutes of speech and pauses hold well under a tenth of the file in memory."""
-    try:
-        base = load(corpus_files("ravdess", 1)[0])
-    except pytest.skip.Exception:
-        base = synthetic_speech(3.0)
+    base = load(speech_files("ravdess", 1)[0])
     piece = np.concatenate([base, np.zeros(SAMPLE_RATE, np.float32)])
     repeats = int(240 * SAMPLE_RATE / piece.size)
 
