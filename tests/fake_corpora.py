@@ -119,6 +119,24 @@ def make_emovo(root: Path, suffix: str = ".wav") -> Path:
     return root
 
 
+# (folder, stem) as in ASED v1: the letter's case varies, a name in the wrong folder is skipped
+ASED_FILES = (
+    ("01Neutral", "n1-01-01-01-01"),
+    ("01Neutral", "n2-03-01-02-02"),
+    ("02Fearful", "f1-01-02-01-01"),
+    ("03Happy", "h7-02-01-02-02"),
+    ("04Sad", "S4-04-01-01-03"),
+    ("05Angry", "a5-03-01-02-03"),
+    ("05Angry", "h9-01-01-01-03"),  # a happy letter in the angry folder
+)
+
+
+def make_ased(root: Path, suffix: str = ".wav") -> Path:
+    for folder, stem in ASED_FILES:
+        write_audio(root / folder / f"{stem}{suffix}")
+    return root
+
+
 CREMAD_STEMS = (
     "1001_DFA_ANG_XX",
     "1001_IEO_HAP_HI",

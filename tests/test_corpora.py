@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import fake_corpora as fake
 import pytest
+from real_audio import corpus_root
 
 import emofuse.corpora.base as base
 from emofuse.corpora import CORPORA, CorpusError, CorpusWarning, describe, load_corpus
-from emofuse.corpora.labels import apply_task, default_task
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+from emofuse.corpora.labels import apply_task, default_task, get_task
 
 
 def table(utts):
@@ -25,6 +23,7 @@ def test_registry_and_unknown_name(tmp_path):
         "emodb",
         "ravdess",
         "emovo",
+        "ased",
         "cremad",
         "tess",
         "savee",
@@ -41,7 +40,7 @@ def test_missing_root(tmp_path, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["iemocap", "emodb", "ravdess", "emovo", "cremad", "tess", "savee"]
+    "name", ["iemocap", "emodb", "ravdess", "emovo", "ased", "cremad", "tess", "savee"]
 )
 def test_wrong_tree(tmp_path, name):
     fake.make_generic_folder(tmp_path)  # a tree of other names
@@ -219,6 +218,24 @@ def test_emovo(tmp_path):
     }
 
 
+def test_ased(tmp_path):
+    with pytest.warns(CorpusWarning, match="skipped 1 audio file.*h9-01-01-01-03"):
+        utts = load_corpus("ased", fake.make_ased(tmp_path))
+    by_id = {u.id: u for u in utts}
+    assert table(utts) == [
+        ("S4-04-01-01-03", "sad", "03", None, "F"),  # upper-case letter
+        ("a5-03-01-02-03", "angry", "03", None, "M"),
+        ("f1-01-02-01-01", "fearful", "01", None, "F"),
+        ("h7-02-01-02-02", "happy", "02", None, "M"),
+        ("n1-01-01-01-01", "neutral", "01", None, "F"),
+        ("n2-03-01-02-02", "neutral", "02", None, "M"),
+    ]
+    assert by_id["h7-02-01-02-02"].extras == {
+        "code": "h", "sentence": "02", "repetition": "01", "common": True}  # fmt: skip
+    assert not by_id["a5-03-01-02-03"].extras["common"]
+    assert {u.label for u in utts} <= set(get_task("ased5").labels)
+
+
 @pytest.mark.parametrize("demographics", [True, False])
 def test_cremad(tmp_path, demographics):
     utts = load_corpus("cremad", fake.make_cremad(tmp_path, demographics=demographics))
@@ -352,15 +369,8 @@ def test_natural_key():
 # Real corpora -----------------------------------------------------------------------------------
 
 
-def real(name: str) -> Path:
-    path = REAL / name
-    if not path.is_dir():
-        pytest.skip(f"real corpus {name} not found at {path}")
-    return path
-
-
 def test_real_emodb():
-    utts = load_corpus("emodb", real("emodb"))
+    utts = load_corpus("emodb", corpus_root("emodb"))
     assert len(utts) == 535
     assert Counter(u.label for u in utts) == {
         "angry": 127,
@@ -376,15 +386,25 @@ def test_real_emodb():
 
 
 def test_real_ravdess():
-    utts = load_corpus("ravdess", real("ravdess"))
+    utts = load_corpus("ravdess", corpus_root("ravdess"))
     assert len(utts) == 1440
     counts = Counter(u.label for u in utts)
     assert counts.pop("neutral") == 96 and set(counts.values()) == {192} and len(counts) == 7
     assert len({u.speaker for u in utts}) == 24
 
 
+def test_real_ased():
+    utts = load_corpus("ased", corpus_root("ased"))
+    assert len(utts) == 2474 and len({u.speaker for u in utts}) == 65
+    assert Counter(u.label for u in utts) == {
+        "neutral": 522, "fearful": 510, "happy": 486, "sad": 470, "angry": 486}  # fmt: skip
+    common = [u for u in utts if u.extras["common"]]
+    assert len(common) == 624 and {u.extras["sentence"] for u in common} == {"01", "02"}
+    assert {u.label for u in common} == set(get_task("ased5").labels)
+
+
 def test_real_emovo():
-    utts = load_corpus("emovo", real("emovo"))
+    utts = load_corpus("emovo", corpus_root("emovo"))
     assert len(utts) == 588
     assert Counter(u.label for u in utts) == {
         label: 84

@@ -48,7 +48,13 @@ def test_registered_tasks():
 
 @pytest.mark.parametrize(
     ("corpus", "task"),
-    [("iemocap", "iemocap4"), ("emodb", "emodb7"), ("ravdess", "ravdess8"), ("emovo", "emovo7")],
+    [
+        ("iemocap", "iemocap4"),
+        ("emodb", "emodb7"),
+        ("ravdess", "ravdess8"),
+        ("emovo", "emovo7"),
+        ("ased", "ased5"),
+    ],
 )
 def test_default_task(corpus, task):
     assert default_task(corpus).name == task

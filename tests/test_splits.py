@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fake_corpora as fake
 import pytest
+from real_audio import corpus_root
 
 from emofuse.corpora import load_corpus
 from emofuse.corpora.base import Utterance
@@ -19,8 +20,6 @@ from emofuse.experiments.splits import (
     speaker_key,
     speaker_kfold,
 )
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
 
 def synthetic(speakers: dict[str, str | None], per_speaker: int = 4, corpus: str = "fake"):
@@ -186,12 +185,12 @@ def test_random_split_is_labelled(fakes):
         random_split(utts, test_fraction=0.5, val_fraction=0.5)
 
 
-@pytest.mark.parametrize("corpus", ["emodb", "ravdess", "emovo"])
+@pytest.mark.parametrize("corpus", ["emodb", "ravdess", "emovo", "ased"])
 def test_real_corpora(corpus):
-    if not (REAL / corpus).is_dir():
-        pytest.skip(f"real corpus {corpus} not found at {REAL / corpus}")
-    utts = load_corpus(corpus, REAL / corpus)
+    utts = load_corpus(corpus, corpus_root(corpus))
     folds = make_folds(utts, default_protocol(corpus), seed=0)
-    assert len(folds) == {"emodb": 10, "ravdess": 6, "emovo": 6}[corpus]
+    assert len(folds) == {"emodb": 10, "ravdess": 6, "emovo": 6, "ased": 5}[corpus]
+    if corpus == "ased":  # 5 folds of 13 speakers
+        assert [len({u.speaker for u in f.test}) for f in folds] == [13] * 5
     check_speaker_independent(utts, folds)
     assert all(disjoint_val(f) for f in folds)

@@ -1,7 +1,7 @@
 """Corpus manifests: one module per corpus, each with ``prepare(root) -> list[Utterance]``.
 
 >>> sorted(CORPORA)
-['cremad', 'emodb', 'emovo', 'generic', 'iemocap', 'ravdess', 'savee', 'tess']
+['ased', 'cremad', 'emodb', 'emovo', 'generic', 'iemocap', 'ravdess', 'savee', 'tess']
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from emofuse.corpora import cremad, emodb, emovo, generic, iemocap, ravdess, savee, tess
+from emofuse.corpora import ased, cremad, emodb, emovo, generic, iemocap, ravdess, savee, tess
 from emofuse.corpora.base import CorpusError, CorpusWarning, Utterance, describe
 
 CORPORA: dict[str, ModuleType] = {
-    module.NAME: module for module in (iemocap, emodb, ravdess, emovo, cremad, tess, savee, generic)
+    module.NAME: module
+    for module in (iemocap, emodb, ravdess, emovo, ased, cremad, tess, savee, generic)
 }
 
 __all__ = ["CORPORA", "CorpusError", "CorpusWarning", "Utterance", "describe", "load_corpus"]

@@ -41,6 +41,7 @@ _DEFAULT_PROTOCOLS = {
     "generic": "loso-speaker",
     "ravdess": "kfold-speaker-6",
     "cremad": "kfold-speaker-5",
+    "ased": "kfold-speaker-5",
 }
 _KFOLD = "kfold-speaker-"
 _VAL_FRACTION = 0.1
