@@ -84,6 +84,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
     loader_workers: int = -1  # batch builders; -1: 0 on the CPU, up to 4 per process on CUDA
+    head: str = "network"  # network (gradient training) | logistic (emofuse.training.linear_head)
+    head_c: float = 1e-3  # inverse regularisation of the logistic head
 
     def __post_init__(self) -> None:
         # Types first: YAML reads ``1e-3`` (no dot) as a string, ``16.0`` as a float.
@@ -118,6 +120,10 @@ class TrainConfig:
             raise ConfigError(
                 f"train.precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        if self.head not in ("network", "logistic"):
+            raise ConfigError(f"train.head must be network or logistic, got {self.head!r}")
+        if self.head_c <= 0:
+            raise ConfigError(f"train.head_c must be positive, got {self.head_c}")
         if self.loader_workers < -1:
             raise ConfigError(f"train.loader_workers must be >= -1, got {self.loader_workers}")
 

@@ -8,6 +8,10 @@
 - Macro-F1: mean F1 over the classes present in ``y_true`` or ``y_pred`` (a class only predicted
   scores F1 0, a class never predicted scores F1 0). Equals scikit-learn's
   ``f1_score(y_true, y_pred, average="macro")`` with its default ``labels``.
+- Max share: the share of the answers given to the most-given label (a model facing unseen
+  audio tends to pour it into one class).
+- ECE (expected calibration error): over equal-width bins of confidence (the top probability),
+  the answer-weighted mean gap between accuracy and mean confidence.
 """
 
 from __future__ import annotations
@@ -58,6 +62,42 @@ def unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     classes = np.unique(y_true)
     recalls = [np.mean(y_pred[y_true == c] == c) for c in classes]
     return float(np.mean(recalls))
+
+
+def max_share(y_pred: np.ndarray) -> float:
+    """Share of the predictions given to the most frequent predicted class.
+
+    >>> max_share(np.array([2, 2, 1, 2]))
+    0.75
+    """
+    y_pred = np.asarray(y_pred)
+    if y_pred.size == 0:
+        raise ValueError("the share of an empty set of predictions is undefined")
+    return float(np.unique(y_pred, return_counts=True)[1].max() / y_pred.size)
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15
+) -> float:
+    """ECE of class ``probabilities`` (N, C) against ``y_true`` (N,), ``bins`` equal-width bins
+    of the top probability.
+
+    >>> probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    >>> round(expected_calibration_error(probs, np.array([0, 1, 0, 1])), 3)
+    0.4
+    """
+    probabilities, y_true = np.asarray(probabilities), np.asarray(y_true)
+    if probabilities.ndim != 2 or len(probabilities) != len(y_true) or not len(y_true):
+        raise ValueError(f"need probabilities (N, C) and N labels, got {probabilities.shape} "
+                         f"and {y_true.shape}")  # fmt: skip
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == y_true
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    gap = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        gap += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(gap)
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -46,17 +46,28 @@ def _frame_moments(pipeline, paths):
 
 def test_adapt_fits_the_normalisers_on_the_recordings(recordings):
     pipeline = tiny_pipeline().eval()
-    adapted, report = adapt_pipeline(pipeline, recordings, min_seconds=5.0)
-    assert report == {"files": 3, "seconds": 6.5, "skipped_silent": 1}
+    adapted, report = adapt_pipeline(pipeline, recordings, min_seconds=5.0, prior_seconds=0)
+    assert report == {"files": 3, "seconds": 6.5, "skipped_silent": 1, "prior_seconds": 0}
     expected = _frame_moments(pipeline, recordings[:3])
     for name, norm in adapted.normalizers.items():
-        mean = next(v for k, v in norm.state_dict().items() if "mean" in k)
-        assert torch.allclose(mean.double(), expected[name], atol=1e-3), name
+        assert torch.allclose(norm.mean.double(), expected[name], atol=1e-3), name
     # the original is untouched and the two now standardise differently
     wave = torch.from_numpy(load_audio(recordings[0], RATE))[None]
     lengths = torch.tensor([wave.shape[1]])
     with torch.no_grad():
         assert not torch.allclose(pipeline(wave, lengths), adapted(wave, lengths))
+
+
+def test_adapt_shrinks_towards_the_training_statistics(recordings):
+    """6.5 s of audio against a prior of 6.5 s: the means land halfway."""
+    pipeline = tiny_pipeline().eval()
+    adapted, report = adapt_pipeline(pipeline, recordings, min_seconds=5.0, prior_seconds=6.5)
+    assert report["prior_seconds"] == 6.5
+    expected = _frame_moments(pipeline, recordings[:3])
+    for name, norm in adapted.normalizers.items():
+        prior = pipeline.normalizers[name].mean.double()
+        share = (norm.mean.double() - expected[name]) / (prior - expected[name])  # 0.5: halfway
+        assert torch.allclose(share, torch.full_like(share, 0.5), atol=0.01), name
 
 
 def test_adapt_refuses_too_little_audio(recordings):

@@ -183,7 +183,7 @@ def test_timeline_covers_the_file_and_finds_the_silence(recognizer, tmp_path):
         [synthetic_voice(25.0), np.zeros(20 * RATE, np.float32), synthetic_voice(26.0, seed=1)]
     )  # voice 0-25 s, silence 25-45 s, voice 45-71 s
     path = _write(tmp_path / "long.wav", wave)
-    segments = list(recognizer.timeline(path))
+    segments = list(recognizer.timeline(path, adapt=False))
     assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(71.0)
     for a, b in zip(segments, segments[1:], strict=False):
         assert a.end == b.start and a.start < a.end
@@ -202,13 +202,40 @@ def test_timeline_covers_the_file_and_finds_the_silence(recognizer, tmp_path):
         _probs(recognizer.predict(window, sample_rate=RATE)),
         atol=1e-6,
     )
-    small = list(recognizer.timeline(path, block_seconds=7.3, batch_size=5))
+    small = list(recognizer.timeline(path, block_seconds=7.3, batch_size=5, adapt=False))
     assert len(small) == len(segments)
     for a, b in zip(segments, small, strict=True):
         assert (a.start, a.end, a.label, a.silent) == (b.start, b.end, b.label, b.silent)
         np.testing.assert_allclose(
             list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4
         )
+
+
+def test_timeline_adapts_to_its_own_recording(recognizer, tmp_path):
+    """The default: each window is standardised with the statistics of the speech before it
+    (shrunk to the training statistics), whatever the batching; the first is as unadapted."""
+    wave = np.concatenate([0.3 * synthetic_voice(40.0), np.zeros(3 * RATE, np.float32),
+                           0.3 * synthetic_voice(30.0, seed=2)])  # fmt: skip
+    path = _write(tmp_path / "quiet-room.wav", wave)
+    plain = [s for s in recognizer.timeline(path, adapt=False) if not s.silent]
+    adapted = [s for s in recognizer.timeline(path, adapt=True) if not s.silent]
+    rebatched = [s for s in recognizer.timeline(path, batch_size=3, block_seconds=11.0,
+                                                adapt=True) if not s.silent]  # fmt: skip
+    assert [(s.start, s.end) for s in adapted] == [(s.start, s.end) for s in plain]
+    np.testing.assert_allclose(_probs(adapted[0]), _probs(plain[0]), atol=1e-6)
+    gaps = [np.abs(_probs(a) - _probs(p)).max() for a, p in zip(adapted, plain, strict=True)]
+    assert max(gaps[len(gaps) // 2 :]) > 1e-3  # later windows moved with the statistics
+    for a, b in zip(adapted, rebatched, strict=True):
+        np.testing.assert_allclose(_probs(a), _probs(b), atol=1e-4)
+    # by default only a model trained per speaker adapts (its file says so)
+    default = [s for s in recognizer.timeline(path) if not s.silent]
+    np.testing.assert_allclose(_probs(default[-1]), _probs(plain[-1]), atol=1e-6)
+    recognizer.backend.pipeline.extra = {"normalised_per": "speaker"}
+    try:
+        speaker_trained = [s for s in recognizer.timeline(path) if not s.silent]
+    finally:
+        recognizer.backend.pipeline.extra = {}
+    np.testing.assert_allclose(_probs(speaker_trained[-1]), _probs(adapted[-1]), atol=1e-6)
 
 
 def test_timeline_of_a_short_file_is_one_segment(recognizer, tmp_path):

@@ -149,3 +149,25 @@ def test_output_into_a_closed_pipe_is_quiet(model, audio):
     process.stdout.close()  # before the command writes anything
     _, err = process.communicate(timeout=120)
     assert process.returncode == 141 and b"error" not in err, err
+
+
+def test_adapt_to_inputs_says_what_it_used(capsys, model, audio, tmp_path):
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.3 * synthetic_voice(62.0, seed=4), RATE)
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    plain = _run(capsys, audio["a"], str(long), "--model", model, "--format", "json")
+    status, out, err = _run(capsys, audio["a"], str(long), str(broken), "--model", model,
+                            "--format", "json", "--adapt-to-inputs")  # fmt: skip
+    assert status == 1  # the broken file is still reported, after the others
+    assert any("adapted to the inputs: 2 files, 64 s" in line for line in err)
+    assert any("broken.wav" in line for line in err)
+    adapted, before = json.loads(out), json.loads(plain[1])
+    assert [r["file"] for r in adapted] == [r["file"] for r in before]
+    assert adapted[0]["probabilities"] != before[0]["probabilities"]
+
+
+def test_adapt_to_inputs_refuses_too_little_audio(capsys, model, audio):
+    status, out, err = _run(capsys, audio["a"], "--model", model, "--adapt-to-inputs")
+    assert status != 0 and out == ""
+    assert any("at least 60 s" in line and "2.0 s from 1 file" in line for line in err)

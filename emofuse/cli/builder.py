@@ -46,6 +46,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model or "accurate", backend=args.backend, device=args.device,
         threads=threads, precision=args.precision, vad=not args.no_vad,
     )  # fmt: skip
+    if args.adapt_to_inputs:
+        recognizer = recognizer.adapt(files, on_error=lambda path, error: None)  # told below
+        used = recognizer.adaptation
+        print(f"emofuse: adapted to the inputs: {used['files']} files, {used['seconds']:g} s of "
+              f"audio ({used['skipped_silent']} silent skipped; training statistics weigh as "
+              f"{used['prior_seconds']:g} s)", file=sys.stderr)  # fmt: skip
     show_progress = len(files) > 1 and (args.output is not None or not sys.stdout.isatty())
     keys = ["file", "start", "end"] if timeline else ["file", "duration"]
     answered, segments = [], []
@@ -99,6 +105,7 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
         "--format": args.format != "table", "--output": args.output, "--timeline": args.timeline,
         "--window": args.window is not None, "--hop": args.hop is not None, "--plot": args.plot,
         "--embeddings": args.embeddings, "--device": args.device != "auto",
+        "--adapt-to-inputs": args.adapt_to_inputs,
     }  # fmt: skip
     given = [option for option, used in unsupported.items() if used]
     if given:
@@ -238,6 +245,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--no-vad", action="store_true",
         help="no voice activity detection: only digital silence (below -60 dBFS) is left out "
         "(default: files and stretches without speech get 'no speech')",
+    )  # fmt: skip
+    predict.add_argument(
+        "--adapt-to-inputs", action="store_true",
+        help="first re-estimate the model's normalisation on the inputs themselves (at least "
+        "60 s of audio, labels unused; the training statistics kept as 20 s of it): for a "
+        "folder of one microphone, room or speaker group; said on stderr (torch backend)",
     )  # fmt: skip
     predict.add_argument(
         "--embeddings", metavar="NPY",

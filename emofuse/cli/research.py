@@ -156,11 +156,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     report = train_final(_config_with_overrides(args), args.out, cache_dir=args.cache)
     if not distributed_main():
         return
+    if report.get("head") == "logistic":
+        held = ", ".join(f"{k} {100 * v:.1f}" for k, v in report["leave_one_corpus_out_ua"].items())
+        chosen = f"leave-one-corpus-out UA {held}; temperature {report['temperature']:g}"
+    else:
+        chosen = f"validation UA {100 * report['val_ua']:.1f} at epoch {report['best_epoch']}"
     print(
         f"trained on {sum(report['train_utterances'].values())} utterances "
         f"({', '.join(f'{k} {v}' for k, v in report['train_utterances'].items())}); "
-        f"validation UA {100 * report['val_ua']:.1f} at epoch {report['best_epoch']} "
-        f"-> {args.out}/model.pt"
+        f"{chosen} -> {args.out}/model.pt"
     )
 
 

@@ -1,7 +1,9 @@
 """Training a deployable model, as an experiment (``emofuse train``): one model, every corpus.
 
 Validation speakers (10% of each corpus's speakers) are held out for early stopping and the
-checkpoint choice; everything else trains. The result folder holds ``model.pt`` (load it with
+checkpoint choice; everything else trains. A logistic head (``train.head: logistic``,
+:mod:`emofuse.training.linear_head`) needs no early stopping: it trains on every speaker and
+calibrates on held-out corpora instead. The result folder holds ``model.pt`` (load it with
 ``EmotionRecognizer.load(path)``), ``config.yaml`` and ``training.json``. Under torchrun the
 processes train data-parallel and rank 0 writes.
 """
@@ -9,19 +11,30 @@ processes train data-parallel and rank 0 writes.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
 from emofuse.config import ExperimentConfig, save_config
+from emofuse.corpora import Utterance
+from emofuse.device import set_threads
 from emofuse.experiments.loading import load_features, load_manifest
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.scoring import speaker_names
 from emofuse.experiments.splits import holdout_speakers
 from emofuse.files import write_json
+from emofuse.pipeline import pipeline_from_config, save_pipeline
+from emofuse.pipeline.cache import StreamCache
 from emofuse.training import distributed
+from emofuse.training.linear_head import (
+    UtteranceMoments,
+    check_linear_pipeline,
+    fit_logistic_head,
+    utterance_moments,
+)
 from emofuse.training.train import check_precision, evaluate, fit
 
-__all__ = ["train_final"]
+__all__ = ["normalisation_groups", "train_final", "train_logistic"]
 
 
 def train_final(
@@ -32,6 +45,8 @@ def train_final(
     progress: bool = True,
 ) -> dict:
     """Fit on all corpora of ``config`` but the held-out validation speakers; resumable."""
+    if config.train.head == "logistic":
+        return train_logistic(config, out_dir, cache_dir=cache_dir, progress=progress)
     out_dir = Path(out_dir)
     device = distributed.process_device(config.train.device)
     check_precision(config.train.precision, device)
@@ -69,4 +84,76 @@ def train_final(
     if main:
         write_json(report, out_dir / "training.json")
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return report
+
+
+def normalisation_groups(config: ExperimentConfig, utterances: list[Utterance]) -> list[tuple]:
+    """Per utterance: its configured corpus folder and speaker. A corpus listed twice (a
+    degraded copy, ``scripts/degrade_corpus.py``) keeps its speakers apart from the original."""
+    roots = [Path(spec.root).resolve() for spec in config.data.corpora]
+    groups = []
+    for u in utterances:
+        path = Path(u.path).resolve()
+        root = next((str(r) for r in roots if path.is_relative_to(r)), u.corpus)
+        groups.append((root, u.corpus, u.speaker))
+    return groups
+
+
+def frame_moments(
+    utterances: list[Utterance],
+    config: ExperimentConfig,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[UtteranceMoments]:
+    """:func:`utterance_moments` of the (single) stream's cached frames of every utterance,
+    one file in memory at a time."""
+    cache = StreamCache(config.streams, cache_dir, distributed.process_device(config.train.device))
+    paths = [u.path for u in utterances]
+    if progress:
+        from tqdm import tqdm
+
+        paths = tqdm(paths, desc="features", unit="file", leave=False)
+    name = config.streams[0].name
+    return [utterance_moments(cache.get(path)[name]) for path in paths]
+
+
+def train_logistic(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fit the pooled-statistics logistic head on every utterance of ``config``'s corpora;
+    writes ``model.pt``, ``config.yaml`` and ``training.json`` to ``out_dir``."""
+    began = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out_dir / "config.yaml")
+    set_threads(config.train.num_threads)
+    task, utterances, dropped = load_manifest(config)
+    pipeline = pipeline_from_config(config, task.labels)
+    check_linear_pipeline(pipeline)
+    fitted = fit_logistic_head(
+        pipeline,
+        frame_moments(utterances, config, cache_dir, progress),
+        [task.index(u.label) for u in utterances],
+        normalisation_groups(config, utterances),
+        [u.corpus for u in utterances],
+        c=config.train.head_c,
+    )
+    save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per="speaker")
+    report = {
+        "task": task.name,
+        "labels": list(task.labels),
+        "head": "logistic",
+        "train_utterances": dict(Counter(u.corpus for u in utterances)),
+        "train_labels": dict(Counter(u.label for u in utterances)),
+        "normalisation_groups": len(set(normalisation_groups(config, utterances))),
+        "dropped": dropped,
+        **fitted,
+        "train_seconds": round(time.perf_counter() - began, 1),
+        "machine": machine_description(),
+    }
+    write_json(report, out_dir / "training.json")
     return report

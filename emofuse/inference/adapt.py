@@ -6,9 +6,11 @@ corpora; on unseen corpora those statistics are the main mismatch (DESIGN.md 6b:
 with the target corpus's own unlabelled statistics raised cross-corpus UA by 8 to 38 points).
 :func:`adapt_pipeline` recomputes them from the frames of the given files, silent files left
 out, and refuses fewer than ``min_seconds`` of audio: a few seconds would replace robust
-statistics with noisy ones. One call pools every file (per corpus); adapting to one speaker is
-the same call on that speaker's files (it helps when each speaker covers many emotions, and
-hurts when they cover few).
+statistics with noisy ones. The training statistics stay in as a prior weighing as much as
+``prior_seconds`` of the user's audio (shrinkage, :func:`blended_moments`): little audio moves
+the statistics a little, hours replace them. One call pools every file (per corpus); adapting to
+one speaker is the same call on that speaker's files (the bundled ``accurate`` model was
+trained for that: each training speaker standardised by its own statistics).
 """
 
 from __future__ import annotations
@@ -23,9 +25,17 @@ from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline
 from emofuse.signal.audio import AudioError, level_db, load_audio
 
-__all__ = ["AdaptationError", "adapt_pipeline", "MIN_SECONDS"]
+__all__ = [
+    "AdaptationError",
+    "RunningAdaptation",
+    "adapt_pipeline",
+    "blended_moments",
+    "MIN_SECONDS",
+    "PRIOR_SECONDS",
+]
 
 MIN_SECONDS = 60.0
+PRIOR_SECONDS = 20.0  # the training statistics weigh as much as 20 s of the user's audio
 CHUNK_SECONDS = 30.0  # frames are computed 30 s at a time: memory stays flat on long files
 
 
@@ -33,17 +43,38 @@ class AdaptationError(ValueError):
     """Too little usable audio to re-estimate the statistics; the message says how much."""
 
 
+def blended_moments(
+    normalizer: torch.nn.Module, sums: torch.Tensor, squares: torch.Tensor, count: int,
+    prior_frames: float,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Per-row frame sums, sums of squares (dims,) and count of the user's audio, with the
+    normaliser's own statistics added as ``prior_frames`` frames of it.
+
+    >>> from emofuse.signal.transforms import FeatureNormalizer
+    >>> norm = FeatureNormalizer(1)  # mean 0, std 1
+    >>> s, q, n = blended_moments(norm, torch.tensor([40.0]), torch.tensor([200.0]), 10, 10)
+    >>> norm.fit(s, q, n); round(float(norm.mean), 3), round(float(norm.std), 3)
+    (2.0, 2.55)
+    """  # fmt: skip
+    mean, std = normalizer.mean.double().cpu(), normalizer.std.double().cpu()
+    return (sums.double() + prior_frames * mean,
+            squares.double() + prior_frames * (std.square() + mean.square()),
+            count + prior_frames)  # fmt: skip
+
+
 def adapt_pipeline(
     pipeline: EmotionPipeline,
     paths: Sequence[str | os.PathLike],
     *,
     min_seconds: float = MIN_SECONDS,
+    prior_seconds: float = PRIOR_SECONDS,
     silence_db: float = -60.0,
     on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
 ) -> tuple[EmotionPipeline, dict]:
-    """A copy of ``pipeline`` whose normalisers are fitted on the frames of ``paths``, and a
-    report (``files``, ``seconds`` used, ``skipped_silent``). Unreadable files go to
-    ``on_error`` (raised when it is None); silent ones are skipped.
+    """A copy of ``pipeline`` whose normalisers are fitted on the frames of ``paths`` and its
+    own statistics as ``prior_seconds`` of them, and a report (``files``, ``seconds`` used,
+    ``skipped_silent``, ``prior_seconds``). Unreadable files go to ``on_error`` (raised when it
+    is None); silent ones are skipped.
 
     Raises:
         AdaptationError: less than ``min_seconds`` of non-silent audio.
@@ -86,5 +117,58 @@ def adapt_pipeline(
             f"{seconds:.1f} s from {used} file(s) ({silent} silent skipped)"
         )
     adapted = copy.deepcopy(pipeline)
-    adapted.fit_normalizers({n: (sums[n], squares[n], counts[n]) for n in sums})
-    return adapted.eval(), {"files": used, "seconds": round(seconds, 1), "skipped_silent": silent}
+    adapted.fit_normalizers({
+        name: blended_moments(pipeline.normalizers[name], sums[name], squares[name],
+                              counts[name], prior_seconds * pipeline.kinds[name].frame_rate)
+        for name in sums
+    })  # fmt: skip
+    report = {"files": used, "seconds": round(seconds, 1), "skipped_silent": silent,
+              "prior_seconds": prior_seconds}  # fmt: skip
+    return adapted.eval(), report
+
+
+class RunningAdaptation:
+    """One recording adapting to itself: normalisation statistics of the speech heard so far,
+    blended with the model's training statistics weighing ``prior_seconds`` (shrinkage).
+
+    :meth:`normalised` standardises frames with the current blend; :meth:`update` then adds
+    frames heard, each window weighted (the share of it that is new, so overlapping windows
+    count once). Before any update it is the model as trained, so a recording's first window
+    is predicted as without adaptation; after minutes of speech the statistics are the
+    recording's own (its speaker, microphone and room). Memory: a few vectors per stream.
+    """
+
+    def __init__(self, pipeline: EmotionPipeline, prior_seconds: float = PRIOR_SECONDS) -> None:
+        self.normalizers = copy.deepcopy(pipeline.normalizers)
+        self._prior = copy.deepcopy(pipeline.normalizers)
+        self._prior_frames = {n: prior_seconds * k.frame_rate for n, k in pipeline.kinds.items()}
+        self._moments: dict[str, list] = {}
+        self.seconds = 0.0
+        self._rates = {n: k.frame_rate for n, k in pipeline.kinds.items()}
+
+    def normalised(self, streams: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
+        """Raw frames of every stream -> frames standardised with the current statistics."""
+        return {name: (norm(streams[name][0], streams[name][1]), streams[name][1])
+                for name, norm in self.normalizers.items()}  # fmt: skip
+
+    @torch.no_grad()
+    def update(
+        self, streams: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: torch.Tensor
+    ) -> None:
+        """Add the valid frames of each window (B,) with its weight in [0, 1], then re-blend."""
+        for name, (frames, lengths) in streams.items():
+            mask = lengths_to_mask(lengths, frames.shape[-1]).unsqueeze(1)  # (B, 1, T)
+            w = weights.to(frames.device, torch.float64).view(-1, 1, 1)
+            valid = frames.double() * mask * w  # (B, dims, T)
+            sums, squares, count = self._moments.get(name, (0.0, 0.0, 0.0))
+            self._moments[name] = (
+                sums + valid.sum(dim=(0, 2)).cpu(),
+                squares + (valid * frames.double()).sum(dim=(0, 2)).cpu(),
+                count + float((lengths.double().cpu() * weights.double().cpu()).sum()),
+            )
+        first = next(iter(self._moments))
+        self.seconds = self._moments[first][2] / self._rates[first]
+        for name, (sums, squares, count) in self._moments.items():
+            self.normalizers[name].fit(
+                *blended_moments(self._prior[name], sums, squares, count, self._prior_frames[name])
+            )

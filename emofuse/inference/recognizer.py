@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from emofuse.device import resolve_device
+from emofuse.inference.adapt import RunningAdaptation
 from emofuse.inference.prefetch import prefetch
 from emofuse.pipeline import EmotionPipeline, load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
@@ -113,6 +114,29 @@ class TorchBackend:
                 torch.from_numpy(waveforms).to(self.device),
                 torch.from_numpy(lengths).to(self.device),
             )  # (B, C)
+            return logits.float().softmax(dim=1).cpu().numpy()
+
+    def adapting_probabilities(
+        self, waveforms: np.ndarray, lengths: np.ndarray, adaptation: RunningAdaptation,
+        weights: np.ndarray,
+    ) -> np.ndarray:
+        """As :meth:`probabilities` for windows in recording order, each standardised with
+        ``adaptation``'s statistics of the windows before it, then added to them with its
+        weight (B,): the answers do not depend on how windows are batched."""  # fmt: skip
+        with torch.inference_mode(), self._autocast():
+            streams = self.pipeline.frontend(
+                torch.from_numpy(waveforms).to(self.device),
+                torch.from_numpy(lengths).to(self.device),
+            )
+            normalised: dict[str, list] = {name: [] for name in streams}
+            for i in range(len(lengths)):
+                window = {name: (x[i : i + 1], n[i : i + 1]) for name, (x, n) in streams.items()}
+                for name, (x, _) in adaptation.normalised(window).items():
+                    normalised[name].append(x)
+                adaptation.update(window, torch.from_numpy(weights[i : i + 1]))
+            inputs = {name: (torch.cat(parts), streams[name][1])
+                      for name, parts in normalised.items()}  # fmt: skip
+            logits = self.pipeline.net(inputs)  # (B, C)
             return logits.float().softmax(dim=1).cpu().numpy()
 
     def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -519,18 +543,21 @@ class EmotionRecognizer:
         return self.backend.embeddings(*_padded(self._eval_windows(wave))).mean(axis=0)
 
     def adapt(
-        self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0
+        self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0,
+        on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     ) -> EmotionRecognizer:
         """A recogniser whose normalisation statistics are re-estimated on ``paths``, the
         user's unlabelled recordings (:mod:`emofuse.inference.adapt`); torch backend only.
-        ``self.adaptation`` of the result reports what was used."""
+        Unreadable files go to ``on_error`` (raised when None). ``self.adaptation`` of the
+        result reports what was used."""
         from emofuse.inference.adapt import adapt_pipeline
 
         if not isinstance(self.backend, TorchBackend):
             raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
         pipeline, report = adapt_pipeline(
-            self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db
-        )
+            self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db,
+            on_error=on_error,
+        )  # fmt: skip
         adapted = EmotionRecognizer(
             TorchBackend(pipeline, str(self.backend.device), self.backend.precision),
             silence_db=self.silence_db,
@@ -548,9 +575,18 @@ class EmotionRecognizer:
         hop: float | None = None,
         block_seconds: float = 60.0,
         batch_size: int | None = None,
+        adapt: bool | None = None,
     ) -> Iterator[Segment]:
         """Contiguous segments from 0 to the end of a (long) file, streamed block by block, or
         of an array (samples,) or (samples, channels) at ``sample_rate``.
+
+        ``adapt`` (default: for a model trained with each speaker standardised by their own
+        statistics, its file saying ``normalised_per: speaker``, the accurate model; torch
+        backend): the recording adapts to itself as it goes
+        (:class:`~emofuse.inference.adapt.RunningAdaptation`): each batch of windows is
+        standardised with the statistics of the speech before it, blended with the training
+        statistics by the amount of speech, so the first batch is predicted as without it and
+        a long recording converges to its own speaker and room.
 
         With voice activity detection (the default), the file is first cut into speech and
         non-speech stretches (:class:`~emofuse.signal.vad.SpeechSegmenter`; speech stretches
@@ -573,6 +609,13 @@ class EmotionRecognizer:
         if not 0 < hop_samples <= window_samples:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
         batch_size = self._batch_size(batch_size)
+        can_adapt = hasattr(self.backend, "adapting_probabilities")
+        if adapt and not can_adapt:
+            raise ValueError("a timeline adapts with the torch backend only (not ONNX)")
+        if adapt is None:
+            extra = getattr(getattr(self.backend, "pipeline", None), "extra", {})
+            adapt = can_adapt and extra.get("normalised_per") == "speaker"
+        adaptation = RunningAdaptation(self.backend.pipeline) if adapt else None
         if isinstance(audio, np.ndarray):
             wave, path = self._wave(audio, sample_rate)[0], "array"
             blocks: Iterable[np.ndarray] = [wave]
@@ -588,7 +631,7 @@ class EmotionRecognizer:
                 (s.start, [s.samples] if s.speech else None, s.end)
                 for s in SpeechSegmenter(self.vad, self.vad_settings).split(blocks)
             )
-        return self._segments(path, stretches, window_samples, hop_samples, batch_size)
+        return self._segments(path, stretches, window_samples, hop_samples, batch_size, adaptation)
 
     def _segments(
         self,
@@ -597,6 +640,7 @@ class EmotionRecognizer:
         window: int,
         hop: int,
         batch_size: int,
+        adaptation: RunningAdaptation | None = None,
     ) -> Iterator[Segment]:
         """:meth:`timeline` over (first sample, its blocks or None for no speech, end sample)
         stretches, with window and hop in samples."""
@@ -605,7 +649,14 @@ class EmotionRecognizer:
         silent = f"silent (below {self.silence_db:g} dBFS)"
 
         def flush() -> Iterator[Segment]:
-            probs = iter(self._forward([w for _, _, w, _ in pending if w is not None]))
+            spoken = [(hi - lo, w) for lo, hi, w, _ in pending if w is not None]
+            if adaptation is None or not spoken:
+                probs = iter(self._forward([w for _, w in spoken]))
+            else:  # each window adds the share of it its segment covers: overlaps count once
+                weights = np.array([min(1.0, span / w.size) for span, w in spoken])
+                waves, lengths = _padded([w for _, w in spoken])
+                probs = iter(self.backend.adapting_probabilities(waves, lengths, adaptation,
+                                                                 weights))  # fmt: skip
             for lo, hi, w, reason in pending:
                 if w is None:
                     yield Segment(lo / rate, hi / rate, NO_SPEECH, {}, True, reason)

@@ -27,6 +27,7 @@ __all__ = [
     "BRANCH_TYPES",
     "Conv1dBranch",
     "Conv2dBranch",
+    "IdentityBranch",
     "LayerSumBranch",
     "make_branch",
     "halve",
@@ -191,10 +192,30 @@ class LayerSumBranch(nn.Module):
         return self.merge(h) * mask  # (B, D, T/2)
 
 
+class IdentityBranch(nn.Module):
+    """The stream's frames as they come, for heads that read the normalised frames directly
+    (statistics pooling and a linear classifier: logistic regression on pooled statistics).
+
+    Shape: ``(B, in_dims, T), (B,) -> (B, in_dims, T)``; ``d_model`` must equal ``in_dims``.
+    """
+
+    time_stride = 1
+
+    def __init__(self, in_dims: int, channels: int, d_model: int, **_: object) -> None:
+        super().__init__()
+        if d_model != in_dims:
+            raise ValueError(f"an identity branch passes its {in_dims} rows on: set model "
+                             f"d_model to {in_dims}, got {d_model}")  # fmt: skip
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 BRANCH_TYPES: dict[str, type[nn.Module]] = {
     "conv1d": Conv1dBranch,
     "conv2d": Conv2dBranch,
     "layers": LayerSumBranch,
+    "identity": IdentityBranch,
 }
 
 

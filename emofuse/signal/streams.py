@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from emofuse.model import BranchSpec
+from emofuse.model.branches import BRANCH_TYPES
 from emofuse.signal.prosody import N_PROSODY, Prosody
 from emofuse.signal.transforms import (
     MFCC,
@@ -252,7 +253,8 @@ class WhisperKind(StreamKind):
 @dataclass(frozen=True)
 class StreamSpec:
     """One feature stream of an experiment: its name, kind, the kind's settings (complete, with
-    defaults filled in) and its branch settings (``channels``: the branch's convolution width).
+    defaults filled in) and its branch settings (``channels``: the branch's convolution width;
+    ``type``, only when given: a branch type other than the kind's, e.g. ``identity``).
     """
 
     name: str
@@ -292,11 +294,14 @@ class StreamSpec:
                 f"stream {name!r} ({kind}): unknown setting(s) "
                 f"{', '.join(sorted(set(settings) - known))} (known: {', '.join(sorted(known))})"
             )
-        if set(branch) - {"channels"}:
+        if set(branch) - {"channels", "type"}:
             raise ValueError(
                 f"stream {name!r}: unknown branch setting(s) "
-                f"{', '.join(sorted(set(branch) - {'channels'}))} (known: channels)"
+                f"{', '.join(sorted(set(branch) - {'channels', 'type'}))} (known: channels, type)"
             )
+        if "type" in branch and branch["type"] not in BRANCH_TYPES:
+            raise ValueError(f"stream {name!r}: unknown branch type {branch['type']!r}; known: "
+                             f"{', '.join(sorted(BRANCH_TYPES))}")  # fmt: skip
         try:
             full = {key: list(value) if isinstance(value, tuple) else value  # YAML-safe
                     for key, value in asdict(cls_kind.settings_type(**settings)).items()}
@@ -306,7 +311,8 @@ class StreamSpec:
         if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
             raise ValueError(f"stream {name!r}: branch channels must be a positive integer, "
                              f"got {channels!r}")  # fmt: skip
-        return cls(name, kind, full, {"channels": channels})
+        chosen = {"type": branch["type"]} if "type" in branch else {}  # default: the kind's
+        return cls(name, kind, full, {"channels": channels, **chosen})
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "settings": dict(self.settings),
@@ -335,7 +341,8 @@ def make_kind(spec: StreamSpec) -> StreamKind:
 def branch_spec(spec: StreamSpec) -> BranchSpec:
     """The model branch that reads stream ``spec``."""
     kind = make_kind(spec)
-    return BranchSpec(spec.name, kind.branch_type, kind.dims, spec.branch["channels"],
+    branch_type = spec.branch.get("type", kind.branch_type)
+    return BranchSpec(spec.name, branch_type, kind.dims, spec.branch["channels"],
                       groups=kind.row_groups)  # fmt: skip
 
 

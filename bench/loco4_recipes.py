@@ -1,0 +1,277 @@
+"""The recipe search behind the default model: leave one corpus out over the four shared corpora,
+on the frozen Whisper base features (mean and std of each layer's normalised hidden states over
+the clip), one row per change.
+
+Every row trains on three corpora and tests on the fourth, four times, and is scored three ways:
+each clip alone (the training statistics as the prior), after adapting to the held-out corpus's
+unlabelled audio (its own statistics, shrunk towards the prior by 20 s), and after adapting to
+each held-out speaker's audio (what a recording of one speaker gets as it goes). Reported: mean
+and worst UA over the four, the largest share of one label among the answers, ECE (15 bins).
+
+Features come from the stream cache (the Whisper layers of every file, computed once); the
+degraded copies must exist first (``scripts/degrade_corpus.py``, seeds 0 and 1, into
+``runs/degraded/<seed>/<corpus>``).
+
+    python bench/loco4_recipes.py --threads 1    # about 20 min on 2 cores once cached
+
+Writes ``results/loco4/recipes.json`` and ``recipes.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, markdown_table, write_results  # noqa: E402
+
+from emofuse.corpora import load_corpus  # noqa: E402
+from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
+from emofuse.device import set_threads  # noqa: E402
+from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
+from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
+from emofuse.pipeline.cache import StreamCache  # noqa: E402
+from emofuse.signal.streams import stream_spec  # noqa: E402
+from emofuse.training.linear_head import (  # noqa: E402
+    fit_logistic,
+    fit_temperature,
+    pooled_moments,
+    pooled_statistics,
+    utterance_moments,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = ("emodb", "ravdess", "emovo", "ased")
+LAYERS = (1, 2, 3, 4)
+WIDTH = 512
+PRIOR_SECONDS = 20.0
+FRAME_RATE = 50.0
+
+
+class Data:
+    """Per-utterance moments of the Whisper layers (N, 4, W) with labels and groups."""
+
+    def __init__(self, roots: dict[str, Path], copy: str, task_name: str) -> None:
+        task = get_task(task_name)
+        cache = StreamCache([stream_spec("whisper", layers=list(LAYERS))], None,
+                            torch.device("cpu"))  # fmt: skip
+        means, variances, frames, labels, corpora, speakers = [], [], [], [], [], []
+        self.roots, self.utterances = roots, []
+        for corpus, root in roots.items():
+            for u in apply_task(load_corpus(corpus, root), task).utterances:
+                self.utterances.append(u)
+                mean, var, count = utterance_moments(cache.get(u.path)["whisper"])
+                means.append(mean.reshape(len(LAYERS), WIDTH))
+                variances.append(var.reshape(len(LAYERS), WIDTH))
+                frames.append(count)
+                labels.append(task.index(u.label))
+                corpora.append(corpus)
+                speakers.append(f"{copy}/{corpus}/{u.speaker}")
+        self.mean, self.var = np.stack(means), np.stack(variances)
+        self.frames, self.labels = np.array(frames), np.array(labels)
+        self.corpus, self.speaker = np.array(corpora), np.array(speakers)
+
+    def moments(self, index: np.ndarray, layers: list[int]) -> list:
+        return [(self.mean[i, layers].ravel(), self.var[i, layers].ravel(), self.frames[i])
+                for i in index]  # fmt: skip
+
+
+def pooled(data: Data, index: np.ndarray, layers: list[int], groups: np.ndarray | None,
+           prior: tuple | None, prior_seconds: float = PRIOR_SECONDS) -> np.ndarray:
+    """Pooled statistics of ``index``: each group standardised with its own statistics (shrunk
+    to ``prior`` by ``prior_seconds`` when given), or all with ``prior`` when ``groups`` is None."""
+    moments = data.moments(index, layers)
+    if groups is None:
+        return np.stack([pooled_statistics(m, *prior[:2]) for m in moments])
+    out = np.empty((len(index), 2 * WIDTH * len(layers)))
+    for group in np.unique(groups):
+        inside = np.flatnonzero(groups == group)
+        mean, std, count = pooled_moments([moments[i] for i in inside])
+        if prior is not None:
+            weight = count / (count + prior_seconds * FRAME_RATE)
+            second = weight * (std**2 + mean**2) + (1 - weight) * (prior[1] ** 2 + prior[0] ** 2)
+            mean = weight * mean + (1 - weight) * prior[0]
+            std = np.sqrt(np.maximum(second - mean**2, 1e-8))
+        for i in inside:
+            out[i] = pooled_statistics(moments[i], mean, std)
+    return out
+
+
+class MLP:
+    """One hidden layer (256, GELU, dropout), AdamW, label smoothing, sample weights."""
+
+    def fit(self, x, labels, weights, n_classes):
+        torch.manual_seed(0)
+        x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(labels)
+        w = torch.tensor(weights, dtype=torch.float32)
+        self.center, self.scale = x.mean(0), x.std(0) + 1e-6
+        x = (x - self.center) / self.scale
+        self.net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], 256),
+                                       torch.nn.GELU(), torch.nn.Dropout(0.5),
+                                       torch.nn.Linear(256, n_classes))  # fmt: skip
+        optimiser = torch.optim.AdamW(self.net.parameters(), 1e-3, weight_decay=1e-2)
+        for _ in range(60):
+            for batch in torch.randperm(len(x)).split(128):
+                loss = torch.nn.functional.cross_entropy(
+                    self.net(x[batch]), y[batch], reduction="none", label_smoothing=0.1)
+                optimiser.zero_grad()
+                (loss * w[batch]).mean().backward()
+                optimiser.step()
+        self.net.eval()
+        return self
+
+    def logits(self, x):
+        with torch.no_grad():
+            x = (torch.tensor(x, dtype=torch.float32) - self.center) / self.scale
+            return self.net(x).numpy()
+
+
+def balanced(labels: np.ndarray, strata: np.ndarray, by_corpus: bool) -> np.ndarray:
+    weights = np.ones(labels.size)
+    for values in (labels, strata) if by_corpus else (labels,):
+        for value in np.unique(values):
+            weights[values == value] /= np.mean(values == value)
+    return weights / weights.mean()
+
+
+RECIPES = {
+    # name: (layers (0-based into LAYERS), training normalisation, corpus-balanced, head, copies)
+    "global statistics, layers 1-3 (the old normalisation)": ([0, 1, 2], "global", False, "lr", 0),
+    "+ corpus-balanced weights": ([0, 1, 2], "global", True, "lr", 0),
+    "each training corpus standardised by itself": ([0, 1, 2], "corpus", True, "lr", 0),
+    "each training speaker standardised by itself": ([0, 1, 2], "speaker", True, "lr", 0),
+    "speaker, layers 2-4": ([1, 2, 3], "speaker", True, "lr", 0),
+    "speaker, layers 1-4": ([0, 1, 2, 3], "speaker", True, "lr", 0),
+    "speaker, small MLP head": ([0, 1, 2], "speaker", True, "mlp", 0),
+    "speaker + one degraded copy": ([0, 1, 2], "speaker", True, "lr", 1),
+    "speaker + two degraded copies (shipped)": ([0, 1, 2], "speaker", True, "lr", 2),
+}
+
+
+def evaluate(name: str, data: list[Data], c: float) -> dict:
+    layers, norm, by_corpus, head, copies = RECIPES[name]
+    original = data[0]
+    results = {"plain": [], "corpus": [], "speaker": []}
+    logits_seen, labels_seen = {k: [] for k in results}, {k: [] for k in results}
+    for held in CORPORA:
+        xs, ys, strata = [], [], []
+        for d in data[: copies + 1]:
+            train = np.flatnonzero(d.corpus != held)
+            groups = {"global": None, "corpus": d.corpus, "speaker": d.speaker}[norm]
+            prior = pooled_moments(d.moments(train, layers)) if groups is None else None
+            xs.append(pooled(d, train, layers, None if groups is None else groups[train], prior))
+            ys.append(d.labels[train])
+            strata.append(d.corpus[train])
+        x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(strata)
+        n = len(get_task("bundled7").labels)
+        if head == "lr":
+            weight, bias = fit_logistic(x, y, s if by_corpus else np.zeros_like(s), n, c)
+            predict = lambda v, w=weight, b=bias: v @ w.T + b  # noqa: E731
+        else:
+            model = MLP().fit(x, y, balanced(y, s, by_corpus), n)
+            predict = model.logits
+        test = np.flatnonzero(original.corpus == held)
+        prior = pooled_moments(original.moments(np.flatnonzero(original.corpus != held), layers))
+        for how, groups in (("plain", None), ("corpus", original.corpus[test]),
+                            ("speaker", original.speaker[test])):  # fmt: skip
+            z = predict(pooled(original, test, layers, groups, prior))
+            logits_seen[how].append(z)
+            labels_seen[how].append(original.labels[test])
+    temperature = fit_temperature(np.concatenate(logits_seen["plain"]),
+                                  np.concatenate(labels_seen["plain"]))  # fmt: skip
+    row = {"recipe": name, "temperature_fitted_on_held_out": round(temperature, 3)}
+    for how in results:
+        per = []
+        for z, y in zip(logits_seen[how], labels_seen[how], strict=True):
+            p = torch.softmax(torch.tensor(z) / temperature, -1).numpy()
+            raw = torch.softmax(torch.tensor(z), -1).numpy()
+            per.append({"ua": ua(y, z.argmax(1)), "max_share": max_share(z.argmax(1)),
+                        "ece": expected_calibration_error(raw, y),
+                        "ece_temperature": expected_calibration_error(p, y)})  # fmt: skip
+        row[how] = {"per_corpus": dict(zip(CORPORA, per, strict=True)),
+                    "mean_ua": float(np.mean([r["ua"] for r in per])),
+                    "worst_ua": float(np.min([r["ua"] for r in per])),
+                    "max_share": float(np.max([r["max_share"] for r in per])),
+                    "ece": float(np.mean([r["ece"] for r in per])),
+                    "ece_temperature": float(np.mean([r["ece_temperature"] for r in per]))}
+    return row
+
+
+def markdown(rows: list[dict], command: str, machine: dict) -> str:
+    cells = []
+    for r in rows:
+        p, c, s = r["plain"], r["corpus"], r["speaker"]
+        cells.append([r["recipe"], f"{100 * p['mean_ua']:.1f}", f"{100 * p['worst_ua']:.1f}",
+                      f"{100 * p['max_share']:.0f}", f"{p['ece']:.3f} / {p['ece_temperature']:.3f}",
+                      f"{100 * c['mean_ua']:.1f}", f"{100 * s['mean_ua']:.1f}",
+                      f"{100 * s['worst_ua']:.1f}", f"{100 * s['max_share']:.0f}"])  # fmt: skip
+    table = markdown_table(
+        ["recipe (each row changes the one above or the speaker row)", "UA % alone (mean)",
+         "worst", "top label % (max)", "ECE raw / temperature", "UA % corpus-adapted",
+         "UA % speaker-adapted", "worst", "top label %"], cells)  # fmt: skip
+    per = rows[-1]
+    detail = markdown_table(
+        ["held-out corpus (shipped recipe)", "UA % alone", "top label %", "UA % corpus-adapted",
+         "UA % speaker-adapted"],
+        [[k, f"{100 * per['plain']['per_corpus'][k]['ua']:.1f}",
+          f"{100 * per['plain']['per_corpus'][k]['max_share']:.0f}",
+          f"{100 * per['corpus']['per_corpus'][k]['ua']:.1f}",
+          f"{100 * per['speaker']['per_corpus'][k]['ua']:.1f}"] for k in CORPORA])  # fmt: skip
+    return (f"# Recipe search, leave one corpus out over {', '.join(CORPORA)}\n\n"
+            "Frozen Whisper base, mean and std of each layer's normalised hidden states, "
+            "logistic regression (C 0.001) unless the row says otherwise; features of the "
+            "whole clip (no VAD). UA over the classes each held-out corpus has; chance is "
+            "14-20 %.\n\n"
+            f"{table}\n\n{detail}\n\nReproduce: `{command}`. Machine: "
+            f"{machine.get('cpu_model')}, {machine.get('usable_cores')} cores.\n")  # fmt: skip
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Where the corpora, their degraded copies and the results are; C; threads."""
+    parser.add_argument("--corpora-root", default=str(REPO.parent / "shared" / "corpora"))
+    parser.add_argument("--degraded", default=str(REPO / "runs" / "degraded"))
+    parser.add_argument("--out", default=str(REPO / "results" / "loco4"))
+    parser.add_argument("--c", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def load_data(args: argparse.Namespace) -> list[Data]:
+    """The original corpora, then their degraded copies of seeds 0 and 1."""
+    data = [Data({c: Path(args.corpora_root) / c for c in CORPORA}, "original", "bundled7")]
+    for seed in (0, 1):
+        roots = {c: Path(args.degraded) / str(seed) / c for c in CORPORA}
+        missing = [str(r) for r in roots.values() if not r.is_dir()]
+        if missing:
+            raise SystemExit(f"degraded copies missing: {missing}; make them with "
+                             "scripts/degrade_corpus.py (see bench/loco4_recipes.py)")
+        data.append(Data(roots, f"degraded{seed}", "bundled7"))
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_args(parser)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    began = time.perf_counter()
+    data = load_data(args)
+    rows = []
+    for name in RECIPES:
+        rows.append(evaluate(name, data, args.c))
+        p, s = rows[-1]["plain"], rows[-1]["speaker"]
+        print(f"{name}: alone {100 * p['mean_ua']:.1f} (worst {100 * p['worst_ua']:.1f}), "
+              f"speaker-adapted {100 * s['mean_ua']:.1f}", flush=True)  # fmt: skip
+    command = "python " + " ".join(sys.argv)
+    machine = machine_info()
+    result = {"rows": rows, "command": command, "machine": machine,
+              "seconds": round(time.perf_counter() - began)}  # fmt: skip
+    write_results("recipes", result, markdown(rows, command, machine), Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

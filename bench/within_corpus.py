@@ -1,0 +1,94 @@
+"""The default model's recipe within each corpus, speaker-independent: the project's folds
+(EmoDB 10 x leave one speaker out, RAVDESS 6 x 4 actors, EMOVO 6 x leave one speaker out, ASED
+5 x 13 speakers), trained per corpus on the training speakers (and the degraded copies of their
+clips), tested on the unseen speakers: each clip alone and adapted to each test speaker.
+ASED is also tested on its two common sentences alone, trained on its emotion-specific
+sentences only (the words then give nothing away).
+
+    python bench/within_corpus.py --threads 1
+
+Writes ``results/loco4/within.json`` and ``within.md``; the features are the ones
+``bench/loco4_recipes.py`` reads (the stream cache and ``runs/degraded``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, markdown_table, write_results  # noqa: E402
+from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled  # noqa: E402
+
+from emofuse.corpora import load_corpus  # noqa: E402
+from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
+from emofuse.device import set_threads  # noqa: E402
+from emofuse.experiments.splits import default_protocol, make_folds  # noqa: E402
+from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
+from emofuse.training.linear_head import fit_logistic, pooled_moments  # noqa: E402
+
+LAYERS = [0, 1, 2]  # Whisper layers 1-3, as shipped
+
+
+def fold_scores(data: list[Data], corpus: str, c: float, train_filter=None, test_filter=None):
+    """Per fold: UA alone and speaker-adapted on the test speakers of ``corpus`` (folds with
+    no test clip left by ``test_filter`` are skipped)."""
+    original = data[0]
+    utts = apply_task(load_corpus(corpus, original.roots[corpus]), get_task("bundled7")).utterances
+    folds = make_folds(utts, default_protocol(corpus), seed=0)
+    index = {u.id: i for i, u in enumerate(u for u in original.utterances if u.corpus == corpus)}
+    offset = int(np.flatnonzero(original.corpus == corpus)[0])
+    scores = []
+    for fold in folds:
+        train_ids = [u.id for u in fold.train + fold.val if train_filter is None or train_filter(u)]
+        test_ids = [u.id for u in fold.test if test_filter is None or test_filter(u)]
+        if not test_ids:  # ASED: the common sentences were recorded by some speakers only
+            continue
+        xs, ys = [], []
+        for d in data:
+            rows = np.array([offset + index[i] for i in train_ids])
+            xs.append(pooled(d, rows, LAYERS, d.speaker[rows], None))
+            ys.append(d.labels[rows])
+        weight, bias = fit_logistic(np.concatenate(xs), np.concatenate(ys),
+                                    np.zeros(sum(map(len, ys))), 7, c)  # fmt: skip
+        train_rows = np.array([offset + index[i] for i in train_ids])
+        prior = pooled_moments(original.moments(train_rows, LAYERS))
+        test = np.array([offset + index[i] for i in test_ids])
+        y = original.labels[test]
+        alone = pooled(original, test, LAYERS, None, prior) @ weight.T + bias
+        adapted = pooled(original, test, LAYERS, original.speaker[test], prior) @ weight.T + bias
+        scores.append((ua(y, alone.argmax(1)), ua(y, adapted.argmax(1))))
+    return np.array(scores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_args(parser)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    data = load_data(args)
+    rows, result = [], {}
+    common = lambda u: u.extras.get("common", True)  # noqa: E731
+    specific = lambda u: not u.extras.get("common", True)  # noqa: E731
+    runs = [(c, c, None, None) for c in CORPORA]
+    runs.append(("ased, common sentences (trained on the others)", "ased", specific, common))
+    for name, corpus, train_filter, test_filter in runs:
+        scores = fold_scores(data, corpus, args.c, train_filter, test_filter)
+        mean, std = 100 * scores.mean(0), 100 * scores.std(0)
+        result[name] = {"folds": scores.tolist(), "ua_alone": mean[0], "ua_speaker": mean[1]}
+        rows.append([name, len(scores), f"{mean[0]:.1f} +- {std[0]:.1f}",
+                     f"{mean[1]:.1f} +- {std[1]:.1f}"])  # fmt: skip
+        print(rows[-1], flush=True)
+    command = "python " + " ".join(sys.argv)
+    table = markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
+    markdown = ("# The default model's recipe within each corpus (speaker-independent folds)\n\n"
+                f"{table}\n\nReproduce: `{command}`.\n")  # fmt: skip
+    write_results("within", {"rows": result, "command": command, "machine": machine_info()},
+                  markdown, Path(args.out))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
