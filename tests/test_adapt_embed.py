@@ -160,3 +160,19 @@ def test_bundled_models_by_name():
         from emofuse.pipeline import load_bundled_pipeline
 
         load_bundled_pipeline("medium")
+
+
+def test_the_temperature_relaxes_as_the_statistics_become_the_users(recordings):
+    """A head tempered for clips meeting the training statistics (extra temperature 2):
+    adapted on 6.5 s against a prior of 6.5 s it is tempered by 1.5, and says so."""
+    from emofuse.inference.adapt import logit_scale
+
+    pipeline = tiny_pipeline().eval()
+    pipeline.extra = {"temperature": 2.0}
+    assert logit_scale(pipeline, 0.0) == 1.0 and logit_scale(pipeline, 1.0) == 2.0
+    adapted, _ = adapt_pipeline(pipeline, recordings, min_seconds=5.0, prior_seconds=6.5)
+    ratio = adapted.net.classifier.weight / pipeline.net.classifier.weight
+    assert torch.allclose(ratio, torch.full_like(ratio, 2.0 / 1.5), rtol=1e-3)
+    assert adapted.extra["temperature"] == pytest.approx(1.5, rel=1e-3)
+    untempered, _ = adapt_pipeline(tiny_pipeline().eval(), recordings, min_seconds=5.0)
+    assert torch.equal(untempered.net.classifier.weight, pipeline.net.classifier.weight)

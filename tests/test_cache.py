@@ -197,3 +197,13 @@ def test_env_var_sets_the_root(monkeypatch, tmp_path, clip):
     for name in ("mfcc", "logmel"):
         assert _folder(cache, name).parent == tmp_path / "env"
         assert len(list(_folder(cache, name).glob("*.npy"))) == 1
+
+
+def test_progress_in_a_log_is_a_few_plain_lines(capsys):
+    """Not a terminal (nohup, CI): about ten lines, no carriage-return redraws."""
+    from emofuse.progress import progress
+
+    assert list(progress(list(range(95)), "features")) == list(range(95))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10 and "\r" not in "".join(lines)
+    assert lines[0].startswith("features: 10/95 files") and lines[-1].startswith("features: 95/95")

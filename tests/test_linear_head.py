@@ -107,6 +107,10 @@ def test_temperature_undoes_overconfidence():
     calibrated = 1.5 * features  # the true log-posteriors of these Gaussian classes
     assert fit_temperature(calibrated, labels) == pytest.approx(1.0, abs=0.1)
     assert fit_temperature(3 * calibrated, labels) == pytest.approx(3.0, rel=0.1)
+    # weights: a half of the clips twice as overconfident, weighted out, leaves T near 3
+    doubled = np.vstack([3 * calibrated, 6 * calibrated])
+    weights = np.r_[np.ones(len(labels)), np.full(len(labels), 1e-6)]
+    assert fit_temperature(doubled, np.r_[labels, labels], weights) == pytest.approx(3.0, rel=0.1)
 
 
 def test_wrong_pipeline_is_refused():
@@ -124,7 +128,7 @@ def test_train_writes_a_logistic_model_that_loads(tmp_path):
     import fake_corpora
 
     from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
-    from emofuse.experiments.deployable import normalisation_groups, train_logistic
+    from emofuse.experiments.deployable import first_listed, normalisation_groups, train_logistic
     from emofuse.experiments.loading import load_manifest
     from emofuse.inference import EmotionRecognizer
     from emofuse.signal.streams import stream_spec
@@ -148,6 +152,8 @@ def test_train_writes_a_logistic_model_that_loads(tmp_path):
     assert originals and originals.isdisjoint(
         {g for g, u in zip(groups, utterances, strict=True) if str(copy) in str(u.path)}
     )
+    calibrated = first_listed(config, utterances)  # the temperature sees no degraded copy
+    assert calibrated == [str(copy) not in str(u.path) for u in utterances] and any(calibrated)
     report = train_logistic(config, tmp_path / "run", cache_dir=tmp_path / "cache",
                             progress=False)  # fmt: skip
     assert report["head"] == "logistic" and report["calibration_corpora"] == ["emodb", "emovo"]

@@ -178,7 +178,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     pipeline = load_model(args.model).to(resolve_device(args.device))
     adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds, on_error=report)
     adapted = adapted.cpu()
-    extra = {**getattr(pipeline, "extra", {}), "adapted_on": used}
+    extra = {**getattr(adapted, "extra", {}), "adapted_on": used}
     save_pipeline(adapted, args.out, **extra)
     print(f"adapted on {used['files']} files ({used['seconds']:g} s; {used['skipped_silent']} "
           f"silent skipped) -> {args.out}")  # fmt: skip

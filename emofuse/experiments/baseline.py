@@ -26,6 +26,7 @@ from emofuse.experiments.records import FoldRecord
 from emofuse.experiments.scoring import rounded, scored_record
 from emofuse.experiments.splits import speaker_key
 from emofuse.pipeline.cache import cached_array, default_cache_dir, file_key
+from emofuse.progress import progress as progress_of
 
 if TYPE_CHECKING:
     from emofuse.experiments.loading import Experiment
@@ -68,15 +69,11 @@ def egemaps_features(
         return smile.process_signal(load_audio(path), 16000).to_numpy()[0].astype(np.float32)
 
     paths = [u.path for u in utterances]
-    if progress:
-        from tqdm import tqdm
-
-        paths = tqdm(paths, desc="eGeMAPS", unit="file", leave=False)
     return {
         str(path): cached_array(
             folder / f"{file_key(Path(path))}.npy", lambda p=path: functionals(p)
         )
-        for path in paths
+        for path in (progress_of(paths, "eGeMAPS") if progress else paths)
     }
 
 

@@ -25,6 +25,7 @@ from emofuse.experiments.splits import holdout_speakers
 from emofuse.files import write_json
 from emofuse.pipeline import pipeline_from_config, save_pipeline
 from emofuse.pipeline.cache import StreamCache
+from emofuse.progress import progress as progress_of
 from emofuse.training import distributed
 from emofuse.training.linear_head import (
     UtteranceMoments,
@@ -99,6 +100,16 @@ def normalisation_groups(config: ExperimentConfig, utterances: list[Utterance]) 
     return groups
 
 
+def first_listed(config: ExperimentConfig, utterances: list[Utterance]) -> list[bool]:
+    """Per utterance: is it in the first folder configured for its corpus (the original
+    recordings, not a degraded copy listed after it)?"""
+    first: dict[str, str] = {}
+    for spec in config.data.corpora:
+        first.setdefault(spec.name, str(Path(spec.root).resolve()))
+    return [root == first[corpus]
+            for root, corpus, _ in normalisation_groups(config, utterances)]  # fmt: skip
+
+
 def frame_moments(
     utterances: list[Utterance],
     config: ExperimentConfig,
@@ -109,12 +120,9 @@ def frame_moments(
     one file in memory at a time."""
     cache = StreamCache(config.streams, cache_dir, distributed.process_device(config.train.device))
     paths = [u.path for u in utterances]
-    if progress:
-        from tqdm import tqdm
-
-        paths = tqdm(paths, desc="features", unit="file", leave=False)
     name = config.streams[0].name
-    return [utterance_moments(cache.get(path)[name]) for path in paths]
+    return [utterance_moments(cache.get(path)[name])
+            for path in (progress_of(paths, "features") if progress else paths)]  # fmt: skip
 
 
 def train_logistic(
@@ -141,8 +149,10 @@ def train_logistic(
         normalisation_groups(config, utterances),
         [u.corpus for u in utterances],
         c=config.train.head_c,
+        calibrate=first_listed(config, utterances),
     )
-    save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per="speaker")
+    save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per="speaker",
+                  temperature=fitted["temperature"])  # fmt: skip
     report = {
         "task": task.name,
         "labels": list(task.labels),

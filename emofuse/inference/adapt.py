@@ -30,6 +30,7 @@ __all__ = [
     "RunningAdaptation",
     "adapt_pipeline",
     "blended_moments",
+    "logit_scale",
     "MIN_SECONDS",
     "PRIOR_SECONDS",
 ]
@@ -60,6 +61,17 @@ def blended_moments(
     return (sums.double() + prior_frames * mean,
             squares.double() + prior_frames * (std.square() + mean.square()),
             count + prior_frames)  # fmt: skip
+
+
+def logit_scale(pipeline: EmotionPipeline, adapted_share: float) -> float:
+    """The factor on ``pipeline``'s logits once ``adapted_share`` (0-1) of its statistics are
+    the user's own. A model file may carry the temperature its classifier was divided by
+    (``extra["temperature"]``), calibrated for clips that meet the training statistics on an
+    unseen corpus; standardised with the audio's own statistics the untempered head is the
+    calibrated one (results/loco4/recipes.json: ECE 0.063 untempered, 0.176 tempered, adapted
+    to each speaker), so the temperature relaxes to 1 with the share."""
+    temperature = float(getattr(pipeline, "extra", {}).get("temperature", 1.0))
+    return temperature / (1 + (temperature - 1) * (1 - adapted_share))
 
 
 def adapt_pipeline(
@@ -122,6 +134,13 @@ def adapt_pipeline(
                               counts[name], prior_seconds * pipeline.kinds[name].frame_rate)
         for name in sums
     })  # fmt: skip
+    scale = logit_scale(pipeline, seconds / (seconds + prior_seconds))
+    with torch.no_grad():
+        adapted.net.classifier.weight.mul_(scale)
+        adapted.net.classifier.bias.mul_(scale)
+    extra = getattr(pipeline, "extra", {})
+    if "temperature" in extra:
+        adapted.extra = {**extra, "temperature": extra["temperature"] / scale}
     report = {"files": used, "seconds": round(seconds, 1), "skipped_silent": silent,
               "prior_seconds": prior_seconds}  # fmt: skip
     return adapted.eval(), report
@@ -144,7 +163,13 @@ class RunningAdaptation:
         self._prior_frames = {n: prior_seconds * k.frame_rate for n, k in pipeline.kinds.items()}
         self._moments: dict[str, list] = {}
         self.seconds = 0.0
+        self.prior_seconds = prior_seconds
         self._rates = {n: k.frame_rate for n, k in pipeline.kinds.items()}
+
+    @property
+    def share(self) -> float:
+        """How much of the current statistics are the recording's own (0 before any update)."""
+        return self.seconds / (self.seconds + self.prior_seconds) if self.seconds else 0.0
 
     def normalised(self, streams: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
         """Raw frames of every stream -> frames standardised with the current statistics."""

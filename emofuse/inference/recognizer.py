@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from emofuse.device import resolve_device
-from emofuse.inference.adapt import RunningAdaptation
+from emofuse.inference.adapt import RunningAdaptation, logit_scale
 from emofuse.inference.prefetch import prefetch
 from emofuse.pipeline import EmotionPipeline, load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
@@ -129,15 +129,18 @@ class TorchBackend:
                 torch.from_numpy(lengths).to(self.device),
             )
             normalised: dict[str, list] = {name: [] for name in streams}
+            scales = []  # the temperature relaxes as the statistics become the recording's
             for i in range(len(lengths)):
                 window = {name: (x[i : i + 1], n[i : i + 1]) for name, (x, n) in streams.items()}
                 for name, (x, _) in adaptation.normalised(window).items():
                     normalised[name].append(x)
+                scales.append(logit_scale(self.pipeline, adaptation.share))
                 adaptation.update(window, torch.from_numpy(weights[i : i + 1]))
             inputs = {name: (torch.cat(parts), streams[name][1])
                       for name, parts in normalised.items()}  # fmt: skip
-            logits = self.pipeline.net(inputs)  # (B, C)
-            return logits.float().softmax(dim=1).cpu().numpy()
+            logits = self.pipeline.net(inputs).float()  # (B, C)
+            logits = logits * torch.tensor(scales, device=logits.device)[:, None]
+            return logits.softmax(dim=1).cpu().numpy()
 
     def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """float32 (B, S) zero-padded waveforms, (B,) lengths -> pooled representations (B, E)."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from emofuse.files import atomic_path
+from emofuse.progress import progress as progress_of
 from emofuse.signal.audio import load_audio
 from emofuse.signal.streams import StreamFrontEnd, StreamSpec, check_streams, make_kind
 
@@ -122,8 +123,4 @@ class StreamCache:
         self, paths: Sequence[str | os.PathLike], progress: bool = False
     ) -> list[dict[str, np.ndarray]]:
         """Frames of many files, in order, with an optional progress bar."""
-        if progress:
-            from tqdm import tqdm
-
-            paths = tqdm(paths, desc="features", unit="file", leave=False)
-        return [self.get(p) for p in paths]
+        return [self.get(p) for p in (progress_of(paths, "features") if progress else paths)]

@@ -106,13 +106,17 @@ def fit_logistic(
     return weight, bias
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T minimising the negative log-likelihood of ``softmax(logits / T)``
-    (grid search over log T in [-2, 3], then refined)."""
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """The temperature T minimising the (``weights``-weighted) negative log-likelihood of
+    ``softmax(logits / T)`` (grid search over log T in [-2, 3], then refined)."""
     z, y = torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels)
+    w = torch.ones(len(y), dtype=torch.float64) if weights is None else torch.as_tensor(weights)
 
     def nll(log_t: float) -> float:
-        return float(torch.nn.functional.cross_entropy(z / np.exp(log_t), y))
+        losses = torch.nn.functional.cross_entropy(z / np.exp(log_t), y, reduction="none")
+        return float((losses * w).sum() / w.sum())
 
     grid = np.linspace(-2, 3, 101)
     best = grid[int(np.argmin([nll(t) for t in grid]))]
@@ -128,6 +132,7 @@ def fit_logistic_head(
     strata: Sequence[str],
     *,
     c: float = 1e-3,
+    calibrate: Sequence[bool] | None = None,
 ) -> dict:
     """Fit ``pipeline``'s normaliser (all frames: the prior) and classifier in place.
 
@@ -136,6 +141,9 @@ def fit_logistic_head(
         labels: class indices. groups: normalisation group of each (speaker and condition).
         strata: corpus of each, for balancing and the leave-one-corpus-out temperature.
         c: inverse regularisation of the logistic regression.
+        calibrate: which utterances the temperature is fitted on when held out (default
+            all; the trainer passes the original recordings, not the degraded copies), each
+            corpus weighing the same.
 
     Returns a report: ``temperature``, its ``calibration_corpora`` and their held-out UA.
     """
@@ -150,21 +158,27 @@ def fit_logistic_head(
         mean, std, _ = pooled_moments([moments[i] for i in indices])
         for i in indices:
             x[i] = pooled_statistics(moments[i], mean, std)
+    chosen = np.ones(len(labels), bool) if calibrate is None else np.asarray(calibrate, bool)
     held_logits, held_labels, held_ua = [], [], {}
     corpora = sorted(set(strata))
     for corpus in corpora if len(corpora) > 1 else []:
         inside = strata != corpus
         weight, bias = fit_logistic(x[inside], labels[inside], strata[inside], n_classes, c)
         mean, std, _ = pooled_moments([moments[i] for i in np.flatnonzero(inside)])
-        held = np.flatnonzero(~inside)
+        held = np.flatnonzero(~inside & chosen)
+        if not held.size:
+            continue
         z = np.stack([pooled_statistics(moments[i], mean, std) for i in held]) @ weight.T + bias
         held_logits.append(z)
         held_labels.append(labels[held])
         present = np.unique(labels[held])
         held_ua[corpus] = float(np.mean([np.mean(z[labels[held] == k].argmax(1) == k)
                                          for k in present]))  # fmt: skip
-    temperature = (fit_temperature(np.concatenate(held_logits), np.concatenate(held_labels))
-                   if held_logits else 1.0)  # fmt: skip
+    temperature = 1.0
+    if held_logits:  # each held-out corpus weighs the same
+        weights = np.concatenate([np.full(len(y), 1 / len(y)) for y in held_labels])
+        temperature = fit_temperature(np.concatenate(held_logits), np.concatenate(held_labels),
+                                      weights)  # fmt: skip
     weight, bias = fit_logistic(x, labels, strata, n_classes, c)
     mean, std, count = pooled_moments(moments)
     sums, squares = mean * count, (std**2 + mean**2) * count
