@@ -38,6 +38,7 @@ from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
 from emofuse.pipeline.cache import StreamCache  # noqa: E402
 from emofuse.signal.streams import stream_spec  # noqa: E402
 from emofuse.training.linear_head import (  # noqa: E402
+    balanced_weights,
     fit_logistic,
     fit_temperature,
     pooled_moments,
@@ -131,14 +132,6 @@ class MLP:
             return self.net(x).numpy()
 
 
-def balanced(labels: np.ndarray, strata: np.ndarray, by_corpus: bool) -> np.ndarray:
-    weights = np.ones(labels.size)
-    for values in (labels, strata) if by_corpus else (labels,):
-        for value in np.unique(values):
-            weights[values == value] /= np.mean(values == value)
-    return weights / weights.mean()
-
-
 RECIPES = {
     # name: (layers (0-based into LAYERS), training normalisation, corpus-balanced, head, copies)
     "global statistics, layers 1-3 (the old normalisation)": ([0, 1, 2], "global", False, "lr", 0),
@@ -159,21 +152,22 @@ def evaluate(name: str, data: list[Data], c: float) -> dict:
     results = {"plain": [], "corpus": [], "speaker": []}
     logits_seen, labels_seen = {k: [] for k in results}, {k: [] for k in results}
     for held in CORPORA:
-        xs, ys, strata = [], [], []
+        xs, ys, corpus_parts = [], [], []
         for d in data[: copies + 1]:
             train = np.flatnonzero(d.corpus != held)
             groups = {"global": None, "corpus": d.corpus, "speaker": d.speaker}[norm]
             prior = pooled_moments(d.moments(train, layers)) if groups is None else None
             xs.append(pooled(d, train, layers, None if groups is None else groups[train], prior))
             ys.append(d.labels[train])
-            strata.append(d.corpus[train])
-        x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(strata)
+            corpus_parts.append(d.corpus[train])
+        x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(corpus_parts)
         n = len(get_task("bundled7").labels)
+        strata = s if by_corpus else np.zeros_like(s)  # one stratum: class-balanced only
         if head == "lr":
-            weight, bias = fit_logistic(x, y, s if by_corpus else np.zeros_like(s), n, c)
+            weight, bias = fit_logistic(x, y, strata, n, c)
             predict = lambda v, w=weight, b=bias: v @ w.T + b  # noqa: E731
         else:
-            model = MLP().fit(x, y, balanced(y, s, by_corpus), n)
+            model = MLP().fit(x, y, balanced_weights(y, strata), n)
             predict = model.logits
         test = np.flatnonzero(original.corpus == held)
         prior = pooled_moments(original.moments(np.flatnonzero(original.corpus != held), layers))

@@ -152,7 +152,7 @@ def test_train_writes_a_logistic_model_that_loads(tmp_path):
     assert originals and originals.isdisjoint(
         {g for g, u in zip(groups, utterances, strict=True) if str(copy) in str(u.path)}
     )
-    calibrated = first_listed(config, utterances)  # the temperature sees no degraded copy
+    calibrated = first_listed(config, groups)  # the temperature sees no degraded copy
     assert calibrated == [str(copy) not in str(u.path) for u in utterances] and any(calibrated)
     report = train_logistic(config, tmp_path / "run", cache_dir=tmp_path / "cache",
                             progress=False)  # fmt: skip

@@ -100,14 +100,13 @@ def normalisation_groups(config: ExperimentConfig, utterances: list[Utterance]) 
     return groups
 
 
-def first_listed(config: ExperimentConfig, utterances: list[Utterance]) -> list[bool]:
-    """Per utterance: is it in the first folder configured for its corpus (the original
-    recordings, not a degraded copy listed after it)?"""
+def first_listed(config: ExperimentConfig, groups: list[tuple]) -> list[bool]:
+    """Per :func:`normalisation_groups` entry: is its utterance in the first folder configured
+    for its corpus (the original recordings, not a degraded copy listed after it)?"""
     first: dict[str, str] = {}
     for spec in config.data.corpora:
         first.setdefault(spec.name, str(Path(spec.root).resolve()))
-    return [root == first[corpus]
-            for root, corpus, _ in normalisation_groups(config, utterances)]  # fmt: skip
+    return [root == first[corpus] for root, corpus, _ in groups]
 
 
 def frame_moments(
@@ -142,14 +141,15 @@ def train_logistic(
     task, utterances, dropped = load_manifest(config)
     pipeline = pipeline_from_config(config, task.labels)
     check_linear_pipeline(pipeline)
+    groups = normalisation_groups(config, utterances)
     fitted = fit_logistic_head(
         pipeline,
         frame_moments(utterances, config, cache_dir, progress),
         [task.index(u.label) for u in utterances],
-        normalisation_groups(config, utterances),
+        groups,
         [u.corpus for u in utterances],
         c=config.train.head_c,
-        calibrate=first_listed(config, utterances),
+        calibrate=first_listed(config, groups),
     )
     save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per="speaker",
                   temperature=fitted["temperature"])  # fmt: skip
@@ -159,7 +159,7 @@ def train_logistic(
         "head": "logistic",
         "train_utterances": dict(Counter(u.corpus for u in utterances)),
         "train_labels": dict(Counter(u.label for u in utterances)),
-        "normalisation_groups": len(set(normalisation_groups(config, utterances))),
+        "normalisation_groups": len(set(groups)),
         "dropped": dropped,
         **fitted,
         "train_seconds": round(time.perf_counter() - began, 1),

@@ -44,8 +44,29 @@ class AdaptationError(ValueError):
     """Too little usable audio to re-estimate the statistics; the message says how much."""
 
 
+# stream name -> per-row frame sums (dims,), sums of squares (dims,), frame count
+Moments = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
+
+
+def add_frame_moments(
+    moments: Moments, streams: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    weights: torch.Tensor | None = None,
+) -> None:
+    """Add the valid frames of every stream (frames (B, dims, T), lengths (B,)) to ``moments``
+    in place, each item weighted by ``weights`` (B,) (default 1)."""  # fmt: skip
+    for name, (frames, lengths) in streams.items():
+        w = lengths_to_mask(lengths, frames.shape[-1]).unsqueeze(1).double()  # (B, 1, T)
+        if weights is not None:
+            w = w * weights.to(frames.device, torch.float64).view(-1, 1, 1)
+        x = frames.double()
+        sums, squares, count = moments.get(name, (0.0, 0.0, 0.0))
+        moments[name] = (sums + (x * w).sum(dim=(0, 2)).cpu(),
+                         squares + (x.square() * w).sum(dim=(0, 2)).cpu(),
+                         count + float(w.sum()))  # fmt: skip
+
+
 def blended_moments(
-    normalizer: torch.nn.Module, sums: torch.Tensor, squares: torch.Tensor, count: int,
+    normalizer: torch.nn.Module, sums: torch.Tensor, squares: torch.Tensor, count: float,
     prior_frames: float,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Per-row frame sums, sums of squares (dims,) and count of the user's audio, with the
@@ -94,9 +115,7 @@ def adapt_pipeline(
     device = next(pipeline.parameters()).device
     rate = pipeline.sample_rate
     chunk = round(CHUNK_SECONDS * rate)
-    sums: dict[str, torch.Tensor] = {}
-    squares: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
+    moments: Moments = {}
     used, seconds, silent = 0, 0.0, 0
     for path in paths:
         try:
@@ -116,13 +135,7 @@ def adapt_pipeline(
                 continue
             length = torch.tensor([piece.numel()], device=device)
             with torch.inference_mode():
-                streams = pipeline.frontend(piece[None], length)
-            for name, (frames, lengths) in streams.items():
-                mask = lengths_to_mask(lengths, frames.shape[-1]).unsqueeze(1)  # (1, 1, T)
-                valid = frames.double() * mask  # (1, dims, T)
-                sums[name] = sums.get(name, 0) + valid.sum(dim=(0, 2)).cpu()
-                squares[name] = squares.get(name, 0) + valid.square().sum(dim=(0, 2)).cpu()
-                counts[name] = counts.get(name, 0) + int(lengths.sum())
+                add_frame_moments(moments, pipeline.frontend(piece[None], length))
     if seconds < min_seconds:
         raise AdaptationError(
             f"adaptation needs at least {min_seconds:g} s of non-silent audio, got "
@@ -130,9 +143,9 @@ def adapt_pipeline(
         )
     adapted = copy.deepcopy(pipeline)
     adapted.fit_normalizers({
-        name: blended_moments(pipeline.normalizers[name], sums[name], squares[name],
-                              counts[name], prior_seconds * pipeline.kinds[name].frame_rate)
-        for name in sums
+        name: blended_moments(pipeline.normalizers[name], *moments[name],
+                              prior_seconds * pipeline.kinds[name].frame_rate)
+        for name in moments
     })  # fmt: skip
     scale = logit_scale(pipeline, seconds / (seconds + prior_seconds))
     with torch.no_grad():
@@ -160,11 +173,10 @@ class RunningAdaptation:
     def __init__(self, pipeline: EmotionPipeline, prior_seconds: float = PRIOR_SECONDS) -> None:
         self.normalizers = copy.deepcopy(pipeline.normalizers)
         self._prior = copy.deepcopy(pipeline.normalizers)
-        self._prior_frames = {n: prior_seconds * k.frame_rate for n, k in pipeline.kinds.items()}
-        self._moments: dict[str, list] = {}
+        self._rates = {n: k.frame_rate for n, k in pipeline.kinds.items()}
+        self._moments: Moments = {}
         self.seconds = 0.0
         self.prior_seconds = prior_seconds
-        self._rates = {n: k.frame_rate for n, k in pipeline.kinds.items()}
 
     @property
     def share(self) -> float:
@@ -181,19 +193,11 @@ class RunningAdaptation:
         self, streams: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: torch.Tensor
     ) -> None:
         """Add the valid frames of each window (B,) with its weight in [0, 1], then re-blend."""
-        for name, (frames, lengths) in streams.items():
-            mask = lengths_to_mask(lengths, frames.shape[-1]).unsqueeze(1)  # (B, 1, T)
-            w = weights.to(frames.device, torch.float64).view(-1, 1, 1)
-            valid = frames.double() * mask * w  # (B, dims, T)
-            sums, squares, count = self._moments.get(name, (0.0, 0.0, 0.0))
-            self._moments[name] = (
-                sums + valid.sum(dim=(0, 2)).cpu(),
-                squares + (valid * frames.double()).sum(dim=(0, 2)).cpu(),
-                count + float((lengths.double().cpu() * weights.double().cpu()).sum()),
-            )
+        add_frame_moments(self._moments, streams, weights)
         first = next(iter(self._moments))
         self.seconds = self._moments[first][2] / self._rates[first]
         for name, (sums, squares, count) in self._moments.items():
+            prior_frames = self.prior_seconds * self._rates[name]
             self.normalizers[name].fit(
-                *blended_moments(self._prior[name], sums, squares, count, self._prior_frames[name])
+                *blended_moments(self._prior[name], sums, squares, count, prior_frames)
             )

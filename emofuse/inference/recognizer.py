@@ -586,10 +586,11 @@ class EmotionRecognizer:
         ``adapt`` (default: for a model trained with each speaker standardised by their own
         statistics, its file saying ``normalised_per: speaker``, the accurate model; torch
         backend): the recording adapts to itself as it goes
-        (:class:`~emofuse.inference.adapt.RunningAdaptation`): each batch of windows is
-        standardised with the statistics of the speech before it, blended with the training
-        statistics by the amount of speech, so the first batch is predicted as without it and
-        a long recording converges to its own speaker and room.
+        (:class:`~emofuse.inference.adapt.RunningAdaptation`): each window is standardised
+        with the statistics of the speech before it, blended with the training statistics by
+        the amount of speech (the temperature relaxing with them), so the first window is
+        predicted as without it, the answers do not depend on the batching, and a long
+        recording converges to its own speaker and room.
 
         With voice activity detection (the default), the file is first cut into speech and
         non-speech stretches (:class:`~emofuse.signal.vad.SpeechSegmenter`; speech stretches

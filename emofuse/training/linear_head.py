@@ -26,6 +26,7 @@ import torch
 from emofuse.pipeline import EmotionPipeline
 
 __all__ = [
+    "balanced_weights",
     "check_linear_pipeline",
     "fit_logistic",
     "fit_logistic_head",
@@ -75,7 +76,12 @@ def pooled_statistics(moments: UtteranceMoments, mean: np.ndarray, std: np.ndarr
     return np.concatenate([(frame_mean - mean) / std, np.sqrt(frame_var / std**2 + 1e-6)])
 
 
-def _balanced_weights(labels: np.ndarray, strata: np.ndarray) -> np.ndarray:
+def balanced_weights(labels: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """Sample weights (N,), mean 1, giving every class and every stratum (corpus) equal weight.
+
+    >>> balanced_weights(np.array([0, 0, 0, 1]), np.zeros(4)).round(3).tolist()
+    [0.667, 0.667, 0.667, 2.0]
+    """
     weights = np.ones(labels.size)
     for values in (labels, strata):
         for value in np.unique(values):
@@ -91,7 +97,7 @@ def fit_logistic(
 
     center, scale = x.mean(0), x.std(0) + 1e-6
     model = LogisticRegression(C=c, max_iter=3000)
-    model.fit((x - center) / scale, labels, sample_weight=_balanced_weights(labels, strata))
+    model.fit((x - center) / scale, labels, sample_weight=balanced_weights(labels, strata))
     weight = np.zeros((n_classes, x.shape[1]))
     bias = np.full(n_classes, -1e4)  # a class never trained on is never predicted
     if len(model.classes_) == 2:  # sklearn's binary form: one row for the second class
