@@ -111,7 +111,7 @@ def measure_training(n_clips: int, repeats: int, threads: int) -> dict:
 
 def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
     """Time ``predict_posteriors`` over ``n_clips`` synthetic 3 s clips."""
-    from emofuse.training.train import predict_posteriors
+    from emofuse.training.evaluation import predict_posteriors
 
     torch.set_num_threads(threads)
     data = synthetic_features(n_clips, seed=2)

@@ -86,6 +86,9 @@ class TrainConfig:
     loader_workers: int = -1  # batch builders; -1: 0 on the CPU, up to 4 per process on CUDA
     head: str = "network"  # network (gradient training) | logistic (emofuse.training.linear_head)
     head_c: float = 1e-3  # inverse regularisation of the logistic head
+    # Training frames standardised with all training audio (global) or each training speaker's
+    # with their own statistics (speaker: the model then adapts to a recording, DESIGN.md 6b).
+    normalise: str = "global"
 
     def __post_init__(self) -> None:
         # Types first: YAML reads ``1e-3`` (no dot) as a string, ``16.0`` as a float.
@@ -122,6 +125,8 @@ class TrainConfig:
             )
         if self.head not in ("network", "logistic"):
             raise ConfigError(f"train.head must be network or logistic, got {self.head!r}")
+        if self.normalise not in ("global", "speaker"):
+            raise ConfigError(f"train.normalise must be global or speaker, got {self.normalise!r}")
         if self.head_c <= 0:
             raise ConfigError(f"train.head_c must be positive, got {self.head_c}")
         if self.loader_workers < -1:

@@ -28,7 +28,8 @@ from emofuse.config import (
 from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.loading import load_features, prepare_experiment
 from emofuse.pipeline import load_pipeline
-from emofuse.training.train import evaluate, fit
+from emofuse.training.evaluation import evaluate
+from emofuse.training.train import fit
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import fake_corpora
+import numpy as np
 import pytest
 
-from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
+from emofuse.config import ConfigError, CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
 from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.deployable import train_final
-from emofuse.experiments.loading import prepare_experiment
+from emofuse.experiments.loading import (
+    Features,
+    load_features,
+    load_manifest,
+    prepare_experiment,
+)
 from emofuse.experiments.splits import (
     holdout_speakers,
     leave_one_corpus_out,
@@ -119,3 +126,37 @@ def test_train_final_writes_a_loadable_model(roots, tmp_path):
     assert pipeline.labels == tuple(report["labels"])
     assert not (tmp_path / "final" / "checkpoint.pt").exists()
     assert json.loads((tmp_path / "final" / "training.json").read_text())["task"] == "bundled7"
+
+
+def test_standardised_per_puts_every_group_on_the_scale_of_all():
+    rng = np.random.default_rng(0)
+    arrays = {f"p{i}": {"s": (rng.normal(size=(3, 40)) * (1 + 2 * (i % 2)) + 5 * (i % 2))
+                        .astype(np.float32)} for i in range(6)}  # fmt: skip
+    features = Features(arrays, {"s": 100.0})
+    groups = {f"p{i}": i % 2 for i in range(5)}  # p5 is not listed: left out
+    result = features.standardised_per(groups)
+    assert set(result.arrays) == set(groups)
+    everything = np.concatenate([arrays[p]["s"] for p in groups], axis=1)
+    for g in (0, 1):
+        frames = np.concatenate([result.arrays[p]["s"] for p in groups if groups[p] == g], axis=1)
+        np.testing.assert_allclose(frames.mean(1), everything.mean(1), atol=1e-4)
+        np.testing.assert_allclose(frames.std(1), everything.std(1), rtol=1e-4)
+
+
+def test_train_final_per_speaker_keeps_the_prior_and_says_so(roots, tmp_path):
+    config = _config(roots, ["emodb", "ravdess"])
+    config.train = dataclasses.replace(config.train, normalise="speaker", epochs=1)
+    train_final(config, tmp_path / "final", cache_dir=tmp_path / "c", progress=False)
+    pipeline = load_pipeline(tmp_path / "final" / "model.pt")
+    assert pipeline.extra["normalised_per"] == "speaker"  # the timeline adapts by default
+    _, utterances, _ = load_manifest(config)
+    raw = load_features(utterances, config, tmp_path / "c")
+    for name, norm in pipeline.normalizers.items():  # all the frames, not one speaker's
+        frames = np.concatenate([raw.arrays[str(u.path)][name] for u in utterances], axis=1)
+        np.testing.assert_allclose(norm.mean.numpy(), frames.mean(1), rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(norm.std.numpy(), frames.std(1), rtol=1e-3, atol=1e-3)
+
+
+def test_normalise_must_be_global_or_speaker():
+    with pytest.raises(ConfigError, match="normalise must be global or speaker, got 'corpus'"):
+        TrainConfig(normalise="corpus")

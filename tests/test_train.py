@@ -15,7 +15,8 @@ from emofuse.model import ModelConfig
 from emofuse.pipeline import load_pipeline
 from emofuse.signal.streams import StreamFrontEnd, default_streams, frame_rates, stream_spec
 from emofuse.training.batches import FeatureSet
-from emofuse.training.train import BEST_MODEL, CHECKPOINT, evaluate, fit, predict_posteriors
+from emofuse.training.evaluation import evaluate, predict_posteriors
+from emofuse.training.train import BEST_MODEL, CHECKPOINT, fit
 
 N_MFCC, N_MELS = 8, 16
 LABELS = ["neutral", "happy", "sad"]
@@ -92,7 +93,8 @@ def test_fit_writes_files_and_fits_normaliser_on_train_only(tmp_path, data):
     # model.pt is the best pipeline, normalisation statistics included.
     saved = load_pipeline(tmp_path / BEST_MODEL)
     _assert_same_weights(saved.state_dict(), p.state_dict())
-    assert saved.extra == {"epoch": result.best_epoch, "val_ua": result.best_val_ua}
+    assert saved.extra == {"epoch": result.best_epoch, "val_ua": result.best_val_ua,
+                           "normalised_per": "global"}  # fmt: skip
     assert saved.windows == p.windows
     np.testing.assert_array_equal(predict_posteriors(saved, test), predict_posteriors(p, test))
     np.testing.assert_allclose(  # windows batched differently: the same posteriors
@@ -262,3 +264,11 @@ def test_default_model_learns_separable_classes(tmp_path):
     print(f"held-out accuracy {metrics['wa']:.3f}, UA {metrics['ua']:.3f}, fit {seconds:.1f} s")
     assert metrics["wa"] >= 0.95, result.history
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_progress_in_a_log_is_one_plain_line_per_epoch(tmp_path, data, capsys):
+    train, val, _ = data
+    fit(train, val, LABELS, _config(epochs=2), tmp_path, progress=True)
+    lines = capsys.readouterr().err.splitlines()  # stderr is not a terminal here
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "validation UA" in lines[0] and "\r" not in "".join(lines)

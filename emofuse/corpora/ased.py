@@ -11,7 +11,8 @@ the letter must agree with the emotion folder. Speaker is ``bb`` alone (the gend
 disagrees for five speakers); no sessions. ``extras``: ``code``, ``sentence``, ``repetition``,
 ``common`` (True for sentences 01 and 02, the two texts spoken in all five emotions; sentences
 03-07 are numbered within each emotion and are texts written for that emotion, so the words
-give the label away: report both, see :data:`COMMON_SENTENCES`).
+give the label away: report both, see :data:`COMMON_SENTENCES`; ``SUBSETS`` names them for
+:mod:`emofuse.experiments.subsets`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ NAME = "ased"
 CODES = {"n": "neutral", "f": "fearful", "h": "happy", "s": "sad", "a": "angry"}
 FOLDERS = {"01neutral": "n", "02fearful": "f", "03happy": "h", "04sad": "s", "05angry": "a"}
 COMMON_SENTENCES = ("01", "02")
+SUBSETS = {"common sentences": lambda u: u.extras.get("common", False)}
 EXPECTED = ("<root>/<NNEmotion>/<letter><n>-<sentence>-<repetition>-<gender>-<speaker>.wav "
             "(or .flac), e.g. 05Angry/a5-03-01-02-50.wav")  # fmt: skip
 _STEM = re.compile(r"^([A-Za-z])\d+-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")

@@ -53,6 +53,7 @@ from emofuse.experiments.costs import (
 )
 from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.machine import machine_description
+from emofuse.experiments.records import load_run
 from emofuse.experiments.report import table_markdown
 from emofuse.experiments.stats import (
     MIN_CORPORA,
@@ -61,6 +62,7 @@ from emofuse.experiments.stats import (
     paired_comparison,
     pooled_verdict,
 )
+from emofuse.experiments.subsets import subset_cell, subset_ids
 from emofuse.experiments.systems import get_system
 from emofuse.experiments.variants import CLAIMS, VARIANTS, check_variants, system_config
 from emofuse.files import atomic_path, write_json, write_text
@@ -70,6 +72,7 @@ __all__ = ["run_dir", "run_compare", "build_table", "write_table"]
 
 Summaries = dict[tuple[str, str, int], dict]  # (corpus, variant, seed) -> run_crossval summary
 Costs = Mapping[str, dict]  # variant -> {"rtf", "seconds", "machine"} (costs.json's "variants")
+Subsets = Mapping[tuple[str, str], dict]  # (corpus, variant) -> {subset name: its cell}
 
 # The pooled verdicts of a claim comparison no corpus has finished runs of.
 NO_RESULTS = "not shown (no results yet)"
@@ -153,10 +156,10 @@ def _cell(folds: list[dict], params: int | None) -> dict:
 
 def _rows(
     summaries: Summaries, params: dict[tuple[str, str], int | None], costs: Costs,
-    corpora: Sequence[str], variants: Sequence[str], seeds: Sequence[int],
+    corpora: Sequence[str], variants: Sequence[str], seeds: Sequence[int], subsets: Subsets,
 ) -> list[dict]:  # fmt: skip
-    """One ``table.json`` row per variant: its transform, a cell per corpus with results and its
-    inference real-time factor (None when not timed)."""
+    """One ``table.json`` row per variant: its transform, a cell per corpus with results, the
+    cells of the corpora's subsets and its inference real-time factor (None when not timed)."""
     rows = []
     for variant in variants:
         cells = {}
@@ -168,6 +171,7 @@ def _rows(
             "system": variant,
             "model": VARIANTS[variant].describe(),
             "corpora": cells,
+            "subsets": {c: subsets[(c, variant)] for c in corpora if subsets.get((c, variant))},
             "train_seconds": float(sum(c["train_seconds"] for c in cells.values())),
             "rtf": costs[variant]["rtf"] if variant in costs else None,
         })  # fmt: skip
@@ -323,12 +327,14 @@ def build_table(
     seeds: Sequence[int],
     machine: str,
     costs: Costs | None = None,
+    subsets: Subsets | None = None,
 ) -> dict:
     """The comparison table (``table.json``) from the run summaries done so far.
 
     ``summaries`` maps (corpus, variant, seed) to a :func:`run_crossval` summary; ``params``
     maps (corpus, variant) to the parameter count (None for the SVM); ``systems`` are the
-    variant names, in table order; ``costs`` maps a variant to its timed inference (``rtf``).
+    variant names, in table order; ``costs`` maps a variant to its timed inference (``rtf``);
+    ``subsets`` maps (corpus, variant) to its cells on the corpus's named subsets.
     """
     _check_shared_folds(summaries)
     info = {}
@@ -348,7 +354,7 @@ def build_table(
         "missing": [m["run"] for m in missing],
         "missing_estimates": missing,
         "shared_folds": True,  # checked above
-        "rows": _rows(summaries, params, costs or {}, corpora, systems, seeds),
+        "rows": _rows(summaries, params, costs or {}, corpora, systems, seeds, subsets or {}),
         "rtf_timing": {"audio_seconds": RTF_AUDIO_SECONDS, "threads": RTF_THREADS,
                        "repeats": RTF_REPEATS},  # fmt: skip
         "claims": claims,
@@ -434,11 +440,19 @@ def run_compare(
     ) if main else {}  # fmt: skip
     summaries: Summaries = {}
     params: dict[tuple[str, str], int | None] = {}
+    ids = {corpus.name: subset_ids(corpus) for corpus in corpora}
+
+    def subset_cells(corpus: str, variant: str) -> dict:
+        records = [r for seed in seeds if (corpus, variant, seed) in summaries
+                   for r in load_run(run_dir(out_dir, corpus, variant, seed))[1]]  # fmt: skip
+        cells = {name: subset_cell(records, members) for name, members in ids[corpus].items()}
+        return {name: cell for name, cell in cells.items() if cell}
 
     def tabulate() -> dict:
         table = build_table(
             summaries, params, corpora=[c.name for c in corpora], systems=variants, seeds=seeds,
             machine=machine_description(), costs=costs,
+            subsets={(c, v): subset_cells(c, v) for c, v, _ in summaries if ids[c]},
         )  # fmt: skip
         if main:
             write_table(table, out_dir)

@@ -18,7 +18,7 @@ from pathlib import Path
 from emofuse.config import ExperimentConfig, save_config
 from emofuse.corpora import Utterance
 from emofuse.device import set_threads
-from emofuse.experiments.loading import load_features, load_manifest
+from emofuse.experiments.loading import Features, load_features, load_manifest
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.scoring import speaker_names
 from emofuse.experiments.splits import holdout_speakers
@@ -27,15 +27,16 @@ from emofuse.pipeline import pipeline_from_config, save_pipeline
 from emofuse.pipeline.cache import StreamCache
 from emofuse.progress import progress as progress_of
 from emofuse.training import distributed
+from emofuse.training.evaluation import evaluate
 from emofuse.training.linear_head import (
     UtteranceMoments,
     check_linear_pipeline,
     fit_logistic_head,
     utterance_moments,
 )
-from emofuse.training.train import check_precision, evaluate, fit
+from emofuse.training.train import check_precision, fit
 
-__all__ = ["normalisation_groups", "train_final", "train_logistic"]
+__all__ = ["normalisation_groups", "per_speaker", "train_final", "train_logistic"]
 
 
 def train_final(
@@ -61,6 +62,8 @@ def train_final(
         load_features(distributed.shard(utterances), config, cache_dir, progress and main)
         distributed.barrier()
     features = load_features(utterances, config, cache_dir, progress and main)
+    if config.train.normalise == "speaker":
+        features = per_speaker(features, config, utterances)
     val_set = features.feature_set(val, task)
     result = fit(
         features.feature_set(train, task), val_set, list(task.labels), config, out_dir,
@@ -98,6 +101,16 @@ def normalisation_groups(config: ExperimentConfig, utterances: list[Utterance]) 
         root = next((str(r) for r in roots if path.is_relative_to(r)), u.corpus)
         groups.append((root, u.corpus, u.speaker))
     return groups
+
+
+def per_speaker(
+    features: Features, config: ExperimentConfig, utterances: list[Utterance]
+) -> Features:
+    """The frames of ``utterances``, each :func:`normalisation_groups` group (a speaker of one
+    configured folder) standardised by itself (:meth:`Features.standardised_per`)."""
+    groups = normalisation_groups(config, utterances)
+    paths = [str(u.path) for u in utterances]
+    return features.standardised_per(dict(zip(paths, groups, strict=True)))
 
 
 def first_listed(config: ExperimentConfig, groups: list[tuple]) -> list[bool]:
@@ -142,16 +155,17 @@ def train_logistic(
     pipeline = pipeline_from_config(config, task.labels)
     check_linear_pipeline(pipeline)
     groups = normalisation_groups(config, utterances)
+    speaker = config.train.normalise == "speaker"
     fitted = fit_logistic_head(
         pipeline,
         frame_moments(utterances, config, cache_dir, progress),
         [task.index(u.label) for u in utterances],
-        groups,
+        groups if speaker else [()] * len(groups),
         [u.corpus for u in utterances],
         c=config.train.head_c,
         calibrate=first_listed(config, groups),
     )
-    save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per="speaker",
+    save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per=config.train.normalise,
                   temperature=fitted["temperature"])  # fmt: skip
     report = {
         "task": task.name,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +98,41 @@ class Features:
             [u.id for u in utts],
             self.rates,
         )
+
+
+    def standardised_per(self, groups: Mapping[str, Hashable]) -> Features:
+        """The frames of the paths in ``groups`` (path -> group, e.g. a speaker), each
+        standardised with its group's per-row mean and std, then put back on the scale of all
+        those paths' frames together: x -> (x - mean_g) / std_g * std + mean, per stream.
+
+        A pipeline whose normalisers are fitted on the result holds the statistics of all that
+        audio (the prior :mod:`emofuse.inference.adapt` shrinks towards) and its network learns
+        frames as a speaker's own statistics standardise them. Other paths are left out.
+        """
+        members: dict[Hashable, list[str]] = defaultdict(list)
+        for path, group in groups.items():
+            members[group].append(str(path))
+        arrays: dict[str, dict[str, np.ndarray]] = {path: {} for ps in members.values()
+                                                     for path in ps}  # fmt: skip
+        for stream in self.rates:
+            overall = _row_moments([self.arrays[p][stream] for p in arrays])
+            for paths in members.values():
+                mean, std = _row_moments([self.arrays[p][stream] for p in paths])
+                scale, shift = overall[1] / std, overall[0] - mean * overall[1] / std
+                for p in paths:
+                    frames = self.arrays[p][stream]
+                    arrays[p][stream] = (frames * scale[:, None] + shift[:, None]).astype(
+                        frames.dtype
+                    )
+        return Features(arrays, self.rates)
+
+
+def _row_moments(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std (floored at 1e-4) of the frames (dims, T) of several utterances."""
+    count = sum(f.shape[1] for f in frames)
+    mean = sum(f.sum(axis=1, dtype=np.float64) for f in frames) / count
+    squares = sum(np.square(f, dtype=np.float64).sum(axis=1) for f in frames) / count
+    return mean, np.sqrt(np.maximum(squares - mean**2, 1e-8))
 
 
 def load_features(

@@ -150,7 +150,8 @@ def table_markdown(table: dict) -> str:
             )
     if table["claims"]:
         lines += ["", *_overview_markdown(table)]
-    lines += ["", *_rows_markdown(table), "", *_claims_markdown(table["claims"])]
+    lines += ["", *_rows_markdown(table), *_subsets_markdown(table)]
+    lines += ["", *_claims_markdown(table["claims"])]
     if table["claims"]:
         lines += ["", *_pooled_markdown(table["pooled"])]
     if table["missing_estimates"]:
@@ -253,6 +254,25 @@ def _rows_markdown(table: dict) -> list[str]:
         "(its decision is negligible; empty without opensmile); whisper-lr's Whisper front "
         "end (the logistic regression is negligible).",
     ]
+
+
+def _subsets_markdown(table: dict) -> list[str]:
+    """The corpora's named subsets (e.g. ASED's common sentences), scored on the same test
+    predictions; nothing when no row has one."""
+    rows = [f"| {row['system']} | {corpus}: {name} | {_pct(c['ua_mean'], c['ua_std'])} | "
+            f"{_pct(c['wa_mean'], c['wa_std'])} | {c['clips']} |"
+            for row in table["rows"] for corpus, cells in row.get("subsets", {}).items()
+            for name, c in cells.items()]  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "", "## Subsets of a corpus, on the same test predictions", "",
+        "| system | subset | UA % | WA % | test clips |", "| --- | --- | ---: | ---: | ---: |",
+        *rows, "",
+        "The same runs' test predictions restricted to the subset (per fold, then mean +- std "
+        "over folds x seeds); e.g. ASED's common sentences, the two texts spoken in all five "
+        "emotions, where the words do not give the label away.",
+    ]  # fmt: skip
 
 
 def _claims_markdown(claims: list[dict]) -> list[str]:

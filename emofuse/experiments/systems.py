@@ -25,12 +25,14 @@ from typing import Any, ClassVar
 
 from emofuse.config import ExperimentConfig
 from emofuse.experiments import baseline, encoder_lr
+from emofuse.experiments.deployable import per_speaker
 from emofuse.experiments.loading import Experiment, Features, load_features
 from emofuse.experiments.records import FoldRecord
 from emofuse.experiments.scoring import scored_record
 from emofuse.pipeline import pipeline_from_config
 from emofuse.training import distributed
-from emofuse.training.train import evaluate, fit
+from emofuse.training.evaluation import evaluate
+from emofuse.training.train import fit
 
 __all__ = [
     "UnknownSystemError",
@@ -128,9 +130,11 @@ class NetworkSystem(System):
         progress: bool = True,
     ) -> FoldRecord:
         fold, task = experiment.folds[index], experiment.task
+        test_set = prepared.feature_set(fold.test, task)
+        if config.train.normalise == "speaker":  # training speakers only; test clips alone
+            prepared = per_speaker(prepared, config, fold.train + experiment.extra_train + fold.val)
         train_set = prepared.feature_set(fold.train + experiment.extra_train, task)
         val_set = prepared.feature_set(fold.val, task)
-        test_set = prepared.feature_set(fold.test, task)
         fold_dir = out_dir / f"fold_{index:02d}"
         result = fit(
             train_set, val_set, list(task.labels), config, fold_dir, resume=True, progress=progress

@@ -1,4 +1,5 @@
-"""Plain training functions: ``train_one_epoch``, ``evaluate`` and ``fit``.
+"""Plain training functions: ``train_one_epoch`` and ``fit`` (evaluation:
+:mod:`emofuse.training.evaluation`).
 
 ``fit`` trains on random crops, validates every epoch on windowed validation utterances,
 keeps the weights of the best validation UA (early stopping on it too), and writes an atomic
@@ -15,7 +16,6 @@ scaling). On CUDA, batches are built by ``train.loader_workers`` processes into 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -33,25 +33,22 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from emofuse.config import ExperimentConfig, TrainConfig
 from emofuse.device import set_threads
 from emofuse.files import atomic_path
-from emofuse.metrics import summarize
 from emofuse.pipeline import EmotionPipeline, pipeline_from_config, save_pipeline
+from emofuse.progress import EpochProgress
 from emofuse.training import distributed
 from emofuse.training.augment import augment
 from emofuse.training.batches import (
     Batch,
     FeatureSet,
     random_crops,
-    stack_windows,
-    utterance_windows,
 )
+from emofuse.training.evaluation import autocast, evaluate, to_device
 
 __all__ = [
     "FitResult",
     "Runtime",
     "check_precision",
     "train_one_epoch",
-    "predict_posteriors",
-    "evaluate",
     "fit",
 ]
 
@@ -68,9 +65,6 @@ def _loss(logits: Tensor, targets: Tensor, weights: Tensor | None, smoothing: fl
             per_item = per_item * weights[None, :]
         return per_item.sum(dim=1).mean()
     return nn.functional.cross_entropy(logits, targets, weight=weights, label_smoothing=smoothing)
-
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class _FeatureForward(nn.Module):
@@ -93,13 +87,6 @@ class Runtime:
     precision: str = "fp32"
     loader_workers: int = 0
     scaler: torch.amp.GradScaler | None = None
-
-
-def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast to ``precision`` on ``device``'s type (nothing for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 @dataclass
@@ -186,8 +173,8 @@ def train_one_epoch(
     crops = _Crops(data, dict(pipeline.kinds), pipeline.model_config.n_classes, config)
     for batch in _batches(crops, order, batch_size, generator, runtime.loader_workers, device):
         targets = batch.targets.to(device, non_blocking=True)
-        with _autocast(runtime.precision, device):
-            logits = forward(_to(batch.streams, device))
+        with autocast(runtime.precision, device):
+            logits = forward(to_device(batch.streams, device))
         loss = _loss(logits.float(), targets, class_weights, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -200,59 +187,6 @@ def train_one_epoch(
         count += len(targets)
     total_all, count_all = distributed.sum_over_ranks(total.item(), count)
     return total_all / max(count_all, 1)
-
-
-def _to(streams: dict[str, tuple[Tensor, Tensor]], device: torch.device) -> dict:
-    return {name: (x.to(device, non_blocking=True), n.to(device, non_blocking=True))
-            for name, (x, n) in streams.items()}  # fmt: skip
-
-
-@torch.no_grad()
-def _shard_posteriors(
-    pipeline: EmotionPipeline, data: FeatureSet, indices: list[int], batch_size: int,
-    precision: str,
-) -> np.ndarray:  # fmt: skip
-    """Posteriors (len(indices), C) of utterances ``indices``."""
-    device = next(pipeline.parameters()).device
-    pipeline.eval()
-    w = pipeline.windows
-    segments, owner = [], []
-    for row, i in enumerate(indices):
-        parts = utterance_windows(data, i, w.window_seconds, w.hop_fraction)
-        segments.extend(parts)
-        owner.extend([row] * len(parts))
-    owner_t = torch.tensor(owner, dtype=torch.long)
-    sums = torch.zeros(len(indices), pipeline.model_config.n_classes, dtype=torch.float64)
-    for start in range(0, len(segments), batch_size):
-        streams = stack_windows(segments[start : start + batch_size])
-        with _autocast(precision, device):
-            logits = pipeline.forward_features(_to(streams, device))
-        probs = logits.float().softmax(dim=1)
-        sums.index_add_(0, owner_t[start : start + batch_size], probs.double().cpu())
-    counts = torch.bincount(owner_t, minlength=len(indices)).double()
-    return (sums / counts[:, None]).numpy()
-
-
-def predict_posteriors(
-    pipeline: EmotionPipeline, data: FeatureSet, batch_size: int = 64, precision: str = "fp32"
-) -> np.ndarray:
-    """Posteriors (N, C): each utterance cut into the pipeline's evaluation windows, window
-    posteriors averaged. Among several processes each computes a share of the utterances and
-    every process gets all of them (so every rank must call this)."""
-    w = distributed.world()
-    shards = [distributed.shard(range(len(data)), rank) for rank in range(w.size)]
-    mine = _shard_posteriors(pipeline, data, shards[w.rank], batch_size, precision)
-    posteriors = np.zeros((len(data), pipeline.model_config.n_classes))
-    for indices, values in zip(shards, distributed.gather_objects(mine), strict=True):
-        posteriors[indices] = values
-    return posteriors
-
-
-def evaluate(pipeline: EmotionPipeline, data: FeatureSet, precision: str = "fp32") -> dict:
-    """WA, UA, macro-F1 and the posteriors of ``data`` (cut into the pipeline's windows)."""
-    posteriors = predict_posteriors(pipeline, data, precision=precision)
-    metrics = summarize(data.labels.numpy(), posteriors.argmax(axis=1), posteriors.shape[1])
-    return {**metrics, "posteriors": posteriors}
 
 
 @dataclass
@@ -300,22 +234,6 @@ def _optimizer(
         )
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-
-
-class _EpochBar:
-    """A tqdm bar over epochs showing loss, validation UA and the best so far."""
-
-    def __init__(self, total: int, initial: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, initial=initial, desc="epochs", unit="epoch", leave=False)
-
-    def update(self, loss: float, val_ua: float, best_ua: float) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -429,7 +347,7 @@ def fit(
         history, best, elapsed = state["history"], state["best"], state["elapsed"]
         start_epoch = state["epoch"] + 1
 
-    bar = _EpochBar(tc.epochs, start_epoch) if progress and w.is_main else None
+    bar = EpochProgress(tc.epochs, start_epoch) if progress and w.is_main else None
     for epoch in range(start_epoch, tc.epochs):
         if epoch - best["epoch"] > tc.patience and best["epoch"] >= 0:
             break
@@ -453,7 +371,8 @@ def fit(
             if w.is_main:
                 best_pipeline = new_pipeline()
                 best_pipeline.load_state_dict(best["state"])
-                save_pipeline(best_pipeline, out_dir / BEST_MODEL, epoch=epoch, val_ua=best["ua"])
+                save_pipeline(best_pipeline, out_dir / BEST_MODEL, epoch=epoch, val_ua=best["ua"],
+                              normalised_per=tc.normalise)  # fmt: skip
         ranks = distributed.gather_objects(
             {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
         )
