@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: machine description, timing, result files.
+"""Helpers shared by the benchmarks: machine description, timing, result files, test audio,
+throughput passes and the peak memory of a child process.
 
 Results go to ``bench/results/<name>.json`` (everything measured, with the machine and the
 load average before and after) and ``bench/results/<name>.md`` (a short readable table).
@@ -10,9 +11,10 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -24,6 +26,15 @@ __all__ = [
     "summarize_times",
     "time_call",
     "time_interleaved",
+    "time_passes",
+    "throughput_stats",
+    "check_predictions",
+    "write_clips",
+    "package_versions",
+    "CHILD_MEMORY",
+    "run_child",
+    "add_megabytes",
+    "rss_line",
     "markdown_table",
     "write_results",
 ]
@@ -147,6 +158,182 @@ def time_interleaved(
             fn()
             seconds[name].append(time.perf_counter() - began)
     return {name: summarize_times(values) for name, values in seconds.items()}
+
+
+def time_passes(
+    configs: Sequence[Hashable],
+    run_pass: Callable[[Hashable], object],
+    *,
+    rounds: int,
+    before: Callable[[Hashable], object] | None = None,
+    check: Callable[[Hashable, object], object] | None = None,
+) -> tuple[dict, dict]:
+    """``rounds`` alternating rounds of ``run_pass(config)`` over ``configs``, each pass timed
+    with ``time.perf_counter``; ``before(config)`` runs untimed before a pass, ``check(config,
+    result)`` after it. Returns per config the seconds of each pass and the cores other
+    processes kept busy during it (:func:`cpu_snapshot`)."""
+    seconds: dict[Hashable, list[float]] = {c: [] for c in configs}
+    others: dict[Hashable, list[float | None]] = {c: [] for c in configs}
+    for _ in range(rounds):
+        for config in configs:
+            if before is not None:
+                before(config)
+            snap = cpu_snapshot()
+            began = time.perf_counter()
+            result = run_pass(config)
+            seconds[config].append(time.perf_counter() - began)
+            others[config].append(other_processes_cores(snap, cpu_snapshot()))
+            if check is not None:
+                check(config, result)
+    return seconds, others
+
+
+def throughput_stats(
+    seconds: Sequence[float], others: Sequence[float | None], files: int, file_seconds: float
+) -> dict:
+    """Files and audio seconds per second over passes of ``files`` files of ``file_seconds``
+    each (median and best pass) and the mean cores busy with other processes."""
+    times = sorted(seconds)
+    median = statistics.median(times)
+    busy = [x for x in others if x is not None]
+    return {
+        "files": files,
+        "passes": len(times),
+        "seconds_per_pass": times,
+        "files_per_second_median": files / median,
+        "files_per_second_best": files / times[0],
+        "audio_seconds_per_second_median": files * file_seconds / median,
+        "other_processes_cores": round(sum(busy) / len(busy), 2) if busy else None,
+    }
+
+
+def check_predictions(predictions: Sequence[object], what: str) -> None:
+    """Refuse a ``predict_many`` pass that returned None or a silent prediction for a file."""
+    if any(p is None or p.silent for p in predictions):
+        raise RuntimeError(f"{what} lost or silenced a file")
+
+
+def write_clips(
+    folder: Path, n: int, seconds: float, *, sample_rate: int, audio_format: str
+) -> list[str]:
+    """``n`` distinct voice-like clips as 16-bit ``audio_format`` ("WAV", "FLAC") files named
+    ``clip_0000.wav`` (``.flac``)...; returns the paths."""
+    import soundfile as sf
+
+    from emofuse.testing import synthetic_voice
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"clip_{i:04d}.{audio_format.lower()}"
+        wave = synthetic_voice(seconds, sample_rate, pitch=110.0 + (i * 7) % 150, seed=i)
+        sf.write(path, wave, sample_rate, subtype="PCM_16", format=audio_format)
+        paths.append(str(path))
+    return paths
+
+
+def package_versions(packages: Sequence[str]) -> dict:
+    """The installed version of each package (None when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+# The start of a child script (see run_child): imports and memory(), its RSS so far in KiB.
+CHILD_MEMORY = r"""
+import json, resource, sys, time
+
+def memory():
+    status = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                status[key] = int(value.split()[0])  # kB (KiB)
+    return {"ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "vm_hwm_kib": status.get("VmHWM"), "vm_rss_kib": status.get("VmRSS")}
+
+"""
+
+
+def run_child(script: str, args: dict, *, what: str, cwd: Path | None = None) -> dict:
+    """Run ``script`` (Python source, ``args`` as JSON in ``sys.argv[1]``) in a fresh process;
+    return the JSON object on its last line of output, with ``process_seconds`` added.
+
+    Launched as ``sh -c '"$@" & wait $!'``: on Linux a process's ``ru_maxrss`` starts at the
+    high-water mark of the memory it replaced at ``exec``, and ``subprocess`` execs from (a
+    vfork of) this benchmark process, which holds torch, models and test files; the shell
+    forks the child, so the child's ``exec`` replaces only a copy of the small shell. ``VmHWM``
+    (the high-water mark of the process's own memory map) is reported as well.
+    """
+    command = ["/bin/sh", "-c", '"$@" & wait $!', "sh", sys.executable, "-c", script,
+               json.dumps(args)]  # fmt: skip
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["process_seconds"] = elapsed
+    return report
+
+
+def add_megabytes(
+    report: dict, keys: Sequence[str] = ("after_imports", "after_load", "peak")
+) -> None:
+    """Add ``ru_maxrss_mb`` and ``vm_hwm_mb`` (MB = 10**6 bytes) to the memory readings of a
+    child's report (:data:`CHILD_MEMORY`'s KiB)."""
+    for key in keys:
+        mem = report[key]
+        mem["ru_maxrss_mb"] = mem["ru_maxrss_kib"] * 1024 / 1e6
+        mem["vm_hwm_mb"] = mem["vm_hwm_kib"] * 1024 / 1e6 if mem["vm_hwm_kib"] else None
+
+
+def rss_line(report: dict) -> str:
+    """The peak RSS of a timeline child's report, its RSS after the imports and after loading
+    the model, segments, wall time, RTF and the other processes' cores, in words."""
+    return (
+        f"{report['peak']['ru_maxrss_mb']:.0f} MB (after imports "
+        f"{report['after_imports']['ru_maxrss_mb']:.0f} MB, after loading the model "
+        f"{report['after_load']['ru_maxrss_mb']:.0f} MB), {report['segments']} "
+        f"segments in {report['wall_seconds']:.1f} s (RTF {report['rtf']:.4f}), "
+        f"others {report['other_processes_cores']} cores"
+    )
+
+
+def predict_process(
+    inputs: Sequence[Path | str], n: int, model: str, threads: int, out: Path,
+    precision: str = "fp32", output_format: str = "jsonl",
+) -> dict:
+    """One cold ``python -m emofuse predict INPUTS`` process (``n`` files in ``inputs``, folders
+    or files): wall time, files/s, its peak RSS (``ru_maxrss`` of the child) and the answers
+    written (lines of JSONL, rows of CSV, items of JSON)."""  # fmt: skip
+    command = [sys.executable, "-m", "emofuse", "predict", *map(str, inputs), "--model", model,
+               "--threads", str(threads), "--format", output_format, "--output", str(out),
+               "--precision", precision]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = process.stderr.read().decode(errors="replace")  # read first: a full pipe blocks
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command[:8])} ... failed:\n{stderr[-2000:]}")
+    text = out.read_text()
+    answers = {"jsonl": lambda: len(text.splitlines()), "csv": lambda: len(text.splitlines()) - 1,
+               "json": lambda: len(json.loads(text))}[output_format]()  # fmt: skip
+    return {
+        "model": model, "precision": precision, "threads": threads, "files": n,
+        "answers": answers, "seconds": round(seconds, 2),
+        "files_per_second": round(n / seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }  # fmt: skip
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

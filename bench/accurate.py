@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,20 +82,7 @@ TARGET_FILES_PER_SECOND = 100.0  # accurate, best batch size, 2 threads
 TARGET_PEAK_RSS_MB = 600.0  # accurate, 1-hour timeline, MB = 10**6 bytes
 
 # Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = r"""
-import json, resource, sys, time
-
-def memory():
-    status = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                status[key] = int(value.split()[0])  # kB (KiB)
-    return {"ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "vm_hwm_kib": status.get("VmHWM"), "vm_rss_kib": status.get("VmRSS")}
-
-args = json.loads(sys.argv[1])
+TIMELINE_CHILD = common.CHILD_MEMORY + r"""args = json.loads(sys.argv[1])
 import torch
 torch.set_num_threads(args["threads"])
 from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
@@ -121,6 +106,8 @@ print(json.dumps({"after_imports": after_imports, "after_load": after_load, "pea
 
 
 # --------------------------------------------------------------------------- models and files
+
+_snapshot = common.cpu_snapshot  # finished children's CPU time counts as ours
 
 
 def _describe(pipeline: nn.Module, about: dict) -> dict:
@@ -176,22 +163,6 @@ def build_wav2vec2() -> nn.Module:
     return Wav2Vec2Model(Wav2Vec2Config()).eval()
 
 
-def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
-    """``n`` distinct voice-like clips as 16-bit WAV files; returns the paths."""
-    import soundfile as sf
-
-    from emofuse.testing import synthetic_voice
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = folder / f"clip_{i:04d}.wav"
-        wave = synthetic_voice(seconds, SAMPLE_RATE, pitch=110.0 + (i * 7) % 150, seed=i)
-        sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        paths.append(str(path))
-    return paths
-
-
 def write_long_file(path: Path, seconds: int) -> int:
     """A ``seconds``-long 16-bit WAV file written minute by minute: voice-like minutes, every
     fifth one quiet noise (-50 dBFS) instead; returns its size in bytes."""
@@ -209,16 +180,6 @@ def write_long_file(path: Path, seconds: int) -> int:
                 block = synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i)
             out.write(block)
     return path.stat().st_size
-
-
-def _snapshot() -> dict:
-    """:func:`common.cpu_snapshot` with finished child processes' CPU time counted as ours."""
-    import os
-
-    snap = common.cpu_snapshot()
-    times = os.times()
-    snap["own"] += times.children_user + times.children_system
-    return snap
 
 
 def _recognizer(pipeline: nn.Module):
@@ -374,39 +335,23 @@ def measure_throughput(models: dict, paths: list[str], quick: bool) -> list[dict
         recognizers[name].predict_many(paths[: 2 * b], batch_size=b)
     for path in paths:  # every file in the OS page cache
         Path(path).read_bytes()
-    seconds: dict[tuple, list[float]] = {c: [] for c in configs}
-    others: dict[tuple, list[float]] = {c: [] for c in configs}
-    for _ in range(QUICK_MANY_ROUNDS if quick else MANY_ROUNDS):
-        for t, name, b in configs:
-            torch.set_num_threads(t)
-            snap = _snapshot()
-            began = time.perf_counter()
-            predictions = recognizers[name].predict_many(paths, batch_size=b)
-            seconds[(t, name, b)].append(time.perf_counter() - began)
-            others[(t, name, b)].append(common.other_processes_cores(snap, _snapshot()))
-            if any(p is None or p.silent for p in predictions):
-                raise RuntimeError(f"predict_many ({name}, batch {b}) lost or silenced a file")
+    seconds, others = common.time_passes(
+        configs,
+        lambda c: recognizers[c[1]].predict_many(paths, batch_size=c[2]),
+        rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
+        before=lambda c: torch.set_num_threads(c[0]),
+        check=lambda c, predictions: common.check_predictions(
+            predictions, f"predict_many ({c[1]}, batch {c[2]})"
+        ),
+    )
     out = []
     for t, name, b in configs:
-        times = sorted(seconds[(t, name, b)])
-        median = statistics.median(times)
-        busy = [x for x in others[(t, name, b)] if x is not None]
-        m = {
-            "model": name,
-            "threads": t,
-            "batch_size": b,
-            "files": len(paths),
-            "passes": len(times),
-            "seconds_per_pass": times,
-            "files_per_second_median": len(paths) / median,
-            "files_per_second_best": len(paths) / times[0],
-            "audio_seconds_per_second_median": len(paths) * MANY_SECONDS / median,
-            "other_processes_cores": round(sum(busy) / len(busy), 2) if busy else None,
-        }
+        m = {"model": name, "threads": t, "batch_size": b, **common.throughput_stats(
+            seconds[(t, name, b)], others[(t, name, b)], len(paths), MANY_SECONDS)}  # fmt: skip
         out.append(m)
         print(
             f"predict_many {name:>8}, batch {b:>2}, {t} thread(s): "
-            f"{m['files_per_second_median']:.1f} files/s (median of {len(times)}), "
+            f"{m['files_per_second_median']:.1f} files/s (median of {m['passes']}), "
             f"others {m['other_processes_cores']} cores"
         )
     return out
@@ -416,24 +361,11 @@ def measure_throughput(models: dict, paths: list[str], quick: bool) -> list[dict
 
 
 def run_timeline(audio: Path, model: Path, threads: int, batch_size: int) -> dict:
-    """Run TIMELINE_CHILD in a fresh process and return its report.
-
-    Launched as ``sh -c '"$@" & wait $!'`` (as bench/inference.py): on Linux ``ru_maxrss``
-    starts at the high-water mark of the image replaced at ``exec``, so the child is forked
-    from a small shell rather than exec'd from this big process. ``VmHWM`` is reported too.
-    """
+    """Run TIMELINE_CHILD in a fresh process (:func:`common.run_child`: forked from a small
+    shell, so its ``ru_maxrss`` is its own) and return its report."""
     args = {"audio": str(audio), "model": str(model), "threads": threads,
             "batch_size": batch_size}  # fmt: skip
-    command = ["/bin/sh", "-c", '"$@" & wait $!', "sh", sys.executable, "-c", TIMELINE_CHILD,
-               json.dumps(args)]  # fmt: skip
-    began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
-    elapsed = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"timeline child failed:\n{done.stderr[-3000:]}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    report["process_seconds"] = elapsed
-    return report
+    return common.run_child(TIMELINE_CHILD, args, what="timeline child", cwd=REPO)
 
 
 def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int,
@@ -466,19 +398,10 @@ def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int
                 report["other_processes_cores"] = common.other_processes_cores(snap, _snapshot())
                 report.update(audio_seconds=seconds_, file_bytes=size, batch_size=batch_size,
                               rtf=report["wall_seconds"] / seconds_)  # fmt: skip
-                for key in ("after_imports", "after_load", "peak"):
-                    mem = report[key]
-                    mem["ru_maxrss_mb"] = mem["ru_maxrss_kib"] * 1024 / 1e6
-                    mem["vm_hwm_mb"] = mem["vm_hwm_kib"] * 1024 / 1e6 if mem["vm_hwm_kib"] else None
+                common.add_megabytes(report)
                 runs.append(report)
-                print(
-                    f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
-                    f"{report['peak']['ru_maxrss_mb']:.0f} MB (after imports "
-                    f"{report['after_imports']['ru_maxrss_mb']:.0f} MB, after loading the model "
-                    f"{report['after_load']['ru_maxrss_mb']:.0f} MB), {report['segments']} "
-                    f"segments in {report['wall_seconds']:.1f} s (RTF {report['rtf']:.4f}), "
-                    f"others {report['other_processes_cores']} cores"
-                )
+                print(f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
+                      + common.rss_line(report))
         finally:
             audio.unlink(missing_ok=True)
     w = pipeline.windows
@@ -673,15 +596,9 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("emofuse", "torch", "numpy", "transformers", "soundfile", "soxr"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return common.package_versions(
+        ("emofuse", "torch", "numpy", "transformers", "soundfile", "soxr")
+    )
 
 
 def _background() -> list[str]:
@@ -722,8 +639,9 @@ def run(args: argparse.Namespace) -> dict:
             rtf = measure_rtf(accurate, fast, wav2vec2, args.threads, quick)
             del wav2vec2
             parts = measure_parts(accurate, args.threads, quick)
-            paths = write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
-                                MANY_SECONDS)  # fmt: skip
+            paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
+                                       MANY_SECONDS, sample_rate=SAMPLE_RATE,
+                                       audio_format="WAV")  # fmt: skip
             throughput = measure_throughput({"fast": fast, "accurate": accurate}, paths, quick)
             shutil.rmtree(workdir / "clips")
             limit = args.eval_limit or (QUICK_EVAL_LIMIT if quick else None)

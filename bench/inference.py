@@ -21,12 +21,7 @@ weights). Run ``python bench/inference.py`` (``--quick`` for a smoke run); write
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -65,21 +60,8 @@ TARGET_FILES_PER_SECOND = 200.0  # best predict_many configuration, 2 threads
 TARGET_PEAK_RSS_MB = 500.0  # timeline over 1 hour, MB = 10**6 bytes
 HEADLINE = (10, 1)  # (clip seconds, threads) of the RTF target
 
-# Run in a fresh process (see _run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = r"""
-import json, resource, sys, time
-
-def memory():
-    status = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                status[key] = int(value.split()[0])  # kB (KiB)
-    return {"ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "vm_hwm_kib": status.get("VmHWM"), "vm_rss_kib": status.get("VmRSS")}
-
-args = json.loads(sys.argv[1])
+# Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
+TIMELINE_CHILD = common.CHILD_MEMORY + r"""args = json.loads(sys.argv[1])
 import torch
 torch.set_num_threads(args["threads"])
 from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
@@ -151,22 +133,6 @@ def random_default_pipeline(seed: int = 0) -> torch.nn.Module:
     return pipeline.eval()
 
 
-def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
-    """``n`` distinct voice-like clips as 16-bit FLAC files; returns the paths."""
-    import soundfile as sf
-
-    from emofuse.testing import synthetic_voice
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = folder / f"clip_{i:04d}.flac"
-        wave = synthetic_voice(seconds, SAMPLE_RATE, pitch=110.0 + (i * 7) % 150, seed=i)
-        sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-        paths.append(str(path))
-    return paths
-
-
 def write_long_file(path: Path, seconds: int) -> int:
     """A ``seconds``-long voice-like 16-bit FLAC file, written chunk by chunk; returns bytes."""
     import soundfile as sf
@@ -180,13 +146,9 @@ def write_long_file(path: Path, seconds: int) -> int:
     return path.stat().st_size
 
 
-def _snapshot() -> dict:
-    """:func:`common.cpu_snapshot` with the CPU time of finished child processes counted as
-    this process's own (the timeline runs in a child)."""
-    snap = common.cpu_snapshot()
-    times = os.times()
-    snap["own"] += times.children_user + times.children_system
-    return snap
+# :func:`common.cpu_snapshot` with the CPU time of finished child processes counted as this
+# process's own (the timeline runs in a child)
+_snapshot = common.cpu_snapshot  # finished children's CPU time counts as ours
 
 
 # --------------------------------------------------------------------------- 1. latency
@@ -253,38 +215,22 @@ def measure_throughput(recognizers: dict, paths: list[str], quick: bool) -> list
         recognizers[name][MANY_THREADS].predict_many(paths[: 2 * b], batch_size=b)
     for path in paths:
         Path(path).read_bytes()
-    seconds: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
-    others: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
-    for _ in range(rounds):
-        for name, b in configs:
-            snap = _snapshot()
-            began = time.perf_counter()
-            predictions = recognizers[name][MANY_THREADS].predict_many(paths, batch_size=b)
-            seconds[(name, b)].append(time.perf_counter() - began)
-            others[(name, b)].append(common.other_processes_cores(snap, _snapshot()))
-            if any(p is None or p.silent for p in predictions):
-                raise RuntimeError(f"predict_many ({name}, batch {b}) lost or silenced a file")
+    seconds, others = common.time_passes(
+        configs,
+        lambda c: recognizers[c[0]][MANY_THREADS].predict_many(paths, batch_size=c[1]),
+        rounds=rounds,
+        check=lambda c, predictions: common.check_predictions(
+            predictions, f"predict_many ({c[0]}, batch {c[1]})"
+        ),
+    )
     out = []
     for name, b in configs:
-        times = sorted(seconds[(name, b)])
-        median = statistics.median(times)
-        busy = [x for x in others[(name, b)] if x is not None]
-        m = {
-            "backend": name,
-            "batch_size": b,
-            "threads": MANY_THREADS,
-            "files": len(paths),
-            "passes": len(times),
-            "seconds_per_pass": times,
-            "files_per_second_median": len(paths) / median,
-            "files_per_second_best": len(paths) / times[0],
-            "audio_seconds_per_second_median": len(paths) * MANY_SECONDS / median,
-            "other_processes_cores": round(sum(busy) / len(busy), 2) if busy else None,
-        }
+        m = {"backend": name, "batch_size": b, "threads": MANY_THREADS, **common.throughput_stats(
+            seconds[(name, b)], others[(name, b)], len(paths), MANY_SECONDS)}  # fmt: skip
         out.append(m)
         print(
             f"predict_many {name:>5}, batch {b:>2}, {MANY_THREADS} threads: "
-            f"{m['files_per_second_median']:.0f} files/s (median of {len(times)}), "
+            f"{m['files_per_second_median']:.0f} files/s (median of {m['passes']}), "
             f"others {m['other_processes_cores']} cores"
         )
     return out
@@ -294,26 +240,12 @@ def measure_throughput(recognizers: dict, paths: list[str], quick: bool) -> list
 
 
 def run_timeline(backend: str, audio: Path, model: Path, onnx: Path) -> dict:
-    """Run TIMELINE_CHILD in a fresh process and return its report.
-
-    Launched as ``sh -c '"$@" & wait $!'``: on Linux a process's ``ru_maxrss`` starts at the
-    high-water mark of the memory it replaced at ``exec``, and ``subprocess`` execs from (a
-    vfork of) this benchmark process, which holds torch, two models and the test files; the
-    shell forks the child, so the child's ``exec`` replaces only a copy of the small shell.
-    ``VmHWM`` (the high-water mark of the process's own memory map) is reported as well.
-    """
+    """Run TIMELINE_CHILD in a fresh process and return its report (:func:`common.run_child`:
+    forked from a small shell, so the ``ru_maxrss`` of this process, which holds torch, two
+    models and the test files, does not carry over; ``VmHWM`` is reported as well)."""
     args = {"backend": backend, "audio": str(audio), "model": str(model), "onnx": str(onnx),
             "threads": TIMELINE_THREADS}  # fmt: skip
-    command = ["/bin/sh", "-c", '"$@" & wait $!', "sh", sys.executable, "-c", TIMELINE_CHILD,
-               json.dumps(args)]  # fmt: skip
-    began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"timeline child ({backend}) failed:\n{done.stderr[-3000:]}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    report["process_seconds"] = elapsed
-    return report
+    return common.run_child(TIMELINE_CHILD, args, what=f"timeline child ({backend})")
 
 
 def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: bool) -> dict:
@@ -335,19 +267,10 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
             report = run_timeline(backend, audio, model, onnx)
             report["other_processes_cores"] = common.other_processes_cores(snap, _snapshot())
             report["rtf"] = report["wall_seconds"] / seconds
-            for key in ("after_imports", "after_load", "peak"):
-                mem = report[key]
-                mem["ru_maxrss_mb"] = mem["ru_maxrss_kib"] * 1024 / 1e6
-                mem["vm_hwm_mb"] = mem["vm_hwm_kib"] * 1024 / 1e6 if mem["vm_hwm_kib"] else None
+            common.add_megabytes(report)
             runs[backend] = report
-            print(
-                f"timeline {backend:>5}, {seconds} s of audio: peak RSS "
-                f"{report['peak']['ru_maxrss_mb']:.0f} MB (after imports "
-                f"{report['after_imports']['ru_maxrss_mb']:.0f} MB, after loading the model "
-                f"{report['after_load']['ru_maxrss_mb']:.0f} MB), {report['segments']} "
-                f"segments in {report['wall_seconds']:.1f} s (RTF {report['rtf']:.4f}), "
-                f"others {report['other_processes_cores']} cores"
-            )
+            print(f"timeline {backend:>5}, {seconds} s of audio: peak RSS "
+                  + common.rss_line(report))
     finally:
         audio.unlink(missing_ok=True)
     return {
@@ -393,8 +316,9 @@ def run(model: str | None = None, quick: bool = False) -> dict:
         }
         try:
             latency = measure_latency(recognizers, quick)
-            paths = write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
-                                MANY_SECONDS)  # fmt: skip
+            paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
+                                       MANY_SECONDS, sample_rate=SAMPLE_RATE,
+                                       audio_format="FLAC")  # fmt: skip
             throughput = measure_throughput(recognizers, paths, quick)
             shutil.rmtree(workdir / "clips")
         finally:
@@ -437,16 +361,8 @@ def run(model: str | None = None, quick: bool = False) -> dict:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("emofuse", "torch", "numpy", "onnxruntime", "onnx", "onnxscript",
-                    "soundfile", "soxr"):  # fmt: skip
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return common.package_versions(("emofuse", "torch", "numpy", "onnxruntime", "onnx",
+                                    "onnxscript", "soundfile", "soxr"))  # fmt: skip
 
 
 def check_targets(results: dict) -> list[dict]:

@@ -1,6 +1,6 @@
 """Throughput and memory of ``emofuse predict`` over many short files, from a cold process.
 
-Each measurement launches ``python -m emofuse predict DIR --model M --threads T --format csv``
+Each measurement launches ``python -m emofuse predict DIR --model M --threads T --format jsonl``
 in a fresh process (start-up, model loading and decoding included) and records the wall time,
 files per second and the process's peak RSS (``ru_maxrss`` of the child).
 
@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,30 +76,6 @@ def make_folder(workdir: Path, sources: list[Path], n: int) -> Path:
     return folder
 
 
-def run_predict(
-    folder: Path, n: int, model: str, threads: int, out: Path, precision: str = "fp32"
-) -> dict:
-    """One cold ``emofuse predict`` process: wall time, files/s, peak RSS, rows written."""
-    command = [sys.executable, "-m", "emofuse", "predict", str(folder), "--model", model,
-               "--threads", str(threads), "--format", "csv", "--output", str(out),
-               "--precision", precision]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
-    rows = sum(1 for _ in out.open()) - 1
-    return {
-        "model": model, "precision": precision, "threads": threads, "files": n, "rows": rows,
-        "seconds": round(seconds, 2),
-        "files_per_second": round(n / seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-    }  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
@@ -120,18 +93,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sources, about = clip_sources(workdir)
-        out = workdir / "out.csv"
+        out = workdir / "out.jsonl"
         throughput = []
         folder = make_folder(workdir, sources, n_files)
         for model in args.models:
             for precision in args.precisions:
                 for threads in args.threads:
-                    row = run_predict(folder, n_files, model, threads, out, precision)
+                    row = common.predict_process([folder], n_files, model, threads, out, precision)
                     print(row, flush=True)
                     throughput.append(row)
         memory = []
         for n in (small, large):
-            row = run_predict(make_folder(workdir, sources, n), n, "fast", 1, out)
+            row = common.predict_process([make_folder(workdir, sources, n)], n, "fast", 1, out)
             print(row, flush=True)
             memory.append(row)
     ratio = memory[1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
@@ -165,7 +138,7 @@ def main() -> None:
         f"torch {machine['torch']}. "
         f"Load average before {before}, after {results['load_after']}; other processes kept "
         f"{busy} cores busy on average. Clips: {about}. Command per row: `python -m emofuse "
-        "predict DIR --model M --threads T --precision P --format csv --output OUT` in a fresh "
+        "predict DIR --model M --threads T --precision P --format jsonl --output OUT` in a fresh "
         "process "
         "(start-up and model loading included). Reproduce: `python bench/predict_many.py`.",
         "## Targets", common.markdown_table(["target", "measured", "setting", "status"], targets),

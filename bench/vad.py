@@ -28,7 +28,8 @@ except ImportError:  # run as ``python bench/vad.py``: bench/ itself is on sys.p
     import _common as common
 
 from emofuse.signal.audio import load_audio
-from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector, VADSettings, speech_regions
+from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector
+from emofuse.signal.vad_segmenter import VADSettings, speech_regions
 from emofuse.testing import synthetic_speech, synthetic_voice
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"

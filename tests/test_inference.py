@@ -291,3 +291,31 @@ def test_find_audio_files_searches_folders(tmp_path):
         str(tmp_path / "sub/deeper/c.ogg"),
         "given.txt",
     ]
+
+
+def test_a_stretch_without_speech_is_written_as_soon_as_its_end_is_known():
+    """Windows waiting for a batch go through the model when a "no speech" stretch arrives,
+    so the stretch is yielded before the next stretch is read (not when the batch fills)."""
+    from emofuse.inference.timeline import timeline_segments
+    from emofuse.testing import synthetic_voice, tiny_pipeline
+
+    backend = TorchBackend(tiny_pipeline(), device="cpu")
+    voice, read = synthetic_voice(2.0), []
+
+    def stretches():
+        for i, (start, speech, end) in enumerate([(0, True, 32000), (32000, False, 64000),
+                                                  (64000, True, 96000)]):  # fmt: skip
+            read.append(i)
+            yield start, [voice] if speech else None, end
+
+    segments = timeline_segments(backend, "x", stretches(), window=8000, hop=4000,
+                                 batch_size=1000, silence_db=-60.0)  # fmt: skip
+    seen = []
+    for segment in segments:
+        seen.append(segment)
+        if segment.label == "no speech":
+            assert read == [0, 1]  # the third stretch is not read yet
+            assert [s.label == "no speech" for s in seen].count(False) == 7  # 2 s: 7 windows
+            break
+    else:
+        raise AssertionError("no 'no speech' segment")

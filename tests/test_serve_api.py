@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import re
 import tempfile
@@ -23,7 +24,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from emofuse.inference import EmotionRecognizer, Prediction  # noqa: E402
 from emofuse.serve.app import create_app  # noqa: E402
 from emofuse.signal.audio import AudioError, decode_audio, load_audio  # noqa: E402
-from emofuse.testing import save_tiny_pipeline  # noqa: E402
+from emofuse.testing import save_tiny_pipeline, tiny_pipeline  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CLIP = EXAMPLES / "emodb-03a01Wa-angry.flac"  # 1.878 s of speech, 16 kHz
@@ -103,7 +104,38 @@ def test_healthz_and_model(client, recognizer):
     assert info["window_seconds"] == recognizer.backend.window_seconds
     assert info["max_upload_mb"] == 25.0 and info["max_predict_seconds"] == 10
     assert isinstance(info["version"], str)
-    assert info["model_card"] is None or info["model_card"].startswith("#")
+    # a user's model file: its own metadata, no bundled card
+    assert info["source"] == "file" and info["model_card"] is None and info["training"] is None
+    assert info["backend"] == "torch" and info["metadata"]["streams"] == ["mfcc", "logmel"]
+    assert info["adapts_to_recording"] is False
+
+
+def test_model_description_names_a_file_by_its_name_and_a_bundled_one_by_its_card(recognizer):
+    from emofuse.serve.model_info import bundled_card, model_description
+
+    assert model_description(recognizer)["name"] == "tiny.pt"  # not the server's path
+    fast = bundled_card("fast")
+    if fast is None:
+        pytest.skip("the bundled model card is not installed")
+    assert "## fast" in fast and "## accurate" not in fast  # its own section only
+    assert fast.startswith("# emofuse bundled models")  # with the opening both share
+    bundled = copy.copy(recognizer)
+    bundled.source = "fast"
+    info = model_description(bundled)
+    assert info["name"] == "fast" and info["source"] == "bundled"
+    assert info["model_card"] == fast and info["training"]["task"] == "bundled7"
+    assert "history" not in info["training"]
+
+
+def test_model_description_of_an_onnx_export_is_its_sidecar(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from emofuse.inference.onnx import export_onnx
+    from emofuse.serve.model_info import model_description
+
+    export_onnx(tiny_pipeline(), tmp_path / "m.onnx")
+    info = model_description(EmotionRecognizer.load(tmp_path / "m.onnx", vad=False))
+    assert info["name"] == "m.onnx" and info["backend"] == "OnnxBackend"
+    assert info["metadata"]["labels"] == info["labels"] and info["model_card"] is None
 
 
 def check_prediction(body: dict, labels) -> None:

@@ -17,12 +17,10 @@ from emofuse.signal.vad import (
     CHUNK,
     SAMPLE_RATE,
     SpeechDetector,
-    SpeechSegmenter,
-    VADSettings,
     VADUnavailable,
     silero_weights_path,
-    speech_regions,
 )
+from emofuse.signal.vad_segmenter import SpeechSegmenter, VADSettings, speech_regions
 from emofuse.testing import synthetic_speech, synthetic_voice
 
 
@@ -379,6 +377,28 @@ def test_segmenter_equals_speech_regions_on_speech_with_gaps(detector: SpeechDet
     assert [(s.start, s.end) for s in stretches if s.speech] == speech_regions(
         detector.probabilities([wave])[0], wave.size, short
     )
+
+
+def test_segmenter_says_no_speech_once_the_speech_after_it_is_sure(
+    detector: SpeechDetector,
+) -> None:
+    """The silence before speech is yielded about min_speech after the speech starts (here
+    within 1 s of its end), not when that speech ends."""
+    speech = load(speech_files("emodb", 1)[0])
+    wave = np.concatenate([np.zeros(3 * SAMPLE_RATE, np.float32), speech,
+                           np.zeros(SAMPLE_RATE, np.float32)])  # fmt: skip
+    read = [0]
+
+    def blocks() -> Iterator[np.ndarray]:
+        for block in blocks_of(wave, [1600]):
+            read[0] += block.size
+            yield block
+
+    yielded = [(s, read[0]) for s in SpeechSegmenter(detector).split(blocks())]
+    (silence, seen), (talk, _) = yielded[0], yielded[1]
+    assert not silence.speech and talk.speech and silence.end == talk.start
+    assert silence.end <= seen <= silence.end + SAMPLE_RATE < talk.end
+    check_tiling([s for s, _ in yielded], wave, VADSettings())
 
 
 def test_segmenter_without_speech_and_empty(detector: SpeechDetector) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from emofuse.cli.common import MODEL_HELP, add_runtime_args
 
@@ -48,15 +47,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     recognizer = EmotionRecognizer.load(
         args.model, device=args.device, threads=1, precision=args.precision, vad=not args.no_vad
     )
-    model = str(args.model)
-    name = model if model in ("accurate", "fast") else Path(model).name  # no server paths
     app = create_app(
         recognizer,
         max_upload_mb=args.max_upload_mb,
         api_key=args.api_key or os.environ.get("EMOFUSE_API_KEY") or None,
         workers=args.threads,
         max_predict_seconds=args.max_predict_seconds,
-        model_name=name,
         cors_origins=args.cors_origin,
         worker_init=one_torch_thread,
     )

@@ -7,5 +7,7 @@
 - :mod:`~emofuse.experiments.crossval`, :mod:`~emofuse.experiments.compare`,
   :mod:`~emofuse.experiments.ensemble`, :mod:`~emofuse.experiments.deployable`: the experiments;
 - :mod:`~emofuse.experiments.variants`, :mod:`~emofuse.experiments.stats`,
-  :mod:`~emofuse.experiments.report`: the compared systems, paired statistics, Markdown/figures.
+  :mod:`~emofuse.experiments.claims`, :mod:`~emofuse.experiments.subsets`,
+  :mod:`~emofuse.experiments.report`: the compared systems, paired statistics, the claims they
+  test, a corpus's named parts rescored, Markdown/figures.
 """

@@ -259,6 +259,7 @@ class OnnxBackend:
         sample_rate: the sample rate the model expects.
         min_samples: narrower batches are zero-padded to this width.
         max_samples: the longest clip the model takes (30 s with a Whisper stream), or None.
+        metadata: the whole sidecar.
     """
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
@@ -278,6 +279,7 @@ class OnnxBackend:
             meta = json.loads(sidecar.read_text())
             if meta.get("format") != SIDECAR_FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, not {SIDECAR_FORMAT!r}")
+            self.metadata: dict = meta
             self.labels: tuple[str, ...] = tuple(str(label) for label in meta["labels"])
             self.sample_rate: int = int(meta["sample_rate"])
             self.min_samples: int = int(meta["min_samples"])

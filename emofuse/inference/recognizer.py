@@ -34,20 +34,28 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Protocol
 
 import numpy as np
-import torch
 
-from emofuse.device import resolve_device
-from emofuse.inference.adapt import RunningAdaptation, logit_scale
+from emofuse.inference.adapt import RunningAdaptation
+from emofuse.inference.backends import Backend, TorchBackend, window_probabilities
 from emofuse.inference.prefetch import prefetch
-from emofuse.pipeline import EmotionPipeline, load_model
+from emofuse.inference.results import NO_SPEECH, Prediction, Segment, labelled
+from emofuse.inference.timeline import timeline_segments
+from emofuse.inference.windows import (
+    MIN_SECONDS,
+    as_mono,
+    batches,
+    padded,
+    prepare,
+    window_spans,
+)
+from emofuse.pipeline import load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
 from emofuse.signal.audio import AudioError, iter_blocks, level_db, load_audio, resample
 from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE
-from emofuse.signal.vad import SpeechDetector, SpeechSegmenter, VADSettings, speech_regions
+from emofuse.signal.vad import SpeechDetector
+from emofuse.signal.vad_segmenter import SpeechSegmenter, VADSettings, speech_regions
 
 __all__ = [
     "Backend",
@@ -58,219 +66,8 @@ __all__ = [
     "NO_SPEECH",
 ]
 
-NO_SPEECH = "no speech"
-MIN_SECONDS = 0.5
 BATCH_SECONDS = 30.0  # audio per forward pass by default (bench/predict_many.py: speed vs memory)
 PREFETCH_FILES = 32  # files read (and checked for speech) ahead of the model
-
-
-class Backend(Protocol):
-    """What runs the model: padded mono waveforms at ``sample_rate`` -> class probabilities.
-
-    ``window_seconds`` / ``hop_seconds``: the evaluation windows the model was validated with.
-    """
-
-    labels: tuple[str, ...]
-    sample_rate: int
-    window_seconds: float
-    hop_seconds: float
-
-    def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """float32 (B, S) zero-padded waveforms, int64 (B,) lengths -> softmax (B, C)."""
-        ...
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-class TorchBackend:
-    """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present).
-
-    ``precision="bf16"`` runs matrix products and convolutions in bfloat16 (``torch.autocast``):
-    on CPUs with AMX (Xeon 4th generation and later) about 2.6x faster for the accurate model,
-    with slightly different probabilities (``bench/predict_many.py`` measures the agreement);
-    on CPUs without bfloat16 units it is slower.
-    """
-
-    def __init__(
-        self, pipeline: EmotionPipeline, device: str = "auto", precision: str = "fp32"
-    ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; expected fp32 or bf16")
-        self.device = resolve_device(device)
-        self.precision = precision
-        self.pipeline = pipeline.to(self.device).eval()
-        self.labels = tuple(pipeline.labels)
-        self.sample_rate = pipeline.sample_rate
-        self.window_seconds = pipeline.windows.window_seconds
-        self.hop_seconds = pipeline.windows.hop_seconds
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
-
-    def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), self._autocast():
-            logits = self.pipeline(
-                torch.from_numpy(waveforms).to(self.device),
-                torch.from_numpy(lengths).to(self.device),
-            )  # (B, C)
-            return logits.float().softmax(dim=1).cpu().numpy()
-
-    def adapting_probabilities(
-        self, waveforms: np.ndarray, lengths: np.ndarray, adaptation: RunningAdaptation,
-        weights: np.ndarray,
-    ) -> np.ndarray:
-        """As :meth:`probabilities` for windows in recording order, each standardised with
-        ``adaptation``'s statistics of the windows before it, then added to them with its
-        weight (B,): the answers do not depend on how windows are batched."""  # fmt: skip
-        with torch.inference_mode(), self._autocast():
-            streams = self.pipeline.frontend(
-                torch.from_numpy(waveforms).to(self.device),
-                torch.from_numpy(lengths).to(self.device),
-            )
-            normalised: dict[str, list] = {name: [] for name in streams}
-            scales = []  # the temperature relaxes as the statistics become the recording's
-            for i in range(len(lengths)):
-                window = {name: (x[i : i + 1], n[i : i + 1]) for name, (x, n) in streams.items()}
-                for name, (x, _) in adaptation.normalised(window).items():
-                    normalised[name].append(x)
-                scales.append(logit_scale(self.pipeline, adaptation.share))
-                adaptation.update(window, torch.from_numpy(weights[i : i + 1]))
-            inputs = {name: (torch.cat(parts), streams[name][1])
-                      for name, parts in normalised.items()}  # fmt: skip
-            logits = self.pipeline.net(inputs).float()  # (B, C)
-            logits = logits * torch.tensor(scales, device=logits.device)[:, None]
-            return logits.softmax(dim=1).cpu().numpy()
-
-    def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """float32 (B, S) zero-padded waveforms, (B,) lengths -> pooled representations (B, E)."""
-        with torch.inference_mode(), self._autocast():
-            pooled = self.pipeline.embed(
-                torch.from_numpy(waveforms).to(self.device),
-                torch.from_numpy(lengths).to(self.device),
-            )  # (B, E)
-            return pooled.float().cpu().numpy()
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The emotion of one clip. Without speech, ``silent`` is True, ``label`` is "no speech",
-    ``probabilities`` is empty and ``reason`` says why (silent, or no speech detected)."""
-
-    label: str
-    probabilities: dict[str, float]
-    silent: bool
-    duration: float  # seconds
-    source: str | None = None  # the file, when read from one
-    reason: str | None = None  # why there is no emotion (None when there is one)
-
-    @property
-    def confidence(self) -> float:
-        """Probability of ``label`` (0 when silent)."""
-        return self.probabilities.get(self.label, 0.0)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch ``[start, end)`` seconds of a :meth:`EmotionRecognizer.timeline`; without
-    speech ``silent`` is True, ``label`` "no speech" and ``reason`` says why."""
-
-    start: float
-    end: float
-    label: str
-    probabilities: dict[str, float]  # empty without speech
-    silent: bool
-    reason: str | None = None
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities.get(self.label, 0.0)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _windows(
-    blocks: Iterable[np.ndarray], window: int, hop: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(start sample, samples (<= window,)) of windows over a stream of mono blocks.
-
-    Windows start every ``hop`` samples from 0, plus one ending at the end if the last one
-    does not; a stream of at most ``window`` samples is one window
-    (as :func:`emofuse.training.batches.windows` cuts frames).
-    Only the last ``window`` samples are carried from one block to the next.
-    """
-    buffer, offset, start, covered = np.zeros(0, np.float32), 0, 0, 0
-    for block in blocks:
-        buffer = np.concatenate([buffer, block])
-        while start + window <= offset + buffer.size:
-            yield start, buffer[start - offset : start - offset + window].copy()
-            covered, start = start + window, start + hop
-        drop = max(0, buffer.size - window)
-        buffer, offset = buffer[drop:].copy(), offset + drop  # not a view of the block
-    total = offset + buffer.size
-    if covered < total:
-        yield max(0, total - window), buffer[max(0, total - window) - offset :].copy()
-
-
-def _prepare(window: np.ndarray, min_samples: int) -> np.ndarray:
-    """Subtract the mean, then tile a window shorter than ``min_samples`` up to it."""
-    window = (window - window.mean(dtype=np.float64)).astype(np.float32)
-    if window.size < min_samples:
-        window = np.tile(window, math.ceil(min_samples / window.size))[:min_samples]
-    return window
-
-
-def _batches(sizes: Sequence[int], budget: int) -> Iterator[slice]:
-    """Consecutive runs of windows whose padded batch (count x longest) stays within
-    ``budget`` samples (a longer single window is a batch of its own).
-
-    >>> list(_batches([3, 3, 3, 5, 1], budget=9))
-    [slice(0, 3, None), slice(3, 4, None), slice(4, 5, None)]
-    """
-    start, longest = 0, 0
-    for i, size in enumerate(sizes):
-        if i > start and (i - start + 1) * max(longest, size) > budget:
-            yield slice(start, i)
-            start, longest = i, 0
-        longest = max(longest, size)
-    if start < len(sizes):
-        yield slice(start, len(sizes))
-
-
-def _padded(windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of any lengths -> zero-padded float32 (N, S) and int64 lengths (N,)."""
-    lengths = np.array([w.size for w in windows], dtype=np.int64)
-    batch = np.zeros((len(windows), int(lengths.max())), np.float32)  # (N, S)
-    for row, w in zip(batch, windows, strict=True):
-        row[: w.size] = w
-    return batch, lengths
-
-
-def _as_mono(audio: np.ndarray) -> np.ndarray:
-    """(samples,) or (samples, channels) array, float or integer PCM -> float32 (samples,)."""
-    audio = np.asarray(audio)
-    if audio.ndim not in (1, 2) or audio.size == 0:
-        raise ValueError(f"audio must be a non-empty (samples,) or (samples, channels) array, "
-                         f"got shape {audio.shape}")  # fmt: skip
-    if audio.ndim == 2 and audio.shape[1] > audio.shape[0]:
-        raise ValueError(f"2-D audio must be (samples, channels), got shape {audio.shape}; "
-                         "transpose it")  # fmt: skip
-    if audio.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
-        audio = (audio.astype(np.float32) - 128) / 128
-    elif np.issubdtype(audio.dtype, np.unsignedinteger):
-        raise ValueError(f"audio must be float, signed integer or uint8 PCM, got {audio.dtype}")
-    elif np.issubdtype(audio.dtype, np.integer):  # PCM, scaled as soundfile does
-        audio = audio / -float(np.iinfo(audio.dtype).min)
-    elif not np.issubdtype(audio.dtype, np.floating):
-        raise ValueError(f"audio must be a float or integer array, got dtype {audio.dtype}")
-    wave = audio.mean(axis=1) if audio.ndim == 2 else audio
-    if not np.isfinite(wave).all():
-        raise ValueError("audio contains non-finite samples (NaN or infinity)")
-    return wave.astype(np.float32)
 
 
 class EmotionRecognizer:
@@ -287,8 +84,10 @@ class EmotionRecognizer:
         silence_db: float = -60.0,
         vad: bool | SpeechDetector = True,
         vad_settings: VADSettings | None = None,
+        source: str | None = None,
     ) -> None:
         self.backend = backend
+        self.source = source  # the bundled model's name or the model file, when loaded
         self.silence_db = silence_db
         self._min_samples = round(MIN_SECONDS * backend.sample_rate)
         if vad is True:
@@ -333,13 +132,15 @@ class EmotionRecognizer:
                                  "precision apply to the torch backend")  # fmt: skip
             from emofuse.inference.onnx import OnnxBackend
 
-            return cls(OnnxBackend(path, num_threads=threads), silence_db=silence_db, vad=vad)
+            return cls(OnnxBackend(path, num_threads=threads), silence_db=silence_db, vad=vad,
+                       source=str(path))  # fmt: skip
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; expected auto, torch or onnx")
         if onnx_file:
             raise ValueError(f"{path} is an ONNX export: load it with backend 'onnx' or 'auto'")
         torch_backend = TorchBackend(load_model(path), device, precision)
-        return cls(torch_backend, silence_db=silence_db, vad=vad)
+        source = BUNDLED_MODELS[0] if path is None else str(path)
+        return cls(torch_backend, silence_db=silence_db, vad=vad, source=source)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -460,7 +261,7 @@ class EmotionRecognizer:
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise ValueError("an audio array needs its sample_rate")
-            return resample(_as_mono(audio), sample_rate, self.sample_rate), None
+            return resample(as_mono(audio), sample_rate, self.sample_rate), None
         if sample_rate is not None:
             raise ValueError("sample_rate is for arrays; a file's own rate is used")
         return load_audio(audio, self.sample_rate), str(audio)
@@ -497,21 +298,24 @@ class EmotionRecognizer:
 
     def _predict_group(self, group: list[tuple], batch_size: int) -> list[tuple[int, Prediction]]:
         """(index, mono wave, source) files -> (index, prediction): checked for speech, then
-        the windows of those with speech through the model, in padded batches of at most
-        ``batch_size`` full windows' worth of samples."""
+        the windows of those with speech through the model, shortest first (windows of like
+        length share a padded batch), in batches of at most ``batch_size`` full windows' worth
+        of samples, each cut from its file only when its batch runs."""
         reasons = self.no_speech_reasons([wave for _, wave, _ in group])
-        windows: list[np.ndarray] = []
-        owners: list[int] = []  # the file of each window, by position in the group
-        for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True)):
-            if reason is None:
-                clip_windows = self._eval_windows(wave)
-                windows += clip_windows
-                owners += [position] * len(clip_windows)
+        window = round(self.backend.window_seconds * self.sample_rate)
+        hop = round(self.backend.hop_seconds * self.sample_rate)
+        spans = [(position, start, end)  # position: the file's place in the group
+                 for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True))
+                 if reason is None for start, end in window_spans(wave.size, window, hop)]
+        spans.sort(key=lambda span: span[2] - span[1])
         totals = np.zeros((len(group), len(self.labels)))
-        counts = np.bincount(owners, minlength=len(group)) if owners else np.zeros(len(group))
-        budget = batch_size * round(self.backend.window_seconds * self.sample_rate)
-        for batch in _batches([w.size for w in windows], budget):
-            np.add.at(totals, owners[batch], self._forward(windows[batch]))
+        counts = np.bincount([p for p, _, _ in spans], minlength=len(group))
+        sizes = [max(end - start, self._min_samples) for _, start, end in spans]
+        for batch in batches(sizes, batch_size * window):
+            owners = [p for p, _, _ in spans[batch]]
+            cut = [prepare(group[p][1][start:end], self._min_samples)
+                   for p, start, end in spans[batch]]  # fmt: skip
+            np.add.at(totals, owners, window_probabilities(self.backend, cut))
         results = []
         for position, (item, reason) in enumerate(zip(group, reasons, strict=True)):
             index, wave, source = item
@@ -519,16 +323,17 @@ class EmotionRecognizer:
             if reason is not None:
                 results.append((index, Prediction(NO_SPEECH, {}, True, duration, source, reason)))
             else:
-                labelled = self._labelled(totals[position] / counts[position])
+                answer = labelled(self.labels, totals[position] / counts[position])
                 results.append((index, Prediction(silent=False, duration=duration, source=source,
-                                                  **labelled)))  # fmt: skip
+                                                  **answer)))  # fmt: skip
         return results
 
     def _eval_windows(self, wave: np.ndarray) -> list[np.ndarray]:
         """A clip's prepared evaluation windows (the model's window and hop)."""
         window = round(self.backend.window_seconds * self.sample_rate)
         hop = round(self.backend.hop_seconds * self.sample_rate)
-        return [_prepare(w, self._min_samples) for _, w in _windows([wave], window, hop)]
+        return [prepare(wave[start:end], self._min_samples)
+                for start, end in window_spans(wave.size, window, hop)]  # fmt: skip
 
     def embed(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None
@@ -543,7 +348,7 @@ class EmotionRecognizer:
         if not hasattr(self.backend, "embeddings"):
             raise ValueError("embeddings need the torch backend (a model file, not ONNX)")
         wave, _ = self._wave(audio, sample_rate)
-        return self.backend.embeddings(*_padded(self._eval_windows(wave))).mean(axis=0)
+        return self.backend.embeddings(*padded(self._eval_windows(wave))).mean(axis=0)
 
     def adapt(
         self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0,
@@ -593,9 +398,9 @@ class EmotionRecognizer:
         recording converges to its own speaker and room.
 
         With voice activity detection (the default), the file is first cut into speech and
-        non-speech stretches (:class:`~emofuse.signal.vad.SpeechSegmenter`; speech stretches
-        of at most ``vad_settings.max_speech_seconds``); each non-speech stretch is one "no
-        speech" segment. Within a speech stretch (without VAD: within the file), windows of
+        non-speech stretches (:class:`~emofuse.signal.vad_segmenter.SpeechSegmenter`; speech
+        stretches of at most ``vad_settings.max_speech_seconds``); each non-speech stretch is one
+        "no speech" segment. Within a speech stretch (without VAD: within the file), windows of
         ``window`` seconds start every ``hop`` seconds (plus one ending at its end; default: the
         model's evaluation windows), and each window gives the part nearest to its centre: from
         midway between the previous window's centre and its own to midway between its own and
@@ -635,90 +440,18 @@ class EmotionRecognizer:
                 (s.start, [s.samples] if s.speech else None, s.end)
                 for s in SpeechSegmenter(self.vad, self.vad_settings).split(blocks)
             )
-        return self._segments(path, stretches, window_samples, hop_samples, batch_size, adaptation)
-
-    def _segments(
-        self,
-        path: str | os.PathLike,
-        stretches: Iterable[tuple[int, Iterable[np.ndarray] | None, int]],
-        window: int,
-        hop: int,
-        batch_size: int,
-        adaptation: RunningAdaptation | None = None,
-    ) -> Iterator[Segment]:
-        """:meth:`timeline` over (first sample, its blocks or None for no speech, end sample)
-        stretches, with window and hop in samples."""
-        rate = self.sample_rate
-        pending: list[tuple[float, float, np.ndarray | None, str | None]] = []
-        silent = f"silent (below {self.silence_db:g} dBFS)"
-
-        def flush() -> Iterator[Segment]:
-            spoken = [(hi - lo, w) for lo, hi, w, _ in pending if w is not None]
-            if adaptation is None or not spoken:
-                probs = iter(self._forward([w for _, w in spoken]))
-            else:  # each window adds the share of it its segment covers: overlaps count once
-                weights = np.array([min(1.0, span / w.size) for span, w in spoken])
-                waves, lengths = _padded([w for _, w in spoken])
-                probs = iter(self.backend.adapting_probabilities(waves, lengths, adaptation,
-                                                                 weights))  # fmt: skip
-            for lo, hi, w, reason in pending:
-                if w is None:
-                    yield Segment(lo / rate, hi / rate, NO_SPEECH, {}, True, reason)
-                else:
-                    yield Segment(lo / rate, hi / rate, silent=False, **self._labelled(next(probs)))
-            pending.clear()
-
-        def add(lo: float, hi: float, w: np.ndarray | None, reason: str | None) -> Iterator:
-            pending.append((lo, hi, w, reason))
-            waiting = sum(w is not None for _, _, w, _ in pending)
-            if waiting == 0 or waiting >= batch_size:
-                yield from flush()
-
-        def windowed(start: int, samples: np.ndarray, lo: float, hi: float) -> Iterator[Segment]:
-            if level_db(samples[round(lo) - start : round(hi) - start]) < self.silence_db:
-                yield from add(lo, hi, None, silent)
-            else:
-                yield from add(lo, hi, _prepare(samples, self._min_samples), None)
-
-        analysed = False
-        for offset, blocks, end in stretches:
-            if blocks is None:
-                yield from add(offset, end, None, "no speech detected")
-                analysed = True
-                continue
-            previous, lo = None, float(offset)
-            for start, samples in _windows(blocks, window, hop):
-                start += offset
-                if previous is not None:
-                    hi = (previous[0] + previous[1].size / 2 + start + samples.size / 2) / 2
-                    yield from windowed(*previous, lo, hi)
-                    lo = hi
-                previous = (start, samples)
-            if previous is not None:
-                yield from windowed(*previous, lo, float(previous[0] + previous[1].size))
-                analysed = True
-        if not analysed:  # possible only if resampling left no samples
-            raise AudioError(path, "too short to analyse")
-        yield from flush()
+        return timeline_segments(
+            self.backend, path, stretches, window=window_samples, hop=hop_samples,
+            batch_size=batch_size, silence_db=self.silence_db, adaptation=adaptation,
+        )  # fmt: skip
 
     def _batch_size(self, batch_size: int | None) -> int:
-        """``batch_size`` checked, or by default windows making about ``BATCH_SECONDS`` of
-        audio: memory per forward pass stays the same for short and long windows."""
+        """``batch_size`` checked, or the backend's ``batch_windows`` when it has one, else
+        windows making about ``BATCH_SECONDS`` of audio: memory per forward pass stays the
+        same for short and long windows."""
         if batch_size is None:
-            return max(1, round(BATCH_SECONDS / self.backend.window_seconds))
+            preferred = getattr(self.backend, "batch_windows", None)
+            return preferred or max(1, round(BATCH_SECONDS / self.backend.window_seconds))
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         return batch_size
-
-    def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
-        """Windows of any lengths -> probabilities (N, C), in one padded batch."""
-        if not windows:
-            return np.zeros((0, len(self.labels)), np.float32)
-        return self.backend.probabilities(*_padded(windows))
-
-    def _labelled(self, probabilities: np.ndarray) -> dict:
-        """(C,) probabilities -> ``label`` (the most probable) and ``probabilities`` (a dict)."""
-        return {
-            "label": self.labels[int(np.argmax(probabilities))],
-            "probabilities": {k: float(p) for k, p in zip(self.labels, probabilities, strict=True)},
-        }

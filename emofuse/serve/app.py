@@ -4,7 +4,9 @@
 Endpoints (JSON; every error is ``{"detail": str, "request_id": str}``):
 
 - ``GET /healthz``: ``{"status": "ok"}``; never needs the key, never waits for inference.
-- ``GET /v1/model``: the model's name, labels, rate, windows, version and the service limits.
+- ``GET /v1/model``: the served model (:func:`~emofuse.serve.model_info.model_description`:
+  labels, rate, windows, its metadata, card and training report when bundled), the version and
+  the service limits.
 - ``POST /v1/predict``: the emotion of one clip (at most ``max_predict_seconds``).
 - ``POST /v1/timeline``: segments of a longer recording (query ``window``, ``hop`` in seconds).
 - ``GET /``: the web page; ``/static/...`` its assets; ``/openapi.json`` the schema.
@@ -35,6 +37,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emofuse.serve.batching import Batcher
+from emofuse.serve.model_info import model_description
 from emofuse.serve.uploads import UploadError, read_upload
 from emofuse.signal.audio import AudioError, decode_audio
 
@@ -72,15 +75,6 @@ def _audio_status(error: AudioError) -> int:
     return 422 if error.reason.startswith(_UNUSABLE) else 415
 
 
-def _model_card() -> str | None:
-    try:
-        from emofuse.pipeline.modelfile import PRETRAINED_DIR
-
-        return (PRETRAINED_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
-    except (OSError, ImportError, UnicodeDecodeError):
-        return None
-
-
 def _authorized(request: Request, api_key: str) -> bool:
     given = request.headers.get("x-api-key")
     if given is None:
@@ -98,7 +92,7 @@ def create_app(
     max_queue: int = 16,
     max_predict_seconds: float = 60.0,
     max_timeline_seconds: float = 3600.0,
-    model_name: str = "accurate",
+    model_name: str | None = None,
     cors_origins: list[str] | None = None,
     worker_init: Callable[[], None] | None = None,
 ) -> FastAPI:
@@ -123,17 +117,11 @@ def create_app(
     batcher = Batcher(recognizer.predict_waves, workers=workers, worker_init=worker_init)
     busy = {"requests": 0}  # uploads in progress (touched only on the event loop)
     model_info = {
-        "name": model_name,
-        "labels": list(recognizer.labels),
-        "sample_rate": recognizer.sample_rate,
-        "window_seconds": recognizer.backend.window_seconds,
-        "hop_seconds": recognizer.backend.hop_seconds,
+        **model_description(recognizer, model_name),
         "version": __version__,
-        "vad": recognizer.vad is not None,
         "max_upload_mb": max_upload_mb,
         "max_predict_seconds": max_predict_seconds,
         "max_timeline_seconds": max_timeline_seconds,
-        "model_card": _model_card(),
     }
 
     @asynccontextmanager

@@ -1,0 +1,196 @@
+"""Memory and speed of ``emofuse predict`` on real folders, as users have them, from cold processes.
+
+Every row is one fresh ``python -m emofuse predict INPUTS --model M --precision P --threads 2
+--format jsonl --output OUT`` process (start-up, model loading, decoding, voice activity
+detection included): wall time, files/s, audio seconds/s and the child's peak RSS. Inputs:
+
+- each shared corpus as it is (every file of EmoDB, RAVDESS, EMOVO and ASED: 1-14 s, mixed);
+- ``mixed``: one folder mixing 1 s, 14 s, 60 s and 10 min files (cut from and joined of corpus
+  speech), each predicted whole (no ``--timeline``);
+- ``cmdline``: every RAVDESS and EMOVO file as 2,028 paths on the command line, ``--format json``;
+- ``crops``: the middle 3 s of each RAVDESS file, the tidy clips earlier benchmarks used.
+
+Targets: peak RSS < 600 MB for every input and both models; on the four corpora together,
+accurate >= 60 files/s in fp32 and >= 100 in bf16, fast >= 200.
+
+    python bench/real_folders.py                     # both models, fp32 and bf16 (~30 min)
+    python bench/real_folders.py --quick             # 60 files per input: a smoke run
+
+Writes ``bench/results/real_folders.json`` and ``.md``. Needs ``../shared/corpora``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+try:
+    from bench import _common as common
+except ImportError:  # run as ``python bench/real_folders.py``: bench/ itself is on sys.path
+    import _common as common
+
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO.parent / "shared" / "corpora"
+NAMES = ("emodb", "ravdess", "emovo", "ased")
+RATE = 16000
+TARGET_RSS_MB = 600.0
+TARGETS = {("accurate", "fp32"): 60.0, ("accurate", "bf16"): 100.0,
+           ("fast", "fp32"): 200.0, ("fast", "bf16"): 200.0}  # files/s, the corpora together
+MIXED = ((1.0, 40), (14.0, 20), (60.0, 5), (600.0, 1))  # (seconds, files)
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+
+
+def seconds_of(files: list[Path]) -> float:
+    return float(sum(sf.info(str(f)).duration for f in files))
+
+
+def speech_stream(files: list[Path], rng: np.random.Generator):
+    """Corpus clips in random order, each followed by 0.2-0.8 s of silence, forever."""
+    while True:
+        for i in rng.permutation(len(files)):
+            wave, _ = sf.read(str(files[i]), dtype="float32")
+            yield wave
+            yield np.zeros(int(rng.uniform(0.2, 0.8) * RATE), np.float32)
+
+
+def make_mixed(folder: Path, sources: list[Path]) -> list[Path]:
+    """The ``MIXED`` files: each cut from a stream of joined corpus clips."""
+    folder.mkdir()
+    stream, files = speech_stream(sources, np.random.default_rng(0)), []
+    for seconds, count in MIXED:
+        for i in range(count):
+            need, parts = round(seconds * RATE), []
+            while sum(p.size for p in parts) < need:
+                parts.append(next(stream))
+            files.append(folder / f"{seconds:g}s_{i:02d}.flac")
+            sf.write(files[-1], np.concatenate(parts)[:need], RATE)
+    return files
+
+
+def make_crops(folder: Path, sources: list[Path]) -> list[Path]:
+    """The middle 3 s of each source."""
+    folder.mkdir()
+    files = []
+    for i, source in enumerate(sources):
+        wave, _ = sf.read(str(source), dtype="float32")
+        start = max(0, (wave.size - 3 * RATE) // 2)
+        files.append(folder / f"{i:04d}.flac")
+        sf.write(files[-1], wave[start : start + 3 * RATE], RATE)
+    return files
+
+
+def inputs(workdir: Path, quick: bool) -> dict[str, dict]:
+    """Per input name: what goes on the command line, its files, audio seconds, format."""
+    found = {name: audio_files(CORPORA / name) for name in NAMES}
+    limit = 60 if quick else None
+    sets = {}
+    for name, files in found.items():
+        files = files[:: max(1, len(files) // limit)][:limit] if limit else files
+        folder = CORPORA / name if not limit else _linked(workdir / name, files)
+        sets[name] = {"args": [folder], "files": files, "format": "jsonl"}
+    mixed = make_mixed(workdir / "mixed", found["emodb"] + found["emovo"])
+    sets["mixed"] = {"args": [workdir / "mixed"], "files": mixed[:limit] if limit else mixed,
+                     "format": "jsonl"}  # fmt: skip
+    if limit:
+        sets["mixed"]["args"] = [str(f) for f in sets["mixed"]["files"]]
+    listed = (found["ravdess"] + found["emovo"])[:limit]
+    sets["cmdline"] = {"args": [str(f) for f in listed], "files": listed, "format": "json"}
+    crops = make_crops(workdir / "crops", found["ravdess"][:limit])
+    sets["crops"] = {"args": [workdir / "crops"], "files": crops, "format": "jsonl"}
+    for entry in sets.values():
+        entry["audio_seconds"] = seconds_of(entry["files"])
+    return sets
+
+
+def _linked(folder: Path, files: list[Path]) -> Path:
+    folder.mkdir()
+    for i, f in enumerate(files):
+        (folder / f"{i:04d}_{f.name}").symlink_to(f)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--inputs", nargs="+", default=[*NAMES, "mixed", "cmdline", "crops"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="60 files per input")
+    args = parser.parse_args()
+    if not CORPORA.is_dir():
+        raise SystemExit(f"needs the shared corpora in {CORPORA}")
+    start_cpu, before = common.cpu_snapshot(), common.load_average()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = inputs(Path(tmp), args.quick)
+        for model in args.models:
+            for precision in args.precisions:
+                for name in args.inputs:
+                    entry = sets[name]
+                    out = Path(tmp) / f"out.{entry['format']}"
+                    row = common.predict_process(entry["args"], len(entry["files"]), model,
+                                                 args.threads, out, precision, entry["format"])
+                    row.update(input=name, audio_seconds=round(entry["audio_seconds"], 1),
+                               audio_seconds_per_second=round(entry["audio_seconds"]
+                                                              / row["seconds"], 1))  # fmt: skip
+                    print(row, flush=True)
+                    rows.append(row)
+    busy = common.other_processes_cores(start_cpu, common.cpu_snapshot())
+    results = {"machine": common.machine_info(), "load_before": before,
+               "load_after": common.load_average(), "other_processes_cores": busy,
+               "threads": args.threads, "rows": rows, "targets": targets(rows),
+               "mixed_files": [list(m) for m in MIXED]}  # fmt: skip
+    common.write_results("real_folders", results, markdown(results), quick=args.quick)
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Each target with its measured value: speed on the four corpora together (files over
+    seconds summed), the largest peak RSS per model."""
+    checks = []
+    for (model, precision), goal in TARGETS.items():
+        runs = [r for r in rows if (r["model"], r["precision"]) == (model, precision)
+                and r["input"] in NAMES]  # fmt: skip
+        if runs:
+            speed = sum(r["files"] for r in runs) / sum(r["seconds"] for r in runs)
+            checks.append({"target": f"{model} {precision}: >= {goal:g} files/s on the corpora",
+                           "measured": round(speed, 1), "met": speed >= goal})  # fmt: skip
+    for model in dict.fromkeys(r["model"] for r in rows):
+        worst = max((r for r in rows if r["model"] == model), key=lambda r: r["peak_rss_mb"])
+        checks.append({"target": f"{model}: peak RSS < {TARGET_RSS_MB:g} MB on every input",
+                       "measured": f"{worst['peak_rss_mb']:g} MB ({worst['input']}, "
+                                   f"{worst['precision']})",
+                       "met": worst["peak_rss_mb"] < TARGET_RSS_MB})  # fmt: skip
+    return checks
+
+
+def markdown(results: dict) -> str:
+    keys = ["model", "precision", "input", "files", "audio_seconds", "seconds",
+            "files_per_second", "audio_seconds_per_second", "peak_rss_mb"]  # fmt: skip
+    machine = results["machine"]
+    checks = [[c["target"], c["measured"], "met" if c["met"] else "MISSED"]
+              for c in results["targets"]]  # fmt: skip
+    mixed = ", ".join(f"{n} x {s:g} s" for s, n in results["mixed_files"])
+    return "\n\n".join([
+        "# `emofuse predict` on real folders: memory and speed (cold processes)",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores, torch "
+        f"{machine['torch']}; `--threads {results['threads']}`. Load average before "
+        f"{results['load_before']}, after {results['load_after']}; other processes kept "
+        f"{results['other_processes_cores']} cores busy on average. Inputs: every file of each "
+        f"shared corpus as it is; `mixed`: {mixed} of joined corpus speech, predicted whole; "
+        "`cmdline`: every RAVDESS and EMOVO file as paths on the command line (`--format json`); "
+        "`crops`: the middle 3 s of each RAVDESS file. Reproduce: "
+        "`python bench/real_folders.py`.",
+        "## Targets", common.markdown_table(["target", "measured", "status"], checks),
+        "## Runs", common.markdown_table(keys, [[r[k] for k in keys] for r in results["rows"]]),
+    ])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Waveforms into model inputs: mono float arrays, evaluation windows over a stream of
+blocks, DC removal and tiling of short windows, padded batches within a sample budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["MIN_SECONDS", "as_mono", "batches", "padded", "prepare", "window_spans", "windows"]
+
+MIN_SECONDS = 0.5  # a shorter window is tiled up to this
+
+
+def windows(
+    blocks: Iterable[np.ndarray], window: int, hop: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(start sample, samples (<= window,)) of windows over a stream of mono blocks.
+
+    Windows start every ``hop`` samples from 0, plus one ending at the end if the last one
+    does not; a stream of at most ``window`` samples is one window
+    (as :func:`emofuse.training.batches.windows` cuts frames).
+    Only the last ``window`` samples are carried from one block to the next.
+    """
+    buffer, offset, start, covered = np.zeros(0, np.float32), 0, 0, 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        while start + window <= offset + buffer.size:
+            yield start, buffer[start - offset : start - offset + window].copy()
+            covered, start = start + window, start + hop
+        drop = max(0, buffer.size - window)
+        buffer, offset = buffer[drop:].copy(), offset + drop  # not a view of the block
+    total = offset + buffer.size
+    if covered < total:
+        yield max(0, total - window), buffer[max(0, total - window) - offset :].copy()
+
+
+def window_spans(total: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """(start, end) of the windows :func:`windows` cuts from ``total`` samples, without
+    copying any.
+
+    >>> window_spans(10, window=4, hop=3)
+    [(0, 4), (3, 7), (6, 10)]
+    >>> window_spans(11, window=4, hop=3), window_spans(3, window=4, hop=3)
+    ([(0, 4), (3, 7), (6, 10), (7, 11)], [(0, 3)])
+    """
+    spans, start, covered = [], 0, 0
+    while start + window <= total:
+        spans.append((start, start + window))
+        covered, start = start + window, start + hop
+    if covered < total:
+        spans.append((max(0, total - window), total))
+    return spans
+
+
+def prepare(window: np.ndarray, min_samples: int) -> np.ndarray:
+    """Subtract the mean, then tile a window shorter than ``min_samples`` up to it."""
+    window = (window - window.mean(dtype=np.float64)).astype(np.float32)
+    if window.size < min_samples:
+        window = np.tile(window, math.ceil(min_samples / window.size))[:min_samples]
+    return window
+
+
+def batches(sizes: Sequence[int], budget: int) -> Iterator[slice]:
+    """Consecutive runs of windows whose padded batch (count x longest) stays within
+    ``budget`` samples (a longer single window is a batch of its own).
+
+    >>> list(batches([3, 3, 3, 5, 1], budget=9))
+    [slice(0, 3, None), slice(3, 4, None), slice(4, 5, None)]
+    """
+    start, longest = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start + 1) * max(longest, size) > budget:
+            yield slice(start, i)
+            start, longest = i, 0
+        longest = max(longest, size)
+    if start < len(sizes):
+        yield slice(start, len(sizes))
+
+
+def padded(windows: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of any lengths -> zero-padded float32 (N, S) and int64 lengths (N,), S the
+    longest rounded up to a ``multiple`` of samples.
+
+    The models mask padding, so the width changes no answer; a whole second as the multiple
+    leaves few distinct tensor shapes, so freed memory is reused instead of fragmenting the
+    heap (a folder of mixed-length files otherwise grows the process by hundreds of MB:
+    ``bench/real_folders.py``).
+
+    >>> batch, lengths = padded([np.ones(3, np.float32), np.ones(5, np.float32)], multiple=4)
+    >>> batch.shape, lengths.tolist()
+    ((2, 8), [3, 5])
+    """
+    lengths = np.array([w.size for w in windows], dtype=np.int64)
+    width = -(-int(lengths.max()) // multiple) * multiple
+    batch = np.zeros((len(windows), width), np.float32)  # (N, S)
+    for row, w in zip(batch, windows, strict=True):
+        row[: w.size] = w
+    return batch, lengths
+
+
+def as_mono(audio: np.ndarray) -> np.ndarray:
+    """(samples,) or (samples, channels) array, float or integer PCM -> float32 (samples,)."""
+    audio = np.asarray(audio)
+    if audio.ndim not in (1, 2) or audio.size == 0:
+        raise ValueError(f"audio must be a non-empty (samples,) or (samples, channels) array, "
+                         f"got shape {audio.shape}")  # fmt: skip
+    if audio.ndim == 2 and audio.shape[1] > audio.shape[0]:
+        raise ValueError(f"2-D audio must be (samples, channels), got shape {audio.shape}; "
+                         "transpose it")  # fmt: skip
+    if audio.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        audio = (audio.astype(np.float32) - 128) / 128
+    elif np.issubdtype(audio.dtype, np.unsignedinteger):
+        raise ValueError(f"audio must be float, signed integer or uint8 PCM, got {audio.dtype}")
+    elif np.issubdtype(audio.dtype, np.integer):  # PCM, scaled as soundfile does
+        audio = audio / -float(np.iinfo(audio.dtype).min)
+    elif not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be a float or integer array, got dtype {audio.dtype}")
+    wave = audio.mean(axis=1) if audio.ndim == 2 else audio
+    if not np.isfinite(wave).all():
+        raise ValueError("audio contains non-finite samples (NaN or infinity)")
+    return wave.astype(np.float32)
