@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA)
     parser.add_argument("--out", default=str(REPO / "results" / "loco4"))
     parser.add_argument("--work", default=str(REPO / "runs" / "loco4"))
+    parser.add_argument("--normalise", choices=("global", "speaker"),
+                        help="override the config's train.normalise")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="60 held-out files per corpus")
     args = parser.parse_args()
@@ -93,7 +95,8 @@ def main() -> None:
         trained_on = [s for s in specs if s.name != corpus]
         data = dataclasses.replace(config.data, corpora=trained_on)
         held = dataclasses.replace(config, data=data)
-        held.train = dataclasses.replace(held.train, num_threads=args.threads)
+        held.train = dataclasses.replace(held.train, num_threads=args.threads,
+                                         normalise=args.normalise or held.train.normalise)
         model_dir = Path(args.work) / corpus
         report = train_final(held, model_dir, progress=False)
         limit = 60 if args.quick else None
@@ -122,6 +125,7 @@ def main() -> None:
         "worst_ua": float(np.min(uas)),
         "mean_ua_adapted": float(np.mean([r["ua_adapted"] for r in rows.values()])),
         "config": str(Path(args.config).resolve().relative_to(REPO)),
+        "normalise": args.normalise or config.train.normalise,
         "command": "python " + " ".join(sys.argv),
         "machine": machine_info(),
         "threads": args.threads,
@@ -142,7 +146,8 @@ def markdown(summary: dict) -> str:
         ["held-out corpus", "files", "UA %", "WA %", "most-given label %", "ECE",
          "UA % adapted", "gain", "most-given % adapted"], rows)  # fmt: skip
     machine = summary["machine"]
-    return (f"# Leave one corpus out, through the recogniser ({summary['config']})\n\n{table}\n\n"
+    return (f"# Leave one corpus out, through the recogniser ({summary['config']}, "
+            f"normalise {summary.get('normalise', 'speaker')})\n\n{table}\n\n"
             f"Worst held-out UA {percent(summary['worst_ua'])} %. Reproduce: "
             f"`{summary['command']}`. Machine: {machine.get('cpu_model')}, "
             f"{machine.get('usable_cores')} cores, {summary['threads']} thread(s).\n")  # fmt: skip

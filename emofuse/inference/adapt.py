@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from emofuse.inference.windows import padded
 from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline
 from emofuse.signal.audio import AudioError, level_db, load_audio
@@ -130,12 +131,13 @@ def adapt_pipeline(
             continue
         used, seconds = used + 1, seconds + wave.size / rate
         for start in range(0, wave.size, chunk):
-            piece = torch.from_numpy(wave[start : start + chunk].copy()).to(device)
-            if piece.numel() < rate // 10:  # a tail under 0.1 s adds nothing reliable
+            if wave.size - start < rate // 10:  # a tail under 0.1 s adds nothing reliable
                 continue
-            length = torch.tensor([piece.numel()], device=device)
+            # padded to whole seconds (masked): few shapes, the heap does not fragment
+            piece, length = padded([wave[start : start + chunk]], multiple=rate)
             with torch.inference_mode():
-                add_frame_moments(moments, pipeline.frontend(piece[None], length))
+                add_frame_moments(moments, pipeline.frontend(
+                    torch.from_numpy(piece).to(device), torch.from_numpy(length).to(device)))
     if seconds < min_seconds:
         raise AdaptationError(
             f"adaptation needs at least {min_seconds:g} s of non-silent audio, got "
