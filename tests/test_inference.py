@@ -319,3 +319,18 @@ def test_a_stretch_without_speech_is_written_as_soon_as_its_end_is_known():
             break
     else:
         raise AssertionError("no 'no speech' segment")
+
+
+def test_an_encoder_model_on_the_cpu_runs_one_window_per_forward_pass(recognizer):
+    from emofuse.model import ModelConfig
+    from emofuse.pipeline import EmotionPipeline
+    from emofuse.signal.streams import stream_spec
+    from emofuse.testing import TINY_LABELS
+
+    whisper = stream_spec("whisper", layers=[1], width=64, heads=4, n_layers=2, weights="")
+    encoder = EmotionPipeline([whisper], ModelConfig(n_classes=len(TINY_LABELS), temporal="none"),
+                              TINY_LABELS, pretrained=False)  # fmt: skip
+    assert TorchBackend(encoder, device="cpu").batch_windows == 1
+    assert EmotionRecognizer(TorchBackend(encoder, device="cpu"), vad=False)._batch_size(None) == 1
+    assert recognizer.backend.batch_windows is None  # no encoder: about 30 s of windows
+    assert recognizer._batch_size(None) == 10 and recognizer._batch_size(4) == 4
