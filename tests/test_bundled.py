@@ -48,13 +48,14 @@ def test_the_accurate_model_carries_its_truncated_encoder_in_float16():
     assert len(pipeline.frontend.extractors[whisper.name].encoder.layers) == depth < 6
 
 
-def test_the_fast_model_is_a_version_1_file_read_as_the_paper_streams():
+def test_the_fast_model_is_the_paper_network_trained_per_speaker():
     with resources.as_file(PRETRAINED / "fast.pt") as path:
         payload = torch.load(path, weights_only=True)
-    assert payload["format_version"] == 1 and "feature_config" in payload
+    assert payload["format_version"] == 2
     pipeline = load_bundled_pipeline("fast")
     assert pipeline.streams == default_streams()  # the paper's two streams, default settings
-    assert pipeline.windows == EvalWindows()  # version 1 files evaluated 3 s windows, hop 1.5 s
+    assert pipeline.windows == EvalWindows()  # 3 s windows, hop 1.5 s
+    assert pipeline.extra["normalised_per"] == "speaker"  # its timelines adapt to themselves
     assert not pipeline.training
 
 

@@ -321,7 +321,7 @@ def test_the_cache_decodes_once_for_all_missing_streams(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- version 1
 
 
-def test_bundled_version_1_model_loads():
+def test_the_bundled_fast_model_loads_as_the_paper_streams():
     pipeline = load_bundled_pipeline("fast")
     assert pipeline.streams == default_streams() and len(pipeline.labels) == 7
     with torch.no_grad():

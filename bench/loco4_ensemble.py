@@ -1,0 +1,91 @@
+"""Leave one corpus out: the accurate model, the fast model, and their probabilities averaged.
+
+The issue's lever "an ensemble with the fast model" (their errors differ on unseen corpora).
+For each held-out corpus, the two models ``bench/loco4.py`` trained without it (accurate under
+``--accurate``, fast under ``--fast``: run ``bench/loco4.py`` for both first) predict every
+held-out file through the recogniser (voice activity detection on, each clip on its own); the
+ensemble's probabilities are ``(1 - w) * accurate + w * fast`` for each weight ``w``. Per corpus
+and weight: UA, the most-given label's share and ECE (15 bins), as ``bench/loco4.py`` scores.
+
+    python bench/loco4_ensemble.py --threads 1        # about 10 min on one core
+
+Writes ``results/loco4/ensemble.json`` and ``ensemble.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, markdown_table, write_results  # noqa: E402
+from loco4 import CORPORA, REPO, held_out_files  # noqa: E402
+
+from emofuse.config import load_config  # noqa: E402
+from emofuse.device import set_threads  # noqa: E402
+from emofuse.inference import EmotionRecognizer  # noqa: E402
+from emofuse.metrics import expected_calibration_error, max_share, unweighted_accuracy  # noqa: E402
+
+WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # the fast model's share
+
+
+def probabilities(model: Path, paths: list[str]) -> tuple[list[str], np.ndarray]:
+    """Labels and (N, C) probabilities of ``model`` for ``paths``; NaN rows: no speech."""
+    recognizer = EmotionRecognizer.load(model, device="cpu")
+    rows = [[np.nan] * len(recognizer.labels) if p.silent
+             else [p.probabilities[k] for k in recognizer.labels]
+             for p in recognizer.predict_many(paths)]  # fmt: skip
+    return list(recognizer.labels), np.array(rows)
+
+
+def scores(mixed: np.ndarray, labels: np.ndarray) -> dict:
+    spoken = ~np.isnan(mixed).any(axis=1)
+    predicted = np.where(spoken, np.nan_to_num(mixed).argmax(axis=1), -1)
+    return {"ua": unweighted_accuracy(labels, predicted), "max_share": max_share(predicted),
+            "ece": expected_calibration_error(mixed[spoken], labels[spoken])}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accurate", default=str(REPO / "runs" / "loco4"))
+    parser.add_argument("--fast", default=str(REPO / "runs" / "loco4-fast"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "accurate.yaml"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    config = load_config(args.config)
+    rows = {}
+    for corpus in CORPORA:
+        spec = next(s for s in config.data.corpora if s.name == corpus)
+        paths, labels = held_out_files(corpus, spec, config.data.task, None)
+        names, accurate = probabilities(Path(args.accurate) / corpus / "model.pt", paths)
+        fast_names, fast = probabilities(Path(args.fast) / corpus / "model.pt", paths)
+        if names != fast_names:
+            raise SystemExit(f"{corpus}: the two models' labels differ: {names} / {fast_names}")
+        rows[corpus] = {f"{w:g}": scores((1 - w) * accurate + w * fast, labels) for w in WEIGHTS}
+        print(corpus, {w: round(r["ua"], 3) for w, r in rows[corpus].items()}, flush=True)
+    means = {f"{w:g}": float(np.mean([rows[c][f"{w:g}"]["ua"] for c in rows])) for w in WEIGHTS}
+    summary = {"corpora": rows, "mean_ua": means, "weights": list(WEIGHTS),
+               "accurate_models": args.accurate, "fast_models": args.fast,
+               "command": "python " + " ".join(sys.argv), "machine": machine_info()}  # fmt: skip
+    write_results("ensemble", summary, markdown(summary), REPO / "results" / "loco4")
+
+
+def markdown(summary: dict) -> str:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    header = ["fast model's weight", *[f"{c} UA % (top label %)" for c in summary["corpora"]],
+              "mean UA %"]  # fmt: skip
+    rows = [[w, *[f"{pct(r[w]['ua'])} ({pct(r[w]['max_share'])})"
+                  for r in summary["corpora"].values()], pct(summary["mean_ua"][w])]
+            for w in (f"{w:g}" for w in summary["weights"])]  # fmt: skip
+    return ("# Leave one corpus out: accurate, fast and their average\n\n"
+            f"{markdown_table(header, rows)}\n\nWeight 0: the accurate model alone; 1: the fast "
+            "model alone; between: probabilities averaged with that weight on the fast model. "
+            f"Reproduce: `{summary['command']}`.\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
