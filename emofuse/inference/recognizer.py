@@ -42,14 +42,7 @@ from emofuse.inference.backends import Backend, TorchBackend, window_probabiliti
 from emofuse.inference.prefetch import prefetch
 from emofuse.inference.results import NO_SPEECH, Prediction, Segment, labelled
 from emofuse.inference.timeline import timeline_segments
-from emofuse.inference.windows import (
-    MIN_SECONDS,
-    as_mono,
-    batches,
-    padded,
-    prepare,
-    window_spans,
-)
+from emofuse.inference.windows import MIN_SECONDS, as_mono, batches, padded, prepare, window_spans
 from emofuse.pipeline import load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
 from emofuse.signal.audio import AudioError, iter_blocks, level_db, load_audio, resample
@@ -57,14 +50,7 @@ from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE
 from emofuse.signal.vad import SpeechDetector
 from emofuse.signal.vad_segmenter import SpeechSegmenter, VADSettings, speech_regions
 
-__all__ = [
-    "Backend",
-    "TorchBackend",
-    "EmotionRecognizer",
-    "Prediction",
-    "Segment",
-    "NO_SPEECH",
-]
+__all__ = ["Backend", "TorchBackend", "EmotionRecognizer", "Prediction", "Segment", "NO_SPEECH"]
 
 BATCH_SECONDS = 30.0  # audio per forward pass by default (bench/predict_many.py: speed vs memory)
 PREFETCH_FILES = 32  # files read (and checked for speech) ahead of the model
@@ -199,12 +185,13 @@ class EmotionRecognizer:
         """(index in ``items``, prediction) of each readable file, in order, each as soon as it
         is done; windows of several files share a forward pass.
 
-        ``batch_size``: audio per forward pass, in full evaluation windows (default: about 30 s,
-        10 of the fast model's 3 s windows); clips shorter than a window share a batch with
-        more. A background thread reads the files a few ahead. A file that cannot be read is
-        passed to ``on_error(path, error)`` and skipped; the others still finish. Files go to
-        the model in groups of ``batch_size`` windows' worth of audio; a group is checked for
-        speech (one batched VAD pass) and classified in one job.
+        ``batch_size``: audio per forward pass, in full evaluation windows (default: one for an
+        encoder model on the CPU, else about 30 s, 10 of the fast model's 3 s windows); clips
+        shorter than a window share a batch with more. A background thread reads the files a
+        few ahead. A file that cannot be read is passed to ``on_error(path, error)`` and
+        skipped; the others still finish. Files go to the model in groups of ``batch_size``
+        windows' worth of audio; a group is checked for speech (one batched VAD pass) and
+        classified in one job.
 
         ``workers``: groups in flight at once, each in its own thread. On a CPU, two workers
         with one torch thread each (``torch.set_num_threads(1)``) use two cores better than
