@@ -145,3 +145,21 @@ def test_block_size_must_be_positive(tmp_path: Path):
     sf.write(path, tone(0.1, 16000), 16000)
     with pytest.raises(ValueError, match="block_seconds"):
         list(iter_blocks(path, block_seconds=0))
+
+
+def test_level_db_of_a_long_signal_is_computed_slice_by_slice_exactly():
+    from emofuse.signal.audio import level_db
+
+    wave = (np.random.default_rng(0).standard_normal(3_000_000) * 0.1 + 0.01).astype(np.float32)
+    centred = wave.astype(np.float64) - wave.mean(dtype=np.float64)
+    direct = 10 * np.log10(np.mean(np.square(centred)))
+    assert level_db(wave) == pytest.approx(direct, abs=1e-9)
+
+
+def test_blocks_are_joined_in_place_or_beyond_a_header_that_says_less():
+    from emofuse.signal.audio import _joined
+
+    blocks = [np.full(3, i, np.float32) for i in range(3)]
+    np.testing.assert_array_equal(_joined(iter(blocks), 9), np.repeat([0, 1, 2], 3))
+    np.testing.assert_array_equal(_joined(iter(blocks), 4), np.repeat([0, 1, 2], 3))  # more
+    np.testing.assert_array_equal(_joined(iter(blocks[:1]), 9), np.zeros(3))  # cut short

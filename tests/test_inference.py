@@ -334,3 +334,28 @@ def test_an_encoder_model_on_the_cpu_runs_one_window_per_forward_pass(recognizer
     assert EmotionRecognizer(TorchBackend(encoder, device="cpu"), vad=False)._batch_size(None) == 1
     assert recognizer.backend.batch_windows is None  # no encoder: about 30 s of windows
     assert recognizer._batch_size(None) == 10 and recognizer._batch_size(4) == 4
+
+
+def test_prefetch_holds_a_budget_of_audio_not_only_a_count_of_files():
+    """Long files are read ahead up to the budget (one at least, plus the one being read),
+    whatever the file count."""
+    import threading
+
+    from emofuse.inference.prefetch import prefetch
+
+    computed, taken = [], threading.Event()
+
+    def read(i: int) -> np.ndarray:
+        computed.append(i)
+        return np.zeros(100, np.float32)
+
+    results = prefetch(read, [(i,) for i in range(10)], depth=32, weigh=len, budget=250)
+    first = next(results)
+    for _ in range(50):  # give the reader time to run ahead as far as it may
+        if len(computed) >= 4:
+            break
+        taken.wait(0.02)
+    taken.wait(0.2)
+    # one taken, two held (200 <= 250) and one read that waits for room: not 32 ahead
+    assert first.size == 100 and len(computed) == 4
+    assert len(list(results)) == 9

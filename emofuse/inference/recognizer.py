@@ -41,19 +41,21 @@ from emofuse.inference.adapt import RunningAdaptation
 from emofuse.inference.backends import Backend, TorchBackend, window_probabilities
 from emofuse.inference.prefetch import prefetch
 from emofuse.inference.results import NO_SPEECH, Prediction, Segment, labelled
+from emofuse.inference.speech import no_speech_reasons
 from emofuse.inference.timeline import timeline_segments
 from emofuse.inference.windows import MIN_SECONDS, as_mono, batches, padded, prepare, window_spans
 from emofuse.pipeline import load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
-from emofuse.signal.audio import AudioError, iter_blocks, level_db, load_audio, resample
+from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
 from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE
 from emofuse.signal.vad import SpeechDetector
-from emofuse.signal.vad_segmenter import SpeechSegmenter, VADSettings, speech_regions
+from emofuse.signal.vad_segmenter import SpeechSegmenter, VADSettings
 
 __all__ = ["Backend", "TorchBackend", "EmotionRecognizer", "Prediction", "Segment", "NO_SPEECH"]
 
 BATCH_SECONDS = 30.0  # audio per forward pass by default (bench/predict_many.py: speed vs memory)
-PREFETCH_FILES = 32  # files read (and checked for speech) ahead of the model
+PREFETCH_FILES = 32  # files read ahead of the model, and at most PREFETCH_SECONDS of audio
+PREFETCH_SECONDS = 300.0
 
 
 class EmotionRecognizer:
@@ -76,6 +78,7 @@ class EmotionRecognizer:
         self.source = source  # the bundled model's name or the model file, when loaded
         self.silence_db = silence_db
         self._min_samples = round(MIN_SECONDS * backend.sample_rate)
+        self._prefetch = round(PREFETCH_SECONDS * backend.sample_rate)
         if vad is True:
             vad = SpeechDetector.load()
         if vad and backend.sample_rate != VAD_RATE:
@@ -214,32 +217,13 @@ class EmotionRecognizer:
                 elif on_error is not None:
                     on_error(source, wave)
 
-        loaded = prefetch(read, list(enumerate(items)), PREFETCH_FILES)
+        loaded = prefetch(read, list(enumerate(items)), PREFETCH_FILES, budget=self._prefetch,
+                          weigh=lambda r: r[1].size if isinstance(r[1], np.ndarray) else 0)
         if progress:
             from tqdm import tqdm
 
             loaded = tqdm(loaded, total=len(items), desc="predict", unit="file", leave=False)
         yield from self._stream_waves(readable(loaded), batch_size, workers)
-
-    def no_speech_reasons(self, waves: Sequence[np.ndarray]) -> list[str | None]:
-        """Why each mono wave at the model's rate gets no emotion (None: it holds speech);
-        one batched voice activity pass over the audible ones."""
-        reasons: list[str | None] = [None] * len(waves)
-        audible = []
-        for i, wave in enumerate(waves):
-            if level_db(wave) < self.silence_db:
-                reasons[i] = f"silent (below {self.silence_db:g} dBFS)"
-            else:
-                audible.append(i)
-        if self.vad is None or not audible:
-            return reasons
-        for i, probs in zip(audible, self.vad.probabilities([waves[i] for i in audible]),
-                            strict=True):  # fmt: skip
-            if not speech_regions(probs, waves[i].size, self.vad_settings):
-                reasons[i] = (f"no speech detected (voice activity at most "
-                              f"{probs.max(initial=0):.2f}, threshold "
-                              f"{self.vad_settings.threshold:g})")  # fmt: skip
-        return reasons
 
     def _wave(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None
@@ -288,7 +272,8 @@ class EmotionRecognizer:
         the windows of those with speech through the model, shortest first (windows of like
         length share a padded batch), in batches of at most ``batch_size`` full windows' worth
         of samples, each cut from its file only when its batch runs."""
-        reasons = self.no_speech_reasons([wave for _, wave, _ in group])
+        reasons = no_speech_reasons([wave for _, wave, _ in group], self.sample_rate,
+                                    self.silence_db, self.vad, self.vad_settings)  # fmt: skip
         window = round(self.backend.window_seconds * self.sample_rate)
         hop = round(self.backend.hop_seconds * self.sample_rate)
         spans = [(position, start, end)  # position: the file's place in the group

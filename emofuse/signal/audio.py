@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
-LOAD_BLOCK_SECONDS = 600  # load_audio decodes in blocks of this many seconds (native rate)
+LOAD_BLOCK_SECONDS = 30  # load_audio decodes in blocks of this many seconds (native rate)
 
 
 class AudioError(ValueError):
@@ -134,11 +134,23 @@ def load_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
     """
     with _open(path) as f:
         orig_rate = f.samplerate
-        blocks = list(_blocks(path, f, max(1, LOAD_BLOCK_SECONDS * orig_rate)))
-    wave = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        wave = _joined(_blocks(path, f, max(1, LOAD_BLOCK_SECONDS * orig_rate)), f.frames)
     if wave.size == 0:
         raise AudioError(path, "contains zero samples")
     return resample(wave, orig_rate, sample_rate)
+
+
+def _joined(blocks: Iterator[np.ndarray], expected: int) -> np.ndarray:
+    """The blocks in one array, filled in place when the header's length holds them (no
+    second copy of a long file), else concatenated."""
+    out, filled, extra = np.empty(max(0, expected), np.float32), 0, []
+    for block in blocks:
+        if not extra and filled + block.size <= out.size:
+            out[filled : filled + block.size] = block
+            filled += block.size
+        else:
+            extra.append(block)
+    return np.concatenate([out[:filled], *extra]) if extra else out[:filled]
 
 
 def decode_audio(
@@ -171,8 +183,7 @@ def decode_audio(
         seconds = f.frames / orig_rate
         if max_seconds is not None and seconds > max_seconds:
             raise AudioError(name, f"longer than the limit: {seconds:.1f} s > {max_seconds:g} s")
-        blocks = list(_blocks(name, f, max(1, LOAD_BLOCK_SECONDS * orig_rate)))
-    wave = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        wave = _joined(_blocks(name, f, max(1, LOAD_BLOCK_SECONDS * orig_rate)), f.frames)
     if wave.size == 0:
         raise AudioError(name, "contains zero samples")
     return resample(wave, orig_rate, sample_rate)
@@ -210,5 +221,9 @@ def level_db(wave: np.ndarray) -> float:
     """RMS of the mean-removed signal in dBFS (-inf for a constant or empty signal)."""
     if wave.size == 0:
         return -math.inf
-    power = float(np.mean(np.square(wave - wave.mean(dtype=np.float64))))
+    mean, total, step = wave.mean(dtype=np.float64), 0.0, 1 << 20
+    for start in range(0, wave.size, step):  # in float64 a slice at a time: a long file
+        centred = wave[start : start + step] - mean  # is not copied whole
+        total += float(np.dot(centred, centred))
+    power = total / wave.size
     return 10 * math.log10(power) if power > 0 else -math.inf

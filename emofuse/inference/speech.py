@@ -1,0 +1,57 @@
+"""Which clips get an emotion: silence and the absence of speech, told before the model runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from emofuse.inference.windows import batches
+from emofuse.signal.audio import level_db
+from emofuse.signal.vad import SpeechDetector
+from emofuse.signal.vad_segmenter import VADSettings, speech_regions
+
+__all__ = ["VAD_BATCH_SECONDS", "no_speech_reasons", "streamed"]
+
+VAD_BATCH_SECONDS = 30.0  # padded audio per voice activity pass (about 1 MB of memory per second)
+
+
+def no_speech_reasons(
+    waves: Sequence[np.ndarray],
+    sample_rate: int,
+    silence_db: float,
+    vad: SpeechDetector | None,
+    settings: VADSettings,
+) -> list[str | None]:
+    """Why each mono wave at ``sample_rate`` gets no emotion (None: it holds speech): its RMS
+    under ``silence_db``, or no speech region by ``vad`` (when given). Batched voice activity
+    passes over the audible waves, shortest first, each padded batch within
+    ``VAD_BATCH_SECONDS`` (a long file is not padded against short ones); a longer file is
+    scored as a stream of such blocks (the same probabilities, bounded memory)."""
+    reasons: list[str | None] = [None] * len(waves)
+    audible = []
+    for i, wave in enumerate(waves):
+        if level_db(wave) < silence_db:
+            reasons[i] = f"silent (below {silence_db:g} dBFS)"
+        else:
+            audible.append(i)
+    if vad is None or not audible:
+        return reasons
+    audible.sort(key=lambda i: waves[i].size)
+    budget = round(VAD_BATCH_SECONDS * sample_rate)
+    short = [i for i in audible if waves[i].size <= budget]
+    probabilities = [p for batch in batches([waves[i].size for i in short], budget)
+                     for p in vad.probabilities([waves[i] for i in short[batch]])]  # fmt: skip
+    probabilities += [streamed(vad, waves[i], budget) for i in audible[len(short):]]
+    for i, probs in zip(audible, probabilities, strict=True):
+        if not speech_regions(probs, waves[i].size, settings):
+            reasons[i] = (f"no speech detected (voice activity at most "
+                          f"{probs.max(initial=0):.2f}, threshold {settings.threshold:g})")
+    return reasons
+
+
+def streamed(vad: SpeechDetector, wave: np.ndarray, block: int) -> np.ndarray:
+    """``vad.probabilities([wave])[0]`` computed ``block`` samples at a time."""
+    stream = vad.stream()
+    parts = [stream.feed(wave[start : start + block]) for start in range(0, wave.size, block)]
+    return np.concatenate([*parts, stream.finish()])
