@@ -222,8 +222,9 @@ def level_db(wave: np.ndarray) -> float:
     if wave.size == 0:
         return -math.inf
     mean, total, step = wave.mean(dtype=np.float64), 0.0, 1 << 20
-    for start in range(0, wave.size, step):  # in float64 a slice at a time: a long file
-        centred = wave[start : start + step] - mean  # is not copied whole
-        total += float(np.dot(centred, centred))
+    for start in range(0, wave.size, step):  # in float64 a slice at a time: a long file is
+        centred = wave[start : start + step] - mean  # not copied whole (no BLAS: its threads
+        # would contend with the model's)
+        total += float(np.square(centred).sum())
     power = total / wave.size
     return 10 * math.log10(power) if power > 0 else -math.inf
