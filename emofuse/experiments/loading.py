@@ -17,6 +17,7 @@ from emofuse.pipeline.cache import StreamCache
 from emofuse.signal.streams import frame_rates
 from emofuse.training import distributed
 from emofuse.training.batches import FeatureSet
+from emofuse.training.linear_head import pooled_moments, utterance_moments
 
 __all__ = [
     "Experiment",
@@ -112,27 +113,19 @@ class Features:
         members: dict[Hashable, list[str]] = defaultdict(list)
         for path, group in groups.items():
             members[group].append(str(path))
-        arrays: dict[str, dict[str, np.ndarray]] = {path: {} for ps in members.values()
-                                                     for path in ps}  # fmt: skip
+        arrays: dict[str, dict[str, np.ndarray]] = {str(path): {} for path in groups}
         for stream in self.rates:
-            overall = _row_moments([self.arrays[p][stream] for p in arrays])
+            moments = {p: utterance_moments(self.arrays[p][stream]) for p in arrays}
+            mean, std, _ = pooled_moments(list(moments.values()))
             for paths in members.values():
-                mean, std = _row_moments([self.arrays[p][stream] for p in paths])
-                scale, shift = overall[1] / std, overall[0] - mean * overall[1] / std
+                group_mean, group_std, _ = pooled_moments([moments[p] for p in paths])
+                scale = std / group_std
+                shift = mean - group_mean * scale
                 for p in paths:
                     frames = self.arrays[p][stream]
-                    arrays[p][stream] = (frames * scale[:, None] + shift[:, None]).astype(
-                        frames.dtype
-                    )
+                    standardised = frames * scale[:, None] + shift[:, None]
+                    arrays[p][stream] = standardised.astype(frames.dtype)
         return Features(arrays, self.rates)
-
-
-def _row_moments(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std (floored at 1e-4) of the frames (dims, T) of several utterances."""
-    count = sum(f.shape[1] for f in frames)
-    mean = sum(f.sum(axis=1, dtype=np.float64) for f in frames) / count
-    squares = sum(np.square(f, dtype=np.float64).sum(axis=1) for f in frames) / count
-    return mean, np.sqrt(np.maximum(squares - mean**2, 1e-8))
 
 
 def load_features(
