@@ -29,7 +29,6 @@ exported ONNX file.
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -78,6 +77,8 @@ class EmotionRecognizer:
         self.source = source  # the bundled model's name or the model file, when loaded
         self.silence_db = silence_db
         self._min_samples = round(MIN_SECONDS * backend.sample_rate)
+        self._window = round(backend.window_seconds * backend.sample_rate)  # samples
+        self._hop = round(backend.hop_seconds * backend.sample_rate)
         self._prefetch = round(PREFETCH_SECONDS * backend.sample_rate)
         if vad is True:
             vad = SpeechDetector.load()
@@ -244,20 +245,15 @@ class EmotionRecognizer:
         are grouped until their windows hold ``batch_size`` full windows' worth of audio (so
         short clips share a batch with many others); each group is one job
         (:meth:`_predict_group`), ``workers`` jobs run at once in threads."""
-        window = round(self.backend.window_seconds * self.sample_rate)
-        hop = round(self.backend.hop_seconds * self.sample_rate)
         running: deque[Future] = deque()
         group: list[tuple] = []
         samples = 0
         with ThreadPoolExecutor(workers, thread_name_prefix="emofuse-model") as pool:
             for item in items:
                 group.append(item)
-                size = item[1].size
-                if size <= window:
-                    samples += max(size, self._min_samples)
-                else:
-                    samples += window * (1 + math.ceil((size - window) / hop))
-                if samples >= batch_size * window:
+                samples += sum(max(end - start, self._min_samples)
+                               for start, end in self._spans(item[1].size))  # fmt: skip
+                if samples >= batch_size * self._window:
                     while len(running) >= workers:
                         yield from running.popleft().result()
                     running.append(pool.submit(self._predict_group, group, batch_size))
@@ -274,16 +270,14 @@ class EmotionRecognizer:
         of samples, each cut from its file only when its batch runs."""
         reasons = no_speech_reasons([wave for _, wave, _ in group], self.sample_rate,
                                     self.silence_db, self.vad, self.vad_settings)  # fmt: skip
-        window = round(self.backend.window_seconds * self.sample_rate)
-        hop = round(self.backend.hop_seconds * self.sample_rate)
         spans = [(position, start, end)  # position: the file's place in the group
                  for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True))
-                 if reason is None for start, end in window_spans(wave.size, window, hop)]
+                 if reason is None for start, end in self._spans(wave.size)]
         spans.sort(key=lambda span: span[2] - span[1])
         totals = np.zeros((len(group), len(self.labels)))
         counts = np.bincount([p for p, _, _ in spans], minlength=len(group))
         sizes = [max(end - start, self._min_samples) for _, start, end in spans]
-        for batch in batches(sizes, batch_size * window):
+        for batch in batches(sizes, batch_size * self._window):
             owners = [p for p, _, _ in spans[batch]]
             cut = [prepare(group[p][1][start:end], self._min_samples)
                    for p, start, end in spans[batch]]  # fmt: skip
@@ -302,10 +296,12 @@ class EmotionRecognizer:
 
     def _eval_windows(self, wave: np.ndarray) -> list[np.ndarray]:
         """A clip's prepared evaluation windows (the model's window and hop)."""
-        window = round(self.backend.window_seconds * self.sample_rate)
-        hop = round(self.backend.hop_seconds * self.sample_rate)
         return [prepare(wave[start:end], self._min_samples)
-                for start, end in window_spans(wave.size, window, hop)]  # fmt: skip
+                for start, end in self._spans(wave.size)]  # fmt: skip
+
+    def _spans(self, samples: int) -> list[tuple[int, int]]:
+        """(start, end) of the model's evaluation windows over ``samples`` samples."""
+        return window_spans(samples, self._window, self._hop)
 
     def embed(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None
