@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,24 +47,35 @@ REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("emodb", "ravdess", "emovo", "ased")
 
 
-def score(recognizer: EmotionRecognizer, paths: list[str], labels: np.ndarray) -> dict:
-    """UA, WA, most-given label and its share, ECE of the recogniser's answers on ``paths``."""
-    predictions = recognizer.predict_many(paths, batch_size=16)
-    index = {name: i for i, name in enumerate(recognizer.labels)}
-    predicted = np.array([index.get(p.label, -1) for p in predictions])
-    spoken = predicted >= 0
-    probabilities = np.array([[p.probabilities[k] for k in recognizer.labels]
-                              for p in predictions if not p.silent])  # fmt: skip
+def answers(recognizer: EmotionRecognizer, paths: list[str]) -> np.ndarray:
+    """(N, C) probabilities of the recogniser's answers on ``paths`` in its label order; rows
+    of NaN where it answered "no speech"."""
+    return np.array([[np.nan] * len(recognizer.labels) if p.silent
+                     else [p.probabilities[k] for k in recognizer.labels]
+                     for p in recognizer.predict_many(paths, batch_size=16)])  # fmt: skip
+
+
+def scored(probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict:
+    """UA, WA, most-given label and its share, ECE of :func:`answers`-like probabilities;
+    "no speech" rows count as errors in UA and WA and are left out of ECE."""
+    spoken = ~np.isnan(probabilities).any(axis=1)
+    predicted = np.where(spoken, np.nan_to_num(probabilities).argmax(axis=1), -1)
     given, counts = np.unique(predicted, return_counts=True)
     return {
         "ua": unweighted_accuracy(labels, predicted),
         "wa": weighted_accuracy(labels, predicted),
         "max_share": max_share(predicted),
-        "most_given": recognizer.labels[given[counts.argmax()]] if given[counts.argmax()] >= 0
+        "most_given": names[given[counts.argmax()]] if given[counts.argmax()] >= 0
         else "no speech",
-        "ece": expected_calibration_error(probabilities, labels[spoken]) if spoken.any() else None,
+        "ece": expected_calibration_error(probabilities[spoken], labels[spoken])
+        if spoken.any() else None,
         "no_speech": int((~spoken).sum()),
     }  # fmt: skip
+
+
+def score(recognizer: EmotionRecognizer, paths: list[str], labels: np.ndarray) -> dict:
+    """:func:`scored` answers of ``recognizer`` on ``paths``."""
+    return scored(answers(recognizer, paths), labels, recognizer.labels)
 
 
 def held_out_files(corpus: str, spec: CorpusSpec, task_name: str, limit: int | None):

@@ -5,7 +5,8 @@ For each held-out corpus, the two models ``bench/loco4.py`` trained without it (
 ``--accurate``, fast under ``--fast``: run ``bench/loco4.py`` for both first) predict every
 held-out file through the recogniser (voice activity detection on, each clip on its own); the
 ensemble's probabilities are ``(1 - w) * accurate + w * fast`` for each weight ``w``. Per corpus
-and weight: UA, the most-given label's share and ECE (15 bins), as ``bench/loco4.py`` scores.
+and weight: UA, WA, the most-given label and its share and ECE (15 bins), as
+``bench/loco4.py`` scores them.
 
     python bench/loco4_ensemble.py --threads 1        # about 10 min on one core
 
@@ -22,30 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco4 import CORPORA, REPO, held_out_files  # noqa: E402
+from loco4 import CORPORA, REPO, answers, held_out_files, scored  # noqa: E402
 
 from emofuse.config import load_config  # noqa: E402
 from emofuse.device import set_threads  # noqa: E402
 from emofuse.inference import EmotionRecognizer  # noqa: E402
-from emofuse.metrics import expected_calibration_error, max_share, unweighted_accuracy  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # the fast model's share
-
-
-def probabilities(model: Path, paths: list[str]) -> tuple[list[str], np.ndarray]:
-    """Labels and (N, C) probabilities of ``model`` for ``paths``; NaN rows: no speech."""
-    recognizer = EmotionRecognizer.load(model, device="cpu")
-    rows = [[np.nan] * len(recognizer.labels) if p.silent
-             else [p.probabilities[k] for k in recognizer.labels]
-             for p in recognizer.predict_many(paths)]  # fmt: skip
-    return list(recognizer.labels), np.array(rows)
-
-
-def scores(mixed: np.ndarray, labels: np.ndarray) -> dict:
-    spoken = ~np.isnan(mixed).any(axis=1)
-    predicted = np.where(spoken, np.nan_to_num(mixed).argmax(axis=1), -1)
-    return {"ua": unweighted_accuracy(labels, predicted), "max_share": max_share(predicted),
-            "ece": expected_calibration_error(mixed[spoken], labels[spoken])}  # fmt: skip
 
 
 def main() -> None:
@@ -61,11 +45,15 @@ def main() -> None:
     for corpus in CORPORA:
         spec = next(s for s in config.data.corpora if s.name == corpus)
         paths, labels = held_out_files(corpus, spec, config.data.task, None)
-        names, accurate = probabilities(Path(args.accurate) / corpus / "model.pt", paths)
-        fast_names, fast = probabilities(Path(args.fast) / corpus / "model.pt", paths)
-        if names != fast_names:
-            raise SystemExit(f"{corpus}: the two models' labels differ: {names} / {fast_names}")
-        rows[corpus] = {f"{w:g}": scores((1 - w) * accurate + w * fast, labels) for w in WEIGHTS}
+        models = [EmotionRecognizer.load(Path(folder) / corpus / "model.pt", device="cpu")
+                  for folder in (args.accurate, args.fast)]  # fmt: skip
+        names = models[0].labels
+        if models[1].labels != names:
+            raise SystemExit(f"{corpus}: the two models' labels differ: {names} / "
+                             f"{models[1].labels}")  # fmt: skip
+        accurate, fast = (answers(model, paths) for model in models)
+        rows[corpus] = {f"{w:g}": scored((1 - w) * accurate + w * fast, labels, names)
+                        for w in WEIGHTS}  # fmt: skip
         print(corpus, {w: round(r["ua"], 3) for w, r in rows[corpus].items()}, flush=True)
     means = {f"{w:g}": float(np.mean([rows[c][f"{w:g}"]["ua"] for c in rows])) for w in WEIGHTS}
     summary = {"corpora": rows, "mean_ua": means, "weights": list(WEIGHTS),

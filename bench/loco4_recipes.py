@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, markdown_table, write_results  # noqa: E402
+from loco4 import CORPORA, REPO  # noqa: E402
 
 from emofuse.corpora import load_corpus  # noqa: E402
 from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
@@ -46,8 +47,6 @@ from emofuse.training.linear_head import (  # noqa: E402
     utterance_moments,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-CORPORA = ("emodb", "ravdess", "emovo", "ased")
 LAYERS = (1, 2, 3, 4)
 WIDTH = 512
 PRIOR_SECONDS = 20.0
