@@ -79,8 +79,10 @@ def cpu_snapshot() -> dict:
     return {"wall": time.perf_counter(), "busy": busy, "own": mine}
 
 
-def other_processes_cores(start: dict, end: dict) -> float | None:
-    """Mean number of cores kept busy by other processes between two :func:`cpu_snapshot`."""
+def other_processes_cores(start: dict, end: dict | None = None) -> float | None:
+    """Mean number of cores kept busy by other processes between two :func:`cpu_snapshot`
+    (``end`` by default: now)."""
+    end = cpu_snapshot() if end is None else end
     if start["busy"] is None or end["busy"] is None:
         return None
     wall = end["wall"] - start["wall"]
@@ -182,7 +184,7 @@ def time_passes(
             began = time.perf_counter()
             result = run_pass(config)
             seconds[config].append(time.perf_counter() - began)
-            others[config].append(other_processes_cores(snap, cpu_snapshot()))
+            others[config].append(other_processes_cores(snap))
             if check is not None:
                 check(config, result)
     return seconds, others

@@ -107,7 +107,6 @@ print(json.dumps({"after_imports": after_imports, "after_load": after_load, "pea
 
 # --------------------------------------------------------------------------- models and files
 
-_snapshot = common.cpu_snapshot  # finished children's CPU time counts as ours
 
 
 def _describe(pipeline: nn.Module, about: dict) -> dict:
@@ -231,7 +230,7 @@ def measure_rtf(accurate, fast, wav2vec2, threads: int, quick: bool) -> dict:
         "fast": lambda: rec_fast.predict(wave, sample_rate=SAMPLE_RATE),
         "wav2vec2": w2v,
     }
-    snap = _snapshot()
+    snap = common.cpu_snapshot()
     stats = common.time_interleaved(
         calls, runs=QUICK_RTF_RUNS if quick else RTF_RUNS, warmup=QUICK_WARMUP if quick else WARMUP
     )
@@ -242,7 +241,7 @@ def measure_rtf(accurate, fast, wav2vec2, threads: int, quick: bool) -> dict:
         "clip_seconds": CLIP_SECONDS,
         "threads": threads,
         "batch": 1,
-        "other_processes_cores": common.other_processes_cores(snap, _snapshot()),
+        "other_processes_cores": common.other_processes_cores(snap),
         "systems": stats,
         "ratio_accurate_over_fast": stats["accurate"]["median_ms"] / stats["fast"]["median_ms"],
         "ratio_wav2vec2_over_accurate": stats["wav2vec2"]["median_ms"]
@@ -301,7 +300,7 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
             )
         ),
     }
-    snap = _snapshot()
+    snap = common.cpu_snapshot()
     stats = common.time_interleaved(
         calls, runs=QUICK_PARTS_RUNS if quick else PARTS_RUNS, warmup=QUICK_WARMUP if quick else 1
     )
@@ -312,7 +311,7 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
     out = {
         "clip_seconds": CLIP_SECONDS,
         "threads": threads,
-        "other_processes_cores": common.other_processes_cores(snap, _snapshot()),
+        "other_processes_cores": common.other_processes_cores(snap),
         "stream_output_shape": list(x.shape),
         "stream_output_contiguous": bool(x.is_contiguous()),
         "contiguous_check_close": _same_logits(accurate, streams, contiguous),
@@ -393,9 +392,9 @@ def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int
         print(f"wrote a {seconds_} s WAV file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
         try:
             for batch_size in batches:
-                snap = _snapshot()
+                snap = common.cpu_snapshot()
                 report = run_timeline(audio, model, threads, batch_size)
-                report["other_processes_cores"] = common.other_processes_cores(snap, _snapshot())
+                report["other_processes_cores"] = common.other_processes_cores(snap)
                 report.update(audio_seconds=seconds_, file_bytes=size, batch_size=batch_size,
                               rtf=report["wall_seconds"] / seconds_)  # fmt: skip
                 common.add_megabytes(report)
@@ -470,14 +469,14 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
 
     wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
     calls = {k: (lambda r=r: r.predict(wave, sample_rate=SAMPLE_RATE)) for k, r in rec.items()}
-    snap = _snapshot()
+    snap = common.cpu_snapshot()
     runs, warmup = (QUICK_INT8_RUNS, QUICK_WARMUP) if quick else (INT8_RUNS, WARMUP)
     stats = common.time_interleaved(calls, runs=runs, warmup=warmup)
     for s in stats.values():
         s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
         s["speedup_over_fp32"] = stats["fp32"]["median_ms"] / s["median_ms"]
     rtf = {"threads": threads, "clip_seconds": CLIP_SECONDS, "systems": stats,
-           "other_processes_cores": common.other_processes_cores(snap, _snapshot())}  # fmt: skip
+           "other_processes_cores": common.other_processes_cores(snap)}  # fmt: skip
     print(f"int8 vs fp32, {CLIP_SECONDS:g} s clip, {threads} thread(s): " + ", ".join(
         f"{k} {s['median_ms']:.1f} ms ({s['speedup_over_fp32']:.2f}x)"
         for k, s in stats.items()))  # fmt: skip
@@ -623,7 +622,7 @@ def run(args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     load_before = common.load_average()
     background_before = _background()
-    whole_run = _snapshot()
+    whole_run = common.cpu_snapshot()
     initial_threads = torch.get_num_threads()
     quick = args.quick
     accurate, about = build_accurate(args.model)
@@ -660,7 +659,7 @@ def run(args: argparse.Namespace) -> dict:
         "versions": _versions(),
         "load_average_before": load_before,
         "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run, _snapshot()),
+        "other_processes_cores": common.other_processes_cores(whole_run),
         "background_processes_before": background_before,
         "background_processes_after": _background(),
         "sample_rate": SAMPLE_RATE,

@@ -146,9 +146,6 @@ def write_long_file(path: Path, seconds: int) -> int:
     return path.stat().st_size
 
 
-# :func:`common.cpu_snapshot` with the CPU time of finished child processes counted as this
-# process's own (the timeline runs in a child)
-_snapshot = common.cpu_snapshot  # finished children's CPU time counts as ours
 
 
 # --------------------------------------------------------------------------- 1. latency
@@ -170,7 +167,7 @@ def measure_latency(recognizers: dict, quick: bool) -> list[dict]:
                 )
                 for name in BACKENDS
             }
-            snap = _snapshot()
+            snap = common.cpu_snapshot()
             stats = common.time_interleaved(
                 calls, runs=runs[seconds], warmup=QUICK_WARMUP if quick else WARMUP
             )
@@ -186,7 +183,7 @@ def measure_latency(recognizers: dict, quick: bool) -> list[dict]:
             m = {
                 "clip_seconds": seconds,
                 "threads": threads,
-                "other_processes_cores": common.other_processes_cores(snap, _snapshot()),
+                "other_processes_cores": common.other_processes_cores(snap),
                 "backends": stats,
                 "ratio_torch_over_onnx": stats["torch"]["median_ms"] / stats["onnx"]["median_ms"],
                 "max_probability_difference": diff,
@@ -263,9 +260,9 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
     runs = {}
     try:
         for backend in BACKENDS:
-            snap = _snapshot()
+            snap = common.cpu_snapshot()
             report = run_timeline(backend, audio, model, onnx)
-            report["other_processes_cores"] = common.other_processes_cores(snap, _snapshot())
+            report["other_processes_cores"] = common.other_processes_cores(snap)
             report["rtf"] = report["wall_seconds"] / seconds
             common.add_megabytes(report)
             runs[backend] = report
@@ -293,7 +290,7 @@ def run(model: str | None = None, quick: bool = False) -> dict:
 
     began = time.perf_counter()
     load_before = common.load_average()
-    whole_run = _snapshot()
+    whole_run = common.cpu_snapshot()
     initial_threads = torch.get_num_threads()
     pipeline, about = build_pipeline(model)
     print(f"model: {about['source']} ({about['parameters']:,} parameters, "
@@ -333,7 +330,7 @@ def run(model: str | None = None, quick: bool = False) -> dict:
         "versions": _versions(),
         "load_average_before": load_before,
         "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run, _snapshot()),
+        "other_processes_cores": common.other_processes_cores(whole_run),
         "sample_rate": SAMPLE_RATE,
         "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
         "loudness, noise), 16-bit FLAC for the file measurements",

@@ -79,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(1)
     before, start = common.load_average(), common.cpu_snapshot()
     rows = [compare(name, args.model, args.limit) for name in NAMES if (CORPORA / name).is_dir()]
-    busy = common.other_processes_cores(start, common.cpu_snapshot())
+    busy = common.other_processes_cores(start)
     machine = common.machine_info()
     keys = ["corpus", "clips", "same_label", "max_probability_difference", "ua_fp32", "ua_bf16",
             "seconds_fp32", "seconds_bf16"]  # fmt: skip

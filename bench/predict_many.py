@@ -108,7 +108,7 @@ def main() -> None:
             print(row, flush=True)
             memory.append(row)
     ratio = memory[1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
-    busy = common.other_processes_cores(start_cpu, common.cpu_snapshot())
+    busy = common.other_processes_cores(start_cpu)
 
     targets = []
     for model, goal in TARGETS.items():

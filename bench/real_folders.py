@@ -142,7 +142,7 @@ def main() -> None:
                                                               / row["seconds"], 1))  # fmt: skip
                     print(row, flush=True)
                     rows.append(row)
-    busy = common.other_processes_cores(start_cpu, common.cpu_snapshot())
+    busy = common.other_processes_cores(start_cpu)
     results = {"machine": common.machine_info(), "load_before": before,
                "load_after": common.load_average(), "other_processes_cores": busy,
                "threads": args.threads, "rows": rows, "targets": targets(rows),

@@ -122,9 +122,7 @@ def run(quick: bool = False) -> dict:
                     {
                         "clip_seconds": seconds,
                         "torch_threads": torch.get_num_threads(),
-                        "other_processes_cores": common.other_processes_cores(
-                            snapshot, common.cpu_snapshot()
-                        ),
+                        "other_processes_cores": common.other_processes_cores(snapshot),
                         "systems": stats,
                         "ratio_wav2vec2_over_pipeline": stats["wav2vec2"]["median_ms"]
                         / pipe["median_ms"],
@@ -145,7 +143,7 @@ def run(quick: bool = False) -> dict:
         "versions": _peer_versions(),
         "load_average_before": load_before,
         "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run, common.cpu_snapshot()),
+        "other_processes_cores": common.other_processes_cores(whole_run),
         "sample_rate": SAMPLE_RATE,
         "signal": "synthetic speech-like (harmonic voice, syllable bursts, pauses, noise)",
         "batch_size": 1,

@@ -183,7 +183,7 @@ def run(quick: bool = False, emodb_root: Path = DEFAULT_EMODB) -> dict:
         result = fn(*args)
         return {
             **result,
-            "other_processes_cores": common.other_processes_cores(snapshot, common.cpu_snapshot()),
+            "other_processes_cores": common.other_processes_cores(snapshot),
         }
 
     try:
@@ -210,7 +210,7 @@ def run(quick: bool = False, emodb_root: Path = DEFAULT_EMODB) -> dict:
         "machine": common.machine_info(),
         "load_average_before": load_before,
         "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run, common.cpu_snapshot()),
+        "other_processes_cores": common.other_processes_cores(whole_run),
         "train_config": asdict(TrainConfig(device="cpu")),
         "model_config": ModelConfig().to_dict(),
         "clip_frames": CLIP_FRAMES,

@@ -302,7 +302,8 @@ def run_compare(
         table = build_table(
             summaries, params, corpora=[c.name for c in corpora], systems=variants, seeds=seeds,
             machine=machine_description(), costs=costs,
-            subsets={(c, v): subset_cells(c, v) for c, v, _ in summaries if ids[c]},
+            subsets={(c, v): subset_cells(c, v)  # once per corpus and variant, not per seed
+                     for c, v in dict.fromkeys((c, v) for c, v, _ in summaries) if ids[c]},
         )  # fmt: skip
         if main:
             write_table(table, out_dir)
