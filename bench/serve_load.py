@@ -225,7 +225,8 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """``python -m emofuse serve`` in a subprocess, its output in a log file."""
 
-    def __init__(self, model: str, threads: int, precision: str, log_dir: Path, timeout: float):
+    def __init__(self, model: str, threads: int, precision: str, log_dir: Path, timeout: float,
+                 extra: tuple[str, ...] = ()):  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [
@@ -244,6 +245,7 @@ class Server:
         ]
         if precision != "fp32":
             self.command += ["--precision", precision]  # fmt: skip
+        self.command += list(extra)
         self.log_path = log_dir / f"serve-{model}-{precision}-{threads}.log"
         self.log = self.log_path.open("wb")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

@@ -295,30 +295,32 @@ def test_find_audio_files_searches_folders(tmp_path):
 
 def test_a_stretch_without_speech_is_written_as_soon_as_its_end_is_known():
     """Windows waiting for a batch go through the model when a "no speech" stretch arrives,
-    so the stretch is yielded before the next stretch is read (not when the batch fills)."""
-    from emofuse.inference.timeline import timeline_segments
+    so the stretch is written when it is known, not when the batch fills."""
+    from emofuse.inference.timeline import TimelineEngine
+    from emofuse.signal.vad_segmenter import Stretch
     from emofuse.testing import synthetic_voice, tiny_pipeline
 
+    class Given:
+        """A segmenter that finds the stretches it is told to."""
+
+        samples, found = 0, []
+
+        def feed(self, block):
+            found, self.found = self.found, []
+            return found
+
+        def open_speech(self):
+            return None
+
     backend = TorchBackend(tiny_pipeline(), device="cpu")
-    voice, read = synthetic_voice(2.0), []
-
-    def stretches():
-        for i, (start, speech, end) in enumerate([(0, True, 32000), (32000, False, 64000),
-                                                  (64000, True, 96000)]):  # fmt: skip
-            read.append(i)
-            yield start, [voice] if speech else None, end
-
-    segments = timeline_segments(backend, "x", stretches(), window=8000, hop=4000,
-                                 batch_size=1000, silence_db=-60.0)  # fmt: skip
-    seen = []
-    for segment in segments:
-        seen.append(segment)
-        if segment.label == "no speech":
-            assert read == [0, 1]  # the third stretch is not read yet
-            assert [s.label == "no speech" for s in seen].count(False) == 7  # 2 s: 7 windows
-            break
-    else:
-        raise AssertionError("no 'no speech' segment")
+    voice, segmenter = synthetic_voice(2.0), Given()
+    engine = TimelineEngine(backend, segmenter, window=8000, hop=4000, batch_size=1000,
+                            silence_db=-60.0)  # fmt: skip
+    segmenter.found = [Stretch(0, 32000, True, voice)]
+    assert [e for e in engine.feed(voice) if e.type == "segment"] == []  # waiting for a batch
+    segmenter.found = [Stretch(32000, 64000, False, None)]
+    written = [e.label == "no speech" for e in engine.feed(voice) if e.type == "segment"]
+    assert written == [False] * 7 + [True]  # 2 s: 7 windows, then the stretch without speech
 
 
 def test_an_encoder_model_on_the_cpu_runs_one_window_per_forward_pass(recognizer):

@@ -7,6 +7,7 @@ screenshots.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,6 +23,8 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "emodb-03a01Wa-angry.flac"
 EXAMPLES = ("emodb-03a01Wa-angry.flac", "emodb-03a04Ta-sad.flac")  # 16 kHz mono
+LIVE_EXAMPLES = EXAMPLES + ("emodb-08a01Na-neutral.flac", "emodb-16a07Fa-happy.flac")
+LIVE_SPEECH_SECONDS = 12.6  # the live microphone's loop: 0.5 s, then each example and 1 s
 
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
@@ -78,8 +81,10 @@ def serve(tmp_path):
         sock.close()
 
 
-@pytest.fixture
-def page():
+@contextlib.contextmanager
+def _browser_page(*args: str):
+    """A new page of headless Chromium launched with the extra ``args``; ``page.js_errors``
+    collects its uncaught errors and console errors."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -88,6 +93,7 @@ def page():
                 "--no-sandbox",  # needed as root (containers, CI)
                 "--use-fake-ui-for-media-stream",  # allow the microphone without asking
                 "--use-fake-device-for-media-stream",  # a synthetic microphone (beeps)
+                *args,
             ],
         )
         try:
@@ -102,6 +108,32 @@ def page():
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page():
+    with _browser_page() as page:
+        yield page
+
+
+@pytest.fixture
+def live_page(tmp_path):
+    """A page whose microphone plays real speech: the bundled examples with pauses between
+    them (LIVE_SPEECH_SECONDS, 16 kHz 16-bit WAV), looped by Chromium."""
+    import soundfile as sf
+
+    rate = 16000
+    pause = np.zeros(rate, np.float32)
+    parts = [np.zeros(rate // 2, np.float32)]
+    for name in LIVE_EXAMPLES:
+        wave, clip_rate = sf.read(EXAMPLE.with_name(name), dtype="float32")
+        assert clip_rate == rate and wave.ndim == 1
+        parts += [wave, pause]
+    speech = tmp_path / "microphone.wav"
+    sf.write(speech, np.concatenate(parts), rate, subtype="PCM_16")
+    assert sf.info(speech).duration == pytest.approx(LIVE_SPEECH_SECONDS, abs=1)
+    with _browser_page(f"--use-file-for-fake-audio-capture={speech}") as page:
+        yield page
 
 
 def _screenshot(page, tmp_path: Path, name: str) -> Path:
@@ -245,3 +277,116 @@ def test_page_api_key(serve, page):
     assert request.value.headers.get("x-api-key") == "s3cret"
     assert _finish(page) == "done"
     assert page.locator("#result-label").text_content() in TINY_LABELS
+
+
+def _live_state(page) -> str:
+    """Wait until the live stream has finished; the state of #live-status, "ended" or "error"."""
+    page.wait_for_function(
+        "['ended', 'error'].includes(document.getElementById('live-status').dataset.state)"
+    )
+    return page.locator("#live-status").get_attribute("data-state")
+
+
+def _live_count(page, attribute: str) -> int:
+    return int(page.locator("svg#live-timeline").get_attribute(attribute))
+
+
+def test_page_live_stream(serve, live_page, tmp_path):
+    """Start live: the microphone (real speech from a file) goes to WS /v1/stream as 16 kHz
+    16-bit PCM in 100 ms chunks, its segments are shown while it is spoken; Stop ends it."""
+    from emofuse.testing import TINY_LABELS
+
+    page = live_page
+    page.goto(serve() + "/")
+    sync_api.expect(page.locator("#model-info")).to_contain_text(", ".join(TINY_LABELS))
+    assert page.locator("#live-output").is_hidden()
+    sent: list[str | bytes] = []  # registered before any frame can go
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    with page.expect_websocket() as opened:
+        page.click("#live-start")
+        started = time.monotonic()
+    assert opened.value.url.endswith("/v1/stream")
+    sync_api.expect(page.locator("#live-stop")).to_be_enabled()
+    assert page.locator("#live-start").is_disabled()
+
+    # a segment with speech while the audio still plays (the loop is 12.6 s, its first
+    # sentence ends at 2.4 s)
+    page.wait_for_function(
+        "Number(document.getElementById('live-timeline').dataset.speechSegments) >= 1",
+        timeout=20_000,
+    )
+    assert page.locator("#live-status").get_attribute("data-state") == "live"
+    assert _live_count(page, "data-segments") >= 1
+    assert page.locator("#live-label").inner_text().strip() in TINY_LABELS
+    assert page.locator("#live-confidence").inner_text().endswith("% confidence")
+    chart = page.locator("svg#live-timeline")
+    assert chart.is_visible() and chart.locator("path[data-label]").count() >= 1
+    page.wait_for_timeout(1500)  # a little more audio, partly past the first sentence
+    _screenshot(page, tmp_path, "page-live.png")
+
+    page.click("#live-stop")
+    elapsed = time.monotonic() - started
+    assert _live_state(page) == "ended", page.locator("#error").inner_text()
+    status = page.locator("#live-status")
+    assert status.get_attribute("data-code") == "1000"
+    assert status.inner_text().startswith("Ended")
+    assert page.locator("#error").is_hidden()
+    assert page.locator("#live-start").is_enabled() and page.locator("#live-stop").is_disabled()
+    segments = _live_count(page, "data-segments")
+    assert segments >= 2 and _live_count(page, "data-speech-segments") >= 1
+    assert f"{segments} segment" in status.inner_text()
+    label = page.locator("#live-label").inner_text().strip()
+    assert label in (*TINY_LABELS, "no speech")
+
+    # what went over the socket: the header, 100 ms chunks of 16-bit PCM, the end
+    assert json.loads(sent[0]) == {"sample_rate": 16000, "format": "pcm_s16le"}
+    assert json.loads(sent[-1]) == {"event": "end"}
+    chunks = sent[1:-1]
+    assert chunks and all(isinstance(c, bytes) and len(c) % 2 == 0 for c in chunks)
+    assert all(len(c) == 3200 for c in chunks[:-1]) and 0 < len(chunks[-1]) <= 3200
+    audio = np.frombuffer(b"".join(chunks), "<i2")
+    assert np.abs(audio).max() > 3000  # speech, not silence
+    seconds = audio.size / 16000
+    # no samples lost or made up in the browser's resampling: as much audio as time went by
+    assert 0.5 * elapsed < seconds < elapsed + 0.5
+    heard = float(chart.get_attribute("data-heard"))
+    assert heard == pytest.approx(seconds, abs=0.01)  # the server heard all of it
+    assert not [m for m in page.js_errors if "page error" in m]
+
+
+def test_page_live_api_key(serve, live_page, tmp_path):
+    """A wrong key: the server's close reason (1008) is shown; the right one is sent as the key
+    query parameter and the stream runs."""
+    from urllib.parse import quote
+
+    page = live_page
+    key = "live s3cret/+&"
+    page.goto(serve(api_key=key) + "/")
+    page.locator("details summary").click()
+    page.fill("#api-key", "wrong")
+    page.locator("#api-key").dispatch_event("change")
+    with page.expect_websocket() as opened:
+        page.click("#live-start")
+    assert opened.value.url.endswith("/v1/stream?key=wrong")
+    assert _live_state(page) == "error"
+    assert page.locator("#live-status").get_attribute("data-code") == "1008"
+    error = page.locator("#error")
+    assert error.is_visible() and "API key" in error.inner_text()
+    assert page.locator("#live-start").is_enabled() and page.locator("#live-stop").is_disabled()
+    _screenshot(page, tmp_path, "page-live-error.png")
+
+    page.fill("#api-key", key)
+    page.locator("#api-key").dispatch_event("change")
+    with page.expect_websocket() as opened:
+        page.click("#live-start")
+    assert opened.value.url.endswith("/v1/stream?key=" + quote(key, safe=""))
+    page.wait_for_function(
+        "Number(document.getElementById('live-timeline').dataset.segments) >= 1",
+        timeout=20_000,
+    )
+    assert page.locator("#error").is_hidden()
+    page.click("#live-stop")
+    assert _live_state(page) == "ended", page.locator("#error").inner_text()
+    assert page.locator("#live-status").get_attribute("data-code") == "1000"
+    assert page.locator("#error").is_hidden()
+    assert not [m for m in page.js_errors if "page error" in m]

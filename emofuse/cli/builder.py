@@ -8,6 +8,7 @@ import re
 import sys
 
 from emofuse.cli.common import MODEL_HELP, add_runtime_args, audio_inputs, progress, reporter
+from emofuse.cli.live import PCM_CHOICES, predict_stream
 from emofuse.cli.output import FORMATS, RowWriter, check_writable, output_stream
 
 __all__ = ["add_commands"]
@@ -22,6 +23,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.stream:
+        return predict_stream(args)
+    if args.format in PCM_CHOICES:
+        raise ValueError(f"--format {args.format} is the raw PCM of --stream -; files are "
+                         f"written as {', '.join(FORMATS)}")  # fmt: skip
     if args.ray is not None or args.out is not None or args.ray_workers is not None:
         return _predict_on_ray(args)
     for option, path in (("--output", args.output), ("--plot", args.plot),
@@ -210,10 +216,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     predict.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     predict.add_argument(
-        "--format", choices=FORMATS, default="table",
+        "--format", choices=(*FORMATS, *PCM_CHOICES), default="table",
         help="table (default); csv (a column per label); json (one list); jsonl (one object per "
-        "line)",
+        "line); with --stream, the input's raw PCM: s16le (default) or f32le",
     )  # fmt: skip
+    predict.add_argument(
+        "--stream", action="store_true",
+        help="live: read raw mono PCM from standard input (give '-' as the input; --rate, "
+        "--format s16le|f32le) and write events as JSON lines as they happen: speech_start, "
+        "partial, segment (the --timeline rows), speech_end",
+    )  # fmt: skip
+    predict.add_argument("--rate", type=int, default=16000,
+                         help="with --stream: the input's sample rate, Hz (default 16000)")
     predict.add_argument("--output", "-o", metavar="FILE",
                          help="write here, atomically (default: standard output)")
     predict.add_argument(

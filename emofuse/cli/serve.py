@@ -10,7 +10,8 @@ from emofuse.cli.common import MODEL_HELP, add_runtime_args
 __all__ = ["add_commands"]
 
 INSTALL_HINT = (
-    "emofuse serve needs fastapi, uvicorn and python-multipart: pip install 'emofuse[serve]'"
+    "emofuse serve needs fastapi, uvicorn, python-multipart and websockets: "
+    "pip install 'emofuse[serve]'"
 )
 
 
@@ -18,7 +19,7 @@ def _require_server_packages() -> None:
     """An ImportError naming the extra to install when a server package is missing."""
     import importlib
 
-    for module in ("fastapi", "uvicorn", "python_multipart"):
+    for module in ("fastapi", "uvicorn", "python_multipart", "websockets"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -34,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from emofuse.inference import EmotionRecognizer
     from emofuse.serve.app import create_app
+    from emofuse.serve.live import StreamLimits
 
     if args.threads < 1:
         raise ValueError(f"--threads must be positive, got {args.threads}")
@@ -55,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_predict_seconds=args.max_predict_seconds,
         cors_origins=args.cors_origin,
         worker_init=one_torch_thread,
+        stream_limits=StreamLimits(args.max_streams, args.stream_idle_seconds,
+                                   args.max_stream_seconds),  # fmt: skip
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:  %(name)s %(message)s")
     # access_log off: the app logs each request itself, with its request id
@@ -67,8 +71,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "serve",
         help="a REST service and web page for emotion predictions (needs emofuse[serve])",
         description="Serve the model over HTTP: POST /v1/predict and /v1/timeline (audio as the "
-        "raw body or the 'file' field of a multipart form), GET /v1/model, /healthz, the web "
-        "page at / and the OpenAPI schema at /openapi.json. Uploads stay in memory.",
+        "raw body or the 'file' field of a multipart form), live audio over the WebSocket "
+        "/v1/stream, GET /v1/model, /healthz, the web page at / and the OpenAPI schema at "
+        "/openapi.json. Uploads stay in memory.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
@@ -95,6 +100,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--cors-origin", action="append", metavar="ORIGIN",
         help="allow browser calls from this origin (repeatable; default: no CORS)",
     )  # fmt: skip
+    serve.add_argument("--max-streams", type=int, default=64, metavar="N",
+                       help="live streams open at once (default: 64); more are closed with "
+                       "code 1013")  # fmt: skip
+    serve.add_argument("--stream-idle-seconds", type=float, default=30.0, metavar="S",
+                       help="close a live stream that sends nothing for this long (default: 30)")
+    serve.add_argument("--max-stream-seconds", type=float, default=4 * 3600.0, metavar="S",
+                       help="longest live stream, seconds of audio (default: 14400)")
     serve.add_argument(
         "--no-vad",
         action="store_true",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -78,12 +79,14 @@ class TorchBackend:
             return logits.float().softmax(dim=1).cpu().numpy()
 
     def adapting_probabilities(
-        self, waveforms: np.ndarray, lengths: np.ndarray, adaptation: RunningAdaptation,
-        weights: np.ndarray,
+        self, waveforms: np.ndarray, lengths: np.ndarray,
+        adaptation: RunningAdaptation | Sequence[RunningAdaptation], weights: np.ndarray,
     ) -> np.ndarray:
         """As :meth:`probabilities` for windows in recording order, each standardised with
         ``adaptation``'s statistics of the windows before it, then added to them with its
-        weight (B,): the answers do not depend on how windows are batched."""  # fmt: skip
+        weight (B,): the answers do not depend on how windows are batched. A sequence gives
+        each window its own recording's statistics (windows of several streams at once).
+        """  # fmt: skip
         with torch.inference_mode(), self._autocast():
             streams = self.pipeline.frontend(
                 torch.from_numpy(waveforms).to(self.device),
@@ -92,11 +95,12 @@ class TorchBackend:
             normalised: dict[str, list] = {name: [] for name in streams}
             scales = []  # the temperature relaxes as the statistics become the recording's
             for i in range(len(lengths)):
+                own = adaptation if isinstance(adaptation, RunningAdaptation) else adaptation[i]
                 window = {name: (x[i : i + 1], n[i : i + 1]) for name, (x, n) in streams.items()}
-                for name, (x, _) in adaptation.normalised(window).items():
+                for name, (x, _) in own.normalised(window).items():
                     normalised[name].append(x)
-                scales.append(logit_scale(self.pipeline, adaptation.share))
-                adaptation.update(window, torch.from_numpy(weights[i : i + 1]))
+                scales.append(logit_scale(self.pipeline, own.share))
+                own.update(window, torch.from_numpy(weights[i : i + 1]))
             inputs = {name: (torch.cat(parts), streams[name][1])
                       for name, parts in normalised.items()}  # fmt: skip
             logits = self.pipeline.net(inputs).float()  # (B, C)

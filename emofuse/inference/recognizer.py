@@ -36,19 +36,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from emofuse.inference.adapt import RunningAdaptation
 from emofuse.inference.backends import Backend, TorchBackend, window_probabilities
 from emofuse.inference.prefetch import prefetch
 from emofuse.inference.results import NO_SPEECH, Prediction, Segment, labelled
 from emofuse.inference.speech import no_speech_reasons
-from emofuse.inference.timeline import timeline_segments
+from emofuse.inference.stream import EmotionStream
+from emofuse.inference.timeline import TimelineEngine, WindowJob, timeline_segments
 from emofuse.inference.windows import MIN_SECONDS, as_mono, batches, padded, prepare, window_spans
 from emofuse.pipeline import load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
 from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
 from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE
 from emofuse.signal.vad import SpeechDetector
-from emofuse.signal.vad_segmenter import SpeechSegmenter, VADSettings
+from emofuse.signal.vad_segmenter import Scorer, SpeechSegmenter, VADSettings
 
 __all__ = ["Backend", "TorchBackend", "EmotionRecognizer", "Prediction", "Segment", "NO_SPEECH"]
 
@@ -379,20 +379,6 @@ class EmotionRecognizer:
         Raises:
             AudioError: an unreadable file (possibly after some segments were yielded).
         """
-        rate = self.sample_rate
-        window = self.backend.window_seconds if window is None else window
-        hop = self.backend.hop_seconds if hop is None else hop
-        window_samples, hop_samples = round(window * rate), round(hop * rate)
-        if not 0 < hop_samples <= window_samples:
-            raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
-        batch_size = self._batch_size(batch_size)
-        can_adapt = hasattr(self.backend, "adapting_probabilities")
-        if adapt and not can_adapt:
-            raise ValueError("a timeline adapts with the torch backend only (not ONNX)")
-        if adapt is None:
-            extra = getattr(getattr(self.backend, "pipeline", None), "extra", {})
-            adapt = can_adapt and extra.get("normalised_per") == "speaker"
-        adaptation = RunningAdaptation(self.backend.pipeline) if adapt else None
         if isinstance(audio, np.ndarray):
             wave, path = self._wave(audio, sample_rate)[0], "array"
             blocks: Iterable[np.ndarray] = [wave]
@@ -400,17 +386,41 @@ class EmotionRecognizer:
             if sample_rate is not None:
                 raise ValueError("sample_rate is for arrays; a file's own rate is used")
             path = audio
-            blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=rate)
-        if self.vad is None:
-            stretches: Iterable[tuple[int, Iterable[np.ndarray] | None, int]] = [(0, blocks, 0)]
-        else:
-            stretches = (
-                (s.start, [s.samples] if s.speech else None, s.end)
-                for s in SpeechSegmenter(self.vad, self.vad_settings).split(blocks)
-            )
-        return timeline_segments(
-            self.backend, path, stretches, window=window_samples, hop=hop_samples,
-            batch_size=batch_size, silence_db=self.silence_db, adaptation=adaptation,
+            blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=self.sample_rate)
+        engine = self._engine(window, hop, self._batch_size(batch_size), adapt)
+        return timeline_segments(engine, blocks, path)
+
+    def stream(
+        self,
+        sample_rate: int = 16000,
+        *,
+        adapt: bool | None = None,
+        partials: bool = True,
+        score: Callable[[WindowJob], np.ndarray] | None = None,
+        speech_probabilities: Scorer | None = None,
+    ) -> EmotionStream:
+        """A live recording at ``sample_rate``: ``feed(chunk)`` as audio comes, ``close()`` at
+        its end, each returning the events decided (:class:`~emofuse.inference.stream.
+        EmotionStream`): ``speech_start``, ``partial`` (with ``partials``), ``segment`` (those
+        of :meth:`timeline` on the whole recording, with the model's windows) and
+        ``speech_end``. ``adapt`` as for :meth:`timeline`; ``score`` and
+        ``speech_probabilities``: how windows reach the model and audio the voice activity
+        detector (default: directly; the service batches its streams')."""
+        engine = self._engine(None, None, self._batch_size(None), adapt, speech_probabilities,
+                              eager=True, partials=partials, score=score)  # fmt: skip
+        return EmotionStream(engine, sample_rate)
+
+    def _engine(
+        self, window: float | None, hop: float | None, batch_size: int, adapt: bool | None,
+        speech_probabilities: Scorer | None = None, **options,
+    ) -> TimelineEngine:
+        """The engine behind :meth:`timeline` and :meth:`stream` (window and hop in seconds,
+        None: the model's)."""  # fmt: skip
+        segmenter = (None if self.vad is None else
+                      SpeechSegmenter(self.vad, self.vad_settings).stream(speech_probabilities))
+        return TimelineEngine.create(
+            self.backend, segmenter, window=window, hop=hop, batch_size=batch_size,
+            silence_db=self.silence_db, adapt=adapt, **options,
         )  # fmt: skip
 
     def _batch_size(self, batch_size: int | None) -> int:
@@ -423,3 +433,4 @@ class EmotionRecognizer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         return batch_size
+

@@ -1,89 +1,301 @@
-"""The segments of a timeline: speech stretches cut into windows whose answers tile them,
-stretches without speech as single "no speech" segments, in recording order and batched."""
+"""The segments of a timeline, pushed block by block: speech stretches cut into windows whose
+answers tile them, stretches without speech as single "no speech" segments, in recording order.
+
+One :class:`TimelineEngine` serves a file's :meth:`~EmotionRecognizer.timeline` and a live
+stream (:mod:`emofuse.inference.stream`): a window is answered as soon as the audio heard makes
+it final (the speech reaches past the next window and cannot be split before it), so a stream's
+segments are those of the whole file's timeline, however the audio was chunked.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from emofuse.inference.adapt import RunningAdaptation
 from emofuse.inference.backends import Backend, window_probabilities
-from emofuse.inference.results import NO_SPEECH, Segment, labelled
-from emofuse.inference.windows import MIN_SECONDS, padded, prepare, windows
+from emofuse.inference.results import NO_SPEECH, Segment, StreamEvent, labelled
+from emofuse.inference.windows import MIN_SECONDS, padded, prepare, window_spans
 from emofuse.signal.audio import AudioError, level_db
+from emofuse.signal.vad_segmenter import HeldAudio, SegmentingStream, Stretch
 
-__all__ = ["timeline_segments"]
+__all__ = ["TimelineEngine", "WindowJob", "score_jobs", "timeline_segments"]
+
+
+@dataclass
+class WindowJob:
+    """Prepared windows (each (samples,) float32) of one timeline or stream, in recording order,
+    waiting for the model; with ``adaptation``, each window is standardised with the statistics
+    of those before it, then added to them with its weight in ``weights`` (n,)."""
+
+    windows: list[np.ndarray]
+    adaptation: RunningAdaptation | None = None
+    weights: np.ndarray | None = None
+
+
+def score_jobs(backend: Backend, jobs: Sequence[WindowJob]) -> list[np.ndarray]:
+    """Each job's probabilities (n, C): the windows of all jobs in one forward pass, adapting
+    ones (each with its own recording's statistics, :meth:`TorchBackend.adapting_probabilities`)
+    in another (what the service does with the windows of concurrent streams)."""
+    plain = [w for job in jobs if job.adaptation is None for w in job.windows]
+    adapting = [job for job in jobs if job.adaptation is not None]
+    answers = iter(window_probabilities(backend, plain))
+    adapted: np.ndarray | None = None
+    if any(job.windows for job in adapting):
+        windows = [w for job in adapting for w in job.windows]
+        waves, lengths = padded(windows, multiple=backend.sample_rate)
+        statistics = [job.adaptation for job in adapting for _ in job.windows]
+        weights = np.concatenate([job.weights for job in adapting])
+        adapted = iter(backend.adapting_probabilities(waves, lengths, statistics, weights))
+    out = []
+    for job in jobs:
+        source = answers if job.adaptation is None else adapted
+        rows = [next(source) for _ in job.windows]
+        out.append(np.stack(rows) if rows else np.zeros((0, len(backend.labels)), np.float32))
+    return out
+
+
+class _WindowPlan:
+    """The evaluation windows of one speech stretch from sample ``start``, as its audio arrives:
+    each with the part of the stretch its answer covers (from midway between the previous
+    window's centre and its own to midway between its own and the next one's)."""
+
+    def __init__(self, start: int, window: int, hop: int) -> None:
+        self.start, self.window, self.hop = start, window, hop
+        self.count = 0  # windows given so far
+        self.lo = float(start)
+
+    @property
+    def next_start(self) -> int:
+        """The first sample a window not given yet can need."""
+        return self.start + self.count * self.hop
+
+    def ready(self, reach: int) -> list[tuple[float, float, int, int]]:
+        """(lo, hi, window start, window end) of the windows now final, the stretch reaching at
+        least ``reach``: those followed by another whole window within it."""
+        out = []
+        while (following := self.next_start + self.hop) + self.window <= reach:
+            out.append(self._give(self.next_start, self.window, following, self.window))
+        return out
+
+    def close(self, end: int) -> list[tuple[float, float, int, int]]:
+        """The windows left once the stretch ends at ``end`` (the last one ends there)."""
+        spans = window_spans(end - self.start, self.window, self.hop)[self.count :]
+        out = []
+        for (a, b), following in zip(spans, [*spans[1:], None], strict=True):
+            if following is None:
+                out.append((self.lo, float(self.start + b), self.start + a, self.start + b))
+                self.count += 1
+            else:
+                nxt = self.start + following[0]
+                out.append(self._give(self.start + a, b - a, nxt, following[1] - following[0]))
+        return out
+
+    def _give(self, a: int, size: int, following: int, following_size: int) -> tuple:
+        hi = (a + size / 2 + following + following_size / 2) / 2
+        window = (self.lo, hi, a, a + size)
+        self.lo, self.count = hi, self.count + 1
+        return window
+
+
+class TimelineEngine:
+    """Audio blocks in, :class:`StreamEvent` s out: ``speech_start``, ``segment`` (the
+    timeline's), ``speech_end`` and, with ``partials``, ``partial`` (the current speech stretch
+    so far), in recording order.
+
+    ``segmenter``: voice activity (:class:`SegmentingStream`), or None to treat all the audio as
+    one speech stretch. Windows wait for a batch of ``batch_size`` (``eager``: also the end of
+    each :meth:`feed`, as a live stream wants); a stretch without speech sends those waiting
+    through the model at once. ``score``: jobs -> probabilities, the model by default
+    (:func:`score_jobs`; the service passes its batcher). Memory: the open speech stretch's
+    audio (at most ``max_speech_seconds``) and the windows of one batch.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        segmenter: SegmentingStream | None,
+        *,
+        window: int,
+        hop: int,
+        batch_size: int,
+        silence_db: float,
+        adaptation: RunningAdaptation | None = None,
+        eager: bool = False,
+        partials: bool = False,
+        score: Callable[[WindowJob], np.ndarray] | None = None,
+    ) -> None:
+        self.backend, self.segmenter = backend, segmenter
+        self.window, self.hop, self.batch_size = window, hop, batch_size
+        self.silence_db, self.adaptation = silence_db, adaptation
+        self.eager, self.partials = eager, partials
+        self.score = score or (lambda job: score_jobs(backend, [job])[0])
+        self._rate = backend.sample_rate
+        self._min_samples = round(MIN_SECONDS * backend.sample_rate)
+        self._audio = HeldAudio() if segmenter is None else None  # all one stretch: its audio
+        self._plan: _WindowPlan | None = None  # windows of the speech stretch being heard
+        self._pending: list[tuple] = []  # (kind, lo, hi, window or None, reason), in order
+        self._sums = np.zeros(len(backend.labels))  # the stretch's answers, weighted by length
+        self._covered = 0.0
+
+    @classmethod
+    def create(
+        cls,
+        backend: Backend,
+        segmenter: SegmentingStream | None,
+        *,
+        window: float | None,
+        hop: float | None,
+        adapt: bool | None,
+        **options,
+    ) -> TimelineEngine:
+        """An engine with ``window`` and ``hop`` in seconds (None: the model's evaluation
+        windows) that adapts to its recording when ``adapt`` says so (None: when the model was
+        trained with each speaker standardised by their own statistics, its file saying
+        ``normalised_per: speaker``; torch backend)."""  # fmt: skip
+        rate = backend.sample_rate
+        window = backend.window_seconds if window is None else window
+        hop = backend.hop_seconds if hop is None else hop
+        window_samples, hop_samples = round(window * rate), round(hop * rate)
+        if not 0 < hop_samples <= window_samples:
+            raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
+        can_adapt = hasattr(backend, "adapting_probabilities")
+        if adapt and not can_adapt:
+            raise ValueError("a recording adapts with the torch backend only (not ONNX)")
+        if adapt is None:
+            extra = getattr(getattr(backend, "pipeline", None), "extra", {})
+            adapt = can_adapt and extra.get("normalised_per") == "speaker"
+        adaptation = RunningAdaptation(backend.pipeline) if adapt else None
+        return cls(backend, segmenter, window=window_samples, hop=hop_samples,
+                   adaptation=adaptation, **options)  # fmt: skip
+
+    @property
+    def samples(self) -> int:
+        """Samples fed so far."""
+        return self._audio.end if self.segmenter is None else self.segmenter.samples
+
+    def feed(self, block: np.ndarray) -> list[StreamEvent]:
+        """Add mono float32 ``block`` (samples,) at the model's rate; the events it decided."""
+        events: list[StreamEvent] = []
+        if self.segmenter is None:
+            self._audio.append(np.asarray(block, np.float32))
+            events += self._speech(0, self._audio.end, self._audio.take)
+            self._audio.drop_before(self._plan.next_start)
+        else:
+            for stretch in self.segmenter.feed(block):
+                events += self._stretch(stretch)
+            if (heard := self.segmenter.open_speech()) is not None:
+                events += self._speech(*heard, self.segmenter.take)
+        if self.eager:
+            events += self._flush()
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """The events left once the audio has ended."""
+        events: list[StreamEvent] = []
+        if self.segmenter is None:
+            end = self._audio.end
+            if end:
+                events += self._stretch(Stretch(0, end, True, None))
+        else:
+            for stretch in self.segmenter.finish():
+                events += self._stretch(stretch)
+        return events + self._flush()
+
+    def _speech(self, start: int, reach: int, take: Callable) -> list[StreamEvent]:
+        """The windows of the speech stretch from ``start`` made final by its reaching
+        ``reach``, their audio from ``take(start, end)``."""
+        if self._plan is None:
+            self._plan = _WindowPlan(start, self.window, self.hop)
+            self._pending.append(("speech_start", start, start, None, None))
+        events = []
+        for lo, hi, a, b in self._plan.ready(reach):
+            events += self._window(lo, hi, a, take(a, b))
+        return events
+
+    def _stretch(self, stretch: Stretch) -> list[StreamEvent]:
+        """A finished stretch: "no speech", or the rest of a speech stretch's windows."""
+        if not stretch.speech:
+            return self._add("segment", stretch.start, stretch.end, None, "no speech detected")
+        if self._plan is None or self._plan.start != stretch.start:
+            self._plan = _WindowPlan(stretch.start, self.window, self.hop)
+            self._pending.append(("speech_start", stretch.start, stretch.start, None, None))
+        events = []
+        for lo, hi, a, b in self._plan.close(stretch.end):
+            if stretch.samples is None:
+                samples = self._audio.take(a, b)
+            else:
+                samples = stretch.samples[a - stretch.start : b - stretch.start]
+            events += self._window(lo, hi, a, samples)
+        self._plan = None
+        self._pending.append(("speech_end", stretch.end, stretch.end, None, None))
+        return events
+
+    def _window(self, lo: float, hi: float, start: int, samples: np.ndarray) -> list:
+        """A window (audio from sample ``start``) whose answer covers ``[lo, hi)``."""
+        if level_db(samples[round(lo) - start : round(hi) - start]) < self.silence_db:
+            return self._add("segment", lo, hi, None, f"silent (below {self.silence_db:g} dBFS)")
+        return self._add("segment", lo, hi, prepare(samples, self._min_samples), None)
+
+    def _add(self, kind: str, lo: float, hi: float, wave, reason: str | None) -> list:
+        self._pending.append((kind, lo, hi, wave, reason))
+        waiting = sum(item[3] is not None for item in self._pending)
+        if kind == "segment" and (wave is None or waiting >= self.batch_size):
+            return self._flush()
+        return []
+
+    def _flush(self) -> list[StreamEvent]:
+        """Answer the windows waiting; every pending item becomes its event, in order."""
+        spoken = [(hi - lo, w) for _, lo, hi, w, _ in self._pending if w is not None]
+        job = WindowJob([w for _, w in spoken])
+        if self.adaptation is not None and spoken:  # a window adds the share its segment covers
+            job.adaptation = self.adaptation
+            job.weights = np.array([min(1.0, span / w.size) for span, w in spoken])
+        probabilities = iter(self.score(job) if spoken else ())
+        events, rate, answered = [], self._rate, False
+        for kind, lo, hi, wave, reason in self._pending:
+            if kind != "segment":
+                self._sums[:], self._covered, answered = 0.0, 0.0, False
+                events.append(StreamEvent(kind, lo / rate, hi / rate))
+            elif wave is None:
+                events.append(StreamEvent("segment", lo / rate, hi / rate, NO_SPEECH, {}, True,
+                                          reason))  # fmt: skip
+            else:
+                probs = next(probabilities)
+                self._sums += probs * (hi - lo)
+                self._covered, answered = self._covered + hi - lo, True
+                events.append(StreamEvent("segment", lo / rate, hi / rate, silent=False,
+                                          **labelled(self.backend.labels, probs)))  # fmt: skip
+        if self.partials and answered and self._plan is not None:
+            start = self._plan.start / rate
+            events.append(StreamEvent("partial", start, self._plan.lo / rate, silent=False,
+                                      **labelled(self.backend.labels,
+                                                 self._sums / self._covered)))  # fmt: skip
+        self._pending.clear()
+        return events
 
 
 def timeline_segments(
-    backend: Backend,
-    path: str | os.PathLike,
-    stretches: Iterable[tuple[int, Iterable[np.ndarray] | None, int]],
-    *,
-    window: int,
-    hop: int,
-    batch_size: int,
-    silence_db: float,
-    adaptation: RunningAdaptation | None = None,
+    engine: TimelineEngine, blocks: Iterable[np.ndarray], path: str | os.PathLike
 ) -> Iterator[Segment]:
-    """Contiguous segments over (first sample, its blocks or None for no speech, end sample)
-    stretches, with ``window`` and ``hop`` in samples (:meth:`EmotionRecognizer.timeline`).
+    """The timeline's segments of the audio ``blocks`` of ``path`` pushed through ``engine``.
 
-    Windows wait for a batch of ``batch_size``; a stretch without speech (or a silent window)
-    sends the windows waiting before it through the model at once, so it is written as soon as
-    its end is known rather than when the next batch fills.
+    Raises:
+        AudioError: no audio at all (possible only if resampling left no samples).
     """
-    rate, min_samples = backend.sample_rate, round(MIN_SECONDS * backend.sample_rate)
-    pending: list[tuple[float, float, np.ndarray | None, str | None]] = []
-    silent = f"silent (below {silence_db:g} dBFS)"
 
-    def flush() -> Iterator[Segment]:
-        spoken = [(hi - lo, w) for lo, hi, w, _ in pending if w is not None]
-        if adaptation is None or not spoken:
-            probs = iter(window_probabilities(backend, [w for _, w in spoken]))
-        else:  # each window adds the share of it its segment covers: overlaps count once
-            weights = np.array([min(1.0, span / w.size) for span, w in spoken])
-            waves, lengths = padded([w for _, w in spoken], multiple=backend.sample_rate)
-            probs = iter(backend.adapting_probabilities(waves, lengths, adaptation, weights))
-        for lo, hi, w, reason in pending:
-            if w is None:
-                yield Segment(lo / rate, hi / rate, NO_SPEECH, {}, True, reason)
-            else:
-                answer = labelled(backend.labels, next(probs))
-                yield Segment(lo / rate, hi / rate, silent=False, **answer)
-        pending.clear()
-
-    def add(lo: float, hi: float, w: np.ndarray | None, reason: str | None) -> Iterator:
-        pending.append((lo, hi, w, reason))
-        waiting = sum(w is not None for _, _, w, _ in pending)
-        if w is None or waiting >= batch_size:
-            yield from flush()
-
-    def windowed(start: int, samples: np.ndarray, lo: float, hi: float) -> Iterator[Segment]:
-        if level_db(samples[round(lo) - start : round(hi) - start]) < silence_db:
-            yield from add(lo, hi, None, silent)
-        else:
-            yield from add(lo, hi, prepare(samples, min_samples), None)
+    def events() -> Iterator[StreamEvent]:
+        for block in blocks:
+            yield from engine.feed(block)
+        yield from engine.finish()
 
     analysed = False
-    for offset, blocks, end in stretches:
-        if blocks is None:
-            yield from add(offset, end, None, "no speech detected")
+    for event in events():
+        if event.type == "segment":
             analysed = True
-            continue
-        previous, lo = None, float(offset)
-        for start, samples in windows(blocks, window, hop):
-            start += offset
-            if previous is not None:
-                hi = (previous[0] + previous[1].size / 2 + start + samples.size / 2) / 2
-                yield from windowed(*previous, lo, hi)
-                lo = hi
-            previous = (start, samples)
-        if previous is not None:
-            yield from windowed(*previous, lo, float(previous[0] + previous[1].size))
-            analysed = True
-    if not analysed:  # possible only if resampling left no samples
+            yield event.segment
+    if not analysed:
         raise AudioError(path, "too short to analyse")
-    yield from flush()

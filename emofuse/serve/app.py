@@ -9,6 +9,7 @@ Endpoints (JSON; every error is ``{"detail": str, "request_id": str}``):
   the service limits.
 - ``POST /v1/predict``: the emotion of one clip (at most ``max_predict_seconds``).
 - ``POST /v1/timeline``: segments of a longer recording (query ``window``, ``hop`` in seconds).
+- ``WS /v1/stream``: the events of live audio as it is spoken (:mod:`emofuse.serve.live`).
 - ``GET /``: the web page; ``/static/...`` its assets; ``/openapi.json`` the schema.
 
 Audio is uploaded as the ``file`` field of a ``multipart/form-data`` form or as the raw body
@@ -37,6 +38,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emofuse.serve.batching import Batcher
+from emofuse.serve.live import StreamLimits, add_stream_route, batch_predict
 from emofuse.serve.model_info import model_description
 from emofuse.serve.uploads import UploadError, read_upload
 from emofuse.signal.audio import AudioError, decode_audio
@@ -95,6 +97,7 @@ def create_app(
     model_name: str | None = None,
     cors_origins: list[str] | None = None,
     worker_init: Callable[[], None] | None = None,
+    stream_limits: StreamLimits | None = None,
 ) -> FastAPI:
     """The service for ``recognizer`` (an :class:`~emofuse.inference.EmotionRecognizer`).
 
@@ -102,7 +105,8 @@ def create_app(
     (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``). ``workers``: inference threads
     (``worker_init`` runs in each, e.g. to give each one torch thread). ``max_queue``: uploads
     in progress at once (read, waiting or running). ``cors_origins``: origins allowed to call
-    from a browser (none by default: no CORS headers at all).
+    from a browser (none by default: no CORS headers at all). ``stream_limits``: of
+    ``WS /v1/stream`` (:class:`~emofuse.serve.live.StreamLimits`).
     """
     if workers < 1 or max_queue < 1:
         raise ValueError(f"workers and max_queue must be positive, got {workers}, {max_queue}")
@@ -113,8 +117,9 @@ def create_app(
 
     max_bytes = round(max_upload_mb * 2**20)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="emofuse-serve", initializer=worker_init)
-    # /v1/predict: the clips of concurrent requests classified together (emofuse.serve.batching)
-    batcher = Batcher(recognizer.predict_waves, workers=workers, worker_init=worker_init)
+    # /v1/predict's clips and the windows of live streams, classified together
+    batcher = Batcher(batch_predict(recognizer), workers=workers, worker_init=worker_init)
+    stream_limits = stream_limits or StreamLimits()
     busy = {"requests": 0}  # uploads in progress (touched only on the event loop)
     model_info = {
         **model_description(recognizer, model_name),
@@ -122,13 +127,18 @@ def create_app(
         "max_upload_mb": max_upload_mb,
         "max_predict_seconds": max_predict_seconds,
         "max_timeline_seconds": max_timeline_seconds,
+        "max_streams": stream_limits.max_streams,
+        "stream_idle_seconds": stream_limits.idle_seconds,
+        "max_stream_seconds": stream_limits.max_seconds,
     }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        stream_pool.shutdown(wait=False, cancel_futures=True)
         batcher.close()
+        voices.close()
 
     app = FastAPI(
         title="emofuse",
@@ -301,6 +311,7 @@ def create_app(
             raise ApiError(404, "no web page installed (emofuse/serve/static/index.html)")
         return FileResponse(page, media_type="text/html")
 
+    stream_pool, voices = add_stream_route(app, recognizer, batcher, api_key, stream_limits)
     if STATIC_DIR.is_dir():
         from fastapi.staticfiles import StaticFiles
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector, _mono
+from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector, VADStream, _mono
 
-__all__ = ["VADSettings", "speech_regions", "Stretch", "SpeechSegmenter"]
+__all__ = ["VADSettings", "speech_regions", "Stretch", "SpeechSegmenter", "SegmentingStream",
+           "HeldAudio"]  # fmt: skip
 
+Scorer = Callable[[VADStream, np.ndarray], np.ndarray]  # (stream, block) -> its chunks' scores
 _MIN_SILENCE_AT_MAX_SPEECH = 0.098  # seconds; silero's ``min_silence_at_max_speech`` (98 ms)
 
 
@@ -144,6 +146,14 @@ class _Hysteresis:
             return None
         return self.start if CHUNK * self.index - self.start > self.min_speech else None
 
+    def sure_end(self) -> int:
+        """The open speech reaches at least this sample and is split nowhere before it (a
+        split at ``max_speech`` falls on one of its pauses over 98 ms, unknown until then)."""
+        end = self.temp_end or CHUNK * self.index
+        if math.isinf(self.max_speech):
+            return end
+        return min([end, *(possible for possible, _ in self.possible_ends)])
+
     def earliest_start(self) -> int:
         """No speech finalised later can start before this sample."""
         return self.start if self.start is not None else CHUNK * self.index
@@ -212,8 +222,8 @@ class Stretch:
     samples: np.ndarray | None  # (end - start,) float32 for speech; None otherwise
 
 
-class _Audio:
-    """The stream's recent audio as a queue of blocks, addressed by absolute sample."""
+class HeldAudio:
+    """A stream's recent audio as a queue of blocks, addressed by absolute sample."""
 
     def __init__(self) -> None:
         self.blocks: deque[tuple[int, np.ndarray]] = deque()
@@ -262,48 +272,100 @@ class SpeechSegmenter:
         non-speech between them is one stretch without audio, yielded as soon as the speech
         after it is sure (``min_speech_seconds`` in), not when that speech ends.
         """
-        stream = self.detector.stream()
-        hysteresis = _Hysteresis(self.settings)
-        pad = SAMPLE_RATE * self.settings.pad_seconds
-        audio = _Audio()
-        pending: list[tuple[int, int]] = []  # final unpadded speech, padding undecided
-        done = 0  # end of the last stretch yielded
-        last_end: int | None = None  # unpadded end of the last speech yielded
-
-        def emit(next_start: int | None, n_samples: int) -> Iterator[Stretch]:
-            nonlocal done, last_end
-            start, end = pending.pop(0)
-            begin = _padded_start(start, last_end, pad)
-            finish = _padded_end(end, next_start, n_samples, pad)
-            if begin > done:
-                yield Stretch(done, begin, False, None)
-            yield Stretch(begin, finish, True, audio.take(begin, finish))
-            done, last_end = finish, end
-
+        stream = self.stream()
         for block in blocks:
-            block = _mono(block)
-            audio.append(block)
-            for prob in stream.feed(block).tolist():
-                pending += hysteresis.push(prob)
-                while len(pending) > 1:
-                    yield from emit(pending[1][0], audio.end)
-                if pending:  # alone: decided once no speech can start within 2 * pad
-                    horizon = pending[0][1] + 2 * pad
-                    seen = CHUNK * hysteresis.index
-                    if seen >= horizon and hysteresis.earliest_start() >= horizon:
-                        yield from emit(None, audio.end)
-                elif (start := hysteresis.kept_start()) is not None:  # the silence before it
-                    begin = _padded_start(start, last_end, pad)  # is over: say so now
-                    if begin > done:
-                        yield Stretch(done, begin, False, None)
-                        done = begin
-            earliest = pending[0][0] if pending else hysteresis.earliest_start()
-            audio.drop_before(max(done, earliest - math.ceil(pad)))
-        n_samples = stream.samples
-        for prob in stream.finish().tolist():
+            yield from stream.feed(block)
+        yield from stream.finish()
+
+    def stream(self, probabilities: Scorer | None = None) -> SegmentingStream:
+        """The same, pushed one block at a time (:class:`SegmentingStream`)."""
+        return SegmentingStream(self.detector, self.settings, probabilities)
+
+
+class SegmentingStream:
+    """:meth:`SpeechSegmenter.split` one block at a time: :meth:`feed` returns the stretches
+    that block made final, :meth:`finish` the rest; :meth:`open_speech` tells how far the
+    speech being heard is already sure to reach (what a live stream answers before it ends).
+
+    ``probabilities(vad_stream, block)``: how a block's speech probabilities are computed
+    (default :meth:`VADStream.feed`; a service batches its streams' with
+    :func:`~emofuse.signal.vad.feed_streams`).
+    """
+
+    def __init__(
+        self, detector: SpeechDetector, settings: VADSettings = VADSettings(),
+        probabilities: Scorer | None = None,
+    ) -> None:  # fmt: skip
+        self._vad = detector.stream()
+        self._probabilities = probabilities or VADStream.feed
+        self._hysteresis = _Hysteresis(settings)
+        self._pad = SAMPLE_RATE * settings.pad_seconds
+        self._audio = HeldAudio()
+        self._pending: list[tuple[int, int]] = []  # final unpadded speech, padding undecided
+        self._done = 0  # end of the last stretch given
+        self._last_end: int | None = None  # unpadded end of the last speech given
+
+    @property
+    def samples(self) -> int:
+        """Samples fed so far."""
+        return self._audio.end
+
+    def _emit(self, next_start: int | None, n_samples: int) -> list[Stretch]:
+        start, end = self._pending.pop(0)
+        begin = _padded_start(start, self._last_end, self._pad)
+        finish = _padded_end(end, next_start, n_samples, self._pad)
+        out = [Stretch(self._done, begin, False, None)] if begin > self._done else []
+        out.append(Stretch(begin, finish, True, self._audio.take(begin, finish)))
+        self._done, self._last_end = finish, end
+        return out
+
+    def feed(self, block: np.ndarray) -> list[Stretch]:
+        """Add mono float 16 kHz ``block`` (samples,); the stretches now final, in order."""
+        block, hysteresis, pending, out = _mono(block), self._hysteresis, self._pending, []
+        self._audio.append(block)
+        for prob in self._probabilities(self._vad, block).tolist():
+            pending += hysteresis.push(prob)
+            while len(pending) > 1:
+                out += self._emit(pending[1][0], self._audio.end)
+            if pending:  # alone: decided once no speech can start within 2 * pad
+                horizon = pending[0][1] + 2 * self._pad
+                seen = CHUNK * hysteresis.index
+                if seen >= horizon and hysteresis.earliest_start() >= horizon:
+                    out += self._emit(None, self._audio.end)
+            elif (start := hysteresis.kept_start()) is not None:  # the silence before it
+                begin = _padded_start(start, self._last_end, self._pad)  # is over: say so now
+                if begin > self._done:
+                    out.append(Stretch(self._done, begin, False, None))
+                    self._done = begin
+        earliest = pending[0][0] if pending else hysteresis.earliest_start()
+        self._audio.drop_before(max(self._done, earliest - math.ceil(self._pad)))
+        return out
+
+    def finish(self) -> list[Stretch]:
+        """The stretches left once the stream has ended, up to its last sample."""
+        n_samples, hysteresis, pending = self._vad.samples, self._hysteresis, self._pending
+        for prob in self._vad.finish().tolist():
             pending += hysteresis.push(prob)
         pending += hysteresis.finish(n_samples)
+        out = []
         while pending:
-            yield from emit(pending[1][0] if len(pending) > 1 else None, n_samples)
-        if n_samples > done:
-            yield Stretch(done, n_samples, False, None)
+            out += self._emit(pending[1][0] if len(pending) > 1 else None, n_samples)
+        if n_samples > self._done:
+            out.append(Stretch(self._done, n_samples, False, None))
+        return out
+
+    def open_speech(self) -> tuple[int, int] | None:
+        """(start, reach) in samples of the speech being heard once it is sure to be kept: its
+        stretch starts at ``start`` and is neither ended nor split before ``reach``, whatever
+        comes next; None while there is none (or the stretch before it is undecided)."""
+        hysteresis = self._hysteresis
+        if self._pending or hysteresis.start is None:
+            return None
+        reach = hysteresis.sure_end()
+        if reach - hysteresis.start <= hysteresis.min_speech:
+            return None
+        return _padded_start(hysteresis.start, self._last_end, self._pad), reach
+
+    def take(self, start: int, end: int) -> np.ndarray:
+        """The audio ``[start, end)`` of the open speech (held until its stretch is given)."""
+        return self._audio.take(start, end)
