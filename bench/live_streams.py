@@ -234,9 +234,10 @@ def markdown(results: dict) -> str:
     ]
     if long_run:
         parts += [f"## A long run\n\n{long_run['streams']} {long_run['model']} streams of "
-                  f"{long_run['seconds']:g} s: server RSS {long_run['rss_first_mb']} MB after "
-                  f"1 s, at most {long_run['rss_max_mb']} MB, {long_run['rss_last_mb']} MB at "
-                  f"the end; p95 latency {long_run['latency_p95_ms']} ms, "
+                  f"{long_run['seconds']:g} s (after the loads above): server RSS "
+                  f"{long_run['rss_first_mb']} MB at its start, at most "
+                  f"{long_run['rss_max_mb']} MB, {long_run['rss_last_mb']} MB at the end; p95 "
+                  f"latency {long_run['latency_p95_ms']} ms, "
                   f"{long_run['dropped']} dropped."]  # fmt: skip
     return "\n\n".join(parts)
 

@@ -179,3 +179,15 @@ def test_a_vanished_client_frees_its_place(recognizer, speech):
                 events, code, _ = _drain(good)
             assert code == 1000 and any(e["type"] == "segment" for e in events)
         assert client.get("/v1/model").json()["max_streams"] == 2
+
+
+def test_minutes_of_silence_are_one_no_speech_segment(recognizer):
+    """Silence is not idleness: three minutes of it keep the stream open and end as one
+    "no speech" segment."""
+    second = _pcm(np.zeros(RATE, np.float32))
+    with _app(recognizer, idle_seconds=5.0) as client:
+        events, code, _ = _stream(client, [second] * 180)
+    assert code == 1000
+    assert [(e["type"], e["start"], e["end"], e["label"]) for e in events] == [
+        ("segment", 0.0, 180.0, "no speech")
+    ]
