@@ -149,6 +149,8 @@ def test_bad_chunks_are_refused_clearly(recognizer):
         stream.feed(np.zeros(10, np.uint16))
     with pytest.raises(ValueError, match="samples, channels"):
         stream.feed(np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="decode_pcm"):
+        stream.feed(b"\x00\x00")
     assert stream.feed(np.zeros(0, np.float32)) == []
     assert stream.close() == []  # nothing heard: nothing to say
     with pytest.raises(ValueError, match="closed"):

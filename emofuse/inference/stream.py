@@ -47,6 +47,9 @@ def decode_pcm(data: bytes, pcm_format: str) -> np.ndarray:
 
 def _samples(chunk: np.ndarray) -> np.ndarray:
     """A chunk (samples,) or (samples, channels), signed integer PCM or float -> mono float32."""
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        raise ValueError("a chunk must be an array of samples, got bytes: decode raw PCM with "
+                         "emofuse.inference.stream.decode_pcm(data, 'pcm_s16le')")  # fmt: skip
     chunk = np.asarray(chunk)
     if chunk.ndim not in (1, 2):
         raise ValueError(f"a chunk must be (samples,) or (samples, channels), got {chunk.shape}")

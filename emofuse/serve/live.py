@@ -39,7 +39,7 @@ __all__ = ["StreamLimits", "add_stream_route", "batch_predict"]
 logger = logging.getLogger("emofuse.serve")
 MAX_CHUNK_SECONDS = 10.0
 QUEUED_MESSAGES = 16  # read ahead of the model per stream; then the socket pushes back
-FORMATS = ("pcm_s16le", "f32le")
+FORMATS = tuple(PCM_FORMATS)  # pcm_s16le (default), f32le and their other spellings
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _header(text: str | None) -> tuple[int, str]:
         raise _Refused(1003, f"the header must be a JSON object like {example}")
     pcm = header.get("format", "pcm_s16le")
     if pcm not in FORMATS:
-        raise _Refused(1003, f"unknown format {pcm!r}: pcm_s16le or f32le")
+        raise _Refused(1003, f"unknown format {pcm!r}: pcm_s16le (s16le) or f32le (pcm_f32le)")
     rate = header.get("sample_rate")
     if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192_000:
         raise _Refused(1007, f"sample_rate must be an integer from 8000 to 192000, got {rate!r}")
