@@ -81,7 +81,7 @@ def test_stream_events_equal_the_library(recognizer, speech):
         for label, p in expected["probabilities"].items():
             assert got["probabilities"][label] == pytest.approx(p, abs=1e-3)
     types = [e["type"] for e in events]
-    assert {"speech_start", "speech_end"} <= set(types)
+    assert {"speech_start", "partial", "speech_end"} <= set(types)
     assert all(e["heard"] >= e["end"] - 1e-3 for e in events)
 
 

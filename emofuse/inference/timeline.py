@@ -103,8 +103,9 @@ class _WindowPlan:
 
 class TimelineEngine:
     """Audio blocks in, :class:`StreamEvent` s out: ``speech_start``, ``segment`` (the
-    timeline's), ``speech_end`` and, with ``partials``, ``partial`` (the current speech stretch
-    so far), in recording order.
+    timeline's), ``speech_end`` and, with ``partials``, ``partial`` (the speech stretch heard so
+    far: its final segments and the model on its latest window's worth, at most once per hop of
+    speech; the statistics of an adapting recording are not updated by it), in recording order.
 
     ``segmenter``: voice activity (:class:`SegmentingStream`), or None to treat all the audio as
     one speech stretch. Windows wait for a batch of ``batch_size`` (``eager``: also the end of
@@ -138,6 +139,8 @@ class TimelineEngine:
         self._audio = HeldAudio() if segmenter is None else None  # all one stretch: its audio
         self._plan: _WindowPlan | None = None  # windows of the speech stretch being heard
         self._pending: list[tuple] = []  # (kind, lo, hi, window or None, reason), in order
+        self._heard, self._partial_at = 0, 0  # the open speech heard so far; at the last partial
+        self._take: Callable[[int, int], np.ndarray] | None = None  # the open speech's audio
         self._sums = np.zeros(len(backend.labels))  # the stretch's answers, weighted by length
         self._covered = 0.0
 
@@ -182,15 +185,16 @@ class TimelineEngine:
         events: list[StreamEvent] = []
         if self.segmenter is None:
             self._audio.append(np.asarray(block, np.float32))
-            events += self._speech(0, self._audio.end, self._audio.take)
-            self._audio.drop_before(self._plan.next_start)
+            end = self._audio.end
+            events += self._speech(0, end, end, self._audio.take)
+            self._audio.drop_before(min(self._plan.next_start, end - self.window))
         else:
             for stretch in self.segmenter.feed(block):
                 events += self._stretch(stretch)
             if (heard := self.segmenter.open_speech()) is not None:
                 events += self._speech(*heard, self.segmenter.take)
         if self.eager:
-            events += self._flush()
+            events += self._flush(self._peek() if self.partials else None)
         return events
 
     def finish(self) -> list[StreamEvent]:
@@ -205,12 +209,14 @@ class TimelineEngine:
                 events += self._stretch(stretch)
         return events + self._flush()
 
-    def _speech(self, start: int, reach: int, take: Callable) -> list[StreamEvent]:
+    def _speech(self, start: int, reach: int, heard: int, take: Callable) -> list[StreamEvent]:
         """The windows of the speech stretch from ``start`` made final by its reaching
-        ``reach``, their audio from ``take(start, end)``."""
+        ``reach`` (``heard``: so far, if it goes on), their audio from ``take(start, end)``."""
         if self._plan is None:
             self._plan = _WindowPlan(start, self.window, self.hop)
             self._pending.append(("speech_start", start, start, None, None))
+            self._partial_at = start
+        self._heard, self._take = heard, take
         events = []
         for lo, hi, a, b in self._plan.ready(reach):
             events += self._window(lo, hi, a, take(a, b))
@@ -247,18 +253,34 @@ class TimelineEngine:
             return self._flush()
         return []
 
-    def _flush(self) -> list[StreamEvent]:
-        """Answer the windows waiting; every pending item becomes its event, in order."""
+    def _peek(self) -> np.ndarray | None:
+        """The open speech's latest window's worth, prepared, once another hop of it was heard
+        since the last partial (None otherwise, or when it is silent)."""
+        plan, heard = self._plan, self._heard
+        if plan is None or heard - self._partial_at < self.hop:
+            return None
+        self._partial_at = heard
+        start = max(plan.start, heard - self.window)
+        samples = self._take(start, heard)
+        if level_db(samples) < self.silence_db:
+            return None
+        return prepare(samples, self._min_samples)
+
+    def _flush(self, peek: np.ndarray | None = None) -> list[StreamEvent]:
+        """Answer the windows waiting (and ``peek``, for a partial); every pending item becomes
+        its event, in order."""
         spoken = [(hi - lo, w) for _, lo, hi, w, _ in self._pending if w is not None]
-        job = WindowJob([w for _, w in spoken])
-        if self.adaptation is not None and spoken:  # a window adds the share its segment covers
-            job.adaptation = self.adaptation
-            job.weights = np.array([min(1.0, span / w.size) for span, w in spoken])
-        probabilities = iter(self.score(job) if spoken else ())
-        events, rate, answered = [], self._rate, False
+        windows = [w for _, w in spoken] + ([] if peek is None else [peek])
+        job = WindowJob(windows)
+        if self.adaptation is not None and windows:  # a window adds the share its segment
+            job.adaptation = self.adaptation  # covers; the peek adds nothing
+            job.weights = np.array([min(1.0, span / w.size) for span, w in spoken]
+                                   + [0.0] * (peek is not None))  # fmt: skip
+        probabilities = iter(self.score(job) if windows else ())
+        events, rate = [], self._rate
         for kind, lo, hi, wave, reason in self._pending:
             if kind != "segment":
-                self._sums[:], self._covered, answered = 0.0, 0.0, False
+                self._sums[:], self._covered = 0.0, 0.0
                 events.append(StreamEvent(kind, lo / rate, hi / rate))
             elif wave is None:
                 events.append(StreamEvent("segment", lo / rate, hi / rate, NO_SPEECH, {}, True,
@@ -266,14 +288,14 @@ class TimelineEngine:
             else:
                 probs = next(probabilities)
                 self._sums += probs * (hi - lo)
-                self._covered, answered = self._covered + hi - lo, True
+                self._covered += hi - lo
                 events.append(StreamEvent("segment", lo / rate, hi / rate, silent=False,
                                           **labelled(self.backend.labels, probs)))  # fmt: skip
-        if self.partials and answered and self._plan is not None:
-            start = self._plan.start / rate
-            events.append(StreamEvent("partial", start, self._plan.lo / rate, silent=False,
-                                      **labelled(self.backend.labels,
-                                                 self._sums / self._covered)))  # fmt: skip
+        if peek is not None:  # the final segments so far, the rest as the latest window says
+            rest = max(0.0, self._heard - self._plan.lo)
+            probs = (self._sums + next(probabilities) * rest) / (self._covered + rest)
+            events.append(StreamEvent("partial", self._plan.start / rate, self._heard / rate,
+                                      silent=False, **labelled(self.backend.labels, probs)))
         self._pending.clear()
         return events
 

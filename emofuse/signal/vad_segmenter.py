@@ -354,17 +354,19 @@ class SegmentingStream:
             out.append(Stretch(self._done, n_samples, False, None))
         return out
 
-    def open_speech(self) -> tuple[int, int] | None:
-        """(start, reach) in samples of the speech being heard once it is sure to be kept: its
-        stretch starts at ``start`` and is neither ended nor split before ``reach``, whatever
-        comes next; None while there is none (or the stretch before it is undecided)."""
+    def open_speech(self) -> tuple[int, int, int] | None:
+        """(start, reach, heard) in samples of the speech being heard once it is sure to be
+        kept: its stretch starts at ``start`` and is neither ended nor split before ``reach``,
+        whatever comes next; ``heard``: how far it goes so far. None while there is none (or
+        the stretch before it is undecided)."""
         hysteresis = self._hysteresis
         if self._pending or hysteresis.start is None:
             return None
         reach = hysteresis.sure_end()
         if reach - hysteresis.start <= hysteresis.min_speech:
             return None
-        return _padded_start(hysteresis.start, self._last_end, self._pad), reach
+        heard = hysteresis.temp_end or CHUNK * hysteresis.index
+        return _padded_start(hysteresis.start, self._last_end, self._pad), reach, heard
 
     def take(self, start: int, end: int) -> np.ndarray:
         """The audio ``[start, end)`` of the open speech (held until its stretch is given)."""
