@@ -21,7 +21,6 @@ running at once, further ones are answered 503 with ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import time
@@ -37,6 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emofuse.serve.auth import authorized
 from emofuse.serve.batching import Batcher
 from emofuse.serve.live import StreamLimits, add_stream_route, batch_predict
 from emofuse.serve.model_info import model_description
@@ -75,14 +75,6 @@ def _result(label: str, probabilities: dict[str, float], silent: bool, reason: s
 
 def _audio_status(error: AudioError) -> int:
     return 422 if error.reason.startswith(_UNUSABLE) else 415
-
-
-def _authorized(request: Request, api_key: str) -> bool:
-    given = request.headers.get("x-api-key")
-    if given is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else None
-    return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
 
 
 def create_app(
@@ -180,7 +172,7 @@ def create_app(
         path = request.url.path
         try:
             open_path = path in _OPEN_PATHS or path.startswith("/static/")
-            if api_key and not open_path and not _authorized(request, api_key):
+            if api_key and not open_path and not authorized(request, api_key):
                 response = error(
                     request, 401, "missing or wrong API key (send X-API-Key: KEY or "
                     "Authorization: Bearer KEY)", {"WWW-Authenticate": "Bearer"},

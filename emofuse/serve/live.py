@@ -19,7 +19,6 @@ all streams go through the service's batcher with the file requests.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from emofuse.inference.stream import PCM_FORMATS, decode_pcm
 from emofuse.inference.timeline import WindowJob, score_jobs
+from emofuse.serve.auth import authorized
 from emofuse.serve.batching import Batcher
 from emofuse.signal.vad import VADStream, feed_streams
 
@@ -103,16 +103,6 @@ def _header(text: str | None) -> tuple[int, str]:
     if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192_000:
         raise _Refused(1007, f"sample_rate must be an integer from 8000 to 192000, got {rate!r}")
     return rate, pcm
-
-
-def _authorized(websocket: WebSocket, api_key: str | None) -> bool:
-    if not api_key:
-        return True
-    given = websocket.headers.get("x-api-key") or websocket.query_params.get("key")
-    if given is None:
-        scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else None
-    return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
 
 
 def _message(event, heard: float) -> str:
@@ -238,7 +228,7 @@ def add_stream_route(app: FastAPI, recognizer, batcher, api_key: str | None,
     @app.websocket("/v1/stream")
     async def live(websocket: WebSocket) -> None:
         await websocket.accept()
-        if not _authorized(websocket, api_key):
+        if api_key and not authorized(websocket, api_key, query=True):
             await _close(
                 websocket,
                 1008,
