@@ -350,15 +350,7 @@ class VADStream:
 
     def _run(self, audio: np.ndarray) -> np.ndarray:
         """Score ``audio`` (a whole number of chunks) after the carried context and state."""
-        chunks = audio.size // CHUNK
-        detector = self.detector
-        with torch.inference_mode():
-            padded = torch.from_numpy(np.concatenate([self._context, audio])).to(detector.device)
-            embedded = detector._embed(padded, chunks)  # (chunks, 128)
-            hidden, self._state = detector._lstm(embedded[None], self._state)  # (1, chunks, 128)
-            probs = detector.decode(hidden[0]).cpu().numpy()
-        self._context = audio[-CONTEXT:].copy()
-        return probs
+        return _score_together([self], [audio])[0]
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """Append ``block`` (samples,); returns the probabilities of the chunks it completed
@@ -397,32 +389,41 @@ def feed_streams(streams: Sequence[VADStream], blocks: Sequence[np.ndarray]) -> 
         raise ValueError("each stream may appear once per call")
     wholes = [s._whole(b) for s, b in zip(streams, blocks, strict=True)]
     out = [np.zeros(0, np.float32) for _ in streams]
-    groups: dict[int, list[int]] = {}
+    groups: dict[int, list[int]] = {}  # streams by number of chunks completed
     for i, whole in enumerate(wholes):
         if whole.size:
             groups.setdefault(whole.size // CHUNK, []).append(i)
-    for chunks, members in groups.items():
-        detector = streams[members[0]].detector
-        # per stream a spacer slot, whose last 64 samples are the stream's context, then its
-        # chunks: slot c is audio[64 + 512 c : 64 + 512 (c + 1)], seen with the 64 before it
-        slots = chunks + 1
-        audio = np.zeros(CONTEXT + len(members) * slots * CHUNK, np.float32)
-        for j, i in enumerate(members):
-            first = (j * slots + 1) * CHUNK
-            audio[first : first + CONTEXT] = streams[i]._context
-            audio[CONTEXT + first : CONTEXT + first + chunks * CHUNK] = wholes[i]
-        zeros = torch.zeros(1, 1, 128)
-        states = [streams[i]._state or (zeros, zeros) for i in members]
-        with torch.inference_mode():
-            embedded = detector._embed(torch.from_numpy(audio).to(detector.device),
-                                       len(members) * slots)  # fmt: skip
-            x = embedded.view(len(members), slots, 128)[:, 1:]
-            state = (torch.cat([h for h, _ in states], 1).to(detector.device),
-                     torch.cat([c for _, c in states], 1).to(detector.device))  # fmt: skip
-            hidden, (h, c) = detector._lstm(x, state)
-            probs = detector.decode(hidden).cpu().numpy()  # (members, chunks)
-        for j, i in enumerate(members):
-            streams[i]._state = (h[:, j : j + 1].clone(), c[:, j : j + 1].clone())
-            streams[i]._context = wholes[i][-CONTEXT:].copy()
-            out[i] = probs[j].copy()
+    for members in groups.values():
+        scored = _score_together([streams[i] for i in members], [wholes[i] for i in members])
+        for i, probs in zip(members, scored, strict=True):
+            out[i] = probs
     return out
+
+
+def _score_together(streams: Sequence[VADStream], wholes: Sequence[np.ndarray]) -> list:
+    """Score each stream's ``wholes`` (the same whole number of chunks each) after its carried
+    context and state, in one pass; carries both on. Per stream, its chunks are preceded by a
+    spacer slot holding its context in its last 64 samples (none for one stream: the context
+    leads the audio): slot c is audio[64 + 512 c : 64 + 512 (c + 1)], seen with the 64 before
+    it."""
+    detector, chunks = streams[0].detector, wholes[0].size // CHUNK
+    slots = chunks + (len(streams) > 1)
+    audio = np.zeros(CONTEXT + len(streams) * slots * CHUNK, np.float32)
+    for j, (stream, whole) in enumerate(zip(streams, wholes, strict=True)):
+        first = (j * slots + slots - chunks) * CHUNK
+        audio[first : first + CONTEXT] = stream._context
+        audio[CONTEXT + first : CONTEXT + first + chunks * CHUNK] = whole
+    zeros = torch.zeros(1, 1, 128)
+    states = [stream._state or (zeros, zeros) for stream in streams]
+    with torch.inference_mode():
+        embedded = detector._embed(torch.from_numpy(audio).to(detector.device),
+                                   len(streams) * slots)  # fmt: skip
+        x = embedded.view(len(streams), slots, 128)[:, slots - chunks :]
+        state = (torch.cat([h for h, _ in states], 1).to(detector.device),
+                 torch.cat([c for _, c in states], 1).to(detector.device))  # fmt: skip
+        hidden, (h, c) = detector._lstm(x, state)
+        probs = detector.decode(hidden).cpu().numpy()  # (streams, chunks)
+    for j, (stream, whole) in enumerate(zip(streams, wholes, strict=True)):
+        stream._state = (h[:, j : j + 1].clone(), c[:, j : j + 1].clone())
+        stream._context = whole[-CONTEXT:].copy()
+    return [row.copy() for row in probs]
