@@ -1,44 +1,22 @@
-"""Waveforms into model inputs: mono float arrays, evaluation windows over a stream of
-blocks, DC removal and tiling of short windows, padded batches within a sample budget."""
+"""Waveforms into model inputs: mono float arrays, the spans of evaluation windows, DC removal
+and tiling of short windows, padded batches within a sample budget."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["MIN_SECONDS", "as_mono", "batches", "padded", "prepare", "window_spans", "windows"]
+__all__ = ["MIN_SECONDS", "as_mono", "batches", "padded", "prepare", "window_spans"]
 
 MIN_SECONDS = 0.5  # a shorter window is tiled up to this
 
 
-def windows(
-    blocks: Iterable[np.ndarray], window: int, hop: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(start sample, samples (<= window,)) of windows over a stream of mono blocks.
-
-    Windows start every ``hop`` samples from 0, plus one ending at the end if the last one
-    does not; a stream of at most ``window`` samples is one window
-    (as :func:`emofuse.training.batches.windows` cuts frames).
-    Only the last ``window`` samples are carried from one block to the next.
-    """
-    buffer, offset, start, covered = np.zeros(0, np.float32), 0, 0, 0
-    for block in blocks:
-        buffer = np.concatenate([buffer, block])
-        while start + window <= offset + buffer.size:
-            yield start, buffer[start - offset : start - offset + window].copy()
-            covered, start = start + window, start + hop
-        drop = max(0, buffer.size - window)
-        buffer, offset = buffer[drop:].copy(), offset + drop  # not a view of the block
-    total = offset + buffer.size
-    if covered < total:
-        yield max(0, total - window), buffer[max(0, total - window) - offset :].copy()
-
-
 def window_spans(total: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """(start, end) of the windows :func:`windows` cuts from ``total`` samples, without
-    copying any.
+    """(start, end) of the evaluation windows over ``total`` samples: one every ``hop``
+    samples from 0, plus one ending at the end if the last one does not; at most ``window``
+    samples are one window (as :func:`emofuse.training.batches.windows` cuts frames).
 
     >>> window_spans(10, window=4, hop=3)
     [(0, 4), (3, 7), (6, 10)]
