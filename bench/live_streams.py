@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402
-from serve_load import Server, cpu_seconds, memory, percentile  # noqa: E402
+from serve_load import Server, _ms, cpu_seconds, memory, percentile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -149,10 +149,6 @@ def run_load(server: Server, model: str, streams: int, seconds: float, pool: lis
            "errors": [repr(e)[:200] for e in failed[:3]]}  # fmt: skip
     print(json.dumps(row), flush=True)
     return row
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(1000 * value, 1)
 
 
 def _s(value: float | None) -> float | None:
