@@ -235,3 +235,81 @@ def make_small_emodb_emovo(root: Path) -> Path:
             path = root / "emovo" / speaker / f"{code}-{speaker}-b1.wav"
             write_audio(path, seconds=0.3, seed=10 * i + j)
     return root
+
+
+# The four corpora read from their public repositories (git clones), in their on-disk layouts.
+SPANISH_FILES = (
+    "data/0/Alegria_1.WAV",
+    "data/0/Ira__2.WAV",  # the release's double underscore
+    "data/0/Asco_3.WAV",
+    "data/7/Neutro.WAV",  # a take without its number
+    "data/7/Miedo_10.WAV",
+    "data/10/David_Aramburu.WAV",  # not an emotion: skipped with a warning
+    "tests/Test1/Sorpresa_1.WAV",
+    "tests/Test2/Tristeza_12.WAV",
+)
+SPANISH_MALFORMED = "data/13/Asco_11.WAV"
+
+
+def make_spanish(root: Path) -> Path:
+    """Stereo 48 kHz WAVs as in the repository, one more that is not audio (malformed)."""
+    for i, rel in enumerate(SPANISH_FILES):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wave = 0.01 * np.random.default_rng(i).standard_normal((4800, 2))
+        sf.write(path, wave.astype(np.float32), 48000, subtype="PCM_16", format="WAV")
+    (root / SPANISH_MALFORMED).parent.mkdir(parents=True, exist_ok=True)
+    (root / SPANISH_MALFORMED).write_bytes(b"RIFF\x00\x00not a wave file")
+    return root
+
+
+KOREAN_FILES = (
+    "plain-to-emotional/ema/wav/ema00001.wav",
+    "plain-to-emotional/ema/wav/ema00101.wav",
+    "plain-to-emotional/emf/wav/emf00201.wav",
+    "emotional-to-emotional/nea/wav/nea00301.wav",
+    "emotional-to-emotional/neo/wav/neo00105.wav",
+)
+
+
+def make_korean(root: Path) -> Path:
+    """The two emotional script sets, plus a neutral-speech folder the loader must not read."""
+    base = root / "Dataset" / "SpeechCorpus"
+    for i, rel in enumerate(KOREAN_FILES):
+        write_audio(base / "Emotional" / rel, seed=i)
+    write_audio(base / "Neutral" / "ada" / "wav" / "ada00001.wav")
+    return root
+
+
+TURKISH_FILES = (
+    "Angry/1157_kz_acik.wav",
+    "Calm/1157_kz_algi.wav",
+    "Happy/1234_hl_beste.wav",
+    "Sad/7895_sk_cay.wav",
+)
+
+
+def make_turkish(root: Path) -> Path:
+    """``Sound Source`` and a ``Model Output`` folder of filtered copies (left out)."""
+    for i, rel in enumerate(TURKISH_FILES):
+        write_audio(root / "Sound Source" / rel, seed=i)
+    write_audio(root / "Model Output for Test Data" / "testEmotions500HighPass" / "x.wav")
+    return root
+
+
+COMMANDS_USER = "9dd2014cc6e95226ece8fd97fa8296acea7957d841ba48e82486e842"
+COMMANDS_UNKNOWN = "d14a028c2a3a2bc9476102bb288234c415a2b01f828ea62ac5b3e42f"
+COMMANDS_FILES = (
+    f"Railway/bacho-safe-calm-20190710134657-{COMMANDS_UNKNOWN}.wav",
+    f"Metro/help-scream-fearful-20190710134658-{COMMANDS_UNKNOWN}.wav",
+    f"Near Lake/stop-glass break-angry-1562907046662-{COMMANDS_USER}.wav",
+    f"House/yes-safe-happy-20190701193439-{COMMANDS_USER}.wav",
+    f"House/go-safe-None-20190701193440-{COMMANDS_USER}.wav",
+    f"Misc/background-safe-calm-20190701193438-{COMMANDS_UNKNOWN}.wav",
+)
+
+
+def make_commands(root: Path) -> Path:
+    for i, rel in enumerate(COMMANDS_FILES):
+        write_audio(root / rel, seed=i)
+    return root

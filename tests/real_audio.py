@@ -19,6 +19,18 @@ CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.fl
                 "ased": "**/*.flac"}  # fmt: skip
 
 
+EXTRA_CORPORA = Path(os.environ.get("EMOFUSE_TEST_EXTRA_CORPORA", REPO.parent / "corpora-extra"))
+
+
+def extra_corpus_root(corpus: str) -> Path:
+    """A corpus cloned from its public repository into ``../corpora-extra/<corpus>``
+    (``EMOFUSE_TEST_EXTRA_CORPORA`` moves it); skips the test, saying where it looked."""
+    folder = EXTRA_CORPORA / corpus
+    if not folder.is_dir():
+        pytest.skip(f"corpus {corpus} not cloned at {folder} (see docs/corpora.md)")
+    return folder
+
+
 def corpus_root(corpus: str) -> Path:
     """The shared corpus's folder; skips the test, saying where it looked, when it is absent."""
     folder = CORPORA / corpus

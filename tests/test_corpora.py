@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import fake_corpora as fake
 import pytest
-from real_audio import corpus_root
+from real_audio import corpus_root, extra_corpus_root
 
 import emofuse.corpora.base as base
 from emofuse.corpora import CORPORA, CorpusError, CorpusWarning, describe, load_corpus
@@ -27,6 +28,10 @@ def test_registry_and_unknown_name(tmp_path):
         "cremad",
         "tess",
         "savee",
+        "spanish",
+        "korean",
+        "turkish",
+        "commands",
         "generic",
     }
     with pytest.raises(CorpusError, match="unknown corpus 'nope'.*emodb.*ravdess"):
@@ -40,8 +45,10 @@ def test_missing_root(tmp_path, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["iemocap", "emodb", "ravdess", "emovo", "ased", "cremad", "tess", "savee"]
-)
+    "name",
+    ["iemocap", "emodb", "ravdess", "emovo", "ased", "cremad", "tess", "savee", "spanish",
+     "korean", "turkish", "commands"],
+)  # fmt: skip
 def test_wrong_tree(tmp_path, name):
     fake.make_generic_folder(tmp_path)  # a tree of other names
     if name == "emodb":
@@ -411,3 +418,90 @@ def test_real_emovo():
         for label in ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
     }
     assert len({u.speaker for u in utts}) == 6
+
+
+# The four corpora of public repositories ------------------------------------------------------
+
+
+def test_spanish(tmp_path):
+    root = fake.make_spanish(tmp_path)
+    with pytest.warns(CorpusWarning) as caught:
+        utts = load_corpus("spanish", root)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "header cannot be read" in messages and "Asco_11.WAV" in messages
+    assert "David_Aramburu.WAV" in messages
+    assert table(utts) == [
+        ("0/Alegria_1", "happy", "0", None, None),
+        ("0/Asco_3", "disgusted", "0", None, None),
+        ("0/Ira__2", "angry", "0", None, None),
+        ("7/Miedo_10", "fearful", "7", None, None),
+        ("7/Neutro", "neutral", "7", None, None),
+        ("Test1/Sorpresa_1", "surprised", "Test1", None, None),
+        ("Test2/Tristeza_12", "sad", "Test2", None, None),
+    ]
+    assert apply_task(utts, default_task("spanish")).task.name == "spanish7"
+
+
+def test_korean(tmp_path):
+    utts = load_corpus("korean", fake.make_korean(tmp_path))
+    assert table(utts) == [
+        ("ema00001", "neutral", "ema", "plain-to-emotional", "F"),
+        ("ema00101", "happy", "ema", "plain-to-emotional", "F"),
+        ("emf00201", "angry", "emf", "plain-to-emotional", "M"),
+        ("nea00301", "sad", "nea", "emotional-to-emotional", "F"),
+        ("neo00105", "happy", "neo", "emotional-to-emotional", "M"),
+    ]  # the Neutral folder is not read
+    assert default_task("korean").labels == ("neutral", "happy", "sad", "angry")
+
+
+def test_turkish(tmp_path):
+    utts = load_corpus("turkish", fake.make_turkish(tmp_path))
+    assert table(utts) == [
+        ("Angry/1157_kz_acik", "angry", "1157", None, None),
+        ("Calm/1157_kz_algi", "calm", "1157", None, None),
+        ("Happy/1234_hl_beste", "happy", "1234", None, None),
+        ("Sad/7895_sk_cay", "sad", "7895", None, None),
+    ]  # the filtered copies of Model Output are left out
+    selection = apply_task(utts, default_task("turkish"))
+    assert [u.label for u in selection.utterances] == ["angry", "neutral", "happy", "sad"]
+    assert selection.merged == {"calm->neutral": 1}
+
+
+def test_commands(tmp_path):
+    utts = load_corpus("commands", fake.make_commands(tmp_path))
+    by_id = {u.id.split("-")[0]: u for u in utts}
+    assert {k: u.label for k, u in by_id.items()} == {
+        "bacho": "calm", "help": "fearful", "stop": "angry", "yes": "happy", "go": None,
+        "background": None,
+    }  # fmt: skip
+    assert by_id["stop"].extras["environment"] == "glass break"
+    assert by_id["stop"].extras["place"] == "Near Lake"
+    assert by_id["background"].extras["code"] == "background"
+    assert by_id["bacho"].speaker == fake.COMMANDS_UNKNOWN
+    selection = apply_task(utts, default_task("commands"))
+    assert sorted(u.label for u in selection.utterances) == ["angry", "fearful", "happy", "neutral"]
+    assert selection.dropped_codes == {"commands:None": 1, "commands:background": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "files", "speakers", "task_counts"),
+    [
+        ("spanish", 1321, 16, None),
+        ("korean", 300, 15, {"neutral": 75, "happy": 75, "sad": 75, "angry": 75}),
+        ("turkish", 1735, 6, {"neutral": 408, "happy": 357, "sad": 483, "angry": 487}),
+        ("commands", 7741, None, None),
+    ],
+)
+def test_public_repositories_as_cloned(name, files, speakers, task_counts):
+    """The corpora as a ``git clone`` at the named commit has them (absent here: skipped)."""
+    root = extra_corpus_root(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorpusWarning)
+        utts = load_corpus(name, root)
+    assert len(utts) >= files - 10
+    if speakers is not None:
+        assert len({u.speaker for u in utts}) == speakers
+    selection = apply_task(utts, default_task(name))
+    if task_counts is not None:
+        assert Counter(u.label for u in selection.utterances) == task_counts
+    assert set(selection.task.labels) == {u.label for u in selection.utterances}

@@ -1,7 +1,7 @@
 """Corpus manifests: one module per corpus, each with ``prepare(root) -> list[Utterance]``.
 
->>> sorted(CORPORA)
-['ased', 'cremad', 'emodb', 'emovo', 'generic', 'iemocap', 'ravdess', 'savee', 'tess']
+>>> print(" ".join(sorted(CORPORA)))
+ased commands cremad emodb emovo generic iemocap korean ravdess savee spanish tess turkish
 """
 
 from __future__ import annotations
@@ -9,12 +9,40 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from emofuse.corpora import ased, cremad, emodb, emovo, generic, iemocap, ravdess, savee, tess
+from emofuse.corpora import (
+    ased,
+    commands,
+    cremad,
+    emodb,
+    emovo,
+    generic,
+    iemocap,
+    korean,
+    ravdess,
+    savee,
+    spanish,
+    tess,
+    turkish,
+)
 from emofuse.corpora.base import CorpusError, CorpusWarning, Utterance, describe
 
 CORPORA: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (iemocap, emodb, ravdess, emovo, ased, cremad, tess, savee, generic)
+    for module in (
+        iemocap,
+        emodb,
+        ravdess,
+        emovo,
+        ased,
+        cremad,
+        tess,
+        savee,
+        spanish,
+        korean,
+        turkish,
+        commands,
+        generic,
+    )  # fmt: skip
 }
 
 __all__ = ["CORPORA", "CorpusError", "CorpusWarning", "Utterance", "describe", "load_corpus"]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import soundfile
+
 if TYPE_CHECKING:
     from emofuse.corpora.labels import TaskSelection
 
@@ -65,6 +67,29 @@ def is_audio(path: Path) -> bool:
 def find_audio(directory: Path, pattern: str = "**/*") -> list[Path]:
     """Audio files matching ``pattern`` under ``directory``, sorted by path."""
     return sorted(p for p in directory.glob(pattern) if is_audio(p) and p.is_file())
+
+
+def readable(paths: Iterable[Path], corpus: str) -> list[Path]:
+    """The paths whose audio header can be read; warns naming the others (malformed files).
+
+    Only the header is read, no audio is decoded.
+    """
+    good, bad = [], []
+    for path in paths:
+        try:
+            soundfile.info(path)
+        except (RuntimeError, soundfile.LibsndfileError):
+            bad.append(path)
+        else:
+            good.append(path)
+    if bad:
+        warnings.warn(
+            f"{corpus}: skipped {len(bad)} audio file(s) whose header cannot be read: "
+            + ", ".join(str(p) for p in bad),
+            CorpusWarning,
+            stacklevel=3,
+        )
+    return good
 
 
 def index_by_stem(paths: Iterable[Path], corpus: str) -> dict[str, Path]:

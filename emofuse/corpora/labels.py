@@ -85,6 +85,10 @@ TASKS: dict[str, LabelTask] = {
         LabelTask("cremad6", _SEVEN[:-1]),
         LabelTask("tess7", _SEVEN),
         LabelTask("savee7", _SEVEN),
+        LabelTask("spanish7", _SEVEN),
+        LabelTask("korean4", _SEVEN[:4]),
+        LabelTask("turkish4", _SEVEN[:4], {"calm": "neutral"}),
+        LabelTask("commands4", ("neutral", "happy", "angry", "fearful"), {"calm": "neutral"}),
         LabelTask("bundled7", _SEVEN, {"calm": "neutral", "excited": "happy"}),
     )
 }
@@ -98,6 +102,10 @@ _DEFAULT_TASKS = {
     "cremad": "cremad6",
     "tess": "tess7",
     "savee": "savee7",
+    "spanish": "spanish7",
+    "korean": "korean4",
+    "turkish": "turkish4",
+    "commands": "commands4",
 }
 
 

@@ -42,6 +42,12 @@ _DEFAULT_PROTOCOLS = {
     "ravdess": "kfold-speaker-6",
     "cremad": "kfold-speaker-5",
     "ased": "kfold-speaker-5",
+    "spanish": "kfold-speaker-4",
+    "korean": "kfold-speaker-5",
+    "turkish": "loso-speaker",
+    # grouped by user hash; one hash stands for every unidentified user (most clips), so the
+    # fold holding it is not speaker-independent (emofuse.corpora.commands)
+    "commands": "kfold-speaker-5",
 }
 _KFOLD = "kfold-speaker-"
 _VAL_FRACTION = 0.1
