@@ -19,6 +19,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from emofuse.inference.recognizer import EmotionRecognizer
+    from emofuse.inference.results import label_subset
     from emofuse.signal.audio import AudioError
 
     if args.batch_size is not None and args.batch_size < 1:
@@ -52,6 +53,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model or "accurate", backend=args.backend, device=args.device,
         threads=threads, precision=args.precision, vad=not args.no_vad,
     )  # fmt: skip
+    subset = label_subset(recognizer.labels, args.labels)  # before any work or output
     if args.adapt_to_inputs:
         recognizer = recognizer.adapt(files, on_error=lambda path, error: None)  # told below
         used = recognizer.adaptation
@@ -62,13 +64,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     keys = ["file", "start", "end"] if timeline else ["file", "duration"]
     answered, segments = [], []
     with output_stream(args.output) as stream:
-        writer = RowWriter(stream, args.format, recognizer.labels, keys, files)
+        writer = RowWriter(stream, args.format, subset or recognizer.labels, keys, files)
         if timeline:
             for path in progress(files, show_progress):
                 try:
                     for segment in recognizer.timeline(
-                        path, window=args.window, hop=args.hop, batch_size=args.batch_size
-                    ):
+                        path, window=args.window, hop=args.hop, batch_size=args.batch_size,
+                        labels=subset,
+                    ):  # fmt: skip
                         writer.write({"file": path, **segment.to_dict()})
                         if args.plot:
                             segments.append(segment)
@@ -77,7 +80,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             predictions = recognizer.iter_predictions(
                 files, batch_size=args.batch_size, on_error=report, workers=workers,
-                progress=show_progress and sys.stderr.isatty(),
+                progress=show_progress and sys.stderr.isatty(), labels=subset,
             )  # fmt: skip
             long_files = []
             for _, prediction in predictions:
@@ -90,7 +93,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.plot and segments:
         from emofuse.plots import plot_timeline
 
-        plot_timeline(segments, recognizer.labels, args.plot)
+        plot_timeline(segments, subset or recognizer.labels, args.plot)
     if args.embeddings:
         _write_embeddings(recognizer, answered, args.embeddings)
     return 1 if failed else 0
@@ -111,7 +114,7 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
         "--format": args.format != "table", "--output": args.output, "--timeline": args.timeline,
         "--window": args.window is not None, "--hop": args.hop is not None, "--plot": args.plot,
         "--embeddings": args.embeddings, "--device": args.device != "auto",
-        "--adapt-to-inputs": args.adapt_to_inputs,
+        "--adapt-to-inputs": args.adapt_to_inputs, "--labels": args.labels is not None,
     }  # fmt: skip
     given = [option for option, used in unsupported.items() if used]
     if given:
@@ -239,6 +242,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--hop", type=float, help="timeline hop, s (default: the model's)")
     predict.add_argument("--plot", metavar="PNG",
                          help="draw the timeline of one file (implies --timeline)")
+    predict.add_argument(
+        "--labels", metavar="A,B,...",
+        help="answer over these of the model's labels only (comma-separated, e.g. "
+        "neutral,happy,sad,angry): probabilities renormalised over them; files, --timeline and "
+        "--stream",
+    )  # fmt: skip
     predict.add_argument("--model", default="accurate", help=MODEL_HELP)
     predict.add_argument(
         "--backend", choices=("auto", "torch", "onnx"), default="auto",

@@ -40,7 +40,7 @@ def predict_stream(args: argparse.Namespace) -> int:
         args.model or "accurate", backend=args.backend, device=args.device,
         threads=args.threads or 1, precision=args.precision, vad=not args.no_vad,
     )  # fmt: skip
-    stream = recognizer.stream(args.rate)
+    stream = recognizer.stream(args.rate, labels=args.labels)
     try:
         stream_events(stream, sys.stdin.buffer, sys.stdout, pcm)
     except BrokenPipeError:  # the reader went away: nothing left to say

@@ -25,6 +25,14 @@ exported ONNX file.
 'silent (below -60 dBFS)'
 
 (``vad=False`` here: the synthetic voice is not speech to the voice activity detector.)
+
+``labels=`` (names, or ``"neutral,happy"``) answers over those of the model's labels only:
+probabilities renormalised over them, the label the most probable of them
+(:func:`~emofuse.inference.results.restricted`, the same for clips, timelines and streams):
+
+>>> two = recognizer.predict(synthetic_voice(1.0), sample_rate=16000, labels="sad,happy")
+>>> list(two.probabilities), round(sum(two.probabilities.values()), 4)
+(['happy', 'sad'], 1.0)
 """
 
 from __future__ import annotations
@@ -38,7 +46,14 @@ import numpy as np
 
 from emofuse.inference.backends import Backend, TorchBackend, window_probabilities
 from emofuse.inference.prefetch import prefetch
-from emofuse.inference.results import NO_SPEECH, Prediction, Segment, labelled
+from emofuse.inference.results import (
+    NO_SPEECH,
+    Prediction,
+    Segment,
+    label_subset,
+    labelled,
+    restricted,
+)
 from emofuse.inference.speech import no_speech_reasons
 from emofuse.inference.stream import EmotionStream
 from emofuse.inference.timeline import TimelineEngine, WindowJob, timeline_segments
@@ -141,16 +156,23 @@ class EmotionRecognizer:
         return self.backend.sample_rate
 
     def predict(
-        self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None
+        self,
+        audio: str | os.PathLike | np.ndarray,
+        sample_rate: int | None = None,
+        *,
+        labels: str | Sequence[str] | None = None,
     ) -> Prediction:
-        """The emotion of a file, or of an array (samples,) or (samples, channels).
+        """The emotion of a file, or of an array (samples,) or (samples, channels); over
+        ``labels`` only when given (:func:`~emofuse.inference.results.label_subset`).
 
         Raises:
-            AudioError: an unreadable file. ValueError: a bad array or a missing ``sample_rate``.
+            AudioError: an unreadable file. ValueError: a bad array, a missing ``sample_rate``
+            or a label the model does not have.
         """
+        subset = label_subset(self.labels, labels)
         wave, source = self._wave(audio, sample_rate)
         ((_, prediction),) = self._predict_group([(0, wave, source)], self._batch_size(None))
-        return prediction
+        return restricted(prediction, subset)
 
     def predict_waves(self, waves: Sequence[np.ndarray]) -> list[Prediction]:
         """Predictions for mono float32 waves (samples,) already at the model's rate, computed
@@ -167,13 +189,15 @@ class EmotionRecognizer:
         progress: bool = False,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
         workers: int = 1,
+        labels: str | Sequence[str] | None = None,
     ) -> list[Prediction | None]:
         """Predictions for files, in order (:meth:`iter_predictions` collected); None for a
         file that could not be read."""
         results: list[Prediction | None] = [None] * len(items)
         for index, prediction in self.iter_predictions(
-            items, batch_size=batch_size, progress=progress, on_error=on_error, workers=workers
-        ):
+            items, batch_size=batch_size, progress=progress, on_error=on_error, workers=workers,
+            labels=labels,
+        ):  # fmt: skip
             results[index] = prediction
         return results
 
@@ -185,6 +209,7 @@ class EmotionRecognizer:
         progress: bool = False,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
         workers: int = 1,
+        labels: str | Sequence[str] | None = None,
     ) -> Iterator[tuple[int, Prediction]]:
         """(index in ``items``, prediction) of each readable file, in order, each as soon as it
         is done; windows of several files share a forward pass.
@@ -199,8 +224,10 @@ class EmotionRecognizer:
 
         ``workers``: groups in flight at once, each in its own thread. On a CPU, two workers
         with one torch thread each (``torch.set_num_threads(1)``) use two cores better than
-        one worker with two threads (``bench/predict_many.py``).
+        one worker with two threads (``bench/predict_many.py``). ``labels``: as for
+        :meth:`predict`.
         """
+        subset = label_subset(self.labels, labels)
         batch_size = self._batch_size(batch_size)
         if workers < 1:
             raise ValueError(f"workers must be positive, got {workers}")
@@ -224,7 +251,8 @@ class EmotionRecognizer:
             from tqdm import tqdm
 
             loaded = tqdm(loaded, total=len(items), desc="predict", unit="file", leave=False)
-        yield from self._stream_waves(readable(loaded), batch_size, workers)
+        for index, prediction in self._stream_waves(readable(loaded), batch_size, workers):
+            yield index, restricted(prediction, subset)
 
     def _wave(
         self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None
@@ -352,6 +380,7 @@ class EmotionRecognizer:
         block_seconds: float = 60.0,
         batch_size: int | None = None,
         adapt: bool | None = None,
+        labels: str | Sequence[str] | None = None,
     ) -> Iterator[Segment]:
         """Contiguous segments from 0 to the end of a (long) file, streamed block by block, or
         of an array (samples,) or (samples, channels) at ``sample_rate``.
@@ -373,12 +402,15 @@ class EmotionRecognizer:
         model's evaluation windows), and each window gives the part nearest to its centre: from
         midway between the previous window's centre and its own to midway between its own and
         the next one's, so segments are about ``hop`` long and tile the stretch. A segment whose
-        own RMS is below ``silence_db`` is silent; the others get their window's probabilities.
-        Memory does not grow with the file's length.
+        own RMS is below ``silence_db`` is silent; the others get their window's probabilities
+        (over ``labels`` only when given, as for :meth:`predict`). Memory does not grow with the
+        file's length.
 
         Raises:
             AudioError: an unreadable file (possibly after some segments were yielded).
+            ValueError: a label the model does not have (before any work).
         """
+        subset = label_subset(self.labels, labels)
         if isinstance(audio, np.ndarray):
             wave, path = self._wave(audio, sample_rate)[0], "array"
             blocks: Iterable[np.ndarray] = [wave]
@@ -388,7 +420,7 @@ class EmotionRecognizer:
             path = audio
             blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=self.sample_rate)
         engine = self._engine(window, hop, self._batch_size(batch_size), adapt)
-        return timeline_segments(engine, blocks, path)
+        return (restricted(s, subset) for s in timeline_segments(engine, blocks, path))
 
     def stream(
         self,
@@ -398,6 +430,7 @@ class EmotionRecognizer:
         partials: bool = True,
         score: Callable[[WindowJob], np.ndarray] | None = None,
         speech_probabilities: Scorer | None = None,
+        labels: str | Sequence[str] | None = None,
     ) -> EmotionStream:
         """A live recording at ``sample_rate``: ``feed(chunk)`` as audio comes, ``close()`` at
         its end, each returning the events decided (:class:`~emofuse.inference.stream.
@@ -405,10 +438,12 @@ class EmotionRecognizer:
         of :meth:`timeline` on the whole recording, with the model's windows) and
         ``speech_end``. ``adapt`` as for :meth:`timeline`; ``score`` and
         ``speech_probabilities``: how windows reach the model and audio the voice activity
-        detector (default: directly; the service batches its streams')."""
+        detector (default: directly; the service batches its streams'). ``labels``: segments
+        and partials over those only, as for :meth:`predict`."""
+        subset = label_subset(self.labels, labels)
         engine = self._engine(None, None, self._batch_size(None), adapt, speech_probabilities,
                               eager=True, partials=partials, score=score)  # fmt: skip
-        return EmotionStream(engine, sample_rate)
+        return EmotionStream(engine, sample_rate, labels=subset)
 
     def _engine(
         self, window: float | None, hop: float | None, batch_size: int, adapt: bool | None,

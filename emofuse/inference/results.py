@@ -1,14 +1,21 @@
 """What a recogniser answers: a :class:`Prediction` per clip, :class:`Segment` s of a
-timeline, ``"no speech"`` where there is nothing to label."""
+timeline, ``"no speech"`` where there is nothing to label; any of them answered over a subset
+of the model's labels (:func:`label_subset`, :func:`restricted`).
+
+>>> restrict({"neutral": 0.5, "happy": 0.3, "sad": 0.2}, ("happy", "sad"))
+{'happy': 0.6, 'sad': 0.4}
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["NO_SPEECH", "Prediction", "Segment", "StreamEvent", "labelled"]
+__all__ = ["NO_SPEECH", "Prediction", "Segment", "StreamEvent", "label_subset", "labelled",
+           "restrict", "restricted"]
 
 NO_SPEECH = "no speech"
 
@@ -102,3 +109,51 @@ def labelled(labels: Sequence[str], probabilities: np.ndarray) -> dict:
         "label": labels[int(np.argmax(probabilities))],
         "probabilities": {k: float(p) for k, p in zip(labels, probabilities, strict=True)},
     }
+
+
+def label_subset(
+    model_labels: Sequence[str], wanted: str | Iterable[str] | None
+) -> tuple[str, ...] | None:
+    """The labels ``wanted`` (names, or one comma-separated string) in the model's order; None
+    (all the model's labels) when ``wanted`` is None.
+
+    Raises:
+        ValueError: no name or an empty one, a name the model does not have (the message lists
+            the model's labels), or a name given twice.
+    """
+    if wanted is None:
+        return None
+    names = [n.strip() for n in wanted.split(",")] if isinstance(wanted, str) else list(wanted)
+    known = ", ".join(model_labels)
+    if not names or "" in names:
+        raise ValueError(f"labels must name some of the model's labels, comma-separated, got "
+                         f"{wanted!r}; the model's labels are {known}")  # fmt: skip
+    unknown = [n for n in names if n not in model_labels]
+    if unknown:
+        raise ValueError(f"unknown label {', '.join(map(repr, unknown))}: the model's labels "
+                         f"are {known}")  # fmt: skip
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+        raise ValueError(f"label {', '.join(map(repr, twice))} named more than once")
+    return tuple(k for k in model_labels if k in names)
+
+
+def restrict(probabilities: dict[str, float], subset: Sequence[str]) -> dict[str, float]:
+    """``probabilities`` over the model's labels -> over those in ``subset`` only, divided by
+    their sum (equal shares if it is 0), in the order of ``probabilities``."""
+    kept = {k: p for k, p in probabilities.items() if k in subset}
+    total = sum(kept.values())
+    return {k: p / total if total > 0 else 1 / len(kept) for k, p in kept.items()}
+
+
+Answer = TypeVar("Answer", Prediction, Segment, StreamEvent)
+
+
+def restricted(answer: Answer, subset: Sequence[str] | None) -> Answer:
+    """``answer`` over ``subset`` only (:func:`restrict`), its ``label`` the most probable of
+    them; unchanged without a subset or without probabilities (no speech, speech start/end)."""
+    if subset is None or not answer.probabilities:
+        return answer
+    probabilities = restrict(answer.probabilities, subset)
+    return replace(answer, label=max(probabilities, key=probabilities.get),
+                   probabilities=probabilities)  # fmt: skip

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-from emofuse.inference.results import StreamEvent
+from emofuse.inference.results import StreamEvent, restricted
 from emofuse.inference.timeline import TimelineEngine
 
 __all__ = ["EmotionStream", "PCM_FORMATS", "decode_pcm"]
@@ -73,14 +73,17 @@ class EmotionStream:
     (a window is answered once the speech reaches past the next window). A stream at another
     rate than the model's is resampled as it comes (soxr, as files are). Memory is bounded
     whatever the length: the open speech stretch (at most ``max_speech_seconds``) and a few
-    windows.
+    windows. ``labels``: the model's labels its segments and partials are answered over
+    (:func:`~emofuse.inference.results.restricted`; None: all).
     """
 
-    def __init__(self, engine: TimelineEngine, sample_rate: int) -> None:
+    def __init__(
+        self, engine: TimelineEngine, sample_rate: int, *, labels: tuple[str, ...] | None = None
+    ) -> None:
         if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384_000:
             raise ValueError(f"sample_rate must be an integer from 1000 to 384000 Hz, "
                              f"got {sample_rate!r}")  # fmt: skip
-        self.engine, self.sample_rate = engine, sample_rate
+        self.engine, self.sample_rate, self.labels = engine, sample_rate, labels
         model_rate = engine.backend.sample_rate
         self._resampler = (None if sample_rate == model_rate else
                            soxr.ResampleStream(sample_rate, model_rate, 1, dtype="float32",
@@ -104,7 +107,7 @@ class EmotionStream:
         samples = _samples(chunk)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
-        return self.engine.feed(samples)
+        return self._answered(self.engine.feed(samples))
 
     def close(self) -> list[StreamEvent]:
         """The events left at the end of the recording (its last segments, ``speech_end``)."""
@@ -115,4 +118,8 @@ class EmotionStream:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             events += self.engine.feed(tail)
-        return events + self.engine.finish()
+        return self._answered(events + self.engine.finish())
+
+    def _answered(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        """``events`` over :attr:`labels` only."""
+        return [restricted(event, self.labels) for event in events]

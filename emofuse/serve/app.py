@@ -9,6 +9,8 @@ Endpoints (JSON; every error is ``{"detail": str, "request_id": str}``):
   the service limits.
 - ``POST /v1/predict``: the emotion of one clip (at most ``max_predict_seconds``).
 - ``POST /v1/timeline``: segments of a longer recording (query ``window``, ``hop`` in seconds).
+- Both take the query ``labels=neutral,happy``: the answer over those of the model's labels
+  only, probabilities renormalised over them (422 naming an unknown one and the model's).
 - ``WS /v1/stream``: the events of live audio as it is spoken (:mod:`emofuse.serve.live`).
 - ``GET /``: the web page; ``/static/...`` its assets; ``/openapi.json`` the schema.
 
@@ -36,6 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emofuse.inference.results import label_subset, restricted
 from emofuse.serve.auth import authorized
 from emofuse.serve.batching import Batcher
 from emofuse.serve.live import StreamLimits, add_stream_route, batch_predict
@@ -50,6 +53,8 @@ logger = logging.getLogger("emofuse.serve")
 
 _OPEN_PATHS = ("/healthz", "/")  # no API key needed (nor under /static/)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_LABELS = Query(None, description="comma-separated labels to answer over (default: all the "
+                "model's), probabilities renormalised over them")  # fmt: skip
 # AudioError reasons that are the audio's content, not its format (422 rather than 415).
 _UNUSABLE = ("empty", "contains zero samples", "contains non-finite", "longer than", "too short")
 
@@ -199,6 +204,13 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After"],
         )
 
+    def subset(labels: str | None) -> tuple[str, ...] | None:
+        """The ``labels`` query checked against the model's labels (422 if it names others)."""
+        try:
+            return label_subset(recognizer.labels, labels)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+
     async def run(request: Request, work: Callable[[np.ndarray], Awaitable], limit: float):
         """Read the upload, decode it in the pool and await ``work(wave)``, within the queue."""
         if busy["requests"] >= max_queue:
@@ -243,9 +255,10 @@ def create_app(
         return model_info
 
     @app.post("/v1/predict", tags=["model"])
-    async def predict(request: Request) -> dict:
+    async def predict(request: Request, labels: str | None = _LABELS) -> dict:
         """The emotion of one clip: the audio as the raw body or as the ``file`` field of a
         multipart form. Longer clips than ``max_predict_seconds``: use ``/v1/timeline``."""
+        chosen = subset(labels)
         try:
             duration, p = await run(
                 request, lambda wave: asyncio.wrap_future(batcher.submit(wave)),
@@ -257,6 +270,7 @@ def create_app(
                               f"/v1/predict takes at most {max_predict_seconds:g} s; use "
                               "/v1/timeline for longer recordings")  # fmt: skip
             raise
+        p = restricted(p, chosen)
         return {
             "request_id": request.state.request_id,
             **_result(p.label, p.probabilities, p.silent, p.reason),
@@ -268,10 +282,12 @@ def create_app(
         request: Request,
         window: float | None = Query(None, gt=0, le=60, description="window in seconds"),
         hop: float | None = Query(None, ge=0.1, le=60, description="hop in seconds"),
+        labels: str | None = _LABELS,
     ) -> dict:
         """Segments of a recording (at most ``max_timeline_seconds``), cut at speech
         boundaries: the audio as the raw body or as the ``file`` field of a multipart form."""
 
+        chosen = subset(labels)
         used_window = recognizer.backend.window_seconds if window is None else window
         used_hop = recognizer.backend.hop_seconds if hop is None else hop
         if used_hop > used_window:
@@ -279,7 +295,7 @@ def create_app(
                            f"({used_window:g} s)")  # fmt: skip
         def segments(wave: np.ndarray) -> list:
             return list(recognizer.timeline(wave, recognizer.sample_rate, window=used_window,
-                                            hop=used_hop))  # fmt: skip
+                                            hop=used_hop, labels=chosen))  # fmt: skip
 
         duration, found = await run(
             request,

@@ -1,19 +1,22 @@
 """``WS /v1/stream``: the emotion of live audio over a WebSocket (:func:`add_stream_route`).
 
 The client sends one text message ``{"sample_rate": 16000, "format": "pcm_s16le"}`` (or
-``"f32le"``), then binary messages of raw mono little-endian PCM, then the text message
-``{"event": "end"}``. The server answers each event of :meth:`EmotionRecognizer.stream` as a
-JSON text message as soon as it is decided (``{"type": "segment", "start": .., "end": ..,
-"label": .., "confidence": .., "probabilities": {..}, "heard": ..}``; ``heard``: the seconds of
-audio received when it was decided), then closes with code 1000.
+``"f32le"``; optionally ``"labels": ["neutral", "happy"]`` or ``"neutral,happy"``: segments and
+partials over those of the model's labels only, renormalised), then binary messages of raw mono
+little-endian PCM, then the text message ``{"event": "end"}``. The server answers each event of
+:meth:`EmotionRecognizer.stream` as a JSON text message as soon as it is decided (``{"type":
+"segment", "start": .., "end": .., "label": .., "confidence": .., "probabilities": {..},
+"heard": ..}``; ``heard``: the seconds of audio received when it was decided), then closes with
+code 1000.
 
 Every refusal is a close code with a reason: 1008 a missing or wrong API key (header, or the
 ``key`` query parameter for browsers), an idle stream or one longer than the limit (its last
-events sent first); 1013 all streams in use; 1003 a first message that is not the JSON header
-or an unknown format; 1007 a bad rate, a chunk that is not whole samples or not finite; 1009 a
-chunk over ``MAX_CHUNK_SECONDS``. A client faster than real time is not buffered without bound:
-each chunk is processed before the next one is read (the socket pushes back), and the windows of
-all streams go through the service's batcher with the file requests.
+events sent first); 1013 all streams in use; 1003 a first message that is not the JSON header,
+an unknown format or labels the model does not have; 1007 a bad rate, a chunk that is not whole
+samples or not finite; 1009 a chunk over ``MAX_CHUNK_SECONDS``. A client faster than real time
+is not buffered without bound: each chunk is processed before the next one is read (the socket
+pushes back), and the windows of all streams go through the service's batcher with the file
+requests.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from emofuse.inference.results import label_subset
 from emofuse.inference.stream import PCM_FORMATS, decode_pcm
 from emofuse.inference.timeline import WindowJob, score_jobs
 from emofuse.serve.auth import authorized
@@ -85,8 +90,9 @@ class _Refused(Exception):
         self.code, self.reason = code, reason
 
 
-def _header(text: str | None) -> tuple[int, str]:
-    """The first message -> (sample rate, format), or :class:`_Refused` saying what is wrong."""
+def _header(text: str | None, model_labels: Sequence[str]) -> tuple[int, str, tuple | None]:
+    """The first message -> (sample rate, format, labels chosen or None), or :class:`_Refused`
+    saying what is wrong."""
     example = '{"sample_rate": 16000, "format": "pcm_s16le"}'
     if text is None:
         raise _Refused(1003, f"the first message must be the JSON text header {example}")
@@ -102,7 +108,14 @@ def _header(text: str | None) -> tuple[int, str]:
     rate = header.get("sample_rate")
     if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192_000:
         raise _Refused(1007, f"sample_rate must be an integer from 8000 to 192000, got {rate!r}")
-    return rate, pcm
+    labels = header.get("labels")
+    if not isinstance(labels, str | list | None):
+        raise _Refused(1003, f"labels must be a list of names or one comma-separated string, got "
+                             f"{labels!r}")  # fmt: skip
+    try:
+        return rate, pcm, label_subset(model_labels, labels)
+    except ValueError as error:
+        raise _Refused(1003, str(error)) from None
 
 
 def _message(event, heard: float) -> str:
@@ -160,8 +173,9 @@ def add_stream_route(app: FastAPI, recognizer, batcher, api_key: str | None,
 
     async def serve_stream(websocket: WebSocket) -> None:
         loop = asyncio.get_running_loop()
-        rate, pcm = _header((await received(websocket)).get("text"))
-        stream = recognizer.stream(rate, score=score, speech_probabilities=speech_probabilities)
+        rate, pcm, labels = _header((await received(websocket)).get("text"), recognizer.labels)
+        stream = recognizer.stream(rate, score=score, speech_probabilities=speech_probabilities,
+                                   labels=labels)  # fmt: skip
         most = round(MAX_CHUNK_SECONDS * rate) * PCM_FORMATS[pcm].itemsize
         inbox: asyncio.Queue = asyncio.Queue(QUEUED_MESSAGES)  # full: the socket pushes back
 
