@@ -1,19 +1,25 @@
-"""Leave one corpus out over the four shared corpora, as a user's files go (the deployment
-benchmark of the default model).
+"""Leave one corpus out over every corpus of a config, as a user's files go (the deployment
+benchmark of the default model): the eight corpora of ``configs/accurate.yaml`` by default.
 
-For each held-out corpus: the recipe of ``--config`` (default ``configs/accurate.yaml``) is
-trained on every other configured corpus (their degraded copies included, none of the held-out
-one's), then every held-out file goes through ``EmotionRecognizer.predict_many`` (voice
-activity detection on, each clip on its own), then through the same recogniser after
-``adapt`` on the held-out corpus's audio (labels unused). Per corpus: UA, WA, the share and name
-of the most-given label, expected calibration error (15 bins; clips answered "no speech" count
-as errors in UA and WA and are left out of ECE), and the adapted UA, WA and share.
+For each held-out corpus: the recipe of ``--config`` is trained on every other configured
+corpus (their degraded copies included, none of the held-out one's; the temperature is fitted
+on the training corpora's own leave-one-corpus-out logits, never on the held-out one), then
+every held-out file goes through ``EmotionRecognizer.predict_many`` (voice activity detection
+on, each clip on its own), then through the same recogniser after ``adapt`` on the held-out
+corpus's audio (labels unused). Per corpus: UA, WA, the share and name of the most-given
+label, expected calibration error (15 bins; clips answered "no speech" count as errors in UA
+and WA and are left out of ECE), the adapted UA, WA and share; and the same with the answer
+restricted to the labels the held-out corpus has (``*_own_labels``: probabilities renormalised
+over them, as ``predict --labels`` gives a user who knows them).
 
-    python bench/loco4.py --threads 1               # about 40 min on 2 cores
-    python bench/loco4.py --corpora emovo --quick   # one corpus, 60 files: a smoke run
+    python bench/loco.py --threads 1                              # the eight corpora
+    python bench/loco.py --corpora emovo --quick                  # one corpus, 60 files
+    python bench/loco.py --config configs/bundled.yaml --out results/loco8/fast \
+        --work runs/loco8-fast
 
-Writes ``results/loco4/summary.json`` and ``summary.md`` (``-quick`` files for smoke runs);
-models under ``runs/loco4/<corpus>/``. Needs the shared corpora (``../shared/corpora``).
+Writes ``<out>/summary.json`` and ``summary.md`` (``-quick`` files for smoke runs); models
+under ``<work>/<corpus>/``. Needs the corpora the config names (``../shared/corpora``, the
+clones of docs/corpora.md in ``../corpora-extra``).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from emofuse.metrics import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = ("emodb", "ravdess", "emovo", "ased")
+CORPORA = ("emodb", "ravdess", "emovo", "ased")  # the four shared corpora
 
 
 def answers(recognizer: EmotionRecognizer, paths: list[str]) -> np.ndarray:
@@ -57,7 +63,16 @@ def answers(recognizer: EmotionRecognizer, paths: list[str]) -> np.ndarray:
 
 def scored(probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict:
     """UA, WA, most-given label and its share, ECE of :func:`answers`-like probabilities;
-    "no speech" rows count as errors in UA and WA and are left out of ECE."""
+    "no speech" rows count as errors in UA and WA and are left out of ECE; the same over the
+    labels present in ``labels`` (keys ending ``_own_labels``)."""
+    own = np.unique(labels)
+    restricted = probabilities[:, own] / probabilities[:, own].sum(axis=1, keepdims=True)
+    mine = _scored(restricted, np.searchsorted(own, labels), [names[i] for i in own])
+    return {**_scored(probabilities, labels, names),
+            **{f"{k}_own_labels": v for k, v in mine.items()}}  # fmt: skip
+
+
+def _scored(probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict:
     spoken = ~np.isnan(probabilities).any(axis=1)
     predicted = np.where(spoken, np.nan_to_num(probabilities).argmax(axis=1), -1)
     given, counts = np.unique(predicted, return_counts=True)
@@ -89,9 +104,9 @@ def held_out_files(corpus: str, spec: CorpusSpec, task_name: str, limit: int | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "accurate.yaml"))
-    parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA)
-    parser.add_argument("--out", default=str(REPO / "results" / "loco4"))
-    parser.add_argument("--work", default=str(REPO / "runs" / "loco4"))
+    parser.add_argument("--corpora", nargs="+", help="held-out corpora (default: every one)")
+    parser.add_argument("--out", default=str(REPO / "results" / "loco8"))
+    parser.add_argument("--work", default=str(REPO / "runs" / "loco8"))
     parser.add_argument("--normalise", choices=("global", "speaker"),
                         help="override the config's train.normalise")
     parser.add_argument("--threads", type=int, default=1)
@@ -99,8 +114,12 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     config = load_config(args.config)
+    configured = list(dict.fromkeys(s.name for s in config.data.corpora))
+    unknown = sorted(set(args.corpora or ()) - set(configured))
+    if unknown:
+        parser.error(f"--corpora {unknown} not in {args.config}: {configured}")
     rows = {}
-    for corpus in args.corpora:
+    for corpus in args.corpora or configured:
         began = time.perf_counter()
         specs = config.data.corpora
         original = next(s for s in specs if s.name == corpus)
@@ -119,23 +138,30 @@ def main() -> None:
         adapted = score(adapted_recognizer, paths, labels)
         rows[corpus] = {
             **plain,
-            "ua_adapted": adapted["ua"],
-            "wa_adapted": adapted["wa"],
-            "max_share_adapted": adapted["max_share"],
-            "ece_adapted": adapted["ece"],
+            **{f"{k}_adapted": adapted[k] for k in ("ua", "wa", "max_share", "ece")},
+            **{f"{k}_adapted_own_labels": adapted[f"{k}_own_labels"]
+               for k in ("ua", "wa", "max_share", "ece")},  # fmt: skip
             "adapted_on": adapted_recognizer.adaptation,
             "files": len(paths),
             "trained_on": sorted({s.name for s in trained_on}),
             "train_utterances": sum(report["train_utterances"].values()),
+            "temperature": report.get("temperature"),
             "seconds": round(time.perf_counter() - began, 1),
         }
         print(corpus, {k: v for k, v in rows[corpus].items() if k != "adapted_on"}, flush=True)
-    uas = [r["ua"] for r in rows.values()]
+    mean = lambda key: float(np.mean([r[key] for r in rows.values()]))  # noqa: E731
     summary = {
         "corpora": rows,
-        "mean_ua": float(np.mean(uas)),
-        "worst_ua": float(np.min(uas)),
-        "mean_ua_adapted": float(np.mean([r["ua_adapted"] for r in rows.values()])),
+        "mean_ua": mean("ua"),
+        "worst_ua": float(np.min([r["ua"] for r in rows.values()])),
+        "mean_ua_adapted": mean("ua_adapted"),
+        "mean_ua_own_labels": mean("ua_own_labels"),
+        "worst_ua_own_labels": float(np.min([r["ua_own_labels"] for r in rows.values()])),
+        "mean_ua_adapted_own_labels": mean("ua_adapted_own_labels"),
+        "max_share_own_labels": float(np.max([r["max_share_own_labels"] for r in rows.values()])),
+        "max_ece_own_labels": float(np.max([r["ece_own_labels"] for r in rows.values()])),
+        "worst_adaptation_gain_own_labels": float(np.min(
+            [r["ua_adapted_own_labels"] - r["ua_own_labels"] for r in rows.values()])),
         "config": str(Path(args.config).resolve().relative_to(REPO)),
         "normalise": args.normalise or config.train.normalise,
         "command": "python " + " ".join(sys.argv),
@@ -147,20 +173,27 @@ def main() -> None:
 
 def markdown(summary: dict) -> str:
     percent = lambda v: "" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    rows = [[name, r["files"], percent(r["ua"]), percent(r["wa"]),
-             f"{percent(r['max_share'])} ({r['most_given']})", f"{r['ece']:.3f}",
-             percent(r["ua_adapted"]), f"{percent(r['ua_adapted'] - r['ua'])}",
-             percent(r["max_share_adapted"])]
+    ece = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+    own = "_own_labels"
+    rows = [[name, r["files"], percent(r["ua"]),
+             f"{percent(r['max_share'])} ({r['most_given']})", percent(r["ua" + own]),
+             percent(r["wa" + own]), f"{percent(r['max_share' + own])} ({r['most_given' + own]})",
+             ece(r["ece" + own]), percent(r["ua_adapted" + own]),
+             percent(r["ua_adapted" + own] - r["ua" + own]), r.get("no_speech", "")]
             for name, r in summary["corpora"].items()]  # fmt: skip
-    rows.append(["mean", "", percent(summary["mean_ua"]), "", "", "",
-                 percent(summary["mean_ua_adapted"]), "", ""])  # fmt: skip
+    rows.append(["mean", "", percent(summary["mean_ua"]), "",
+                 percent(summary.get("mean_ua" + own)), "", "", "",
+                 percent(summary.get("mean_ua_adapted" + own)), "", ""])  # fmt: skip
     table = markdown_table(
-        ["held-out corpus", "files", "UA %", "WA %", "most-given label %", "ECE",
-         "UA % adapted", "gain", "most-given % adapted"], rows)  # fmt: skip
+        ["held-out corpus", "files", "UA % (7 labels)", "most-given % (7)", "UA % own labels",
+         "WA %", "most-given %", "ECE", "UA % adapted", "gain", "no speech"], rows)  # fmt: skip
     machine = summary["machine"]
     return (f"# Leave one corpus out, through the recogniser ({summary['config']}, "
             f"normalise {summary.get('normalise', 'speaker')})\n\n{table}\n\n"
-            f"Worst held-out UA {percent(summary['worst_ua'])} %. Reproduce: "
+            "Own labels: the answer restricted to the labels the held-out corpus has "
+            "(`--labels`); WA, ECE and the adapted columns are over them too.\n\n"
+            f"Worst held-out UA (own labels) {percent(summary.get('worst_ua' + own))} %. "
+            "Reproduce: "
             f"`{summary['command']}`. Machine: {machine.get('cpu_model')}, "
             f"{machine.get('usable_cores')} cores, {summary['threads']} thread(s).\n")  # fmt: skip
 

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco4 import CORPORA, REPO, answers, held_out_files, scored  # noqa: E402
+from loco import CORPORA, REPO, answers, held_out_files, scored  # noqa: E402
 
 from emofuse.config import load_config  # noqa: E402
 from emofuse.device import set_threads  # noqa: E402

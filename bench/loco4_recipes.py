@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco4 import CORPORA, REPO  # noqa: E402
+from loco import CORPORA, REPO  # noqa: E402
 
 from emofuse.corpora import load_corpus  # noqa: E402
 from emofuse.corpora.labels import apply_task, get_task  # noqa: E402

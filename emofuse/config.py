@@ -135,10 +135,22 @@ class TrainConfig:
 
 @dataclass
 class CorpusSpec:
-    """One corpus: its loader name and root folder."""
+    """One corpus: its loader name and root folder; ``max_utterances`` keeps at most that many
+    of its task's utterances, evenly spread over the loader's order (a large corpus that would
+    otherwise dominate a network's training time)."""
 
     name: str
     root: str
+    max_utterances: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_utterances is not None and (
+            not isinstance(self.max_utterances, int) or self.max_utterances < 1
+        ):
+            raise ConfigError(
+                f"data.corpora {self.name}: max_utterances must be a positive integer, "
+                f"got {self.max_utterances!r}"
+            )
 
 
 @dataclass

@@ -129,6 +129,8 @@ def test_unknown_keys_name_the_key_and_the_file(tmp_path, text, key):
         ("model: {branches: all}\n", ["branches"]),
         ("data: {corpora: [emodb]}\n", ["data.corpora"]),
         ("data: {corpora: [{name: emodb}]}\n", ["root"]),
+        ("data: {corpora: [{name: emodb, root: x, max_utterances: 0}]}\n", ["max_utterances"]),
+        ("data: {corpora: [{name: emodb, root: x, max_utterances: 1.5}]}\n", ["max_utterances"]),
     ],
 )
 def test_bad_values_raise_config_error_naming_them(tmp_path, text, words):

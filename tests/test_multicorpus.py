@@ -160,3 +160,18 @@ def test_train_final_per_speaker_keeps_the_prior_and_says_so(roots, tmp_path):
 def test_normalise_must_be_global_or_speaker():
     with pytest.raises(ConfigError, match="normalise must be global or speaker, got 'corpus'"):
         TrainConfig(normalise="corpus")
+
+
+def test_max_utterances_caps_a_corpus_evenly(roots):
+    config = _config(roots, ["emodb", "ravdess"])
+    _, everything, dropped = load_manifest(config)
+    config.data.corpora[1] = CorpusSpec("ravdess", str(roots["ravdess"]), max_utterances=4)
+    _, capped, dropped_capped = load_manifest(config)
+    ravdess = [u for u in everything if u.corpus == "ravdess"]
+    assert [u for u in capped if u.corpus == "emodb"] == [
+        u for u in everything if u.corpus == "emodb"
+    ]
+    kept = [u for u in capped if u.corpus == "ravdess"]
+    assert len(kept) == 4 and len(ravdess) > 4
+    assert kept == ravdess[:: len(ravdess) // 4][:4]  # spread over the corpus, not its start
+    assert dropped_capped == dropped  # the task's drops are counted before the cap

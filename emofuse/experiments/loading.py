@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -59,9 +59,24 @@ def load_manifest(config: ExperimentConfig) -> tuple[LabelTask, list[Utterance],
         raise ValueError("no corpus configured: pass --corpus and --root, or set data.corpora")
     first = config.data.corpora[0].name
     task = get_task(config.data.task) if config.data.task else default_task(first)
-    utterances = [u for spec in config.data.corpora for u in load_corpus(spec.name, spec.root)]
-    selection = apply_task(utterances, task)
-    return task, selection.utterances, {**selection.dropped_labels, **selection.dropped_codes}
+    utterances: list[Utterance] = []
+    dropped: Counter[str] = Counter()
+    for spec in config.data.corpora:
+        selection = apply_task(load_corpus(spec.name, spec.root), task)
+        utterances += evenly_spread(selection.utterances, spec.max_utterances)
+        dropped.update({**selection.dropped_labels, **selection.dropped_codes})
+    return task, utterances, dict(sorted(dropped.items()))
+
+
+def evenly_spread(utterances: list[Utterance], limit: int | None) -> list[Utterance]:
+    """At most ``limit`` of ``utterances``, every k-th in their order (all when ``None``).
+
+    >>> evenly_spread(list(range(10)), 3), evenly_spread(list(range(4)), None)
+    ([0, 3, 6], [0, 1, 2, 3])
+    """
+    if limit is None or len(utterances) <= limit:
+        return list(utterances)
+    return utterances[:: len(utterances) // limit][:limit]
 
 
 def prepare_experiment(config: ExperimentConfig) -> Experiment:

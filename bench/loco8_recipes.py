@@ -1,0 +1,231 @@
+"""The recipe search behind the default model, on the eight-corpus benchmark: leave one corpus
+out over the four shared corpora and the four cloned from public repositories (docs/corpora.md),
+on the frozen Whisper base features (mean and std of each layer's normalised hidden states over
+the clip), one row per change.
+
+Every row trains on seven corpora and tests on the eighth, eight times, and scores each held-out
+corpus three ways: each clip alone (the training statistics as the prior), after adapting to the
+held-out corpus's unlabelled audio (its own statistics, shrunk towards the prior by
+``--prior-seconds``), and after adapting to each held-out speaker's audio. Each is scored over
+the seven labels and over the held-out corpus's own labels (the answer restricted to them, as
+``--labels`` does). The temperature of a held-out corpus is fitted on the other seven's held-out
+logits (never on itself, never on training corpora).
+
+Features come from the stream cache (the Whisper layers of every file, computed once).
+
+    python bench/loco8_recipes.py --threads 1
+
+Writes ``results/loco8/recipes.json`` and ``recipes.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, markdown_table, write_results  # noqa: E402
+from loco import REPO  # noqa: E402
+from loco4_recipes import Data, pooled  # noqa: E402
+
+from emofuse.device import set_threads  # noqa: E402
+from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
+from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
+from emofuse.training.linear_head import (  # noqa: E402
+    fit_logistic,
+    fit_temperature,
+    pooled_moments,
+)
+
+SHARED = ("emodb", "ravdess", "emovo", "ased")
+CLONED = ("spanish", "korean", "turkish", "commands")
+CORPORA = SHARED + CLONED
+N_CLASSES = 7  # bundled7
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One row: which layers (0-based into Whisper layers 1-4), how training clips are
+    standardised (``speaker``, ``corpus``, ``speaker+place``: the commands corpus's unknown
+    user split by recording place), C, how many training speakers' directions are projected out."""
+
+    layers: tuple[int, ...] = (0, 1, 2)
+    normalise: str = "speaker"
+    c: float = 1e-3
+    project: int = 0
+    corpus_cap: int | None = None
+    notes: dict = field(default_factory=dict)
+
+
+RECIPES = {
+    "shipped recipe (speaker, layers 1-3, C 0.001)": Recipe(),
+    "C 0.01": Recipe(c=1e-2),
+    "C 0.0003": Recipe(c=3e-4),
+    "layers 2-4": Recipe(layers=(1, 2, 3)),
+    "layers 1-4": Recipe(layers=(0, 1, 2, 3)),
+    "each training corpus standardised by itself": Recipe(normalise="corpus"),
+    "commands' unknown user split by place": Recipe(normalise="speaker+place"),
+    "at most 1,500 clips of a corpus": Recipe(corpus_cap=1500),
+    "30 speaker directions projected out": Recipe(project=30),
+}
+
+
+def groups_of(data: Data, how: str) -> np.ndarray:
+    """Normalisation group of every utterance of ``data``."""
+    if how == "corpus":
+        return data.corpus
+    if how == "speaker+place":
+        places = [u.extras.get("place", "") for u in data.utterances]
+        return np.array([f"{s}/{p}" for s, p in zip(data.speaker, places, strict=True)])
+    return data.speaker
+
+
+def capped(index: np.ndarray, corpus: np.ndarray, cap: int | None) -> np.ndarray:
+    """``index`` with at most ``cap`` utterances of each corpus (evenly spread)."""
+    if cap is None:
+        return index
+    kept = []
+    for name in np.unique(corpus[index]):
+        members = index[corpus[index] == name]
+        kept.append(members[:: max(1, len(members) // cap)][:cap])
+    return np.sort(np.concatenate(kept))
+
+
+def speaker_directions(x: np.ndarray, speakers: np.ndarray, k: int) -> np.ndarray:
+    """(D, k) orthonormal top directions of the training speakers' mean features."""
+    means = np.stack([x[speakers == s].mean(0) for s in np.unique(speakers)])
+    means -= means.mean(0)
+    _, _, vt = np.linalg.svd(means, full_matrices=False)
+    return vt[:k].T
+
+
+def fold(data: Data, held: str, recipe: Recipe, prior_seconds: float) -> dict:
+    """Logits (plain, corpus-adapted, speaker-adapted) of ``held`` after training on the rest."""
+    layers = list(recipe.layers)
+    train = capped(np.flatnonzero(data.corpus != held), data.corpus, recipe.corpus_cap)
+    groups = groups_of(data, recipe.normalise)
+    x = pooled(data, train, layers, groups[train], None)
+    prior = pooled_moments(data.moments(train, layers))
+    projection = None
+    if recipe.project:
+        plain = pooled(data, train, layers, None, prior)
+        basis = speaker_directions(plain, data.speaker[train], recipe.project)
+        projection = lambda v: v - (v @ basis) @ basis.T  # noqa: E731
+        x = projection(x)
+    weight, bias = fit_logistic(x, data.labels[train], data.corpus[train], N_CLASSES, recipe.c)
+    test = np.flatnonzero(data.corpus == held)
+    logits = {}
+    for how, test_groups in (("plain", None), ("corpus", data.corpus[test]),
+                             ("speaker", data.speaker[test])):  # fmt: skip
+        v = pooled(data, test, layers, test_groups, prior, prior_seconds)
+        logits[how] = (projection(v) if projection else v) @ weight.T + bias
+    return {"logits": logits, "labels": data.labels[test]}
+
+
+def scores(z: np.ndarray, y: np.ndarray, temperature: float) -> dict:
+    """UA, most-given share and ECE over all seven labels and over the corpus's own labels."""
+    own = np.unique(y)
+    out = {}
+    for suffix, columns in (("", np.arange(z.shape[1])), ("_own_labels", own)):
+        p = torch.softmax(torch.tensor(z[:, columns]) / temperature, -1).numpy()
+        predicted = columns[p.argmax(1)]
+        target = np.searchsorted(columns, y)
+        out[f"ua{suffix}"] = ua(y, predicted)
+        out[f"max_share{suffix}"] = max_share(predicted)
+        out[f"ece{suffix}"] = expected_calibration_error(p, target)
+    return out
+
+
+def evaluate(name: str, data: Data, prior_seconds: float) -> dict:
+    folds = {held: fold(data, held, RECIPES[name], prior_seconds) for held in CORPORA}
+    row = {"recipe": name, "per_corpus": {}}
+    for held, result in folds.items():
+        others = [f for k, f in folds.items() if k != held]
+        weights = np.concatenate([np.full(len(f["labels"]), 1 / len(f["labels"]))
+                                  for f in others])  # fmt: skip
+        temperature = fit_temperature(np.concatenate([f["logits"]["plain"] for f in others]),
+                                      np.concatenate([f["labels"] for f in others]),
+                                      weights)  # fmt: skip
+        row["per_corpus"][held] = {"temperature": round(temperature, 3)} | {
+            f"{how}_{k}" if how != "plain" else k: v
+            for how, z in result["logits"].items()
+            for k, v in scores(z, result["labels"], temperature).items()
+        }  # fmt: skip
+    per = row["per_corpus"].values()
+    for key in ("ua", "ua_own_labels", "corpus_ua_own_labels", "speaker_ua_own_labels"):
+        row[f"mean_{key}"] = float(np.mean([r[key] for r in per]))
+        row[f"worst_{key}"] = float(np.min([r[key] for r in per]))
+    row["max_share_own_labels"] = float(np.max([r["max_share_own_labels"] for r in per]))
+    row["max_ece_own_labels"] = float(np.max([r["ece_own_labels"] for r in per]))
+    row["worst_corpus_gain"] = float(np.min([r["corpus_ua_own_labels"] - r["ua_own_labels"]
+                                             for r in per]))  # fmt: skip
+    return row
+
+
+def markdown(rows: list[dict], command: str, machine: dict, prior_seconds: float) -> str:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    cells = [[r["recipe"], pct(r["mean_ua"]), pct(r["mean_ua_own_labels"]),
+              pct(r["worst_ua_own_labels"]), f"{100 * r['max_share_own_labels']:.0f}",
+              f"{r['max_ece_own_labels']:.3f}", pct(r["mean_corpus_ua_own_labels"]),
+              pct(r["worst_corpus_gain"]), pct(r["mean_speaker_ua_own_labels"])]
+             for r in rows]  # fmt: skip
+    table = markdown_table(
+        ["recipe (each row changes the first)", "UA % alone, 7 labels", "own labels (mean)",
+         "worst", "top label % (max)", "ECE (max)", "UA % corpus-adapted", "worst gain",
+         "UA % speaker-adapted"], cells)  # fmt: skip
+    first = rows[0]["per_corpus"]
+    detail = markdown_table(
+        ["held-out corpus (first row)", "UA % 7 labels", "UA % own labels", "top label %",
+         "ECE", "temperature", "corpus-adapted", "speaker-adapted"],
+        [[k, pct(r["ua"]), pct(r["ua_own_labels"]), f"{100 * r['max_share_own_labels']:.0f}",
+          f"{r['ece_own_labels']:.3f}", r["temperature"], pct(r["corpus_ua_own_labels"]),
+          pct(r["speaker_ua_own_labels"])] for k, r in first.items()])  # fmt: skip
+    return (f"# Recipe search, leave one corpus out over {', '.join(CORPORA)}\n\n"
+            "Frozen Whisper base, mean and std of each layer's normalised hidden states over "
+            "the whole clip (no VAD), logistic regression; each clip standardised by the "
+            "training statistics; temperature of each held-out corpus fitted on the other "
+            f"seven's held-out logits. Adapted: statistics shrunk to the prior by "
+            f"{prior_seconds:g} s. Chance is 14 % (7 labels) to 25 % (4).\n\n"
+            f"{table}\n\n{detail}\n\nReproduce: `{command}`. Machine: "
+            f"{machine.get('cpu_model')}, {machine.get('usable_cores')} cores.\n")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpora-root", default=str(REPO.parent / "shared" / "corpora"))
+    parser.add_argument("--extra-root", default=str(REPO.parent / "corpora-extra"))
+    parser.add_argument("--out", default=str(REPO / "results" / "loco8"))
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
+    parser.add_argument("--prior-seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    began = time.perf_counter()
+    roots = {c: Path(args.corpora_root if c in SHARED else args.extra_root) / c for c in CORPORA}
+    data = Data(roots, "original", "bundled7")
+    rows = []
+    for name in args.recipes:
+        rows.append(evaluate(name, data, args.prior_seconds))
+        r = rows[-1]
+        print(f"{name}: own labels {100 * r['mean_ua_own_labels']:.1f} (worst "
+              f"{100 * r['worst_ua_own_labels']:.1f}), 7 labels {100 * r['mean_ua']:.1f}, "
+              f"top {100 * r['max_share_own_labels']:.0f} %, corpus-adapted "
+              f"{100 * r['mean_corpus_ua_own_labels']:.1f} (worst gain "
+              f"{100 * r['worst_corpus_gain']:.1f})", flush=True)  # fmt: skip
+    command = "python " + " ".join(sys.argv)
+    machine = machine_info()
+    result = {"rows": rows, "command": command, "machine": machine,
+              "prior_seconds": args.prior_seconds,
+              "seconds": round(time.perf_counter() - began)}  # fmt: skip
+    write_results("recipes", result, markdown(rows, command, machine, args.prior_seconds),
+                  Path(args.out))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
