@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +32,31 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, markdown_table, write_results  # noqa: E402
 from loco import REPO  # noqa: E402
-from loco4_recipes import Data, pooled  # noqa: E402
+from loco4_recipes import FRAME_RATE, LAYERS, WIDTH, Data, pooled  # noqa: E402
 
+from emofuse.corpora import load_corpus  # noqa: E402
+from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
 from emofuse.device import set_threads  # noqa: E402
 from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
 from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
+from emofuse.pipeline.cache import StreamCache  # noqa: E402
+from emofuse.signal.audio import load_audio  # noqa: E402
+from emofuse.signal.streams import stream_spec  # noqa: E402
+from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE  # noqa: E402
+from emofuse.signal.vad import SpeechDetector  # noqa: E402
+from emofuse.signal.vad_segmenter import VADSettings, speech_regions  # noqa: E402
 from emofuse.training.linear_head import (  # noqa: E402
     fit_logistic,
     fit_temperature,
     pooled_moments,
+    utterance_moments,
 )
 
 SHARED = ("emodb", "ravdess", "emovo", "ased")
 CLONED = ("spanish", "korean", "turkish", "commands")
 CORPORA = SHARED + CLONED
 N_CLASSES = 7  # bundled7
+FOLDER_PRIORS = (2000.0, 10000.0)  # seconds the prior weighs when adapting to a whole corpus
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class Recipe:
     c: float = 1e-3
     project: int = 0
     corpus_cap: int | None = None
-    notes: dict = field(default_factory=dict)
+    speech_only: bool = False
 
 
 RECIPES = {
@@ -73,7 +83,66 @@ RECIPES = {
     "commands' unknown user split by place": Recipe(normalise="speaker+place"),
     "at most 1,500 clips of a corpus": Recipe(corpus_cap=1500),
     "30 speaker directions projected out": Recipe(project=30),
+    "trained on each clip both speaker- and prior-standardised": Recipe(normalise="speaker+prior"),
+    "only the frames the VAD calls speech (training and test)": Recipe(speech_only=True),
 }
+
+
+def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
+    """Per clip, the moments of all its frames and of its speech frames only (those whose
+    centre falls in a region the recogniser's voice activity detector finds; all frames when it
+    finds none), from the stream cache (Whisper layers 1-4, computed on a miss)."""
+    task = get_task("bundled7")
+    cache = StreamCache([stream_spec("whisper", layers=list(LAYERS))], None, "cpu")
+    vad, settings = SpeechDetector.load(), VADSettings()
+    columns: dict[str, list] = {k: [] for k in ("labels", "corpus", "speaker", "place")}
+    moments: dict[str, list] = {"whole": [], "speech": []}
+    for corpus, root in roots.items():
+        for u in apply_task(load_corpus(corpus, root), task).utterances:
+            frames = cache.get(u.path)["whisper"]
+            wave = load_audio(u.path, VAD_RATE)
+            regions = speech_regions(vad.probabilities([wave])[0], wave.size, settings)
+            centres = (np.arange(frames.shape[1]) + 0.5) * VAD_RATE / FRAME_RATE
+            inside = np.zeros(frames.shape[1], bool)
+            for start, end in regions:
+                inside |= (centres >= start) & (centres < end)
+            for key, kept in (("whole", frames), ("speech", frames[:, inside] if inside.any()
+                                                   else frames)):  # fmt: skip
+                moments[key].append(utterance_moments(kept))
+            for key, value in (("labels", task.index(u.label)), ("corpus", corpus),
+                               ("speaker", f"original/{corpus}/{u.speaker}"),
+                               ("place", u.extras.get("place", ""))):  # fmt: skip
+                columns[key].append(value)
+    out = []
+    for key in ("whole", "speech"):
+        data = Data.__new__(Data)
+        data.mean = np.stack([m.reshape(len(LAYERS), WIDTH) for m, _, _ in moments[key]])
+        data.var = np.stack([v.reshape(len(LAYERS), WIDTH) for _, v, _ in moments[key]])
+        data.frames = np.array([n for _, _, n in moments[key]])
+        for name, values in columns.items():
+            setattr(data, name, np.array(values))
+        out.append(data)
+    return out[0], out[1]
+
+
+def load_data(roots: dict[str, Path], keep: Path | None) -> tuple[Data, Data]:
+    """:func:`read_moments`, or the copy in ``keep`` written by an earlier run."""
+    names = ("mean", "var", "frames", "labels", "corpus", "speaker", "place")
+    if keep is not None and keep.is_file():
+        out = []
+        with np.load(keep) as stored:
+            for key in ("whole", "speech"):
+                data = Data.__new__(Data)
+                for name in names:
+                    setattr(data, name, stored[f"{key}_{name}"])
+                out.append(data)
+        return out[0], out[1]
+    whole, speech = read_moments(roots)
+    if keep is not None:
+        np.savez(keep, **{f"{key}_{name}": getattr(data, name)
+                          for key, data in (("whole", whole), ("speech", speech))
+                          for name in names})  # fmt: skip
+    return whole, speech
 
 
 def groups_of(data: Data, how: str) -> np.ndarray:
@@ -81,8 +150,7 @@ def groups_of(data: Data, how: str) -> np.ndarray:
     if how == "corpus":
         return data.corpus
     if how == "speaker+place":
-        places = [u.extras.get("place", "") for u in data.utterances]
-        return np.array([f"{s}/{p}" for s, p in zip(data.speaker, places, strict=True)])
+        return np.array([f"{s}/{p}" for s, p in zip(data.speaker, data.place, strict=True)])
     return data.speaker
 
 
@@ -110,8 +178,13 @@ def fold(data: Data, held: str, recipe: Recipe, prior_seconds: float) -> dict:
     layers = list(recipe.layers)
     train = capped(np.flatnonzero(data.corpus != held), data.corpus, recipe.corpus_cap)
     groups = groups_of(data, recipe.normalise)
-    x = pooled(data, train, layers, groups[train], None)
     prior = pooled_moments(data.moments(train, layers))
+    if recipe.normalise == "speaker+prior":  # what a clip alone gets at inference, too
+        x = np.concatenate([pooled(data, train, layers, data.speaker[train], None),
+                            pooled(data, train, layers, None, prior)])  # fmt: skip
+        train = np.concatenate([train, train])
+    else:
+        x = pooled(data, train, layers, groups[train], None)
     projection = None
     if recipe.project:
         plain = pooled(data, train, layers, None, prior)
@@ -121,9 +194,12 @@ def fold(data: Data, held: str, recipe: Recipe, prior_seconds: float) -> dict:
     weight, bias = fit_logistic(x, data.labels[train], data.corpus[train], N_CLASSES, recipe.c)
     test = np.flatnonzero(data.corpus == held)
     logits = {}
-    for how, test_groups in (("plain", None), ("corpus", data.corpus[test]),
-                             ("speaker", data.speaker[test])):  # fmt: skip
-        v = pooled(data, test, layers, test_groups, prior, prior_seconds)
+    for how, test_groups, seconds in (
+        ("plain", None, prior_seconds), ("corpus", data.corpus[test], prior_seconds),
+        ("speaker", data.speaker[test], prior_seconds),
+        *[(f"corpus{s:g}", data.corpus[test], s) for s in FOLDER_PRIORS],
+    ):  # fmt: skip
+        v = pooled(data, test, layers, test_groups, prior, seconds)
         logits[how] = (projection(v) if projection else v) @ weight.T + bias
     return {"logits": logits, "labels": data.labels[test]}
 
@@ -142,8 +218,10 @@ def scores(z: np.ndarray, y: np.ndarray, temperature: float) -> dict:
     return out
 
 
-def evaluate(name: str, data: Data, prior_seconds: float) -> dict:
-    folds = {held: fold(data, held, RECIPES[name], prior_seconds) for held in CORPORA}
+def evaluate(name: str, data: tuple[Data, Data], prior_seconds: float) -> dict:
+    recipe = RECIPES[name]
+    chosen = data[1] if recipe.speech_only else data[0]
+    folds = {held: fold(chosen, held, recipe, prior_seconds) for held in CORPORA}
     row = {"recipe": name, "per_corpus": {}}
     for held, result in folds.items():
         others = [f for k, f in folds.items() if k != held]
@@ -163,8 +241,9 @@ def evaluate(name: str, data: Data, prior_seconds: float) -> dict:
         row[f"worst_{key}"] = float(np.min([r[key] for r in per]))
     row["max_share_own_labels"] = float(np.max([r["max_share_own_labels"] for r in per]))
     row["max_ece_own_labels"] = float(np.max([r["ece_own_labels"] for r in per]))
-    row["worst_corpus_gain"] = float(np.min([r["corpus_ua_own_labels"] - r["ua_own_labels"]
-                                             for r in per]))  # fmt: skip
+    for how in ("corpus", "speaker", *[f"corpus{s:g}" for s in FOLDER_PRIORS]):
+        gains = [r[f"{how}_ua_own_labels"] - r["ua_own_labels"] for r in per]
+        row[f"mean_{how}_gain"], row[f"worst_{how}_gain"] = np.mean(gains), np.min(gains)
     return row
 
 
@@ -173,12 +252,13 @@ def markdown(rows: list[dict], command: str, machine: dict, prior_seconds: float
     cells = [[r["recipe"], pct(r["mean_ua"]), pct(r["mean_ua_own_labels"]),
               pct(r["worst_ua_own_labels"]), f"{100 * r['max_share_own_labels']:.0f}",
               f"{r['max_ece_own_labels']:.3f}", pct(r["mean_corpus_ua_own_labels"]),
-              pct(r["worst_corpus_gain"]), pct(r["mean_speaker_ua_own_labels"])]
+              pct(r["worst_corpus_gain"]), pct(r["mean_speaker_ua_own_labels"]),
+              pct(r["worst_speaker_gain"])]
              for r in rows]  # fmt: skip
     table = markdown_table(
         ["recipe (each row changes the first)", "UA % alone, 7 labels", "own labels (mean)",
          "worst", "top label % (max)", "ECE (max)", "UA % corpus-adapted", "worst gain",
-         "UA % speaker-adapted"], cells)  # fmt: skip
+         "UA % speaker-adapted", "worst gain"], cells)  # fmt: skip
     first = rows[0]["per_corpus"]
     detail = markdown_table(
         ["held-out corpus (first row)", "UA % 7 labels", "UA % own labels", "top label %",
@@ -186,13 +266,21 @@ def markdown(rows: list[dict], command: str, machine: dict, prior_seconds: float
         [[k, pct(r["ua"]), pct(r["ua_own_labels"]), f"{100 * r['max_share_own_labels']:.0f}",
           f"{r['ece_own_labels']:.3f}", r["temperature"], pct(r["corpus_ua_own_labels"]),
           pct(r["speaker_ua_own_labels"])] for k, r in first.items()])  # fmt: skip
+    adaptation = markdown_table(
+        ["held-out corpus (first row)", "UA % alone", *[f"adapted to the corpus, prior {s:g} s"
+         for s in (prior_seconds, *FOLDER_PRIORS)], f"adapted to each speaker, prior "
+         f"{prior_seconds:g} s"],
+        [[k, pct(r["ua_own_labels"]), *[pct(r[f"{how}_ua_own_labels"]) for how in
+          ("corpus", *[f"corpus{s:g}" for s in FOLDER_PRIORS])],
+          pct(r["speaker_ua_own_labels"])] for k, r in first.items()])  # fmt: skip
     return (f"# Recipe search, leave one corpus out over {', '.join(CORPORA)}\n\n"
             "Frozen Whisper base, mean and std of each layer's normalised hidden states over "
             "the whole clip (no VAD), logistic regression; each clip standardised by the "
             "training statistics; temperature of each held-out corpus fitted on the other "
             f"seven's held-out logits. Adapted: statistics shrunk to the prior by "
             f"{prior_seconds:g} s. Chance is 14 % (7 labels) to 25 % (4).\n\n"
-            f"{table}\n\n{detail}\n\nReproduce: `{command}`. Machine: "
+            f"{table}\n\n{detail}\n\n## Adaptation (own labels)\n\n{adaptation}\n\n"
+            f"Reproduce: `{command}`. Machine: "
             f"{machine.get('cpu_model')}, {machine.get('usable_cores')} cores.\n")  # fmt: skip
 
 
@@ -204,12 +292,15 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
     parser.add_argument("--prior-seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--moments", help="an .npz file keeping the clips' moments between runs")
     args = parser.parse_args()
     set_threads(args.threads)
     began = time.perf_counter()
     roots = {c: Path(args.corpora_root if c in SHARED else args.extra_root) / c for c in CORPORA}
-    data = Data(roots, "original", "bundled7")
+    data = load_data(roots, Path(args.moments) if args.moments else None)
     rows = []
+    command = "python " + " ".join(sys.argv)
+    machine = machine_info()
     for name in args.recipes:
         rows.append(evaluate(name, data, args.prior_seconds))
         r = rows[-1]
@@ -218,13 +309,11 @@ def main() -> None:
               f"top {100 * r['max_share_own_labels']:.0f} %, corpus-adapted "
               f"{100 * r['mean_corpus_ua_own_labels']:.1f} (worst gain "
               f"{100 * r['worst_corpus_gain']:.1f})", flush=True)  # fmt: skip
-    command = "python " + " ".join(sys.argv)
-    machine = machine_info()
-    result = {"rows": rows, "command": command, "machine": machine,
-              "prior_seconds": args.prior_seconds,
-              "seconds": round(time.perf_counter() - began)}  # fmt: skip
-    write_results("recipes", result, markdown(rows, command, machine, args.prior_seconds),
-                  Path(args.out))  # fmt: skip
+        result = {"rows": rows, "command": command, "machine": machine,
+                  "prior_seconds": args.prior_seconds,
+                  "seconds": round(time.perf_counter() - began)}  # fmt: skip
+        write_results("recipes", result, markdown(rows, command, machine, args.prior_seconds),
+                      Path(args.out))  # fmt: skip (after every row: a long search keeps its rows)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     """Re-estimate a model's normalisation on unlabelled recordings; write the adapted model."""
     from emofuse.device import resolve_device
     from emofuse.files import find_audio_files
-    from emofuse.inference.adapt import adapt_pipeline
+    from emofuse.inference.adapt import FOLDER_PRIOR_SECONDS, adapt_pipeline
     from emofuse.pipeline import load_model, save_pipeline
 
     failed: list = []
@@ -185,7 +185,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"no audio files in {' '.join(args.inputs)}")
     pipeline = load_model(args.model).to(resolve_device(args.device))
-    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds, on_error=report)
+    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds,
+                                   prior_seconds=FOLDER_PRIOR_SECONDS if args.prior_seconds is None
+                                   else args.prior_seconds, on_error=report)  # fmt: skip
     adapted = adapted.cpu()
     extra = {**getattr(adapted, "extra", {}), "adapted_on": used}
     save_pipeline(adapted, args.out, **extra)
@@ -311,6 +313,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     adapt.add_argument(
         "--min-seconds", type=float, default=60.0,
         help="least non-silent audio to accept (default 60 s)",
+    )  # fmt: skip
+    adapt.add_argument(
+        "--prior-seconds", type=float,
+        help="how many seconds of your audio the training statistics weigh (default: the "
+        "prior for a folder of many speakers, emofuse.inference.adapt.FOLDER_PRIOR_SECONDS; "
+        "give 20 for the files of one speaker or one recording)",
     )  # fmt: skip
     add_runtime_args(adapt, threads=1, device=True)
     adapt.set_defaults(func=cmd_adapt)

@@ -348,18 +348,22 @@ class EmotionRecognizer:
 
     def adapt(
         self, paths: Sequence[str | os.PathLike], *, min_seconds: float = 60.0,
+        prior_seconds: float | None = None,
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     ) -> EmotionRecognizer:
         """A recogniser whose normalisation statistics are re-estimated on ``paths``, the
         user's unlabelled recordings (:mod:`emofuse.inference.adapt`); torch backend only.
+        ``prior_seconds``: how much audio the training statistics weigh (default
+        ``FOLDER_PRIOR_SECONDS``, for a folder of many speakers; ``PRIOR_SECONDS`` for one).
         Unreadable files go to ``on_error`` (raised when None). ``self.adaptation`` of the
         result reports what was used."""
-        from emofuse.inference.adapt import adapt_pipeline
+        from emofuse.inference.adapt import FOLDER_PRIOR_SECONDS, adapt_pipeline
 
         if not isinstance(self.backend, TorchBackend):
             raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
         pipeline, report = adapt_pipeline(
             self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db,
+            prior_seconds=FOLDER_PRIOR_SECONDS if prior_seconds is None else prior_seconds,
             on_error=on_error,
         )  # fmt: skip
         adapted = EmotionRecognizer(
