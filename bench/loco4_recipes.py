@@ -233,10 +233,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1)
 
 
-def load_data(args: argparse.Namespace) -> list[Data]:
-    """The original corpora, then their degraded copies of seeds 0 and 1."""
+def load_data(args: argparse.Namespace, copies: int = 2) -> list[Data]:
+    """The original corpora, then ``copies`` of their degraded copies (seeds 0 and 1)."""
     data = [Data({c: Path(args.corpora_root) / c for c in CORPORA}, "original", "bundled7")]
-    for seed in (0, 1):
+    for seed in range(copies):
         roots = {c: Path(args.degraded) / str(seed) / c for c in CORPORA}
         missing = [str(r) for r in roots.values() if not r.is_dir()]
         if missing:

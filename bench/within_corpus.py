@@ -7,8 +7,11 @@ sentences only (the words then give nothing away).
 
     python bench/within_corpus.py --threads 1
 
-Writes ``results/loco4/within.json`` and ``within.md``; the features are the ones
-``bench/loco4_recipes.py`` reads (the stream cache and ``runs/degraded``).
+    python bench/within_corpus.py --no-degraded --out results/loco8 --threads 1
+
+Writes ``<out>/within.json`` and ``within.md``; the features are the ones
+``bench/loco4_recipes.py`` reads (the stream cache and, without ``--no-degraded``,
+``runs/degraded``).
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ def fold_scores(data: list[Data], corpus: str, c: float, train_filter=None, test
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(parser)
+    parser.add_argument("--no-degraded", action="store_true",
+                        help="train on the original clips only (the eight-corpus recipe)")
     args = parser.parse_args()
     set_threads(args.threads)
-    data = load_data(args)
+    data = load_data(args, copies=0 if args.no_degraded else 2)
     rows, result = [], {}
     common = lambda u: u.extras.get("common", True)  # noqa: E731
     specific = lambda u: not u.extras.get("common", True)  # noqa: E731

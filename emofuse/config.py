@@ -89,6 +89,9 @@ class TrainConfig:
     # Training frames standardised with all training audio (global) or each training speaker's
     # with their own statistics (speaker: the model then adapts to a recording, DESIGN.md 6b).
     normalise: str = "global"
+    # A logistic head trained on the frames the voice activity detector calls speech only; the
+    # model file says so, and the recogniser then drops a clip's other samples before it runs.
+    speech_only: bool = False
 
     def __post_init__(self) -> None:
         # Types first: YAML reads ``1e-3`` (no dot) as a string, ``16.0`` as a float.
@@ -127,6 +130,8 @@ class TrainConfig:
             raise ConfigError(f"train.head must be network or logistic, got {self.head!r}")
         if self.normalise not in ("global", "speaker"):
             raise ConfigError(f"train.normalise must be global or speaker, got {self.normalise!r}")
+        if self.speech_only and self.head != "logistic":
+            raise ConfigError("train.speech_only needs train.head: logistic")
         if self.head_c <= 0:
             raise ConfigError(f"train.head_c must be positive, got {self.head_c}")
         if self.loader_workers < -1:

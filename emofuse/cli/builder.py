@@ -185,7 +185,15 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"no audio files in {' '.join(args.inputs)}")
     pipeline = load_model(args.model).to(resolve_device(args.device))
-    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds,
+    keep = None
+    if getattr(pipeline, "extra", {}).get("speech_only"):  # read what the model was trained on
+        from emofuse.inference.speech import speech_of
+        from emofuse.signal.vad import SpeechDetector
+        from emofuse.signal.vad_segmenter import VADSettings
+
+        vad, settings = SpeechDetector.load(), VADSettings()
+        keep = lambda wave: speech_of(wave, pipeline.sample_rate, vad, settings)  # noqa: E731
+    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds, keep=keep,
                                    prior_seconds=FOLDER_PRIOR_SECONDS if args.prior_seconds is None
                                    else args.prior_seconds, on_error=report)  # fmt: skip
     adapted = adapted.cpu()

@@ -26,6 +26,7 @@ from emofuse.files import write_json
 from emofuse.pipeline import pipeline_from_config, save_pipeline
 from emofuse.pipeline.cache import StreamCache
 from emofuse.progress import progress as progress_of
+from emofuse.signal.streams import make_kind
 from emofuse.training import distributed
 from emofuse.training.evaluation import evaluate
 from emofuse.training.linear_head import (
@@ -34,6 +35,7 @@ from emofuse.training.linear_head import (
     fit_logistic_head,
     utterance_moments,
 )
+from emofuse.training.speech import SpeechRegions, speech_frames
 from emofuse.training.train import check_precision, fit
 
 __all__ = ["normalisation_groups", "per_speaker", "train_final", "train_logistic"]
@@ -133,7 +135,11 @@ def frame_moments(
     cache = StreamCache(config.streams, cache_dir, distributed.process_device(config.train.device))
     paths = [u.path for u in utterances]
     name = config.streams[0].name
-    return [utterance_moments(cache.get(path)[name])
+    if not config.train.speech_only:
+        return [utterance_moments(cache.get(path)[name])
+                for path in (progress_of(paths, "features") if progress else paths)]  # fmt: skip
+    regions, rate = SpeechRegions(cache.root), make_kind(config.streams[0]).frame_rate
+    return [utterance_moments(speech_frames(cache.get(path)[name], regions(path), rate))
             for path in (progress_of(paths, "features") if progress else paths)]  # fmt: skip
 
 
@@ -166,7 +172,8 @@ def train_logistic(
         calibrate=first_listed(config, groups),
     )
     save_pipeline(pipeline.eval(), out_dir / "model.pt", normalised_per=config.train.normalise,
-                  temperature=fitted["temperature"])  # fmt: skip
+                  temperature=fitted["temperature"],
+                  speech_only=config.train.speech_only)  # fmt: skip
     report = {
         "task": task.name,
         "labels": list(task.labels),

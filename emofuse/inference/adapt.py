@@ -27,6 +27,7 @@ import copy
 import os
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from emofuse.inference.windows import padded
@@ -114,11 +115,13 @@ def adapt_pipeline(
     prior_seconds: float = FOLDER_PRIOR_SECONDS,
     silence_db: float = -60.0,
     on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
+    keep: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[EmotionPipeline, dict]:
     """A copy of ``pipeline`` whose normalisers are fitted on the frames of ``paths`` and its
     own statistics as ``prior_seconds`` of them, and a report (``files``, ``seconds`` used,
     ``skipped_silent``, ``prior_seconds``). Unreadable files go to ``on_error`` (raised when it
-    is None); silent ones are skipped.
+    is None); silent ones are skipped. ``keep``: the part of each wave to read (the speech of
+    a speech-only model, :func:`emofuse.inference.speech.speech_of`), all of it when None.
 
     Raises:
         AdaptationError: less than ``min_seconds`` of non-silent audio.
@@ -139,6 +142,8 @@ def adapt_pipeline(
         if level_db(wave) < silence_db:
             silent += 1
             continue
+        if keep is not None:
+            wave = keep(wave)
         used, seconds = used + 1, seconds + wave.size / rate
         for start in range(0, wave.size, chunk):
             if wave.size - start < rate // 10:  # a tail under 0.1 s adds nothing reliable

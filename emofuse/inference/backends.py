@@ -22,12 +22,15 @@ class Backend(Protocol):
     """What runs the model: padded mono waveforms at ``sample_rate`` -> class probabilities.
 
     ``window_seconds`` / ``hop_seconds``: the evaluation windows the model was validated with.
+    ``speech_only``: the model was trained on the speech the voice activity detector finds, so
+    a clip's other samples are dropped before it runs.
     """
 
     labels: tuple[str, ...]
     sample_rate: int
     window_seconds: float
     hop_seconds: float
+    speech_only: bool
 
     def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """float32 (B, S) zero-padded waveforms, int64 (B,) lengths -> softmax (B, C)."""
@@ -58,6 +61,7 @@ class TorchBackend:
         self.sample_rate = pipeline.sample_rate
         self.window_seconds = pipeline.windows.window_seconds
         self.hop_seconds = pipeline.windows.hop_seconds
+        self.speech_only = bool(getattr(pipeline, "extra", {}).get("speech_only", False))
 
     @property
     def batch_windows(self) -> int | None:

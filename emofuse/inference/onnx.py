@@ -228,6 +228,7 @@ def export_onnx(
         "streams": [s.to_dict() for s in pipeline.streams],
         "model_config": pipeline.model_config.to_dict(),
         "eval_windows": pipeline.windows.to_dict(),
+        "speech_only": bool(getattr(pipeline, "extra", {}).get("speech_only", False)),
     }
     # The model is renamed into place only after its sidecar is written (both or neither).
     with atomic_path(path) as tmp_model, atomic_path(sidecar_path(path)) as tmp_sidecar:
@@ -287,6 +288,7 @@ class OnnxBackend:
             self.max_samples: int | None = None if longest is None else int(longest)
             windows = EvalWindows(**meta.get("eval_windows", {}))  # older sidecars: defaults
             self.window_seconds, self.hop_seconds = windows.window_seconds, windows.hop_seconds
+            self.speech_only: bool = bool(meta.get("speech_only", False))  # older: whole clips
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise OnnxModelError(f"{sidecar}: not an emofuse ONNX sidecar ({error})") from None
         options = onnxruntime.SessionOptions()

@@ -54,7 +54,7 @@ from emofuse.inference.results import (
     labelled,
     restricted,
 )
-from emofuse.inference.speech import no_speech_reasons
+from emofuse.inference.speech import find_speech, only_speech, speech_of
 from emofuse.inference.stream import EmotionStream
 from emofuse.inference.timeline import TimelineEngine, WindowJob, timeline_segments
 from emofuse.inference.windows import MIN_SECONDS, as_mono, batches, padded, prepare, window_spans
@@ -296,8 +296,14 @@ class EmotionRecognizer:
         the windows of those with speech through the model, shortest first (windows of like
         length share a padded batch), in batches of at most ``batch_size`` full windows' worth
         of samples, each cut from its file only when its batch runs."""
-        reasons = no_speech_reasons([wave for _, wave, _ in group], self.sample_rate,
-                                    self.silence_db, self.vad, self.vad_settings)  # fmt: skip
+        reasons, regions = find_speech([wave for _, wave, _ in group], self.sample_rate,
+                                       self.silence_db, self.vad, self.vad_settings)  # fmt: skip
+        durations = [wave.size / self.sample_rate for _, wave, _ in group]
+        if self.backend.speech_only:  # the model reads only the speech it was trained on
+            group = [(index, only_speech(wave, spans), source) if reason is None
+                     else (index, wave, source)
+                     for (index, wave, source), reason, spans in zip(group, reasons, regions,
+                                                                     strict=True)]  # fmt: skip
         spans = [(position, start, end)  # position: the file's place in the group
                  for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True))
                  if reason is None for start, end in self._spans(wave.size)]
@@ -312,8 +318,8 @@ class EmotionRecognizer:
             np.add.at(totals, owners, window_probabilities(self.backend, cut))
         results = []
         for position, (item, reason) in enumerate(zip(group, reasons, strict=True)):
-            index, wave, source = item
-            duration = wave.size / self.sample_rate
+            index, _, source = item
+            duration = durations[position]
             if reason is not None:
                 results.append((index, Prediction(NO_SPEECH, {}, True, duration, source, reason)))
             else:
@@ -364,7 +370,7 @@ class EmotionRecognizer:
         pipeline, report = adapt_pipeline(
             self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db,
             prior_seconds=FOLDER_PRIOR_SECONDS if prior_seconds is None else prior_seconds,
-            on_error=on_error,
+            on_error=on_error, keep=self._speech_keeper(),
         )  # fmt: skip
         adapted = EmotionRecognizer(
             TorchBackend(pipeline, str(self.backend.device), self.backend.precision),
@@ -373,6 +379,12 @@ class EmotionRecognizer:
         )  # fmt: skip
         adapted.adaptation = report
         return adapted
+
+    def _speech_keeper(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """What of a wave a speech-only model reads (its speech), None for other models."""
+        if not (self.backend.speech_only and self.vad):
+            return None
+        return lambda wave: speech_of(wave, self.sample_rate, self.vad, self.vad_settings)
 
     def timeline(
         self,

@@ -11,7 +11,8 @@ from emofuse.signal.audio import level_db
 from emofuse.signal.vad import SpeechDetector
 from emofuse.signal.vad_segmenter import VADSettings, speech_regions
 
-__all__ = ["VAD_BATCH_SECONDS", "no_speech_reasons", "streamed"]
+__all__ = ["VAD_BATCH_SECONDS", "find_speech", "no_speech_reasons", "only_speech", "speech_of",
+           "streamed"]  # fmt: skip
 
 VAD_BATCH_SECONDS = 30.0  # padded audio per voice activity pass (about 1 MB of memory per second)
 
@@ -23,12 +24,26 @@ def no_speech_reasons(
     vad: SpeechDetector | None,
     settings: VADSettings,
 ) -> list[str | None]:
+    """Why each mono wave at ``sample_rate`` gets no emotion (None: it holds speech):
+    :func:`find_speech`'s reasons."""
+    return find_speech(waves, sample_rate, silence_db, vad, settings)[0]
+
+
+def find_speech(
+    waves: Sequence[np.ndarray],
+    sample_rate: int,
+    silence_db: float,
+    vad: SpeechDetector | None,
+    settings: VADSettings,
+) -> tuple[list[str | None], list[list[tuple[int, int]] | None]]:
     """Why each mono wave at ``sample_rate`` gets no emotion (None: it holds speech): its RMS
-    under ``silence_db``, or no speech region by ``vad`` (when given). Batched voice activity
-    passes over the audible waves, shortest first, each padded batch within
+    under ``silence_db``, or no speech region by ``vad`` (when given); and the speech regions
+    ``[(start, end)]`` in samples of each wave with speech (None without ``vad``). Batched voice
+    activity passes over the audible waves, shortest first, each padded batch within
     ``VAD_BATCH_SECONDS`` (a long file is not padded against short ones); a longer file is
     scored as a stream of such blocks (the same probabilities, bounded memory)."""
     reasons: list[str | None] = [None] * len(waves)
+    regions: list[list[tuple[int, int]] | None] = [None] * len(waves)
     audible = []
     for i, wave in enumerate(waves):
         if level_db(wave) < silence_db:
@@ -36,7 +51,7 @@ def no_speech_reasons(
         else:
             audible.append(i)
     if vad is None or not audible:
-        return reasons
+        return reasons, regions
     audible.sort(key=lambda i: waves[i].size)
     budget = round(VAD_BATCH_SECONDS * sample_rate)
     short = [i for i in audible if waves[i].size <= budget]
@@ -44,10 +59,29 @@ def no_speech_reasons(
                      for p in vad.probabilities([waves[i] for i in short[batch]])]  # fmt: skip
     probabilities += [streamed(vad, waves[i], budget) for i in audible[len(short):]]
     for i, probs in zip(audible, probabilities, strict=True):
-        if not speech_regions(probs, waves[i].size, settings):
+        regions[i] = speech_regions(probs, waves[i].size, settings)
+        if not regions[i]:
             reasons[i] = (f"no speech detected (voice activity at most "
                           f"{probs.max(initial=0):.2f}, threshold {settings.threshold:g})")
-    return reasons
+    return reasons, regions
+
+
+def speech_of(
+    wave: np.ndarray, sample_rate: int, vad: SpeechDetector, settings: VADSettings
+) -> np.ndarray:
+    """The speech ``vad`` finds in one mono wave, joined (the whole wave when it finds none)."""
+    return only_speech(wave, find_speech([wave], sample_rate, float("-inf"), vad, settings)[1][0])
+
+
+def only_speech(wave: np.ndarray, regions: Sequence[tuple[int, int]] | None) -> np.ndarray:
+    """The samples of ``wave`` inside ``regions``, joined (the whole wave when None or empty).
+
+    >>> only_speech(np.arange(10), [(1, 3), (6, 8)]).tolist()
+    [1, 2, 6, 7]
+    """
+    if not regions:
+        return wave
+    return np.concatenate([wave[start:end] for start, end in regions])
 
 
 def streamed(vad: SpeechDetector, wave: np.ndarray, block: int) -> np.ndarray:
