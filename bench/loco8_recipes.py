@@ -21,6 +21,7 @@ Writes ``results/loco8/recipes.json`` and ``recipes.md``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
     vad, settings = SpeechDetector.load(), VADSettings()
     columns: dict[str, list] = {k: [] for k in ("labels", "corpus", "speaker", "place")}
     moments: dict[str, list] = {"whole": [], "speech": []}
+    utterances = []
     for corpus, root in roots.items():
         for u in apply_task(load_corpus(corpus, root), task).utterances:
+            utterances.append(u)
             frames = cache.get(u.path)["whisper"]
             wave = load_audio(u.path, VAD_RATE)
             regions = speech_regions(vad.probabilities([wave])[0], wave.size, settings)
@@ -121,6 +124,7 @@ def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
         data.frames = np.array([n for _, _, n in moments[key]])
         for name, values in columns.items():
             setattr(data, name, np.array(values))
+        data.roots, data.utterances = roots, utterances
         out.append(data)
     return out[0], out[1]
 
@@ -299,7 +303,7 @@ def main() -> None:
     roots = {c: Path(args.corpora_root if c in SHARED else args.extra_root) / c for c in CORPORA}
     data = load_data(roots, Path(args.moments) if args.moments else None)
     rows = []
-    command = "python " + " ".join(sys.argv)
+    command = "python " + shlex.join(sys.argv)
     machine = machine_info()
     for name in args.recipes:
         rows.append(evaluate(name, data, args.prior_seconds))

@@ -7,7 +7,7 @@ sentences only (the words then give nothing away).
 
     python bench/within_corpus.py --threads 1
 
-    python bench/within_corpus.py --no-degraded --out results/loco8 --threads 1
+    python bench/within_corpus.py --speech-only --out results/loco8 --threads 1
 
 Writes ``<out>/within.json`` and ``within.md``; the features are the ones
 ``bench/loco4_recipes.py`` reads (the stream cache and, without ``--no-degraded``,
@@ -72,9 +72,16 @@ def main() -> None:
     add_data_args(parser)
     parser.add_argument("--no-degraded", action="store_true",
                         help="train on the original clips only (the eight-corpus recipe)")
+    parser.add_argument("--speech-only", action="store_true",
+                        help="statistics of the speech frames only (implies --no-degraded)")
     args = parser.parse_args()
     set_threads(args.threads)
-    data = load_data(args, copies=0 if args.no_degraded else 2)
+    if args.speech_only:
+        from loco8_recipes import read_moments
+
+        data = [read_moments({c: Path(args.corpora_root) / c for c in CORPORA})[1]]
+    else:
+        data = load_data(args, copies=0 if args.no_degraded else 2)
     rows, result = [], {}
     common = lambda u: u.extras.get("common", True)  # noqa: E731
     specific = lambda u: not u.extras.get("common", True)  # noqa: E731
