@@ -17,7 +17,10 @@ over them, as ``predict --labels`` gives a user who knows them).
     python bench/loco.py --config configs/bundled.yaml --out results/loco8/fast \
         --work runs/loco8-fast
 
-Writes ``<out>/summary.json`` and ``summary.md`` (``-quick`` files for smoke runs); models
+Each held-out corpus's scores are kept in ``<work>/<corpus>/row.json`` and read back instead of
+recomputed, so an interrupted run resumes and processes given disjoint ``--corpora`` share the
+work (a last run over all of them writes the summary). Writes ``<out>/summary.json`` and
+``summary.md`` (``-quick`` files for smoke runs); models
 under ``<work>/<corpus>/``. Needs the corpora the config names (``../shared/corpora``, the
 clones of docs/corpora.md in ``../corpora-extra``).
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +45,7 @@ from emofuse.corpora import load_corpus  # noqa: E402
 from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
 from emofuse.device import set_threads  # noqa: E402
 from emofuse.experiments.deployable import train_final  # noqa: E402
+from emofuse.files import write_json  # noqa: E402
 from emofuse.inference import EmotionRecognizer  # noqa: E402
 from emofuse.metrics import (  # noqa: E402
     expected_calibration_error,
@@ -120,6 +125,10 @@ def main() -> None:
         parser.error(f"--corpora {unknown} not in {args.config}: {configured}")
     rows = {}
     for corpus in args.corpora or configured:
+        row_file = Path(args.work) / corpus / ("row-quick.json" if args.quick else "row.json")
+        if row_file.is_file():  # finished before (another process, an interrupted run)
+            rows[corpus] = json.loads(row_file.read_text())
+            continue
         began = time.perf_counter()
         specs = config.data.corpora
         original = next(s for s in specs if s.name == corpus)
@@ -148,6 +157,7 @@ def main() -> None:
             "temperature": report.get("temperature"),
             "seconds": round(time.perf_counter() - began, 1),
         }
+        write_json(rows[corpus], row_file)
         print(corpus, {k: v for k, v in rows[corpus].items() if k != "adapted_on"}, flush=True)
     mean = lambda key: float(np.mean([r[key] for r in rows.values()]))  # noqa: E731
     summary = {
