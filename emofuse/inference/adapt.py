@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,8 +36,12 @@ from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline
 from emofuse.signal.audio import AudioError, level_db, load_audio
 
+if TYPE_CHECKING:
+    from emofuse.inference.recognizer import EmotionRecognizer
+
 __all__ = [
     "AdaptationError",
+    "adapt_recognizer",
     "RunningAdaptation",
     "adapt_pipeline",
     "blended_moments",
@@ -218,3 +223,36 @@ class RunningAdaptation:
             self.normalizers[name].fit(
                 *blended_moments(self._prior[name], sums, squares, count, prior_frames)
             )
+
+
+def adapt_recognizer(
+    recognizer: EmotionRecognizer,
+    paths: Sequence[str | os.PathLike],
+    *,
+    min_seconds: float = MIN_SECONDS,
+    prior_seconds: float | None = None,
+    on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
+) -> EmotionRecognizer:
+    """:meth:`EmotionRecognizer.adapt`: a recogniser like ``recognizer`` whose pipeline is
+    :func:`adapt_pipeline`'s (a speech-only model adapts on the speech its detector finds)."""
+    from emofuse.inference.backends import TorchBackend
+    from emofuse.inference.recognizer import EmotionRecognizer
+    from emofuse.inference.speech import speech_of
+
+    backend = recognizer.backend
+    if not isinstance(backend, TorchBackend):
+        raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
+    vad, settings = recognizer.vad, recognizer.vad_settings
+    keep = None
+    if backend.speech_only and vad is not None:
+        keep = lambda wave: speech_of(wave, recognizer.sample_rate, vad, settings)  # noqa: E731
+    pipeline, report = adapt_pipeline(
+        backend.pipeline, paths, min_seconds=min_seconds, silence_db=recognizer.silence_db,
+        prior_seconds=FOLDER_PRIOR_SECONDS if prior_seconds is None else prior_seconds,
+        on_error=on_error, keep=keep,
+    )  # fmt: skip
+    adapted = EmotionRecognizer(TorchBackend(pipeline, str(backend.device), backend.precision),
+                                silence_db=recognizer.silence_db, vad=vad or False,
+                                vad_settings=settings)  # fmt: skip
+    adapted.adaptation = report
+    return adapted

@@ -26,13 +26,6 @@ exported ONNX file.
 
 (``vad=False`` here: the synthetic voice is not speech to the voice activity detector.)
 
-``labels=`` (names, or ``"neutral,happy"``) answers over those of the model's labels only:
-probabilities renormalised over them, the label the most probable of them
-(:func:`~emofuse.inference.results.restricted`, the same for clips, timelines and streams):
-
->>> two = recognizer.predict(synthetic_voice(1.0), sample_rate=16000, labels="sad,happy")
->>> list(two.probabilities), round(sum(two.probabilities.values()), 4)
-(['happy', 'sad'], 1.0)
 """
 
 from __future__ import annotations
@@ -54,7 +47,7 @@ from emofuse.inference.results import (
     labelled,
     restricted,
 )
-from emofuse.inference.speech import find_speech, only_speech, speech_of
+from emofuse.inference.speech import find_speech, only_speech
 from emofuse.inference.stream import EmotionStream
 from emofuse.inference.timeline import TimelineEngine, WindowJob, timeline_segments
 from emofuse.inference.windows import MIN_SECONDS, as_mono, batches, padded, prepare, window_spans
@@ -155,13 +148,8 @@ class EmotionRecognizer:
     def sample_rate(self) -> int:
         return self.backend.sample_rate
 
-    def predict(
-        self,
-        audio: str | os.PathLike | np.ndarray,
-        sample_rate: int | None = None,
-        *,
-        labels: str | Sequence[str] | None = None,
-    ) -> Prediction:
+    def predict(self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None, *,
+                labels: str | Sequence[str] | None = None) -> Prediction:  # fmt: skip
         """The emotion of a file, or of an array (samples,) or (samples, channels); over
         ``labels`` only when given (:func:`~emofuse.inference.results.label_subset`).
 
@@ -175,9 +163,8 @@ class EmotionRecognizer:
         return restricted(prediction, subset)
 
     def predict_waves(self, waves: Sequence[np.ndarray]) -> list[Prediction]:
-        """Predictions for mono float32 waves (samples,) already at the model's rate, computed
-        together: one voice activity pass and padded batches of their windows (what a service
-        does with the clips of requests that arrive at once)."""
+        """Predictions for mono float32 waves (samples,) at the model's rate, computed together
+        (one voice activity pass, padded batches of windows: a service's concurrent clips)."""
         group = [(i, wave, None) for i, wave in enumerate(waves)]
         return [p for _, p in self._predict_group(group, self._batch_size(None))]
 
@@ -191,13 +178,10 @@ class EmotionRecognizer:
         workers: int = 1,
         labels: str | Sequence[str] | None = None,
     ) -> list[Prediction | None]:
-        """Predictions for files, in order (:meth:`iter_predictions` collected); None for a
-        file that could not be read."""
+        """Predictions for files, in order (:meth:`iter_predictions`); None: unreadable."""
         results: list[Prediction | None] = [None] * len(items)
-        for index, prediction in self.iter_predictions(
-            items, batch_size=batch_size, progress=progress, on_error=on_error, workers=workers,
-            labels=labels,
-        ):  # fmt: skip
+        for index, prediction in self.iter_predictions(items, batch_size=batch_size,
+                progress=progress, on_error=on_error, workers=workers, labels=labels):  # fmt: skip
             results[index] = prediction
         return results
 
@@ -300,10 +284,8 @@ class EmotionRecognizer:
                                        self.silence_db, self.vad, self.vad_settings)  # fmt: skip
         durations = [wave.size / self.sample_rate for _, wave, _ in group]
         if self.backend.speech_only:  # the model reads only the speech it was trained on
-            group = [(index, only_speech(wave, spans), source) if reason is None
-                     else (index, wave, source)
-                     for (index, wave, source), reason, spans in zip(group, reasons, regions,
-                                                                     strict=True)]  # fmt: skip
+            group = [(i, only_speech(wave, spans), source)
+                     for (i, wave, source), spans in zip(group, regions, strict=True)]  # fmt: skip
         spans = [(position, start, end)  # position: the file's place in the group
                  for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True))
                  if reason is None for start, end in self._spans(wave.size)]
@@ -358,33 +340,14 @@ class EmotionRecognizer:
         on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     ) -> EmotionRecognizer:
         """A recogniser whose normalisation statistics are re-estimated on ``paths``, the
-        user's unlabelled recordings (:mod:`emofuse.inference.adapt`); torch backend only.
-        ``prior_seconds``: how much audio the training statistics weigh (default
-        ``FOLDER_PRIOR_SECONDS``, for a folder of many speakers; ``PRIOR_SECONDS`` for one).
-        Unreadable files go to ``on_error`` (raised when None). ``self.adaptation`` of the
-        result reports what was used."""
-        from emofuse.inference.adapt import FOLDER_PRIOR_SECONDS, adapt_pipeline
+        user's unlabelled recordings (:func:`emofuse.inference.adapt.adapt_recognizer`; torch
+        backend only). ``prior_seconds``: what the training statistics weigh (default: a
+        folder's, ``FOLDER_PRIOR_SECONDS``). Unreadable files go to ``on_error`` (raised when
+        None). ``self.adaptation`` of the result reports what was used."""
+        from emofuse.inference.adapt import adapt_recognizer
 
-        if not isinstance(self.backend, TorchBackend):
-            raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
-        pipeline, report = adapt_pipeline(
-            self.backend.pipeline, paths, min_seconds=min_seconds, silence_db=self.silence_db,
-            prior_seconds=FOLDER_PRIOR_SECONDS if prior_seconds is None else prior_seconds,
-            on_error=on_error, keep=self._speech_keeper(),
-        )  # fmt: skip
-        adapted = EmotionRecognizer(
-            TorchBackend(pipeline, str(self.backend.device), self.backend.precision),
-            silence_db=self.silence_db,
-            vad=self.vad or False, vad_settings=self.vad_settings,
-        )  # fmt: skip
-        adapted.adaptation = report
-        return adapted
-
-    def _speech_keeper(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """What of a wave a speech-only model reads (its speech), None for other models."""
-        if not (self.backend.speech_only and self.vad):
-            return None
-        return lambda wave: speech_of(wave, self.sample_rate, self.vad, self.vad_settings)
+        return adapt_recognizer(self, paths, min_seconds=min_seconds,
+                                prior_seconds=prior_seconds, on_error=on_error)  # fmt: skip
 
     def timeline(
         self,
