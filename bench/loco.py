@@ -45,6 +45,7 @@ from emofuse.corpora import load_corpus  # noqa: E402
 from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
 from emofuse.device import set_threads  # noqa: E402
 from emofuse.experiments.deployable import train_final  # noqa: E402
+from emofuse.experiments.loading import evenly_spread  # noqa: E402
 from emofuse.files import write_json  # noqa: E402
 from emofuse.inference import EmotionRecognizer  # noqa: E402
 from emofuse.metrics import (  # noqa: E402
@@ -100,9 +101,7 @@ def score(recognizer: EmotionRecognizer, paths: list[str], labels: np.ndarray) -
 
 def held_out_files(corpus: str, spec: CorpusSpec, task_name: str, limit: int | None):
     task = get_task(task_name)
-    utterances = apply_task(load_corpus(corpus, spec.root), task).utterances
-    if limit:
-        utterances = utterances[:: max(1, len(utterances) // limit)][:limit]
+    utterances = evenly_spread(apply_task(load_corpus(corpus, spec.root), task).utterances, limit)
     return [str(u.path) for u in utterances], np.array([task.index(u.label) for u in utterances])
 
 

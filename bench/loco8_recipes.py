@@ -38,20 +38,18 @@ from loco4_recipes import FRAME_RATE, LAYERS, WIDTH, Data, pooled  # noqa: E402
 from emofuse.corpora import load_corpus  # noqa: E402
 from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
 from emofuse.device import set_threads  # noqa: E402
+from emofuse.experiments.loading import evenly_spread  # noqa: E402
 from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
 from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
 from emofuse.pipeline.cache import StreamCache  # noqa: E402
-from emofuse.signal.audio import load_audio  # noqa: E402
 from emofuse.signal.streams import stream_spec  # noqa: E402
-from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE  # noqa: E402
-from emofuse.signal.vad import SpeechDetector  # noqa: E402
-from emofuse.signal.vad_segmenter import VADSettings, speech_regions  # noqa: E402
 from emofuse.training.linear_head import (  # noqa: E402
     fit_logistic,
     fit_temperature,
     pooled_moments,
     utterance_moments,
 )
+from emofuse.training.speech import SpeechRegions, speech_frames  # noqa: E402
 
 SHARED = ("emodb", "ravdess", "emovo", "ased")
 CLONED = ("spanish", "korean", "turkish", "commands")
@@ -90,12 +88,12 @@ RECIPES = {
 
 
 def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
-    """Per clip, the moments of all its frames and of its speech frames only (those whose
-    centre falls in a region the recogniser's voice activity detector finds; all frames when it
-    finds none), from the stream cache (Whisper layers 1-4, computed on a miss)."""
+    """Per clip, the moments of all its frames and of its speech frames only
+    (:func:`emofuse.training.speech.speech_frames`), from the stream cache (Whisper layers 1-4,
+    computed on a miss)."""
     task = get_task("bundled7")
     cache = StreamCache([stream_spec("whisper", layers=list(LAYERS))], None, "cpu")
-    vad, settings = SpeechDetector.load(), VADSettings()
+    regions = SpeechRegions(cache.root)  # the same regions (and cache) as train.speech_only
     columns: dict[str, list] = {k: [] for k in ("labels", "corpus", "speaker", "place")}
     moments: dict[str, list] = {"whole": [], "speech": []}
     utterances = []
@@ -103,14 +101,8 @@ def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
         for u in apply_task(load_corpus(corpus, root), task).utterances:
             utterances.append(u)
             frames = cache.get(u.path)["whisper"]
-            wave = load_audio(u.path, VAD_RATE)
-            regions = speech_regions(vad.probabilities([wave])[0], wave.size, settings)
-            centres = (np.arange(frames.shape[1]) + 0.5) * VAD_RATE / FRAME_RATE
-            inside = np.zeros(frames.shape[1], bool)
-            for start, end in regions:
-                inside |= (centres >= start) & (centres < end)
-            for key, kept in (("whole", frames), ("speech", frames[:, inside] if inside.any()
-                                                   else frames)):  # fmt: skip
+            speech = speech_frames(frames, regions(u.path), FRAME_RATE)
+            for key, kept in (("whole", frames), ("speech", speech)):
                 moments[key].append(utterance_moments(kept))
             for key, value in (("labels", task.index(u.label)), ("corpus", corpus),
                                ("speaker", f"original/{corpus}/{u.speaker}"),
@@ -165,7 +157,7 @@ def capped(index: np.ndarray, corpus: np.ndarray, cap: int | None) -> np.ndarray
     kept = []
     for name in np.unique(corpus[index]):
         members = index[corpus[index] == name]
-        kept.append(members[:: max(1, len(members) // cap)][:cap])
+        kept.append(np.array(evenly_spread(list(members), cap)))
     return np.sort(np.concatenate(kept))
 
 

@@ -87,3 +87,14 @@ def test_the_flag_travels_in_the_model_file(tmp_path):
     assert TorchBackend(load_pipeline(tmp_path / "m.pt"), device="cpu").speech_only
     save_pipeline(tiny_pipeline(), tmp_path / "old.pt")
     assert not TorchBackend(load_pipeline(tmp_path / "old.pt"), device="cpu").speech_only
+
+
+def test_adaptation_reads_the_speech_of_a_speech_only_model():
+    from emofuse.inference.adapt import speech_keeper
+
+    plain, speech_only = tiny_pipeline(), tiny_pipeline()
+    speech_only.extra = {"speech_only": True}
+    assert speech_keeper(plain, HalfSpeech(), VADSettings()) is None
+    keep = speech_keeper(speech_only, HalfSpeech(), VADSettings())
+    wave = synthetic_voice(1.6)
+    assert 0 < keep(wave).size < 0.7 * wave.size

@@ -175,7 +175,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     """Re-estimate a model's normalisation on unlabelled recordings; write the adapted model."""
     from emofuse.device import resolve_device
     from emofuse.files import find_audio_files
-    from emofuse.inference.adapt import FOLDER_PRIOR_SECONDS, adapt_pipeline
+    from emofuse.inference.adapt import adapt_pipeline, speech_keeper
     from emofuse.pipeline import load_model, save_pipeline
 
     failed: list = []
@@ -185,17 +185,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"no audio files in {' '.join(args.inputs)}")
     pipeline = load_model(args.model).to(resolve_device(args.device))
-    keep = None
-    if getattr(pipeline, "extra", {}).get("speech_only"):  # read what the model was trained on
-        from emofuse.inference.speech import speech_of
-        from emofuse.signal.vad import SpeechDetector
-        from emofuse.signal.vad_segmenter import VADSettings
-
-        vad, settings = SpeechDetector.load(), VADSettings()
-        keep = lambda wave: speech_of(wave, pipeline.sample_rate, vad, settings)  # noqa: E731
-    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds, keep=keep,
-                                   prior_seconds=FOLDER_PRIOR_SECONDS if args.prior_seconds is None
-                                   else args.prior_seconds, on_error=report)  # fmt: skip
+    adapted, used = adapt_pipeline(pipeline, files, min_seconds=args.min_seconds,
+                                   prior_seconds=args.prior_seconds,
+                                   keep=speech_keeper(pipeline), on_error=report)  # fmt: skip
     adapted = adapted.cpu()
     extra = {**getattr(adapted, "extra", {}), "adapted_on": used}
     save_pipeline(adapted, args.out, **extra)

@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from emofuse.config import ExperimentConfig, save_config
 from emofuse.corpora import Utterance
 from emofuse.device import set_threads
@@ -135,11 +137,14 @@ def frame_moments(
     cache = StreamCache(config.streams, cache_dir, distributed.process_device(config.train.device))
     paths = [u.path for u in utterances]
     name = config.streams[0].name
-    if not config.train.speech_only:
-        return [utterance_moments(cache.get(path)[name])
-                for path in (progress_of(paths, "features") if progress else paths)]  # fmt: skip
-    regions, rate = SpeechRegions(cache.root), make_kind(config.streams[0]).frame_rate
-    return [utterance_moments(speech_frames(cache.get(path)[name], regions(path), rate))
+    regions = SpeechRegions(cache.root) if config.train.speech_only else None
+    rate = make_kind(config.streams[0]).frame_rate
+
+    def frames(path: Path) -> np.ndarray:  # a speech-only head reads the speech frames only
+        whole = cache.get(path)[name]
+        return whole if regions is None else speech_frames(whole, regions(path), rate)
+
+    return [utterance_moments(frames(path))
             for path in (progress_of(paths, "features") if progress else paths)]  # fmt: skip
 
 

@@ -35,6 +35,8 @@ from emofuse.inference.windows import padded
 from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline
 from emofuse.signal.audio import AudioError, level_db, load_audio
+from emofuse.signal.vad import SpeechDetector
+from emofuse.signal.vad_segmenter import VADSettings
 
 if TYPE_CHECKING:
     from emofuse.inference.recognizer import EmotionRecognizer
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AdaptationError",
     "adapt_recognizer",
+    "speech_keeper",
     "RunningAdaptation",
     "adapt_pipeline",
     "blended_moments",
@@ -117,20 +120,22 @@ def adapt_pipeline(
     paths: Sequence[str | os.PathLike],
     *,
     min_seconds: float = MIN_SECONDS,
-    prior_seconds: float = FOLDER_PRIOR_SECONDS,
+    prior_seconds: float | None = None,
     silence_db: float = -60.0,
     on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     keep: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[EmotionPipeline, dict]:
     """A copy of ``pipeline`` whose normalisers are fitted on the frames of ``paths`` and its
-    own statistics as ``prior_seconds`` of them, and a report (``files``, ``seconds`` used,
-    ``skipped_silent``, ``prior_seconds``). Unreadable files go to ``on_error`` (raised when it
-    is None); silent ones are skipped. ``keep``: the part of each wave to read (the speech of
-    a speech-only model, :func:`emofuse.inference.speech.speech_of`), all of it when None.
+    own statistics as ``prior_seconds`` of them (None: :data:`FOLDER_PRIOR_SECONDS`), and a
+    report (``files``, ``seconds`` used, ``skipped_silent``, ``prior_seconds``). Unreadable
+    files go to ``on_error`` (raised when it is None); silent ones are skipped. ``keep``: the
+    part of each wave to read (the speech of a speech-only model, :func:`speech_keeper`), all
+    of it when None.
 
     Raises:
         AdaptationError: less than ``min_seconds`` of non-silent audio.
     """
+    prior_seconds = FOLDER_PRIOR_SECONDS if prior_seconds is None else prior_seconds
     device = next(pipeline.parameters()).device
     rate = pipeline.sample_rate
     chunk = round(CHUNK_SECONDS * rate)
@@ -225,6 +230,21 @@ class RunningAdaptation:
             )
 
 
+def speech_keeper(
+    pipeline: EmotionPipeline,
+    vad: SpeechDetector | None = None,
+    settings: VADSettings | None = None,
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What :func:`adapt_pipeline` should read of each wave: the speech ``vad`` (default:
+    Silero VAD, loaded here) finds, for a speech-only model; None (all of it) for the others."""
+    if not getattr(pipeline, "extra", {}).get("speech_only"):
+        return None
+    from emofuse.inference.speech import speech_of
+
+    vad, settings = vad or SpeechDetector.load(), settings or VADSettings()
+    return lambda wave: speech_of(wave, pipeline.sample_rate, vad, settings)
+
+
 def adapt_recognizer(
     recognizer: EmotionRecognizer,
     paths: Sequence[str | os.PathLike],
@@ -237,19 +257,15 @@ def adapt_recognizer(
     :func:`adapt_pipeline`'s (a speech-only model adapts on the speech its detector finds)."""
     from emofuse.inference.backends import TorchBackend
     from emofuse.inference.recognizer import EmotionRecognizer
-    from emofuse.inference.speech import speech_of
 
     backend = recognizer.backend
     if not isinstance(backend, TorchBackend):
         raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
     vad, settings = recognizer.vad, recognizer.vad_settings
-    keep = None
-    if backend.speech_only and vad is not None:
-        keep = lambda wave: speech_of(wave, recognizer.sample_rate, vad, settings)  # noqa: E731
+    keep = speech_keeper(backend.pipeline, vad, settings) if vad is not None else None
     pipeline, report = adapt_pipeline(
         backend.pipeline, paths, min_seconds=min_seconds, silence_db=recognizer.silence_db,
-        prior_seconds=FOLDER_PRIOR_SECONDS if prior_seconds is None else prior_seconds,
-        on_error=on_error, keep=keep,
+        prior_seconds=prior_seconds, on_error=on_error, keep=keep,
     )  # fmt: skip
     adapted = EmotionRecognizer(TorchBackend(pipeline, str(backend.device), backend.precision),
                                 silence_db=recognizer.silence_db, vad=vad or False,
