@@ -3,13 +3,10 @@
 ``EmotionRecognizer.load().predict("clip.wav")`` gives the bundled model's answer for a file.
 """
 
-from emofuse.inference.recognizer import (
-    NO_SPEECH,
-    Backend,
-    EmotionRecognizer,
-    Prediction,
-    Segment,
-    TorchBackend,
-)
+from emofuse.inference.backends import Backend, TorchBackend
+from emofuse.inference.recognizer import EmotionRecognizer
+from emofuse.inference.results import NO_SPEECH, Prediction, Segment, StreamEvent
+from emofuse.inference.stream import EmotionStream
 
-__all__ = ["Backend", "EmotionRecognizer", "Prediction", "NO_SPEECH", "Segment", "TorchBackend"]
+__all__ = ["Backend", "EmotionRecognizer", "EmotionStream", "NO_SPEECH", "Prediction", "Segment",
+           "StreamEvent", "TorchBackend"]  # fmt: skip
