@@ -2,7 +2,7 @@
 
 A config file has up to four sections, each optional (defaults fill the rest)::
 
-    streams:                       # the feature streams, fused in this order
+    features:                      # the features, fused in this order
       - {kind: mfcc, settings: {n_mfcc: 40}}
       - {kind: logmel, branch: {channels: 16}}
       - {kind: prosody}
@@ -10,9 +10,9 @@ A config file has up to four sections, each optional (defaults fill the rest)::
     train: {epochs: 60, batch_size: 32, seed: 0}
     data: {corpora: [{name: emodb, root: ../shared/corpora/emodb}], task: emodb7}
 
-Without ``streams`` the paper's two (MFCC and log-Mel) are used. Version-1 files (a ``features``
-section and stream switches in ``model``) still load, with the same meaning
-(:mod:`emofuse.migrate`); they are written back as version 2.
+Without ``features`` the paper's two (MFCC and log-Mel) are used. Older files still load with the
+same meaning (:mod:`emofuse.migrate`) and are written back in this form: version 2 called the list
+``streams``; version 1 had a ``features`` *mapping* of spectral settings and switches in ``model``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from emofuse.migrate import is_v1, streams_from_v1
+from emofuse.features import FeatureSpec, check_features, default_features
+from emofuse.migrate import V1_MODEL_KEYS, features_from_v1, features_from_v2, is_v1
 from emofuse.model import ModelConfig
-from emofuse.signal.streams import StreamSpec, check_streams, default_streams
 
 __all__ = [
     "ConfigError",
@@ -73,7 +73,7 @@ class TrainConfig:
     crop_seconds: float = 3.0  # random training crops
     eval_window_seconds: float = 3.0  # evaluation windows, posteriors averaged per utterance
     eval_hop_fraction: float = 0.5
-    time_masks: int = 2  # SpecAugment-style masks on both streams
+    time_masks: int = 2  # SpecAugment-style masks on both features
     time_mask_frames: int = 20
     freq_masks: int = 2
     freq_mask_bins: int = 8
@@ -171,7 +171,7 @@ class DataConfig:
 class ExperimentConfig:
     """Everything that determines a result."""
 
-    streams: list[StreamSpec] = field(default_factory=default_streams)
+    features: list[FeatureSpec] = field(default_factory=default_features)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -182,36 +182,41 @@ class ExperimentConfig:
             raise ConfigError(
                 f"{where}: expected a mapping of sections, got {type(values).__name__}"
             )
+        try:
+            values = features_from_v2(values, where)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         v1 = is_v1(values)
-        known = (
-            {"features", "model", "train", "data"} if v1 else {"streams", "model", "train", "data"}
-        )
+        if v1 and isinstance(values.get("features"), list):
+            old = ", ".join(sorted(V1_MODEL_KEYS & set(values.get("model") or {})))
+            raise ConfigError(f"{where}: model key(s) {old} are version-1 switches; with a "
+                              "'features' list, set each feature's branch instead")  # fmt: skip
+        known = {"features", "model", "train", "data"}
         if set(values) - known:
             extra = ", ".join(sorted(set(values) - known))
-            hint = " (a version-1 'features' section and 'streams' cannot be mixed)" if v1 else ""
             raise ConfigError(f"{where}: unknown key(s) {extra} (known: "
-                              f"{', '.join(sorted(known))}){hint}")  # fmt: skip
+                              f"{', '.join(sorted(known))})")  # fmt: skip
         sections = {
             name: {} if values.get(name) is None else values[name]
-            for name in ("features", "model", "train", "data")
+            for name in (("features",) if v1 else ()) + ("model", "train", "data")
         }
         for name, section in sections.items():
             if not isinstance(section, dict):
                 raise ConfigError(f"{where}: section {name!r} must be a mapping")
-        streams = values.get("streams")
-        if streams is not None and not isinstance(streams, list):
-            raise ConfigError(f"{where}: 'streams' must be a list of stream entries")
+        features = values.get("features")
+        if not v1 and features is not None and not isinstance(features, list):
+            raise ConfigError(f"{where}: 'features' must be a list of feature entries")
         try:
             if v1:
-                specs, model = streams_from_v1(sections["features"], sections["model"])
+                specs, model = features_from_v1(sections["features"], sections["model"])
             else:
                 specs = (
-                    default_streams()
-                    if streams is None
-                    else [StreamSpec.from_dict(s) for s in streams]
+                    default_features()
+                    if features is None
+                    else [FeatureSpec.from_dict(s) for s in features]
                 )
                 model = sections["model"]
-            check_streams(specs)
+            check_features(specs)
             data = dict(sections["data"])
             _check_keys(DataConfig, data, f"{where}: data")
             corpora = []
@@ -222,7 +227,7 @@ class ExperimentConfig:
                 corpora.append(CorpusSpec(**spec))
             _check_keys(TrainConfig, sections["train"], f"{where}: train")
             return cls(
-                streams=specs,
+                features=specs,
                 model=ModelConfig.from_dict(model),
                 train=TrainConfig(**sections["train"]),
                 data=DataConfig(corpora=corpora, **data),
@@ -234,7 +239,7 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "streams": [s.to_dict() for s in self.streams],
+            "features": [s.to_dict() for s in self.features],
             "model": self.model.to_dict(),
             "train": asdict(self.train),
             "data": asdict(self.data),

@@ -1,15 +1,15 @@
-"""Feature files: a model's streams and eGeMAPS functionals of audio files, saved for other tools.
+"""Feature files: a model's features and eGeMAPS functionals of audio files, saved for other tools.
 
-Each input gets one file per stream, ``<name>.<stream>.npy`` (float32, (T, dims): one row per
-frame, like openSMILE's low-level descriptors) or ``<name>.<stream>.csv`` (a header row
-``frame_time,<stream>_0,<stream>_1,...``; ``frame_time`` is frame t's time, t / frame rate, in
+Each input gets one file per feature, ``<name>.<feature>.npy`` (float32, (T, dims): one row per
+frame, like openSMILE's low-level descriptors) or ``<name>.<feature>.csv`` (a header row
+``frame_time,<feature>_0,<feature>_1,...``; ``frame_time`` is frame t's time, t / frame rate, in
 seconds). ``<name>`` is the file's stem; inputs sharing a stem get their parent folders in front,
 joined by ``__`` (:func:`output_names`). eGeMAPS functionals go to one ``egemaps.csv``, a row per
 file. Every file is written atomically as soon as it is computed, and a bad input is reported
 through ``on_error`` while the others go on.
 
-The frames are the raw, unnormalised ones the model reads (:class:`StreamFrontEnd`), the same as
-:meth:`emofuse.pipeline.cache.StreamCache.compute`.
+The frames are the raw, unnormalised ones the model reads (:class:`FeatureFrontEnd`), the same as
+:meth:`emofuse.pipeline.cache.FeatureCache.compute`.
 
 >>> output_names(["a/x.wav", "b/x.wav", "b/y.wav"])
 {'a/x.wav': 'a__x', 'b/x.wav': 'b__x', 'b/y.wav': 'y'}
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emofuse.features import FeatureFrontEnd, FeatureSpec, make_kind
 from emofuse.files import atomic_path
-from emofuse.signal.streams import StreamFrontEnd, StreamSpec, make_kind
 
 __all__ = [
     "FORMATS",
@@ -44,9 +44,9 @@ OnError = Callable[[str, Exception], None]
 
 def frontend_for(
     *, model: str | os.PathLike | None = None, config: str | os.PathLike | None = None
-) -> StreamFrontEnd:
+) -> FeatureFrontEnd:
     """The front end of a model (``accurate``, ``fast`` or a model file; its pretrained weights
-    come from the model file), or of an experiment YAML's streams; neither: the default streams
+    come from the model file), or of an experiment YAML's features; neither: the default features
     (MFCC and log-Mel)."""
     if model is not None and config is not None:
         raise ValueError("give --model or --config, not both")
@@ -56,11 +56,11 @@ def frontend_for(
         return load_model(model).frontend
     from emofuse.config import load_config
 
-    return StreamFrontEnd(load_config(config).streams)
+    return FeatureFrontEnd(load_config(config).features)
 
 
-def _frames(frontend: StreamFrontEnd, path: str) -> dict[str, np.ndarray]:
-    """``{stream: (dims, T) float32}`` of the whole file; ValueError for non-finite frames."""
+def _frames(frontend: FeatureFrontEnd, path: str) -> dict[str, np.ndarray]:
+    """``{feature: (dims, T) float32}`` of the whole file; ValueError for non-finite frames."""
     from emofuse.signal.audio import load_audio
 
     wave = torch.from_numpy(load_audio(path, frontend.sample_rate))
@@ -78,11 +78,11 @@ def _frames(frontend: StreamFrontEnd, path: str) -> dict[str, np.ndarray]:
 
 def iter_frames(
     paths: Iterable[str | os.PathLike],
-    frontend: StreamFrontEnd,
+    frontend: FeatureFrontEnd,
     *,
     on_error: OnError | None = None,
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    """``(path, {stream: (dims, T)})`` per readable file, in order. A file that fails goes to
+    """``(path, {feature: (dims, T)})`` per readable file, in order. A file that fails goes to
     ``on_error(path, error)`` and is skipped; without ``on_error`` the error is raised."""
     for path in map(str, paths):
         try:
@@ -140,10 +140,10 @@ def _write_npy(path: Path, frames: np.ndarray) -> None:
         np.save(tmp, np.ascontiguousarray(frames.T, dtype=np.float32))  # (T, dims)
 
 
-def _write_csv(path: Path, frames: np.ndarray, stream: str, frame_rate: float) -> None:
+def _write_csv(path: Path, frames: np.ndarray, feature: str, frame_rate: float) -> None:
     dims, steps = frames.shape
     table = np.column_stack([np.arange(steps) / frame_rate, frames.T.astype(np.float64)])
-    header = ",".join(["frame_time", *(f"{stream}_{i}" for i in range(dims))])
+    header = ",".join(["frame_time", *(f"{feature}_{i}" for i in range(dims))])
     with atomic_path(path) as tmp:
         np.savetxt(tmp, table, fmt="%.9g", delimiter=",", header=header, comments="")
 
@@ -152,22 +152,22 @@ def save_features(
     paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
-    frontend: StreamFrontEnd | Sequence[StreamSpec] | None = None,
+    frontend: FeatureFrontEnd | Sequence[FeatureSpec] | None = None,
     fmt: str = "npy",
     egemaps: bool = False,
     on_error: OnError | None = None,
 ) -> SavedFeatures:
-    """Write every stream of every file in ``paths`` to ``out_dir`` (module docstring), and with
+    """Write every feature of every file in ``paths`` to ``out_dir`` (module docstring), and with
     ``egemaps`` the 88 eGeMAPSv02 functionals of each to ``out_dir/egemaps.csv`` (needs
-    ``opensmile``). ``frontend``: a front end, stream specs, or ``None`` for the default streams.
+    ``opensmile``). ``frontend``: a front end, feature specs, or ``None`` for the default features.
     A bad file goes to ``on_error(path, error)`` (without it, the error is raised) and the
     others go on; ``egemaps.csv`` holds the files done even when the run stops early."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown feature file format {fmt!r}; known: {', '.join(FORMATS)}")
     if frontend is None:
         frontend = frontend_for()
-    elif not isinstance(frontend, StreamFrontEnd):
-        frontend = StreamFrontEnd(frontend)
+    elif not isinstance(frontend, FeatureFrontEnd):
+        frontend = FeatureFrontEnd(frontend)
     columns: list[str] = []
     if egemaps:
         from emofuse.experiments.baseline import egemaps_extractor
@@ -189,12 +189,12 @@ def save_features(
     try:
         for path, frames in iter_frames(names, frontend, on_error=failed):
             written = []
-            for stream, values in frames.items():
-                target = out / f"{names[path]}.{stream}.{fmt}"
+            for feature, values in frames.items():
+                target = out / f"{names[path]}.{feature}.{fmt}"
                 if fmt == "npy":
                     _write_npy(target, values)
                 else:
-                    _write_csv(target, values, stream, rates[stream])
+                    _write_csv(target, values, feature, rates[feature])
                 written.append(target)
             summary.written[path] = written
             if egemaps:

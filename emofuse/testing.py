@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emofuse.features import feature_spec
 from emofuse.model import ModelConfig
 from emofuse.pipeline import EmotionPipeline, save_pipeline
-from emofuse.signal.streams import stream_spec
 
 __all__ = ["TINY_LABELS", "tiny_pipeline", "save_tiny_pipeline", "synthetic_voice",
            "synthetic_speech"]
@@ -27,11 +27,11 @@ def tiny_pipeline(
     True
     """
     torch.manual_seed(seed)
-    streams = [stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)]
+    features = [feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8)]
     if prosody:
-        streams.append(stream_spec("prosody", channels=8))
+        features.append(feature_spec("prosody", channels=8))
     model = ModelConfig(n_classes=len(labels), d_model=16, n_heads=2, lstm_hidden=16)
-    pipeline = EmotionPipeline(streams, model, labels)
+    pipeline = EmotionPipeline(features, model, labels)
     norms = pipeline.normalizers
     with torch.no_grad():  # statistics of typical speech features, so outputs are not degenerate
         norms["mfcc"].mean.copy_(torch.linspace(-300, 0, norms["mfcc"].mean.numel()))

@@ -9,7 +9,7 @@ TARGETS = {"emodb": 85, "ravdess": 70, "emovo": 50}
 SYSTEMS = {
     "eGeMAPS + SVM": "results/{}-egemaps-svm",
     "default network": "results/{}",
-    "+ prosody stream": "results/accuracy/{}-prosody",
+    "+ prosody feature": "results/accuracy/{}-prosody",
     "prosody network + SVM (posterior mean)": "results/accuracy/{}-prosody-svm",
 }
 

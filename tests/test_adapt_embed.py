@@ -32,13 +32,13 @@ def recordings(tmp_path) -> list[str]:
 
 
 def _frame_moments(pipeline, paths):
-    """Per stream: mean of the raw frames of ``paths``, computed here independently."""
+    """Per feature: mean of the raw frames of ``paths``, computed here independently."""
     totals: dict[str, list] = {}
     for path in paths:
         wave = torch.from_numpy(load_audio(path, RATE))
         with torch.no_grad():
-            streams = pipeline.frontend(wave[None], torch.tensor([wave.numel()]))
-        for name, (frames, lengths) in streams.items():
+            features = pipeline.frontend(wave[None], torch.tensor([wave.numel()]))
+        for name, (frames, lengths) in features.items():
             valid = frames[0][:, : int(lengths[0])].double()
             totals.setdefault(name, []).append(valid)
     return {name: torch.cat(parts, dim=1).mean(dim=1) for name, parts in totals.items()}
@@ -155,7 +155,7 @@ def test_predict_embeddings_writes_rows_and_names(tmp_path, capsys):
 
 def test_bundled_models_by_name():
     fast = load_model("fast")
-    assert fast.labels and len(fast.streams) >= 2
+    assert fast.labels and len(fast.features) >= 2
     with pytest.raises(ModelFileError, match="unknown bundled model 'medium'"):
         from emofuse.pipeline import load_bundled_pipeline
 

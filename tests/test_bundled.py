@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from emofuse.corpora.labels import get_task
+from emofuse.features import default_features
 from emofuse.inference.recognizer import EmotionRecognizer
 from emofuse.pipeline import EvalWindows, load_bundled_pipeline
-from emofuse.signal.streams import default_streams
 
 PRETRAINED = resources.files("emofuse") / "pretrained"
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))
@@ -43,7 +43,7 @@ def test_the_accurate_model_carries_its_truncated_encoder_in_float16():
     floats = [v for v in encoder.values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
     pipeline = load_bundled_pipeline("accurate")
-    (whisper,) = [s for s in pipeline.streams if s.kind == "whisper"]
+    (whisper,) = [s for s in pipeline.features if s.kind == "whisper"]
     depth = max(whisper.settings["layers"])
     assert len(pipeline.frontend.extractors[whisper.name].encoder.layers) == depth < 6
 
@@ -53,7 +53,7 @@ def test_the_fast_model_is_the_paper_network_trained_per_speaker():
         payload = torch.load(path, weights_only=True)
     assert payload["format_version"] == 2
     pipeline = load_bundled_pipeline("fast")
-    assert pipeline.streams == default_streams()  # the paper's two streams, default settings
+    assert pipeline.features == default_features()  # the paper's two features, default settings
     assert pipeline.windows == EvalWindows()  # 3 s windows, hop 1.5 s
     assert pipeline.extra["normalised_per"] == "speaker"  # its timelines adapt to themselves
     assert not pipeline.training

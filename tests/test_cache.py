@@ -1,5 +1,5 @@
 """Tests of emofuse.pipeline.cache: hits skip decoding, stale entries are never read, atomic
-writes, one folder per stream kind and settings."""
+writes, one folder per feature kind and settings."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 import emofuse.pipeline.cache
-from emofuse.pipeline.cache import StreamCache, cached_array, default_cache_dir, file_key
+from emofuse.features import FeatureFrontEnd, default_features, feature_spec
+from emofuse.pipeline.cache import FeatureCache, cached_array, default_cache_dir, file_key
 from emofuse.signal.audio import load_audio
-from emofuse.signal.streams import StreamFrontEnd, default_streams, stream_spec
 
 SR = 16000
 
@@ -42,22 +42,22 @@ def count_decodes(monkeypatch):
     return calls
 
 
-def _cache(root, streams=None) -> StreamCache:
-    return StreamCache(default_streams() if streams is None else streams, root)
+def _cache(root, features=None) -> FeatureCache:
+    return FeatureCache(default_features() if features is None else features, root)
 
 
-def _folder(cache: StreamCache, name: str):
-    """The folder of stream ``name``'s entries."""
-    spec = next(s for s in cache.streams if s.name == name)
+def _folder(cache: FeatureCache, name: str):
+    """The folder of feature ``name``'s entries."""
+    spec = next(s for s in cache.features if s.name == name)
     return cache.entries(spec, __file__)[0][0].parent
 
 
 def test_features_equal_the_front_end(tmp_path, clip):
-    streams = [*default_streams(), stream_spec("prosody")]
-    features = StreamCache(streams, tmp_path / "cache").get(clip)
+    specs = [*default_features(), feature_spec("prosody")]
+    features = FeatureCache(specs, tmp_path / "cache").get(clip)
     wave = torch.from_numpy(load_audio(clip, SR))
     with torch.no_grad():
-        expected = StreamFrontEnd(streams)(wave[None], torch.tensor([wave.numel()]))
+        expected = FeatureFrontEnd(specs)(wave[None], torch.tensor([wave.numel()]))
     assert list(features) == ["mfcc", "logmel", "prosody"]
     for name, (frames, lengths) in expected.items():
         assert features[name].dtype == np.float32
@@ -67,7 +67,7 @@ def test_features_equal_the_front_end(tmp_path, clip):
 
 def test_miss_computes_and_stores_then_hit_does_not_decode(tmp_path, clip, monkeypatch):
     cache = _cache(tmp_path / "cache")
-    entries = {s.name: cache.entries(s, clip)[0][0] for s in cache.streams}
+    entries = {s.name: cache.entries(s, clip)[0][0] for s in cache.features}
     assert not any(e.exists() for e in entries.values())
     first = cache.get(clip)
     for name, entry in entries.items():
@@ -86,13 +86,13 @@ def test_miss_computes_and_stores_then_hit_does_not_decode(tmp_path, clip, monke
 def test_changed_file_is_recomputed(tmp_path, clip, count_decodes):
     cache = _cache(tmp_path / "cache")
     before = cache.get(clip)
-    old_entry = cache.entries(cache.streams[0], clip)[0][0]
+    old_entry = cache.entries(cache.features[0], clip)[0][0]
     stat = clip.stat()
     # Same length, other content; keep the size equal so only the mtime can tell.
     _write_tone(clip, freq=1200.0)
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
     assert clip.stat().st_size == stat.st_size
-    assert cache.entries(cache.streams[0], clip)[0][0] != old_entry
+    assert cache.entries(cache.features[0], clip)[0][0] != old_entry
     after = cache.get(clip)
     assert len(count_decodes) == 2
     assert not np.array_equal(before["mfcc"], after["mfcc"])
@@ -112,11 +112,11 @@ def test_changed_size_is_recomputed(tmp_path, clip, count_decodes):
     assert after["logmel"].shape[1] == 1 + int(0.5 * SR) // 160
 
 
-def test_other_stream_settings_use_another_folder(tmp_path, clip, count_decodes):
+def test_other_feature_settings_use_another_folder(tmp_path, clip, count_decodes):
     root = tmp_path / "cache"
     default = _cache(root)
-    other = _cache(root, [stream_spec("mfcc", n_mels=40, n_mfcc=20),
-                          stream_spec("logmel", n_mels=40)])  # fmt: skip
+    other = _cache(root, [feature_spec("mfcc", n_mels=40, n_mfcc=20),
+                          feature_spec("logmel", n_mels=40)])  # fmt: skip
     for name in ("mfcc", "logmel"):
         assert _folder(default, name) != _folder(other, name)
         assert _folder(default, name).parent == _folder(other, name).parent == root
@@ -124,12 +124,12 @@ def test_other_stream_settings_use_another_folder(tmp_path, clip, count_decodes)
     assert len(count_decodes) == 2
     assert (a["mfcc"].shape[0], a["logmel"].shape[0]) == (40, 64)
     assert (b["mfcc"].shape[0], b["logmel"].shape[0]) == (20, 40)
-    # The same settings built anew map to the same folder; the stream's name does not count.
+    # The same settings built anew map to the same folder; the feature's name does not count.
     assert _folder(_cache(root), "mfcc") == _folder(default, "mfcc")
-    renamed = _cache(root, [stream_spec("mfcc", name="cepstra")])
+    renamed = _cache(root, [feature_spec("mfcc", name="cepstra")])
     assert _folder(renamed, "cepstra") == _folder(default, "mfcc")
     # A change that keeps the feature shape still gets its own folder.
-    assert _folder(_cache(root, [stream_spec("logmel", log_offset=1e-5)]), "logmel") != _folder(
+    assert _folder(_cache(root, [feature_spec("logmel", log_offset=1e-5)]), "logmel") != _folder(
         default, "logmel"
     )
 
@@ -153,7 +153,7 @@ def test_writes_are_atomic(tmp_path, clip, monkeypatch):
     monkeypatch.setattr(emofuse.pipeline.cache.np, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
         cache.get(fresh)
-    for spec in cache.streams:
+    for spec in cache.features:
         assert not cache.entries(spec, fresh)[0][0].exists()
     assert not [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]
 
@@ -192,7 +192,7 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 def test_env_var_sets_the_root(monkeypatch, tmp_path, clip):
     monkeypatch.setenv("EMOFUSE_CACHE", str(tmp_path / "env"))
-    cache = StreamCache(default_streams())
+    cache = FeatureCache(default_features())
     cache.get(clip)
     for name in ("mfcc", "logmel"):
         assert _folder(cache, name).parent == tmp_path / "env"

@@ -12,12 +12,12 @@ import pytest
 
 from emofuse import __version__
 from emofuse.cli import main
+from emofuse.features import branch_spec, feature_spec
 from emofuse.model import EmotionNet, ModelConfig
-from emofuse.signal.streams import branch_spec, stream_spec
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = """\
-streams:
+features:
   - {kind: mfcc, branch: {channels: 16}}
   - {kind: logmel, branch: {channels: 8}}
 model: {d_model: 16, n_heads: 2, lstm_hidden: 16}
@@ -47,7 +47,7 @@ def test_model_summary_prints_total_parameters(capsys):
     last = out.strip().splitlines()[-1]
     assert last.startswith("total") and last.endswith(f"{total:,}")
     assert "branches" in out and "classifier" in out
-    assert "mfcc: mfcc, 40 rows at 100 frames/s" in out  # the fast model's streams
+    assert "mfcc: mfcc, 40 rows at 100 frames/s" in out  # the fast model's features
     assert "frozen front end" not in out
 
 
@@ -74,8 +74,8 @@ def test_model_summary_with_config(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
     assert main(["model", "summary", "--config", str(config)]) == 0
-    branches = [branch_spec(stream_spec("mfcc", channels=16)),
-                branch_spec(stream_spec("logmel", channels=8))]  # fmt: skip
+    branches = [branch_spec(feature_spec("mfcc", channels=16)),
+                branch_spec(feature_spec("logmel", channels=8))]  # fmt: skip
     model = ModelConfig(d_model=16, n_heads=2, lstm_hidden=16)
     total = EmotionNet(model, branches).num_parameters()
     assert capsys.readouterr().out.strip().endswith(f"{total:,}")
@@ -90,7 +90,7 @@ def test_features_prints_shapes(tmp_path, capsys):
     assert f"mfcc     shape (40, {frames})" in out
     assert f"logmel   shape (64, {frames})" in out
     config = tmp_path / "three.yaml"
-    config.write_text("streams: [{kind: mfcc}, {kind: prosody, name: pros}]\n")
+    config.write_text("features: [{kind: mfcc}, {kind: prosody, name: pros}]\n")
     assert main(["features", str(clip), "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"pros     shape (3, {frames})" in out and "logmel" not in out

@@ -19,8 +19,8 @@ from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
 from emofuse.experiments.compare import run_compare
 from emofuse.experiments.systems import NetworkSystem
 from emofuse.experiments.variants import CLAIMS, FULL, VARIANTS, system_config
+from emofuse.features import feature_spec
 from emofuse.model import ModelConfig
-from emofuse.signal.streams import stream_spec
 
 NETWORKS = ["full", "no-multiscale", "mfcc-only"]
 HAS_SVM = importlib.util.find_spec("opensmile") is not None
@@ -36,7 +36,7 @@ def root_dir(tmp_path_factory):
 
 def _base() -> ExperimentConfig:
     return ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        features=[feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8)],
         model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(epochs=1, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
                           warmup_epochs=1, device="cpu", time_mask_frames=5),
@@ -77,8 +77,8 @@ def test_files_and_table_shape(compared):
             assert 0 <= cell["ua_mean"] <= 1 and 0 <= cell["wa_mean"] <= 1
             assert cell["ua_std"] >= 0 and cell["train_seconds"] > 0
     models = {row["system"]: row["model"] for row in table["rows"]}
-    assert models["full"] == {"streams": ["mfcc", "logmel"], **FULL}
-    assert models["mfcc-only"] == {"streams": ["mfcc"], **FULL}
+    assert models["full"] == {"features": ["mfcc", "logmel"], **FULL}
+    assert models["mfcc-only"] == {"features": ["mfcc"], **FULL}
     params = {row["system"]: row["corpora"]["emodb"]["params"] for row in table["rows"]}
     assert params["mfcc-only"] < params["full"]  # one branch and no fusion
     text = (out / "table.md").read_text()
@@ -236,17 +236,17 @@ def test_cli_argument_errors(extra, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_system_config_sets_only_the_streams_switches_corpus_and_seed():
+def test_system_config_sets_only_the_features_switches_corpus_and_seed():
     base = _base()
     base = ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16, hop_length=320), stream_spec("logmel")],
+        features=[feature_spec("mfcc", channels=16, hop_length=320), feature_spec("logmel")],
         model=ModelConfig(fusion="concat", d_model=16, n_heads=2),
         train=base.train,
         data=DataConfig([CorpusSpec("ravdess", "/r")], task="bundled7"),
     )
     full = system_config(base, CorpusSpec("emodb", "/e"), "full", 2)
     assert full.model.fusion == "cross_attention" and full.model.d_model == 16
-    assert full.streams == base.streams  # the base's stream settings and widths
+    assert full.features == base.features  # the base's feature settings and widths
     assert full.train.seed == 2 and full.train.epochs == base.train.epochs
     assert full.data.corpora == [CorpusSpec("emodb", "/e")] and full.data.task == "bundled7"
     variants = {name: system_config(base, CorpusSpec("emodb", "/e"), name, 0) for name in VARIANTS}
@@ -265,13 +265,13 @@ def test_system_config_sets_only_the_streams_switches_corpus_and_seed():
         "whisper": {"temporal": "none", "pooling": "attention"},
         "whisper-fusion": {},
     }
-    streams = {name: [s.name for s in config.streams] for name, config in variants.items()}
-    assert streams["mfcc-only"] == ["mfcc"] and streams["logmel-only"] == ["logmel"]
-    assert streams["prosody"] == ["mfcc", "logmel", "prosody"]
-    prosody = variants["prosody"].streams[2]
+    features = {name: [s.name for s in config.features] for name, config in variants.items()}
+    assert features["mfcc-only"] == ["mfcc"] and features["logmel-only"] == ["logmel"]
+    assert features["prosody"] == ["mfcc", "logmel", "prosody"]
+    prosody = variants["prosody"].features[2]
     assert prosody.settings == {"sample_rate": 16000, "hop_length": 320}  # the first's grid
-    assert streams["whisper-fusion"] == ["mfcc", "logmel", "whisper"]
-    whisper = variants["whisper-fusion"].streams[2]
+    assert features["whisper-fusion"] == ["mfcc", "logmel", "whisper"]
+    whisper = variants["whisper-fusion"].features[2]
     assert whisper.settings["hop_length"] == 320 and whisper.settings["layers"] == [1, 2, 3]
     assert variants["whisper"].train.eval_window_seconds == 10.0  # encoded whole, as inferred
     assert variants["egemaps-svm"].model == base.model  # the SVM ignores the network settings

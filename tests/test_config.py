@@ -16,8 +16,8 @@ from emofuse.config import (
     load_config,
     save_config,
 )
+from emofuse.features import FeatureSpec, default_features, feature_spec
 from emofuse.model import ModelConfig
-from emofuse.signal.streams import StreamSpec, default_streams, stream_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +34,10 @@ def test_defaults_without_a_file():
 
 def test_round_trip_of_every_section(tmp_path):
     config = ExperimentConfig(
-        streams=[
-            stream_spec("mfcc", n_mels=48, n_mfcc=20, log_offset=1e-7, channels=32),
-            stream_spec("logmel", name="mel", n_mels=48, log_offset=1e-7),
-            stream_spec("prosody", channels=8),
+        features=[
+            feature_spec("mfcc", n_mels=48, n_mfcc=20, log_offset=1e-7, channels=32),
+            feature_spec("logmel", name="mel", n_mels=48, log_offset=1e-7),
+            feature_spec("prosody", channels=8),
         ],
         model=ModelConfig(n_classes=7, fusion="concat", pooling="attention"),
         train=TrainConfig(epochs=3, lr=3e-4, seed=17, device="cpu", mixup_alpha=0.2),
@@ -64,7 +64,7 @@ def test_partial_file_fills_defaults(tmp_path):
     config = load_config(path)
     assert config.train == TrainConfig(epochs=5)
     assert config.model == ModelConfig(fusion="sum")
-    assert config.streams == default_streams()
+    assert config.features == default_features()
     assert config.data == DataConfig()
 
 
@@ -80,10 +80,10 @@ def test_empty_file_and_empty_sections_give_defaults(tmp_path):
         ("train: {epochz: 3}\n", "epochz"),
         ("model: {fusoin: sum}\n", "fusoin"),
         ("features: {n_mel: 40}\n", "n_mel"),
-        ("streams: [{kind: logmel, settings: {n_mel: 40}}]\n", "n_mel"),
-        ("streams: [{kind: logmel, branch: {width: 4}}]\n", "width"),
-        ("streams: [{kind: logmel, setting: {}}]\n", "setting"),
-        ("model: {branches: both}\nstreams: [{kind: mfcc}]\n", "streams"),
+        ("features: [{kind: logmel, settings: {n_mel: 40}}]\n", "n_mel"),
+        ("features: [{kind: logmel, branch: {width: 4}}]\n", "width"),
+        ("features: [{kind: logmel, setting: {}}]\n", "setting"),
+        ("model: {branches: both}\nfeatures: [{kind: mfcc}]\n", "features"),
         ("data: {taks: emodb7}\n", "taks"),
         ("data: {corpora: [{name: emodb, root: x, rot: y}]}\n", "rot"),
     ],
@@ -112,16 +112,16 @@ def test_unknown_keys_name_the_key_and_the_file(tmp_path, text, key):
         ("train: {class_weighted: 'no'}\n", ["train.class_weighted"]),
         ("model: {d_model: 100, n_heads: 3}\n", ["d_model", "n_heads"]),
         ("features: {n_mfcc: 80}\n", ["n_mfcc"]),
-        ("streams: [{kind: mfcc, settings: {n_mfcc: 80}}]\n", ["mfcc", "n_mfcc"]),
-        ("streams: [{kind: chroma}]\n", ["unknown stream kind 'chroma'", "logmel"]),
-        ("streams: [{name: a b, kind: mfcc}]\n", ["identifier"]),
-        ("streams: [{kind: mfcc}, {kind: mfcc}]\n", ["distinct names"]),
-        ("streams: []\n", ["one or more streams"]),
-        ("streams: {kind: mfcc}\n", ["'streams' must be a list"]),
-        ("streams: [mfcc]\n", ["must be a mapping"]),
-        ("streams: [{kind: mfcc, branch: {channels: 0}}]\n", ["channels"]),
+        ("features: [{kind: mfcc, settings: {n_mfcc: 80}}]\n", ["mfcc", "n_mfcc"]),
+        ("features: [{kind: chroma}]\n", ["unknown feature kind 'chroma'", "logmel"]),
+        ("features: [{name: a b, kind: mfcc}]\n", ["identifier"]),
+        ("features: [{kind: mfcc}, {kind: mfcc}]\n", ["distinct names"]),
+        ("features: []\n", ["one or more features"]),
+        ("features: 3\n", ["'features' must be a list"]),
+        ("features: [mfcc]\n", ["must be a mapping"]),
+        ("features: [{kind: mfcc, branch: {channels: 0}}]\n", ["channels"]),
         (
-            "streams: [{kind: mfcc}, "
+            "features: [{kind: mfcc}, "
             "{kind: logmel, settings: {sample_rate: 8000, f_max: 4000.0}}]\n",
             ["different sample rates"],
         ),
@@ -190,27 +190,27 @@ def test_train_config_checks_direct_construction_and_replace():
     assert TrainConfig(lr=1, gain_db=0).lr == 1  # ints are fine where floats are expected
 
 
-def test_streams_section(tmp_path):
+def test_features_section(tmp_path):
     path = _write(
         tmp_path,
         """\
-streams:
+features:
   - {kind: mfcc, settings: {n_mfcc: 13}}
   - {name: mel, kind: logmel, settings: {n_mels: 40}, branch: {channels: 8}}
   - {kind: prosody}
 """,
     )
-    specs = load_config(path).streams
+    specs = load_config(path).features
     assert [(s.name, s.kind) for s in specs] == [("mfcc", "mfcc"), ("mel", "logmel"),
                                                  ("prosody", "prosody")]  # fmt: skip
     assert specs[0].settings["n_mfcc"] == 13 and specs[0].settings["n_mels"] == 64
     assert specs[0].branch == {"channels": 128}
     assert specs[1].settings["n_mels"] == 40 and specs[1].branch == {"channels": 8}
-    assert specs[2] == StreamSpec.from_dict({"kind": "prosody"})
+    assert specs[2] == FeatureSpec.from_dict({"kind": "prosody"})
     assert specs[2].settings == {"sample_rate": 16000, "hop_length": 160}
 
 
-def test_version_1_file_loads_with_the_same_meaning_and_saves_as_version_2(tmp_path):
+def test_version_1_file_loads_with_the_same_meaning_and_saves_as_today(tmp_path):
     path = _write(
         tmp_path,
         """\
@@ -221,16 +221,18 @@ train: {epochs: 3}
 """,
     )
     config = load_config(path)
-    assert config.streams == [
-        stream_spec("mfcc", n_mels=48, n_mfcc=20, hop_length=320, channels=32),
-        stream_spec("logmel", n_mels=48, hop_length=320, channels=8),
-        stream_spec("prosody", hop_length=320, channels=8),
+    assert config.features == [
+        feature_spec("mfcc", n_mels=48, n_mfcc=20, hop_length=320, channels=32),
+        feature_spec("logmel", n_mels=48, hop_length=320, channels=8),
+        feature_spec("prosody", hop_length=320, channels=8),
     ]
     assert config.model == ModelConfig(fusion="sum") and config.train.epochs == 3
-    save_config(config, tmp_path / "v2.yaml")
-    text = (tmp_path / "v2.yaml").read_text()
-    assert "streams:" in text and "features" not in text and "mfcc_channels" not in text
-    assert load_config(tmp_path / "v2.yaml") == config
+    save_config(config, tmp_path / "v3.yaml")
+    text = (tmp_path / "v3.yaml").read_text()
+    assert (
+        "features:\n- name: mfcc" in text and "streams" not in text and "mfcc_channels" not in text
+    )
+    assert load_config(tmp_path / "v3.yaml") == config
 
 
 @pytest.mark.parametrize(
@@ -239,4 +241,4 @@ train: {epochs: 3}
 )
 def test_version_1_branch_switch(tmp_path, branches, names):
     path = _write(tmp_path, f"model: {{branches: {branches}}}\n")
-    assert [s.name for s in load_config(path).streams] == names
+    assert [s.name for s in load_config(path).features] == names

@@ -20,8 +20,8 @@ from emofuse.config import (
 from emofuse.corpora.labels import get_task
 from emofuse.experiments.crossval import run_crossval
 from emofuse.experiments.systems import NetworkSystem
+from emofuse.features import feature_spec, make_kind
 from emofuse.model import ModelConfig
-from emofuse.signal.streams import make_kind, stream_spec
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SPEAKERS = ("03", "08", "10")
@@ -40,7 +40,7 @@ def _config(root, **train) -> ExperimentConfig:
                     warmup_epochs=1, device="cpu", seed=3, time_mask_frames=5)  # fmt: skip
     settings.update(train)
     return ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        features=[feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8)],
         model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(**settings),
         data=DataConfig(corpora=[CorpusSpec("emodb", str(root))]),
@@ -198,8 +198,8 @@ def test_random_protocol_is_labelled_speaker_overlapping(emodb_root, full_run, t
 
 def test_features_come_from_the_cache_folder(full_run):
     config, _, _, cache = full_run
-    assert len(list(cache.rglob("*.npy"))) == len(config.streams) * N_UTTS
-    for spec in config.streams:
+    assert len(list(cache.rglob("*.npy"))) == len(config.features) * N_UTTS
+    for spec in config.features:
         (folder,) = cache.glob(f"{spec.kind}-*")
         entries = list(folder.glob("*.npy"))
         assert len(entries) == N_UTTS

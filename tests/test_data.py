@@ -1,5 +1,5 @@
 """Tests of emofuse.training.batches and augment: padding, crops, evaluation windows and
-augmentation, on every stream alike."""
+augmentation, on every feature alike."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from emofuse.signal.streams import StreamFrontEnd, default_streams, stream_spec
+from emofuse.features import FeatureFrontEnd, default_features, feature_spec
 from emofuse.training.augment import augment
 from emofuse.training.batches import (
     Batch,
@@ -22,8 +22,8 @@ from emofuse.training.batches import (
 )
 
 N_MFCC, N_MELS = 4, 6
-SPECS = [stream_spec("mfcc", n_mfcc=N_MFCC, n_mels=N_MELS), stream_spec("logmel", n_mels=N_MELS)]
-KINDS = StreamFrontEnd(SPECS).kinds
+SPECS = [feature_spec("mfcc", n_mfcc=N_MFCC, n_mels=N_MELS), feature_spec("logmel", n_mels=N_MELS)]
+KINDS = FeatureFrontEnd(SPECS).kinds
 RATES = {"mfcc": 100.0, "logmel": 100.0}
 
 
@@ -88,8 +88,8 @@ def test_random_crops_length_and_origin():
     data = _set([300, 120, 50])
     gen = torch.Generator().manual_seed(0)
     batch = random_crops(data, torch.tensor([0, 1, 2]), 1.0, gen)  # 1 s = 100 frames
-    mfcc, frames = batch.streams["mfcc"]
-    logmel, logmel_frames = batch.streams["logmel"]
+    mfcc, frames = batch.features["mfcc"]
+    logmel, logmel_frames = batch.features["logmel"]
     assert mfcc.shape == (3, N_MFCC, 100) and logmel.shape == (3, N_MELS, 100)
     assert frames.tolist() == logmel_frames.tolist() == [100, 100, 50]
     assert batch.targets.tolist() == [0, 1, 2]
@@ -98,7 +98,7 @@ def test_random_crops_length_and_origin():
         start = int(crop[0]) - 1000 * i
         assert 0 <= start <= n - 100
         assert torch.equal(crop, 1000 * i + torch.arange(start, start + 100, dtype=torch.float32))
-        assert torch.equal(logmel[i, 0], -crop)  # the same frames of both streams
+        assert torch.equal(logmel[i, 0], -crop)  # the same frames of both features
     # A short clip is kept whole and padded with zeros.
     assert torch.equal(mfcc[2, 0, :50], 2000 + torch.arange(50, dtype=torch.float32))
     assert mfcc[2, :, 50:].abs().sum() == 0 and logmel[2, :, 50:].abs().sum() == 0
@@ -110,7 +110,7 @@ def test_random_crops_are_deterministic_per_seed_and_vary():
 
     def crop_starts(seed):
         batch = random_crops(data, idx, 0.5, torch.Generator().manual_seed(seed))
-        return [int(batch.streams["mfcc"][0][i, 0, 0]) - 1000 * i for i in range(4)]
+        return [int(batch.features["mfcc"][0][i, 0, 0]) - 1000 * i for i in range(4)]
 
     assert crop_starts(3) == crop_starts(3)
     assert len({tuple(crop_starts(s)) for s in range(5)}) > 1
@@ -119,7 +119,7 @@ def test_random_crops_are_deterministic_per_seed_and_vary():
 def test_random_crop_exact_length_has_start_zero():
     data = _set([100])
     batch = random_crops(data, torch.tensor([0]), 1.0, torch.Generator().manual_seed(0))
-    assert int(batch.streams["mfcc"][0][0, 0, 0]) == 0
+    assert int(batch.features["mfcc"][0][0, 0, 0]) == 0
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_windows_short_clip_is_one_window():
     assert windows(120, 300, 150) == [(0, 120)]
 
 
-def test_utterance_windows_cut_every_stream_alike():
+def test_utterance_windows_cut_every_feature_alike():
     data = _set([700, 120])
     parts = utterance_windows(data, 0, 3.0, 0.5)
     assert [int(p["mfcc"][0, 0]) for p in parts] == [0, 150, 300, 400]
@@ -168,12 +168,12 @@ def _noise_waves(lengths, seed=0, amplitude=1.0):
 
 def test_gain_equals_scaling_the_waveform():
     """The docstring's claim: +g dB on raw features == features of the waveform x 10^(g/20)."""
-    specs = [*default_streams(), stream_spec("prosody")]
-    frontend = StreamFrontEnd(specs)
+    specs = [*default_features(), feature_spec("prosody")]
+    frontend = FeatureFrontEnd(specs)
     waves, lengths = _noise_waves([8000, 5600, 8000])
     with torch.no_grad():
-        streams = frontend(waves, lengths)
-    batch = Batch(streams, torch.tensor([0, 1, 2]))
+        features = frontend(waves, lengths)
+    batch = Batch(features, torch.tensor([0, 1, 2]))
     gain_db = 10.0
     seed = 5
     # augment draws the gains first: (U * 2 - 1) * gain_db, U uniform per item.
@@ -184,35 +184,35 @@ def test_gain_equals_scaling_the_waveform():
     scaled = waves * (10 ** (gains / 20))[:, None]
     with torch.no_grad():
         expected = frontend(scaled, lengths)
-    frames = streams["mfcc"][1]
+    frames = features["mfcc"][1]
     for b in range(3):
         n = int(frames[b])
         for name in ("mfcc", "logmel"):  # MFCC: c0 moves, the other coefficients do not
-            torch.testing.assert_close(out.streams[name][0][b, :, :n],
+            torch.testing.assert_close(out.features[name][0][b, :, :n],
                                        expected[name][0][b, :, :n], atol=1e-3, rtol=0)  # fmt: skip
         # the prosody energy row moves by g dB, the pitch and voicing rows do not
-        torch.testing.assert_close(out.streams["prosody"][0][b, 0, :n],
+        torch.testing.assert_close(out.features["prosody"][0][b, 0, :n],
                                    expected["prosody"][0][b, 0, :n], atol=1e-3, rtol=0)  # fmt: skip
-        torch.testing.assert_close(out.streams["prosody"][0][b, 1:, :n],
-                                   streams["prosody"][0][b, 1:, :n])  # fmt: skip
+        torch.testing.assert_close(out.features["prosody"][0][b, 1:, :n],
+                                   features["prosody"][0][b, 1:, :n])  # fmt: skip
         shift = float(gains[b]) * math.log(10) / 10
-        logmel = streams["logmel"][0]
+        logmel = features["logmel"][0]
         torch.testing.assert_close(
-            out.streams["logmel"][0][b, :, :n] - logmel[b, :, :n],
+            out.features["logmel"][0][b, :, :n] - logmel[b, :, :n],
             torch.full_like(logmel[b, :, :n], shift),
         )
     valid = torch.arange(frames.max())[None, :] < frames[:, None]
-    for name, (x, _) in out.streams.items():
+    for name, (x, _) in out.features.items():
         assert (x * ~valid[:, None, :]).abs().sum() == 0, name
 
 
 def _batch(lengths, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    streams = {
+    features = {
         name: pad_batch([torch.randn(dims, n, generator=gen) + 3 for n in lengths])
         for name, dims in (("mfcc", N_MFCC), ("logmel", N_MELS))
     }
-    return Batch(streams, torch.tensor([i % 3 for i in range(len(lengths))]))
+    return Batch(features, torch.tensor([i % 3 for i in range(len(lengths))]))
 
 
 def _augment(batch, seed, **kwargs):
@@ -225,29 +225,29 @@ def test_masks_keep_padding_zero_and_use_the_mean():
     out = _augment(batch, 1, time_masks=3, time_mask_frames=8, freq_masks=2, freq_mask_bins=3,
                    gain_db=6.0)  # fmt: skip
     assert torch.equal(out.targets, batch.targets)
-    for name, (x, lengths) in out.streams.items():
-        assert x.shape == batch.streams[name][0].shape
-        assert torch.equal(lengths, batch.streams[name][1])
+    for name, (x, lengths) in out.features.items():
+        assert x.shape == batch.features[name][0].shape
+        assert torch.equal(lengths, batch.features[name][1])
         for b, n in enumerate(lengths.tolist()):
             assert x[b, :, n:].abs().sum() == 0
-        assert not torch.equal(x, batch.streams[name][0])
+        assert not torch.equal(x, batch.features[name][0])
     # The input is left untouched.
-    for name, (x, _) in _batch([40, 25, 10, 33]).streams.items():
-        assert torch.equal(batch.streams[name][0], x)
+    for name, (x, _) in _batch([40, 25, 10, 33]).features.items():
+        assert torch.equal(batch.features[name][0], x)
 
 
-def test_time_mask_replaces_the_same_span_of_every_stream_with_the_utterance_mean():
+def test_time_mask_replaces_the_same_span_of_every_feature_with_the_utterance_mean():
     batch = _batch([30, 30])
     out = _augment(batch, 0, time_masks=1, time_mask_frames=10)
     spans = {}
-    for name, (x, _) in batch.streams.items():
+    for name, (x, _) in batch.features.items():
         mean = x.mean(dim=-1, keepdim=True)
-        changed = (out.streams[name][0] != x).any(dim=1)  # (B, T)
+        changed = (out.features[name][0] != x).any(dim=1)  # (B, T)
         spans[name] = [changed[b].nonzero().flatten().tolist() for b in range(2)]
         for b, cols in enumerate(spans[name]):
             if cols:
                 assert cols[-1] - cols[0] + 1 == len(cols)  # one contiguous span
-                torch.testing.assert_close(out.streams[name][0][b][:, cols],
+                torch.testing.assert_close(out.features[name][0][b][:, cols],
                                            mean[b].expand(-1, len(cols)))  # fmt: skip
     assert spans["mfcc"] == spans["logmel"] and any(spans["mfcc"])
 
@@ -255,8 +255,8 @@ def test_time_mask_replaces_the_same_span_of_every_stream_with_the_utterance_mea
 def test_frequency_masks_only_touch_the_log_mel():
     batch = _batch([30, 30])
     out = _augment(batch, 0, freq_masks=3, freq_mask_bins=4)
-    assert torch.equal(out.streams["mfcc"][0], batch.streams["mfcc"][0])
-    assert not torch.equal(out.streams["logmel"][0], batch.streams["logmel"][0])
+    assert torch.equal(out.features["mfcc"][0], batch.features["mfcc"][0])
+    assert not torch.equal(out.features["logmel"][0], batch.features["logmel"][0])
 
 
 def test_augment_is_deterministic_per_generator():
@@ -265,8 +265,8 @@ def test_augment_is_deterministic_per_generator():
                   mixup_alpha=0.4)  # fmt: skip
     a, b = _augment(batch, 9, **kwargs), _augment(batch, 9, **kwargs)
     assert torch.equal(a.targets, b.targets)
-    for name in a.streams:
-        assert torch.equal(a.streams[name][0], b.streams[name][0])
+    for name in a.features:
+        assert torch.equal(a.features[name][0], b.features[name][0])
 
 
 def test_mixup_soft_targets():
@@ -278,6 +278,6 @@ def test_mixup_soft_targets():
     # The item's own class dominates (lam >= 0.5), so argmax keeps the label where classes differ.
     own = out.targets[torch.arange(5), batch.targets]
     assert (own >= 0.5 - 1e-6).all()
-    for x, lengths in out.streams.values():
+    for x, lengths in out.features.values():
         for b, n in enumerate(lengths.tolist()):
             assert x[b, :, n:].abs().sum() == 0

@@ -20,14 +20,14 @@ from emofuse.experiments import encoder_lr
 from emofuse.experiments.compare import run_compare
 from emofuse.experiments.encoder_lr import (
     C_GRID,
-    encoder_stream,
+    encoder_feature,
     per_speaker_standardised,
     run_lr_fold,
 )
 from emofuse.experiments.loading import Experiment
 from emofuse.experiments.splits import make_folds, speaker_key
+from emofuse.features import feature_spec
 from emofuse.model import ModelConfig
-from emofuse.signal.streams import stream_spec
 
 pytest.importorskip("sklearn")
 
@@ -240,13 +240,13 @@ def tiny_whisper(tmp_path_factory) -> Path:
 
 
 def _whisper(directory: Path, layers=(3,)):
-    return stream_spec("whisper", layers=list(layers), width=WIDTH, heads=HEADS,
+    return feature_spec("whisper", layers=list(layers), width=WIDTH, heads=HEADS,
                        n_layers=N_LAYERS, weights=str(directory))  # fmt: skip
 
 
 def _base(directory: Path) -> ExperimentConfig:
     return ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8),
+        features=[feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8),
                  _whisper(directory)],
         model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(epochs=1, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
@@ -254,18 +254,18 @@ def _base(directory: Path) -> ExperimentConfig:
     )  # fmt: skip
 
 
-def test_encoder_stream_candidate_layers(tiny_whisper):
-    default = encoder_stream(_base(tiny_whisper).streams[:2])  # no Whisper stream: Whisper base
+def test_encoder_feature_candidate_layers(tiny_whisper):
+    default = encoder_feature(_base(tiny_whisper).features[:2])  # no Whisper feature: Whisper base
     assert default.kind == "whisper" and default.name == "whisper"
     assert default.settings["layers"] == [1, 2, 3, 4, 5]
     assert default.settings["width"] == 512 and default.settings["n_layers"] == 6
-    assert encoder_stream([]).settings == default.settings
-    base_layers = encoder_stream([stream_spec("whisper", layers=[3])])
-    assert base_layers.settings == default.settings  # the stream's own layers are replaced
-    tiny = encoder_stream(_base(tiny_whisper).streams)
+    assert encoder_feature([]).settings == default.settings
+    base_layers = encoder_feature([feature_spec("whisper", layers=[3])])
+    assert base_layers.settings == default.settings  # the feature's own layers are replaced
+    tiny = encoder_feature(_base(tiny_whisper).features)
     assert tiny.settings["layers"] == [1, 2]  # up to the last but one
     assert tiny.settings["weights"] == str(tiny_whisper) and tiny.settings["width"] == WIDTH
-    deep = encoder_stream([stream_spec("whisper", n_layers=12, width=768, heads=12)])
+    deep = encoder_feature([feature_spec("whisper", n_layers=12, width=768, heads=12)])
     assert deep.settings["layers"] == [1, 2, 3, 4, 5]  # at most MAX_CANDIDATE_LAYER
 
 

@@ -13,6 +13,7 @@ import torch
 pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime (emofuse[onnx])")
 
 from emofuse.cli import main  # noqa: E402
+from emofuse.features import FeatureSpec, default_features, feature_spec  # noqa: E402
 from emofuse.inference.onnx import (  # noqa: E402
     OnnxBackend,
     OnnxModelError,
@@ -22,7 +23,6 @@ from emofuse.inference.onnx import (  # noqa: E402
 )
 from emofuse.model import ModelConfig  # noqa: E402
 from emofuse.pipeline import EmotionPipeline, EvalWindows, save_pipeline  # noqa: E402
-from emofuse.signal.streams import StreamSpec, default_streams, stream_spec  # noqa: E402
 from emofuse.testing import TINY_LABELS, synthetic_voice, tiny_pipeline  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -86,8 +86,8 @@ def test_sidecar_describes_the_model(onnx_path):
     assert meta["labels"] == list(TINY_LABELS)
     assert meta["sample_rate"] == 16000
     assert meta["inputs"] == ["waveform", "lengths"] and meta["outputs"] == ["probabilities"]
-    specs = [StreamSpec.from_dict(s) for s in meta["streams"]]
-    assert specs == tiny_pipeline().streams
+    specs = [FeatureSpec.from_dict(s) for s in meta["features"]]
+    assert specs == tiny_pipeline().features
     assert [s.name for s in specs] == ["mfcc", "logmel"]
     assert ModelConfig.from_dict(meta["model_config"]).lstm_hidden == 16
     assert meta["eval_windows"] == {"window_seconds": 3.0, "hop_fraction": 0.5}
@@ -134,7 +134,7 @@ def test_cli_exports_a_default_size_model(tmp_path, capsys):
     """The full-size layers (ModelConfig defaults, random weights) export correctly too."""
     torch.manual_seed(0)
     labels = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
-    pipeline = EmotionPipeline(default_streams(), ModelConfig(n_classes=7), labels).eval()
+    pipeline = EmotionPipeline(default_features(), ModelConfig(n_classes=7), labels).eval()
     norms = pipeline.normalizers
     with torch.no_grad():  # typical feature statistics, so the softmax is not saturated
         norms["mfcc"].mean.copy_(torch.linspace(-300, 0, 40))
@@ -160,21 +160,21 @@ def test_cli_export_of_a_missing_model_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_a_prosody_model_exports_with_its_third_stream(tmp_path):
+def test_a_prosody_model_exports_with_its_third_feature(tmp_path):
     pipeline = tiny_pipeline(prosody=True)
     path = export_onnx(pipeline, tmp_path / "prosody.onnx")
     waves, lengths = _padded_batch([1.5, 0.5, 12345 / 16000])
     onnx = OnnxBackend(path, num_threads=1).probabilities(waves, lengths)
     assert np.abs(onnx - _torch_probabilities(pipeline, waves, lengths)).max() < TOLERANCE
     meta = json.loads(sidecar_path(path).read_text())
-    assert [s["kind"] for s in meta["streams"]] == ["mfcc", "logmel", "prosody"]
+    assert [s["kind"] for s in meta["features"]] == ["mfcc", "logmel", "prosody"]
 
 
-def test_a_single_stream_model_with_other_windows_exports(tmp_path):
-    """One stream (no fusion) at another hop; the sidecar carries the model's windows."""
+def test_a_single_feature_model_with_other_windows_exports(tmp_path):
+    """One feature (no fusion) at another hop; the sidecar carries the model's windows."""
     torch.manual_seed(0)
-    streams = [stream_spec("logmel", n_mels=32, hop_length=200, channels=8)]
-    pipeline = EmotionPipeline(streams, ModelConfig(d_model=16, n_heads=2, lstm_hidden=8),
+    features = [feature_spec("logmel", n_mels=32, hop_length=200, channels=8)]
+    pipeline = EmotionPipeline(features, ModelConfig(d_model=16, n_heads=2, lstm_hidden=8),
                                TINY_LABELS, windows=EvalWindows(2.0, 0.25)).eval()  # fmt: skip
     with torch.no_grad():
         pipeline.normalizers["logmel"].mean.fill_(-6.0)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from emofuse.features import FeatureFrontEnd, default_features, feature_spec
 from emofuse.signal.functional import dct_matrix, frame_lengths, mel_filterbank
-from emofuse.signal.streams import StreamFrontEnd, default_streams, stream_spec
 from emofuse.signal.transforms import (
     MFCC,
     FeatureNormalizer,
@@ -104,7 +104,7 @@ def test_memo_shares_the_log_mel_between_mfcc_and_logmel(speechlike: np.ndarray)
 
 
 def test_batch_equals_single(speechlike: np.ndarray):
-    extract = StreamFrontEnd(default_streams())
+    extract = FeatureFrontEnd(default_features())
     short = speechlike[:12345]
     batch = torch.zeros(2, speechlike.size)
     batch[0] = torch.from_numpy(speechlike)
@@ -122,13 +122,13 @@ def test_batch_equals_single(speechlike: np.ndarray):
 
 def test_frame_lengths():
     assert frame_lengths(torch.tensor([4000, 160, 1]), 160).tolist() == [26, 2, 1]
-    out = StreamFrontEnd(default_streams())(torch.zeros(3, 4000), torch.tensor([4000, 160, 1]))
+    out = FeatureFrontEnd(default_features())(torch.zeros(3, 4000), torch.tensor([4000, 160, 1]))
     assert all(lengths.tolist() == [26, 2, 1] for _, lengths in out.values())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_matches_cpu(speechlike: np.ndarray):
-    extract = StreamFrontEnd([*default_streams(), stream_spec("prosody")])
+    extract = FeatureFrontEnd([*default_features(), feature_spec("prosody")])
     wave, lengths = torch.from_numpy(speechlike)[None], torch.tensor([speechlike.size])
     cpu = extract(wave, lengths)
     gpu = extract.cuda()(wave.cuda(), lengths.cuda())
@@ -167,14 +167,14 @@ def test_bad_settings(values: dict, message: str):
         MfccSettings(**values)
 
 
-def test_settings_are_checked_through_the_stream_entry():
-    assert stream_spec("logmel", n_mels=80).settings["n_mels"] == 80
+def test_settings_are_checked_through_the_feature_entry():
+    assert feature_spec("logmel", n_mels=80).settings["n_mels"] == 80
     with pytest.raises(ValueError, match="n_mel"):
-        stream_spec("logmel", n_mel=80)
+        feature_spec("logmel", n_mel=80)
     with pytest.raises(ValueError, match="n_mfcc"):
-        stream_spec("logmel", n_mfcc=13)  # an MFCC setting is not a log-Mel setting
+        feature_spec("logmel", n_mfcc=13)  # an MFCC setting is not a log-Mel setting
     with pytest.raises(ValueError, match="win_length"):
-        stream_spec("mfcc", win_length=1024)
+        feature_spec("mfcc", win_length=1024)
 
 
 def test_spectral_drops_the_mfcc_settings():

@@ -13,7 +13,7 @@ import soundfile as sf
 from emofuse.cli import main
 from emofuse.config import load_config
 from emofuse.feature_files import output_names
-from emofuse.pipeline.cache import StreamCache
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.testing import synthetic_voice
 
 
@@ -36,21 +36,21 @@ def _errors(capsys) -> list[str]:
     return lines
 
 
-def test_npy_equals_the_stream_computation(tmp_path, capsys):
+def test_npy_equals_the_feature_computation(tmp_path, capsys):
     clip = _voice(tmp_path / "in" / "clip.wav")
     out = tmp_path / "out"
     assert main(["features", str(clip), "--out", str(out)]) == 0
-    expected = StreamCache(load_config(None).streams).compute(clip)
+    expected = FeatureCache(load_config(None).features).compute(clip)
     assert sorted(p.name for p in out.iterdir()) == ["clip.logmel.npy", "clip.mfcc.npy"]
-    for stream, frames in expected.items():
-        saved = np.load(out / f"clip.{stream}.npy")
+    for feature, frames in expected.items():
+        saved = np.load(out / f"clip.{feature}.npy")
         assert saved.dtype == np.float32
         assert saved.shape == frames.T.shape  # (T, dims): frames as rows
         np.testing.assert_allclose(saved, frames.T, rtol=1e-6, atol=1e-6)
     assert "1 of 1 files" in capsys.readouterr().out
 
 
-def test_model_streams(tmp_path):
+def test_model_features(tmp_path):
     from emofuse.testing import save_tiny_pipeline
 
     model = save_tiny_pipeline(tmp_path / "m.pt", prosody=True)
@@ -64,7 +64,7 @@ def test_csv_columns(tmp_path):
     clip = _voice(tmp_path / "clip.wav", seconds=0.3)
     out = tmp_path / "out"
     assert main(["features", str(clip), "--out", str(out), "--format", "csv"]) == 0
-    frames = StreamCache(load_config(None).streams).compute(clip)["mfcc"]  # (40, T)
+    frames = FeatureCache(load_config(None).features).compute(clip)["mfcc"]  # (40, T)
     with open(out / "clip.mfcc.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["frame_time", *(f"mfcc_{i}" for i in range(40))]
@@ -119,7 +119,7 @@ def test_same_stem_in_two_folders(tmp_path, capsys):
     b = _voice(tmp_path / "b" / "x.wav", seed=2)
     out = tmp_path / "out"
     assert main(["features", str(a), str(b), "--out", str(out)]) == 0
-    cache = StreamCache(load_config(None).streams)
+    cache = FeatureCache(load_config(None).features)
     for path, name in ((a, "a__x"), (b, "b__x")):
         saved = np.load(out / f"{name}.mfcc.npy")
         np.testing.assert_allclose(saved, cache.compute(path)["mfcc"].T, rtol=1e-6, atol=1e-6)

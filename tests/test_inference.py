@@ -324,12 +324,12 @@ def test_a_stretch_without_speech_is_written_as_soon_as_its_end_is_known():
 
 
 def test_an_encoder_model_on_the_cpu_runs_one_window_per_forward_pass(recognizer):
+    from emofuse.features import feature_spec
     from emofuse.model import ModelConfig
     from emofuse.pipeline import EmotionPipeline
-    from emofuse.signal.streams import stream_spec
     from emofuse.testing import TINY_LABELS
 
-    whisper = stream_spec("whisper", layers=[1], width=64, heads=4, n_layers=2, weights="")
+    whisper = feature_spec("whisper", layers=[1], width=64, heads=4, n_layers=2, weights="")
     encoder = EmotionPipeline([whisper], ModelConfig(n_classes=len(TINY_LABELS), temporal="none"),
                               TINY_LABELS, pretrained=False)  # fmt: skip
     assert TorchBackend(encoder, device="cpu").batch_windows == 1

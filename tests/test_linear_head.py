@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from emofuse.features import FeatureSpec
 from emofuse.model import ModelConfig
 from emofuse.pipeline import EmotionPipeline
-from emofuse.signal.streams import StreamSpec
 from emofuse.training.linear_head import (
     check_linear_pipeline,
     fit_logistic_head,
@@ -23,7 +23,7 @@ DIMS = 16
 
 
 def linear_pipeline() -> EmotionPipeline:
-    spec = StreamSpec.from_dict(
+    spec = FeatureSpec.from_dict(
         {"kind": "mfcc", "settings": {"n_mfcc": DIMS}, "branch": {"type": "identity"}}
     )
     model = ModelConfig(n_classes=3, d_model=DIMS, n_heads=2, lstm_hidden=DIMS // 2,
@@ -130,15 +130,15 @@ def test_train_writes_a_logistic_model_that_loads(tmp_path):
     from emofuse.config import CorpusSpec, DataConfig, ExperimentConfig, TrainConfig
     from emofuse.experiments.deployable import first_listed, normalisation_groups, train_logistic
     from emofuse.experiments.loading import load_manifest
+    from emofuse.features import feature_spec
     from emofuse.inference import EmotionRecognizer
-    from emofuse.signal.streams import stream_spec
 
     emodb = fake_corpora.make_emodb(tmp_path / "emodb", seconds=0.5)
     copy = fake_corpora.make_emodb(tmp_path / "copy" / "emodb", seconds=0.5)
     emovo = fake_corpora.make_emovo(tmp_path / "emovo")
-    spec = stream_spec("mfcc", n_mfcc=DIMS)
+    spec = feature_spec("mfcc", n_mfcc=DIMS)
     config = ExperimentConfig(
-        streams=[StreamSpec(spec.name, spec.kind, spec.settings, {**spec.branch,
+        features=[FeatureSpec(spec.name, spec.kind, spec.settings, {**spec.branch,
                                                                   "type": "identity"})],
         model=ModelConfig(d_model=DIMS, n_heads=2, lstm_hidden=DIMS // 2, temporal="none",
                           pooling="stats"),

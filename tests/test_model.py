@@ -56,9 +56,9 @@ def _inputs(lengths: list[int], T: int | None = None, branches=BRANCHES["three"]
     return {b.name: (torch.randn(len(lengths), b.in_dims, T) * mask, lengths_t) for b in branches}
 
 
-def _slice(streams: dict, i: int, n: int) -> dict:
+def _slice(features: dict, i: int, n: int) -> dict:
     """Item ``i`` alone, cut to its ``n`` valid frames."""
-    return {k: (x[i : i + 1, :, :n], lengths[i : i + 1]) for k, (x, lengths) in streams.items()}
+    return {k: (x[i : i + 1, :, :n], lengths[i : i + 1]) for k, (x, lengths) in features.items()}
 
 
 def _randomise_norms(model: nn.Module) -> None:
@@ -110,7 +110,7 @@ def test_default_model_shape_and_size():
 def test_ablation_shapes(name):
     model = _ablation(name, n_classes=7).eval()
     with torch.no_grad():
-        logits = model(_inputs([45, 30]))  # an unused extra stream is ignored
+        logits = model(_inputs([45, 30]))  # an unused extra feature is ignored
     assert logits.shape == (2, 7)
     assert torch.isfinite(logits).all()
 
@@ -152,9 +152,9 @@ def test_inputs_are_checked():
         model({**inputs, "mfcc": (mfcc, torch.tensor([0, 3]))})
     with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
         model({**inputs, "mfcc": (mfcc, torch.tensor([10]))})
-    with pytest.raises(ValueError, match=r"stream 'mfcc' must have shape \(batch, 40, time\)"):
+    with pytest.raises(ValueError, match=r"feature 'mfcc' must have shape \(batch, 40, time\)"):
         model({**inputs, "mfcc": (mfcc[:, :20], lengths)})
-    with pytest.raises(ValueError, match=r"missing input stream\(s\) \['logmel'\]"):
+    with pytest.raises(ValueError, match=r"missing input feature\(s\) \['logmel'\]"):
         model({"mfcc": inputs["mfcc"]})
 
 
@@ -212,7 +212,7 @@ def test_padding_content_is_ignored():
         torch.testing.assert_close(model(noisy), model(inputs))
 
 
-def test_every_stream_changes_the_output():
+def test_every_feature_changes_the_output():
     model = _model("three").eval()
     inputs = _inputs([40, 40])
     with torch.no_grad():
@@ -265,33 +265,33 @@ def test_default_model_gradients():
 # --------------------------------------------------------------------------- fusion modules
 
 
-@pytest.mark.parametrize("n_streams", [2, 3])
-def test_fusion_modules(n_streams):
-    names = ("mfcc", "logmel", "prosody")[:n_streams]
-    streams = [torch.randn(2, 7, 32) for _ in names]
+@pytest.mark.parametrize("n_features", [2, 3])
+def test_fusion_modules(n_features):
+    names = ("mfcc", "logmel", "prosody")[:n_features]
+    features = [torch.randn(2, 7, 32) for _ in names]
     mask = lengths_to_mask(torch.tensor([7, 3]), 7)
     cross = CrossAttentionFusion(32, names, n_heads=4).eval()
     for name, fusion, width in (
-        ("cross_attention", cross, n_streams * 32),
-        ("concat", ConcatFusion(32, names), n_streams * 32),
+        ("cross_attention", cross, n_features * 32),
+        ("concat", ConcatFusion(32, names), n_features * 32),
         ("sum", SumFusion(32, names), 32),
     ):
-        out = fusion(streams, mask)
+        out = fusion(features, mask)
         assert out.shape == (2, 7, width) and fusion.out_dim == width
         assert out[1, 3:].abs().max() == 0
         built = make_fusion(name, 32, names)
         assert type(built) is type(fusion) and built.out_dim == width
-        with pytest.raises(ValueError, match=f"built for {n_streams} streams"):
-            fusion(streams[:1], mask)
+        with pytest.raises(ValueError, match=f"built for {n_features} features"):
+            fusion(features[:1], mask)
     # keys beyond the length do not matter
-    changed = [s.clone() for s in streams]
+    changed = [s.clone() for s in features]
     changed[1][1, 3:] = 100.0
-    torch.testing.assert_close(cross(changed, mask), cross(streams, mask))
+    torch.testing.assert_close(cross(changed, mask), cross(features, mask))
     torch.testing.assert_close(
-        SumFusion(32, names)(streams, mask)[0], sum(streams)[0], atol=1e-6, rtol=0
+        SumFusion(32, names)(features, mask)[0], sum(features)[0], atol=1e-6, rtol=0
     )
     torch.testing.assert_close(
-        ConcatFusion(32, names)(streams, mask)[0], torch.cat(streams, dim=-1)[0]
+        ConcatFusion(32, names)(features, mask)[0], torch.cat(features, dim=-1)[0]
     )
 
 
@@ -300,9 +300,9 @@ def test_fusion_errors():
         make_fusion("gated", 32, ("a", "b"))
     with pytest.raises(ValueError, match="divisible"):
         CrossAttentionFusion(30, ("a", "b"), n_heads=4)
-    with pytest.raises(ValueError, match="at least 2 distinct stream names"):
+    with pytest.raises(ValueError, match="at least 2 distinct feature names"):
         ConcatFusion(32, ("a",))
-    with pytest.raises(ValueError, match="at least 2 distinct stream names"):
+    with pytest.raises(ValueError, match="at least 2 distinct feature names"):
         SumFusion(32, ("a", "a"))
 
 
@@ -332,8 +332,8 @@ def test_config_rejects_bad_values(overrides, match):
 
 
 @pytest.mark.parametrize("key", ["branches", "prosody", "n_mfcc", "n_mels", "mfcc_channels"])
-def test_config_has_no_stream_settings(key):
-    """The streams' settings moved to the stream list; ModelConfig keeps shared settings only."""
+def test_config_has_no_feature_settings(key):
+    """The features' settings moved to the feature list; ModelConfig keeps shared settings only."""
     with pytest.raises(ValueError, match="unknown ModelConfig key"):
         ModelConfig.from_dict({key: 1})
 

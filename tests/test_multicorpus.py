@@ -24,9 +24,9 @@ from emofuse.experiments.splits import (
     make_folds,
     speaker_key,
 )
+from emofuse.features import feature_spec
 from emofuse.model import ModelConfig
 from emofuse.pipeline import load_pipeline
-from emofuse.signal.streams import stream_spec
 
 SPEAKERS = ("03", "08", "10")
 STEMS = tuple(f"{s}a0{v}{c}{'ab'[v - 1]}" for s in SPEAKERS for c in "WAFTN" for v in (1, 2))
@@ -44,7 +44,7 @@ def roots(tmp_path_factory):
 
 def _config(roots, names, task="bundled7", protocol=None) -> ExperimentConfig:
     return ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        features=[feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8)],
         model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=16),
         train=TrainConfig(epochs=2, batch_size=8, crop_seconds=0.4, eval_window_seconds=0.4,
                           warmup_epochs=1, device="cpu", time_mask_frames=5),

@@ -1,4 +1,4 @@
-"""ONNX export of pipelines with a Whisper stream: the graph gives the torch pipeline's
+"""ONNX export of pipelines with a Whisper feature: the graph gives the torch pipeline's
 probabilities for padded batches and single clips of up to 30 s."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from torch import nn
 
 pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime (emofuse[onnx])")
 
+from emofuse.features import FeatureSpec, feature_spec  # noqa: E402
 from emofuse.inference.onnx import OnnxBackend, _ExportGraph, export_onnx, sidecar_path  # noqa: E402
 from emofuse.model import ModelConfig  # noqa: E402
 from emofuse.model.blocks import lengths_to_mask  # noqa: E402
 from emofuse.pipeline import EmotionPipeline  # noqa: E402
-from emofuse.signal.streams import StreamSpec, stream_spec  # noqa: E402
 from emofuse.signal.whisper import sinusoids  # noqa: E402
 from emofuse.testing import TINY_LABELS, synthetic_voice  # noqa: E402
 
@@ -37,11 +37,15 @@ def _whisper_pipeline(fused: bool) -> EmotionPipeline:
     """Random Whisper weights (positions: the sinusoids), normalisers fitted on a few clips, a
     sharpened classifier (so the probabilities are far from uniform)."""
     torch.manual_seed(0)
-    streams = [stream_spec("whisper", **WHISPER)]
+    features = [feature_spec("whisper", **WHISPER)]
     if fused:
-        streams = [stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8), *streams]
+        features = [
+            feature_spec("mfcc", channels=16),
+            feature_spec("logmel", channels=8),
+            *features,
+        ]
     model = ModelConfig(n_classes=len(TINY_LABELS), temporal="none", pooling="attention")
-    pipeline = EmotionPipeline(streams, model, TINY_LABELS, pretrained=False).eval()
+    pipeline = EmotionPipeline(features, model, TINY_LABELS, pretrained=False).eval()
     waves, lengths = _padded_batch([1.0, 2.0, 0.7])
     with torch.no_grad():
         for parameter in pipeline.frontend.parameters():
@@ -103,12 +107,12 @@ def test_export_graph_equals_pipeline_in_torch(exported):
         assert np.abs(exported_probs - reference).max() < 1e-6
 
 
-def test_sidecar_holds_the_whisper_stream(exported):
+def test_sidecar_holds_the_whisper_feature(exported):
     pipeline, path = exported
     meta = json.loads(sidecar_path(path).read_text())
-    specs = [StreamSpec.from_dict(s) for s in meta["streams"]]
-    assert specs == pipeline.streams
-    whisper = next(s for s in meta["streams"] if s["kind"] == "whisper")
+    specs = [FeatureSpec.from_dict(s) for s in meta["features"]]
+    assert specs == pipeline.features
+    whisper = next(s for s in meta["features"] if s["kind"] == "whisper")
     assert {key: whisper["settings"][key] for key in WHISPER} == WHISPER
     assert meta["max_samples"] == 30 * 16000
     backend = OnnxBackend(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from emofuse.features import FeatureFrontEnd, feature_spec
 from emofuse.model import ModelConfig
 from emofuse.pipeline import (
     EmotionPipeline,
@@ -14,10 +15,9 @@ from emofuse.pipeline import (
     save_pipeline,
 )
 from emofuse.pipeline.modelfile import FORMAT_VERSION
-from emofuse.signal.streams import StreamFrontEnd, stream_spec
 
-STREAMS = [stream_spec("mfcc", n_mfcc=8, n_mels=16, channels=16),
-           stream_spec("logmel", n_mels=16, channels=8)]  # fmt: skip
+FEATURES = [feature_spec("mfcc", n_mfcc=8, n_mels=16, channels=16),
+           feature_spec("logmel", n_mels=16, channels=8)]  # fmt: skip
 TINY = ModelConfig(n_classes=3, d_model=16, n_heads=2, lstm_hidden=16)
 LABELS = ("neutral", "happy", "sad")
 
@@ -25,7 +25,7 @@ LABELS = ("neutral", "happy", "sad")
 @pytest.fixture
 def pipeline():
     torch.manual_seed(0)
-    p = EmotionPipeline(STREAMS, TINY, LABELS, windows=EvalWindows(2.0, 0.25))
+    p = EmotionPipeline(FEATURES, TINY, LABELS, windows=EvalWindows(2.0, 0.25))
     # Non-trivial statistics, so a lost buffer would show.
     p.fit_normalizers({
         "mfcc": (torch.arange(8.0) * 100, torch.full((8,), 1e5), 100),
@@ -48,14 +48,14 @@ def test_forward_equals_frontend_then_forward_features(pipeline):
     assert list(pipeline.normalizers) == list(pipeline.kinds) == ["mfcc", "logmel"]
     with torch.no_grad():
         logits = pipeline(waves, lengths)
-        streams = StreamFrontEnd(STREAMS)(waves, lengths)
-        expected = pipeline.forward_features(streams)
+        features = FeatureFrontEnd(FEATURES)(waves, lengths)
+        expected = pipeline.forward_features(features)
     assert logits.shape == (2, 3)
-    assert streams["mfcc"][0].shape[1] == 8 and streams["logmel"][0].shape[1] == 16
+    assert features["mfcc"][0].shape[1] == 8 and features["logmel"][0].shape[1] == 16
     torch.testing.assert_close(logits, expected, atol=0, rtol=0)
 
 
-def test_fit_normalizers_sets_each_stream(pipeline):
+def test_fit_normalizers_sets_each_feature(pipeline):
     torch.testing.assert_close(pipeline.normalizers["mfcc"].mean, torch.arange(8.0))
     torch.testing.assert_close(pipeline.normalizers["logmel"].mean, -torch.arange(16.0) / 2)
     with pytest.raises(KeyError):
@@ -77,10 +77,10 @@ def test_save_load_round_trip(pipeline, tmp_path):
     loaded = load_pipeline(path)
     assert not loaded.training
     assert loaded.labels == LABELS
-    assert loaded.streams == STREAMS
+    assert loaded.features == FEATURES
     assert loaded.model_config == TINY
     assert loaded.windows == EvalWindows(2.0, 0.25)
-    assert torch.load(path, weights_only=True)["format_version"] == FORMAT_VERSION == 2
+    assert torch.load(path, weights_only=True)["format_version"] == FORMAT_VERSION == 3
     assert loaded.extra == {"epoch": 3, "val_ua": 0.5}
     waves, lengths = _waves()
     with torch.no_grad():
@@ -130,8 +130,8 @@ def test_damaged_emofuse_model_file(tmp_path, pipeline):
         "no_labels": {k: v for k, v in payload.items() if k != "labels"},
         "bad_config": {**payload, "model_config": {**payload["model_config"], "fusoin": "sum"}},
         "wrong_weights": {**payload, "state_dict": {"net.classifier.weight": torch.zeros(1)}},
-        "no_streams": {k: v for k, v in payload.items() if k != "streams"},
-        "bad_stream": {**payload, "streams": [{"kind": "chroma"}]},
+        "no_features": {k: v for k, v in payload.items() if k != "features"},
+        "bad_feature": {**payload, "features": [{"kind": "chroma"}]},
         "bad_windows": {**payload, "eval_windows": {"window_seconds": -1.0}},
         "v1_without_features": {**payload, "format_version": 1},
     }
@@ -156,16 +156,16 @@ def test_newer_format_is_refused(tmp_path, pipeline):
 
 def test_label_count_mismatch():
     with pytest.raises(ValueError, match="2 label names for a model with 3 classes"):
-        EmotionPipeline(STREAMS, TINY, ["happy", "sad"])
+        EmotionPipeline(FEATURES, TINY, ["happy", "sad"])
 
 
-def test_stream_list_is_checked():
+def test_feature_list_is_checked():
     with pytest.raises(ValueError, match="distinct names"):
-        EmotionPipeline([STREAMS[0], STREAMS[0]], TINY, LABELS)
+        EmotionPipeline([FEATURES[0], FEATURES[0]], TINY, LABELS)
     with pytest.raises(ValueError, match="distinct names"):
         EmotionPipeline([], TINY, LABELS)
     with pytest.raises(ValueError, match="different sample rates"):
-        EmotionPipeline([stream_spec("mfcc"), stream_spec("logmel", sample_rate=8000,
+        EmotionPipeline([feature_spec("mfcc"), feature_spec("logmel", sample_rate=8000,
                                                           f_max=4000.0)], TINY, LABELS)  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The prosody stream: pitch/energy/voicing extraction, the third model branch, augmentation."""
+"""The prosody feature: pitch/energy/voicing extraction, the third model branch, augmentation."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from emofuse.config import load_config
+from emofuse.features import FeatureFrontEnd, branch_spec, default_features, feature_spec
 from emofuse.model import EmotionNet, ModelConfig
 from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline, load_pipeline, save_pipeline
 from emofuse.signal.prosody import N_PROSODY, Prosody
-from emofuse.signal.streams import StreamFrontEnd, branch_spec, default_streams, stream_spec
 from emofuse.signal.transforms import LogMel
 from emofuse.testing import synthetic_voice, tiny_pipeline
 from emofuse.training.augment import augment
@@ -76,22 +76,22 @@ def test_frames_match_the_log_mel_and_padding_changes_nothing():
     torch.testing.assert_close(rows[1, :, : frames[1]], alone, atol=1e-4, rtol=0)
 
 
-def test_front_end_gives_the_three_streams_on_one_grid():
-    specs = [*default_streams(), stream_spec("prosody")]
+def test_front_end_gives_the_three_features_on_one_grid():
+    specs = [*default_features(), feature_spec("prosody")]
     assert branch_spec(specs[2]).in_dims == N_PROSODY == 3
     wave = torch.from_numpy(synthetic_voice(0.5))[None]
     lengths = torch.tensor([wave.shape[1]])
-    out = StreamFrontEnd(specs)(wave, lengths)
+    out = FeatureFrontEnd(specs)(wave, lengths)
     assert list(out) == ["mfcc", "logmel", "prosody"]
     assert {n: tuple(x.shape) for n, (x, _) in out.items()} == {
         "mfcc": (1, 40, 51), "logmel": (1, 64, 51), "prosody": (1, 3, 51)}  # fmt: skip
     torch.testing.assert_close(out["prosody"][0], Prosody()(wave, lengths)[0])
     with pytest.raises(ValueError, match="unknown setting"):
-        stream_spec("prosody", n_mels=40)
+        feature_spec("prosody", n_mels=40)
 
 
-SPECS = [stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8),
-         stream_spec("prosody", channels=8)]  # fmt: skip
+SPECS = [feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8),
+         feature_spec("prosody", channels=8)]  # fmt: skip
 SMALL = dict(d_model=16, n_heads=2, lstm_hidden=8)
 BRANCHES = [branch_spec(s) for s in SPECS]
 
@@ -104,7 +104,7 @@ def _inputs(lengths: list[int]) -> dict:
 
 
 @pytest.mark.parametrize("fusion", ["cross_attention", "concat", "sum"])
-def test_three_stream_model_is_batch_consistent_and_trains_every_part(fusion):
+def test_three_feature_model_is_batch_consistent_and_trains_every_part(fusion):
     torch.manual_seed(0)
     model = EmotionNet(ModelConfig(fusion=fusion, **SMALL), BRANCHES).eval()
     lengths = [37, 58, 13, 6]
@@ -132,13 +132,13 @@ def test_the_prosody_input_changes_the_output_and_is_checked():
         a = model(inputs)
         b = model({**inputs, "prosody": (prosody + 1.0, lengths)})
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError, match=r"missing input stream\(s\) \['prosody'\]"):
+    with pytest.raises(ValueError, match=r"missing input feature\(s\) \['prosody'\]"):
         model({k: v for k, v in inputs.items() if k != "prosody"})
-    with pytest.raises(ValueError, match=r"stream 'prosody' must have shape \(batch, 3, time\)"):
+    with pytest.raises(ValueError, match=r"feature 'prosody' must have shape \(batch, 3, time\)"):
         model({**inputs, "prosody": (prosody[:, :2], lengths)})
 
 
-def test_v1_prosody_switch_needs_both_spectral_streams(tmp_path):
+def test_v1_prosody_switch_needs_both_spectral_features(tmp_path):
     path = tmp_path / "v1.yaml"
     path.write_text("features: {prosody: true}\nmodel: {prosody: true, branches: mfcc}\n")
     with pytest.raises(ValueError, match="needs branches 'both'"):
@@ -147,7 +147,7 @@ def test_v1_prosody_switch_needs_both_spectral_streams(tmp_path):
     with pytest.raises(ValueError, match="features.prosody is False but model.prosody is True"):
         load_config(path)
     path.write_text("features: {prosody: true, hop_length: 320}\nmodel: {prosody: true}\n")
-    specs = load_config(path).streams
+    specs = load_config(path).features
     assert [s.name for s in specs] == ["mfcc", "logmel", "prosody"]
     assert {s.settings["hop_length"] for s in specs} == {320}  # one grid for the three
 
@@ -166,10 +166,10 @@ def test_pipeline_with_prosody_round_trips(tmp_path):
     )
     with torch.no_grad():
         torch.testing.assert_close(loaded(waves, lengths), logits)
-    assert "prosody" not in tiny_pipeline().normalizers  # two-stream models have no prosody part
+    assert "prosody" not in tiny_pipeline().normalizers  # two-feature models have no prosody part
 
 
-def test_normalizers_are_fitted_per_stream():
+def test_normalizers_are_fitted_per_feature():
     pipeline = EmotionPipeline(SPECS, ModelConfig(**SMALL), ["a"] * 4)
     dims = {"mfcc": 40, "logmel": 64, "prosody": 3}
     start = {"mfcc": 0, "logmel": 40, "prosody": 104}
@@ -188,7 +188,7 @@ def test_normalizers_are_fitted_per_stream():
 
 
 def test_gain_augmentation_moves_the_energy_row_by_the_gain_in_db():
-    kinds = StreamFrontEnd(SPECS).kinds
+    kinds = FeatureFrontEnd(SPECS).kinds
     lengths = torch.full((4,), 50)
     x = {b.name: torch.randn(4, b.in_dims, 50) for b in BRANCHES}
     batch = Batch({n: (v, lengths) for n, v in x.items()}, torch.zeros(4, dtype=torch.long))
@@ -196,7 +196,7 @@ def test_gain_augmentation_moves_the_energy_row_by_the_gain_in_db():
     def run(**kwargs):
         out = augment(batch, kinds, reference="mfcc", n_classes=2,
                       generator=torch.Generator().manual_seed(0), **kwargs)  # fmt: skip
-        return {n: v for n, (v, _) in out.streams.items()}
+        return {n: v for n, (v, _) in out.features.items()}
 
     out = run(gain_db=6.0)
     shift_db = out["prosody"][:, 0] - x["prosody"][:, 0]  # (B, T): one gain per utterance
@@ -224,7 +224,7 @@ def test_crossval_trains_and_tests_a_prosody_model(tmp_path):
                 tmp_path / "emodb" / "wav" / f"{stem}.wav", 0.5, seed=7 * i + j
             )
     config = ExperimentConfig(
-        streams=SPECS,
+        features=SPECS,
         model=ModelConfig(**SMALL),
         train=TrainConfig(
             epochs=1,

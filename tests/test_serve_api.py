@@ -106,7 +106,7 @@ def test_healthz_and_model(client, recognizer):
     assert isinstance(info["version"], str)
     # a user's model file: its own metadata, no bundled card
     assert info["source"] == "file" and info["model_card"] is None and info["training"] is None
-    assert info["backend"] == "torch" and info["metadata"]["streams"] == ["mfcc", "logmel"]
+    assert info["backend"] == "torch" and info["metadata"]["features"] == ["mfcc", "logmel"]
     assert info["adapts_to_recording"] is False
 
 

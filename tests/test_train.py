@@ -11,17 +11,17 @@ import torch
 
 import emofuse.training.train
 from emofuse.config import ExperimentConfig, TrainConfig
+from emofuse.features import FeatureFrontEnd, default_features, feature_spec, frame_rates
 from emofuse.model import ModelConfig
 from emofuse.pipeline import load_pipeline
-from emofuse.signal.streams import StreamFrontEnd, default_streams, frame_rates, stream_spec
 from emofuse.training.batches import FeatureSet
 from emofuse.training.evaluation import evaluate, predict_posteriors
 from emofuse.training.train import BEST_MODEL, CHECKPOINT, fit
 
 N_MFCC, N_MELS = 8, 16
 LABELS = ["neutral", "happy", "sad"]
-STREAMS = [stream_spec("mfcc", n_mfcc=N_MFCC, n_mels=N_MELS, channels=16),
-           stream_spec("logmel", n_mels=N_MELS, channels=8)]  # fmt: skip
+FEATURES = [feature_spec("mfcc", n_mfcc=N_MFCC, n_mels=N_MELS, channels=16),
+           feature_spec("logmel", n_mels=N_MELS, channels=8)]  # fmt: skip
 DIMS = {"mfcc": N_MFCC, "logmel": N_MELS}
 TINY = ModelConfig(d_model=16, n_heads=2, lstm_hidden=16, scale=4)
 
@@ -38,7 +38,7 @@ def _feature_set(n: int, seed: int, offset: float = 0.0) -> FeatureSet:
             for name, dims in DIMS.items()
         })  # fmt: skip
     return FeatureSet.from_arrays(
-        arrays, labels, [f"u{seed}_{i}" for i in range(n)], frame_rates(STREAMS)
+        arrays, labels, [f"u{seed}_{i}" for i in range(n)], frame_rates(FEATURES)
     )
 
 
@@ -47,7 +47,7 @@ def _config(**train) -> ExperimentConfig:
                     warmup_epochs=1, device="cpu", seed=0, time_mask_frames=5,
                     freq_mask_bins=3)  # fmt: skip
     settings.update(train)
-    return ExperimentConfig(streams=STREAMS, model=TINY, train=TrainConfig(**settings))
+    return ExperimentConfig(features=FEATURES, model=TINY, train=TrainConfig(**settings))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_fit_writes_files_and_fits_normaliser_on_train_only(tmp_path, data):
     p = result.pipeline
     assert p.windows.window_seconds == 0.4 and p.windows.hop_fraction == 0.5
     for name in DIMS:
-        frames = torch.cat(train.streams[name], dim=1).double()  # (dims, all frames)
+        frames = torch.cat(train.features[name], dim=1).double()  # (dims, all frames)
         mean, std = frames.mean(dim=1), frames.std(dim=1, unbiased=False)
         torch.testing.assert_close(p.normalizers[name].mean, mean.float())
         torch.testing.assert_close(p.normalizers[name].std, std.float())
@@ -222,26 +222,26 @@ def _synth(cls: int, rng: np.random.Generator) -> np.ndarray:
     return wave.astype(np.float32)
 
 
-def _synthetic_set(per_class: int, seed: int, frontend: StreamFrontEnd) -> FeatureSet:
+def _synthetic_set(per_class: int, seed: int, frontend: FeatureFrontEnd) -> FeatureSet:
     rng = np.random.default_rng(seed)
     labels = [c for _ in range(per_class) for c in range(4)]
     arrays = []
     for c in labels:
         wave = torch.from_numpy(_synth(c, rng))
         with torch.no_grad():
-            streams = frontend(wave[None], torch.tensor([wave.numel()]))
-        arrays.append({name: frames[0].numpy() for name, (frames, _) in streams.items()})
+            features = frontend(wave[None], torch.tensor([wave.numel()]))
+        arrays.append({name: frames[0].numpy() for name, (frames, _) in features.items()})
     ids = [f"s{seed}_{i}" for i in range(len(labels))]
     return FeatureSet.from_arrays(arrays, labels, ids, frame_rates(frontend.specs))
 
 
 def test_default_model_learns_separable_classes(tmp_path):
-    frontend = StreamFrontEnd(default_streams())
+    frontend = FeatureFrontEnd(default_features())
     train = _synthetic_set(12, seed=10, frontend=frontend)
     val = _synthetic_set(4, seed=11, frontend=frontend)
     test = _synthetic_set(10, seed=12, frontend=frontend)
     config = ExperimentConfig(
-        streams=default_streams(),
+        features=default_features(),
         model=ModelConfig(n_classes=4),  # the default model
         train=TrainConfig(
             epochs=6,

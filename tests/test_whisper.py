@@ -1,6 +1,6 @@
-"""Tests of the Whisper encoder stream (DESIGN.md 6b): openai-whisper's log-Mel front end, the
+"""Tests of the Whisper encoder feature (DESIGN.md 6b): openai-whisper's log-Mel front end, the
 encoder port against transformers and CTranslate2, the weight readers (CTranslate2 binary,
-split parts, safetensors, pytorch_model.bin), input over 30 s, the stream's per-layer cache,
+split parts, safetensors, pytorch_model.bin), input over 30 s, the feature's per-layer cache,
 the pipeline and its model file, and the layer-sum branch."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from tiny_whisper import HEADS, N_LAYERS, N_MELS, WIDTH, save_tiny_whisper
 from torch import nn
 
+from emofuse.features import FeatureFrontEnd, feature_spec, make_kind
 from emofuse.model import BranchSpec, ModelConfig, make_branch
 from emofuse.model.branches import LayerSumBranch
 from emofuse.pipeline import EmotionPipeline, load_pipeline, save_pipeline
-from emofuse.pipeline.cache import StreamCache
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.signal.audio import load_audio
-from emofuse.signal.streams import StreamFrontEnd, make_kind, stream_spec
 from emofuse.signal.whisper import (
     WhisperEncoder,
     WhisperFrontEnd,
@@ -638,11 +638,11 @@ def test_steps_past_30_seconds_follow_the_frame_count_with_a_short_last_window()
         assert steps.tolist() == [_steps(n)], n
 
 
-# --------------------------------------------------------------------------- 6. the stream
+# --------------------------------------------------------------------------- 6. the feature
 
 
 def _whisper_spec(directory, layers=(1, 2), **branch):
-    return stream_spec(
+    return feature_spec(
         "whisper",
         layers=list(layers),
         width=WIDTH,
@@ -659,7 +659,7 @@ def test_cache_stores_each_layer_and_other_layer_choices_reuse_it(tiny_hf, tmp_p
     sf.write(clip, synthetic_voice(1.2, seed=7), SR)
     root = tmp_path / "cache"
     spec = _whisper_spec(directory, (1, 2))
-    cache = StreamCache([spec], root)
+    cache = FeatureCache([spec], root)
     entries = cache.entries(spec, clip)
     assert [rows for _, rows in entries] == [slice(0, WIDTH), slice(WIDTH, 2 * WIDTH)]
     assert len({entry.parent for entry, _ in entries}) == 2
@@ -668,7 +668,7 @@ def test_cache_stores_each_layer_and_other_layer_choices_reuse_it(tiny_hf, tmp_p
     assert frames.shape == (2 * WIDTH, _steps(19200)) and frames.dtype == np.float32
     wave = torch.from_numpy(load_audio(clip, SR))
     with torch.no_grad():
-        direct, _ = StreamFrontEnd([spec])(wave[None], torch.tensor([wave.numel()]))["whisper"]
+        direct, _ = FeatureFrontEnd([spec])(wave[None], torch.tensor([wave.numel()]))["whisper"]
     np.testing.assert_allclose(frames, direct[0].numpy(), atol=1e-5, rtol=0)
     for entry, rows in entries:
         np.testing.assert_array_equal(np.load(entry), frames[rows])
@@ -676,26 +676,26 @@ def test_cache_stores_each_layer_and_other_layer_choices_reuse_it(tiny_hf, tmp_p
     def no_compute(*args, **kwargs):
         raise AssertionError("a cached layer was computed again")
 
-    monkeypatch.setattr(StreamCache, "compute", no_compute)
+    monkeypatch.setattr(FeatureCache, "compute", no_compute)
     layer_2 = _whisper_spec(directory, (2,))
-    other = StreamCache([layer_2], root)
+    other = FeatureCache([layer_2], root)
     assert other.entries(layer_2, clip) == [(entries[1][0], slice(0, WIDTH))]
     np.testing.assert_array_equal(other.get(clip)["whisper"], frames[WIDTH:])
-    both = StreamCache([_whisper_spec(directory, (2, 1))], root)  # the other order: no compute
+    both = FeatureCache([_whisper_spec(directory, (2, 1))], root)  # the other order: no compute
     np.testing.assert_array_equal(
         both.get(clip)["whisper"], np.concatenate([frames[WIDTH:], frames[:WIDTH]])
     )
 
 
 def _pipeline(directory, pretrained: bool = True) -> EmotionPipeline:
-    streams = [
-        stream_spec("mfcc", channels=32),
-        stream_spec("logmel", channels=8),
+    features = [
+        feature_spec("mfcc", channels=32),
+        feature_spec("logmel", channels=8),
         _whisper_spec(directory, (1, 2), channels=32),
     ]
     config = ModelConfig(n_classes=3, d_model=32, n_heads=4, scale=4, lstm_hidden=16)
     torch.manual_seed(0)
-    return EmotionPipeline(streams, config, ["a", "b", "c"], pretrained=pretrained).eval()
+    return EmotionPipeline(features, config, ["a", "b", "c"], pretrained=pretrained).eval()
 
 
 def _waves() -> tuple[torch.Tensor, torch.Tensor]:
@@ -784,7 +784,7 @@ def test_layer_sum_branch_reads_layers_in_row_order():
     torch.testing.assert_close(branch(x, lengths), single(x[:, 16:32], lengths))
 
 
-def test_whisper_stream_reads_into_a_layer_sum_branch():
+def test_whisper_feature_reads_into_a_layer_sum_branch():
     kind = make_kind(_whisper_spec("unused", (0, 2, 3)))
     assert kind.dims == 3 * WIDTH and kind.row_groups == 3 and kind.frame_rate == 50.0
     assert [rows for _, rows in kind.cache_parts()] == [

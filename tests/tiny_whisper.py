@@ -1,4 +1,4 @@
-"""A tiny random Whisper model in transformers' format, for the weight readers and streams."""
+"""A tiny random Whisper model in transformers' format, for the weight readers and features."""
 
 from __future__ import annotations
 

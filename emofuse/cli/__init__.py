@@ -31,34 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _writes_to_a_file(stream: object) -> bool:
-    """True when ``stream`` ends in a file descriptor (terminal, pipe, file), which takes any
-    bytes; false for an in-memory text stream whose reader decodes strict UTF-8."""
+def _writes_to_a_file(file: object) -> bool:
+    """True when ``file`` ends in a file descriptor (terminal, pipe, file), which takes any
+    bytes; false for an in-memory text file whose reader decodes strict UTF-8."""
     try:
-        stream.fileno()  # type: ignore[attr-defined]
+        file.fileno()  # type: ignore[attr-defined]
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return False
     return True
 
 
 @contextmanager
-def _tolerant_streams() -> Iterator[None]:
+def _tolerant_stdio() -> Iterator[None]:
     """Let the output name any file. A name with a byte that is not UTF-8 (which Python holds as
     a lone surrogate) would make ``print`` raise ``UnicodeEncodeError`` mid-table on a strict
     UTF-8 stdout; instead stdout writes the name's original bytes back (``surrogateescape``),
     so the printed names match the files, and stderr escapes them (``backslashreplace``). An
     in-memory stdout (a caller's ``io.StringIO``-like capture) cannot hold raw bytes and is
-    escaped too. The streams' own settings are restored on return."""
+    escaped too. Their own settings are restored on return."""
     restore = []
-    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
-        if errors == "surrogateescape" and not _writes_to_a_file(stream):
+    for file, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        if errors == "surrogateescape" and not _writes_to_a_file(file):
             errors = "backslashreplace"
-        reconfigure, before = getattr(stream, "reconfigure", None), getattr(stream, "errors", None)
+        reconfigure, before = getattr(file, "reconfigure", None), getattr(file, "errors", None)
         if reconfigure is None or before is None or before == errors:
             continue
         try:
             reconfigure(errors=errors)
-        except (ValueError, OSError):  # a closed or detached stream: leave it alone
+        except (ValueError, OSError):  # a closed or detached file: leave it alone
             continue
         restore.append((reconfigure, before))
     try:
@@ -73,7 +73,7 @@ def _tolerant_streams() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``emofuse`` command; the exit status (0 fine, 1 an error was reported)."""
-    with _tolerant_streams():
+    with _tolerant_stdio():
         return _run(argv)
 
 

@@ -9,7 +9,7 @@ import sys
 
 from emofuse.cli.common import MODEL_HELP, add_runtime_args, audio_inputs, progress, reporter
 from emofuse.cli.live import PCM_CHOICES, predict_stream
-from emofuse.cli.output import FORMATS, RowWriter, check_writable, output_stream
+from emofuse.cli.output import FORMATS, RowWriter, check_writable, open_output
 
 __all__ = ["add_commands"]
 
@@ -63,8 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     show_progress = len(files) > 1 and (args.output is not None or not sys.stdout.isatty())
     keys = ["file", "start", "end"] if timeline else ["file", "duration"]
     answered, segments = [], []
-    with output_stream(args.output) as stream:
-        writer = RowWriter(stream, args.format, subset or recognizer.labels, keys, files)
+    with open_output(args.output) as out:
+        writer = RowWriter(out, args.format, subset or recognizer.labels, keys, files)
         if timeline:
             for path in progress(files, show_progress):
                 try:

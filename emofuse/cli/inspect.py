@@ -23,7 +23,7 @@ def cmd_model_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    """Save each file's streams (``--out``), or print their shapes and statistics; 1 if any
+    """Save each file's features (``--out``), or print their shapes and statistics; 1 if any
     file failed."""
     from emofuse.feature_files import frontend_for, iter_frames, save_features
 
@@ -34,9 +34,9 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.out is None:
         if args.egemaps or args.format != "npy":
             raise ValueError("--egemaps and --format need --out")
-        for path, streams in iter_frames(files, frontend, on_error=report):
+        for path, features in iter_frames(files, frontend, on_error=report):
             print(path)
-            for name, frames in streams.items():
+            for name, frames in features.items():
                 print(
                     f"  {name:<8} shape {tuple(frames.shape)}  mean {frames.mean():.3f}  "
                     f"std {frames.std():.3f}  min {frames.min():.3f}  max {frames.max():.3f}"
@@ -45,8 +45,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     saved = save_features(
         files, args.out, frontend=frontend, fmt=args.format, egemaps=args.egemaps, on_error=report
     )
-    streams = ",".join(spec.name for spec in frontend.specs)
-    print(f"{len(saved.written)} of {len(files)} files -> {args.out}/<name>.{{{streams}}}"
+    features = ",".join(spec.name for spec in frontend.specs)
+    print(f"{len(saved.written)} of {len(files)} files -> {args.out}/<name>.{{{features}}}"
           f".{args.format}")  # fmt: skip
     if saved.egemaps:
         print(f"eGeMAPS functionals -> {saved.egemaps}")
@@ -79,7 +79,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     model = commands.add_parser("model", help="inspect the model")
     model_commands = model.add_subparsers(dest="model_command", required=True)
     summary = model_commands.add_parser(
-        "summary", help="streams, layers and parameter count of a model (default: the bundled one)"
+        "summary", help="features, layers and parameter count of a model (default: the bundled one)"
     )
     summary.add_argument("--model", help=MODEL_HELP)
     summary.add_argument("--config", help="an untrained model of this experiment YAML instead")
@@ -88,11 +88,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     features = commands.add_parser(
         "features",
-        help="save a model's feature streams of audio files (--out), or print their statistics",
-        description="Compute the feature streams a model reads (raw, before its normalisation) "
-        "for each audio file (folders are searched). Without --out: print each stream's shape "
-        "and statistics. With --out DIR: write DIR/NAME.STREAM.npy (float32, frames x dims) or "
-        ".csv (a frame_time column in seconds, then STREAM_0, STREAM_1, ...), where NAME is the "
+        help="save a model's features of audio files (--out), or print their statistics",
+        description="Compute the features a model reads (raw, before its normalisation) "
+        "for each audio file (folders are searched). Without --out: print each feature's shape "
+        "and statistics. With --out DIR: write DIR/NAME.FEATURE.npy (float32, frames x dims) or "
+        ".csv (a frame_time column in seconds, then FEATURE_0, FEATURE_1, ...), where NAME is the "
         "file's stem; files that share a stem get their parent folders in front (a/x.wav -> "
         "a__x.mfcc.npy, b/x.wav -> b__x.mfcc.npy), so nothing is overwritten. A bad file is "
         "reported and the others go on; the exit status is 1 if any failed.",
@@ -108,11 +108,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "DIR/egemaps.csv (needs opensmile: pip install 'emofuse[baseline]')",
     )  # fmt: skip
     features.add_argument(
-        "--model", help="the streams of this model, accurate or fast (the bundled models) or a "
-        "model file, with its front-end weights (default: the default config's streams, MFCC "
+        "--model", help="the features of this model, accurate or fast (the bundled models) or a "
+        "model file, with its front-end weights (default: the default config's features, MFCC "
         "and log-Mel)",
     )  # fmt: skip
-    features.add_argument("--config", help="the streams of this experiment YAML instead")
+    features.add_argument("--config", help="the features of this experiment YAML instead")
     add_runtime_args(features, threads=1, device=False)
     features.set_defaults(func=cmd_features)
 

@@ -1,8 +1,8 @@
 """How predictions and timeline segments are written, row by row as they are computed.
 
 Formats: ``table`` (aligned columns; widths fixed from the file names up front), ``csv`` (one
-column per label), ``json`` (one list, streamed) and ``jsonl`` (one object per line). Times are
-rounded to milliseconds and probabilities to 4 decimals.
+column per label), ``json`` (one list, written as it goes) and ``jsonl`` (one object per line).
+Times are rounded to milliseconds and probabilities to 4 decimals.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["FORMATS", "RowWriter", "output_stream", "check_writable"]
+__all__ = ["FORMATS", "RowWriter", "open_output", "check_writable"]
 
 FORMATS = ("table", "csv", "json", "jsonl")
 TIME_DECIMALS = 3
@@ -39,7 +39,7 @@ def check_writable(path: str | os.PathLike, option: str) -> None:
 
 
 @contextlib.contextmanager
-def output_stream(path: str | os.PathLike | None) -> Iterator[TextIO]:
+def open_output(path: str | os.PathLike | None) -> Iterator[TextIO]:
     """Standard output, or a file written atomically: rows go to a temporary file beside
     ``path``, renamed to ``path`` when all went well. If the run stops early (an error, Ctrl-C),
     ``path`` keeps its old content and the rows written so far are kept in ``path.partial``."""
@@ -49,8 +49,8 @@ def output_stream(path: str | os.PathLike | None) -> Iterator[TextIO]:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", newline="", errors="surrogateescape") as stream:
-            yield stream
+        with open(tmp, "w", newline="", errors="surrogateescape") as out:
+            yield out
     except BaseException:
         if tmp.exists() and tmp.stat().st_size:
             partial = path.with_name(path.name + ".partial")
@@ -66,12 +66,12 @@ def output_stream(path: str | os.PathLike | None) -> Iterator[TextIO]:
 
 class RowWriter:
     """Writes prediction rows (``keys``: ``file, duration``) or timeline rows (``file, start,
-    end``) to ``stream`` in ``fmt``, flushing each. Rows are ``Prediction.to_dict()`` or
+    end``) to ``out`` in ``fmt``, flushing each. Rows are ``Prediction.to_dict()`` or
     ``Segment.to_dict()`` with ``file`` added."""
 
     def __init__(
         self,
-        stream: TextIO,
+        out: TextIO,
         fmt: str,
         labels: Sequence[str],
         keys: Sequence[str],
@@ -79,9 +79,9 @@ class RowWriter:
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        self.stream, self.fmt, self.labels, self.keys = stream, fmt, tuple(labels), list(keys)
+        self.out, self.fmt, self.labels, self.keys = out, fmt, tuple(labels), list(keys)
         self.rows = 0
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         if fmt == "csv":
             self._csv.writerow([*self.keys, "label", "confidence", "silent", "reason",
                                 *self.labels])  # fmt: skip
@@ -92,12 +92,12 @@ class RowWriter:
             self._widths = [max(names), *[9] * (len(header) - 1), label, len("confidence")]
             self._line([*header, "label", "confidence", "top / reason"])
         elif fmt == "json":
-            stream.write("[")
-        stream.flush()
+            out.write("[")
+        out.flush()
 
     def _line(self, cells: list[str]) -> None:
         padded = [c.ljust(w) for c, w in zip(cells, self._widths, strict=False)]
-        self.stream.write("  ".join(padded + cells[len(self._widths) :]).rstrip() + "\n")
+        self.out.write("  ".join(padded + cells[len(self._widths) :]).rstrip() + "\n")
 
     def write(self, row: dict) -> None:
         """One row, written and flushed at once."""
@@ -113,7 +113,7 @@ class RowWriter:
                 text = ("\n  " if self.rows == 0 else ",\n  ") + text
             else:
                 text += "\n"
-            self.stream.write(text)
+            self.out.write(text)
         elif self.fmt == "csv":
             probs = ["" if row["silent"] else f"{probabilities[k]:.4f}" for k in self.labels]
             self._csv.writerow([row["file"], *times, row["label"], f"{confidence:.4f}",
@@ -124,10 +124,10 @@ class RowWriter:
             self._line([row["file"], *(f"{t:.2f}" for t in times), row["label"],
                         "-" if row["silent"] else f"{confidence:.3f}", detail])  # fmt: skip
         self.rows += 1
-        self.stream.flush()
+        self.out.flush()
 
     def close(self) -> None:
         """End the output (closes the JSON list)."""
         if self.fmt == "json":
-            self.stream.write("\n]\n" if self.rows else "]\n")
-            self.stream.flush()
+            self.out.write("\n]\n" if self.rows else "]\n")
+            self.out.flush()

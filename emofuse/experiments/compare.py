@@ -9,8 +9,8 @@ writes ``out_dir/table.md``, ``out_dir/table.json`` and ``out_dir/claims_forest.
 
 - per variant and corpus: UA and WA as mean +- std over all folds x seeds, the parameter count
   and the training time; per variant the inference real-time factor (below);
-- per claim (``CLAIMS``: the paper's (a)-(d), emofuse's prosody stream (e), pretrained encoder
-  stream (f) and the paper's fusion on top of it (g)) and corpus: the paired per-fold UA
+- per claim (``CLAIMS``: the paper's (a)-(d), emofuse's prosody feature (e), pretrained encoder
+  feature (f) and the paper's fusion on top of it (g)) and corpus: the paired per-fold UA
   differences (matched by seed and fold index, so both systems saw the same test speakers) and
   their statistics, with a sentence saying whether the claim holds on that corpus
   (:func:`~emofuse.experiments.claims.paired_claims`);
@@ -269,7 +269,7 @@ def run_compare(
 
     ``base`` supplies everything but the corpus (``data.corpora`` is replaced by each corpus in
     turn; its ``task``/``protocol`` apply to every corpus when set, else each corpus's own),
-    the seed and the variants' streams and model switches. Runs go seed by seed, so an
+    the seed and the variants' features and model switches. Runs go seed by seed, so an
     interrupted comparison has complete seeds first. With ``run=False`` nothing is trained:
     the table holds the finished runs and lists the missing ones. Either way, each variant's
     inference is timed first unless ``out_dir/costs.json`` has it (seconds). Unknown corpus

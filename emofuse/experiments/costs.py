@@ -24,9 +24,9 @@ from emofuse.experiments import baseline, encoder_lr
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.systems import EncoderLrSystem, NetworkSystem, SvmSystem, get_system
 from emofuse.experiments.variants import VARIANTS
+from emofuse.features import FeatureFrontEnd
 from emofuse.files import write_json
 from emofuse.pipeline import pipeline_from_config
-from emofuse.signal.streams import StreamFrontEnd
 from emofuse.signal.whisper_weights import WhisperWeightsError
 
 __all__ = ["RTF_AUDIO_SECONDS", "RTF_REPEATS", "RTF_THREADS", "inference_costs"]
@@ -47,7 +47,7 @@ def _inference_call(variant: str, config: ExperimentConfig) -> Callable[[], obje
     if isinstance(system, NetworkSystem):
         module = pipeline_from_config(config).eval()
     elif isinstance(system, EncoderLrSystem):  # its logistic regression costs nothing beside
-        module = StreamFrontEnd([encoder_lr.encoder_stream(config.streams)]).eval()
+        module = FeatureFrontEnd([encoder_lr.encoder_feature(config.features)]).eval()
     elif isinstance(system, SvmSystem) and importlib.util.find_spec("opensmile"):
         smile = baseline.egemaps_extractor()  # the extraction dominates the SVM's decision
         return lambda: smile.process_signal(audio[0], SAMPLE_RATE)

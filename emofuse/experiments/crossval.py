@@ -60,7 +60,7 @@ def _parse_folds(folds: Sequence[int] | None, n_folds: int) -> list[int]:
 
 def _changed_settings(old: dict, new: dict) -> list[str]:
     """``section.key`` of each changed setting between two ``ExperimentConfig.to_dict()``s; a
-    section that is a list (``streams``) is compared whole."""
+    section that is a list (``features``) is compared whole."""
     changed = []
     for section, values in new.items():
         before = old.get(section)

@@ -24,11 +24,11 @@ from emofuse.experiments.loading import Features, load_features, load_manifest
 from emofuse.experiments.machine import machine_description
 from emofuse.experiments.scoring import speaker_names
 from emofuse.experiments.splits import holdout_speakers
+from emofuse.features import make_kind
 from emofuse.files import write_json
 from emofuse.pipeline import pipeline_from_config, save_pipeline
-from emofuse.pipeline.cache import StreamCache
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.progress import progress as progress_of
-from emofuse.signal.streams import make_kind
 from emofuse.training import distributed
 from emofuse.training.evaluation import evaluate
 from emofuse.training.linear_head import (
@@ -132,13 +132,15 @@ def frame_moments(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> list[UtteranceMoments]:
-    """:func:`utterance_moments` of the (single) stream's cached frames of every utterance,
+    """:func:`utterance_moments` of the (single) feature's cached frames of every utterance,
     one file in memory at a time."""
-    cache = StreamCache(config.streams, cache_dir, distributed.process_device(config.train.device))
+    cache = FeatureCache(
+        config.features, cache_dir, distributed.process_device(config.train.device)
+    )
     paths = [u.path for u in utterances]
-    name = config.streams[0].name
+    name = config.features[0].name
     regions = SpeechRegions(cache.root) if config.train.speech_only else None
-    rate = make_kind(config.streams[0]).frame_rate
+    rate = make_kind(config.features[0]).frame_rate
 
     def frames(path: Path) -> np.ndarray:  # a speech-only head reads the speech frames only
         whole = cache.get(path)[name]

@@ -1,6 +1,6 @@
 """Pooled frozen-encoder statistics + logistic regression (DESIGN.md 6b), a system of its own.
 
-Per utterance, each cached layer of the Whisper stream is pooled to its mean and standard
+Per utterance, each cached layer of the Whisper feature is pooled to its mean and standard
 deviation over frames (2 W values per layer). Per fold, the layer and the inverse
 regularisation ``C`` are chosen by speaker-grouped inner cross-validation on the training-side
 speakers only (scored by UA); the chosen pair is refit on the whole training side (the fold's
@@ -26,7 +26,7 @@ from emofuse.corpora import Utterance
 from emofuse.experiments.records import FoldRecord
 from emofuse.experiments.scoring import scored_record
 from emofuse.experiments.splits import speaker_key
-from emofuse.signal.streams import StreamSpec, stream_spec
+from emofuse.features import FeatureSpec, feature_spec
 
 if TYPE_CHECKING:
     from emofuse.experiments.loading import Experiment, Features
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "C_GRID",
     "MAX_CANDIDATE_LAYER",
-    "encoder_stream",
+    "encoder_feature",
     "pooled_layers",
     "per_speaker_standardised",
     "run_lr_fold",
@@ -44,22 +44,22 @@ C_GRID = (0.01, 0.1, 1.0)
 MAX_CANDIDATE_LAYER = 5  # layers 1..5 of Whisper base; the last one scored lower (DESIGN.md 6b)
 
 
-def encoder_stream(streams: Sequence[StreamSpec]) -> StreamSpec:
-    """The config's Whisper stream (Whisper base when it has none) with the candidate layers:
+def encoder_feature(features: Sequence[FeatureSpec]) -> FeatureSpec:
+    """The config's Whisper feature (Whisper base when it has none) with the candidate layers:
     1 up to the encoder's last but one, at most :data:`MAX_CANDIDATE_LAYER`."""
-    spec = next((s for s in streams if s.kind == "whisper"), None)
+    spec = next((s for s in features if s.kind == "whisper"), None)
     settings = dict(spec.settings) if spec else {}
     n_layers = settings.get("n_layers", 6)
     deepest = max(1, min(MAX_CANDIDATE_LAYER, n_layers - 1))  # a 1-layer encoder: layer 1
     settings["layers"] = list(range(1, deepest + 1))
-    return stream_spec("whisper", name="whisper", **settings)
+    return feature_spec("whisper", name="whisper", **settings)
 
 
 def pooled_layers(features: Features, name: str, width: int) -> dict[str, np.ndarray]:
     """Per utterance path: mean and std over frames of each layer, (layers, 2 W)."""
     pooled = {}
-    for path, streams in features.arrays.items():
-        frames = streams[name]  # (layers * W, T)
+    for path, arrays in features.arrays.items():
+        frames = arrays[name]  # (layers * W, T)
         layers = frames.reshape(-1, width, frames.shape[-1])  # (L, W, T)
         pooled[path] = np.concatenate([layers.mean(-1), layers.std(-1)], axis=1)  # (L, 2W)
     return pooled

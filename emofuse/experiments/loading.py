@@ -13,8 +13,8 @@ from emofuse.config import ExperimentConfig
 from emofuse.corpora import Utterance, load_corpus
 from emofuse.corpora.labels import LabelTask, apply_task, default_task, get_task
 from emofuse.experiments.splits import Fold, default_protocol, make_folds
-from emofuse.pipeline.cache import StreamCache
-from emofuse.signal.streams import frame_rates
+from emofuse.features import frame_rates
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.training import distributed
 from emofuse.training.batches import FeatureSet
 from emofuse.training.linear_head import pooled_moments, utterance_moments
@@ -100,8 +100,8 @@ def prepare_experiment(config: ExperimentConfig) -> Experiment:
 
 @dataclass(frozen=True)
 class Features:
-    """Cached stream frames of utterances: ``arrays[path][stream]`` is (dims, frames) float32,
-    at ``rates[stream]`` frames per second."""
+    """Cached feature frames of utterances: ``arrays[path][feature]`` is (dims, frames) float32,
+    at ``rates[feature]`` frames per second."""
 
     arrays: dict[str, dict[str, np.ndarray]]
     rates: dict[str, float]
@@ -119,7 +119,7 @@ class Features:
     def standardised_per(self, groups: Mapping[str, Hashable]) -> Features:
         """The frames of the paths in ``groups`` (path -> group, e.g. a speaker), each
         standardised with its group's per-row mean and std, then put back on the scale of all
-        those paths' frames together: x -> (x - mean_g) / std_g * std + mean, per stream.
+        those paths' frames together: x -> (x - mean_g) / std_g * std + mean, per feature.
 
         A pipeline whose normalisers are fitted on the result holds the statistics of all that
         audio (the prior :mod:`emofuse.inference.adapt` shrinks towards) and its network learns
@@ -129,17 +129,17 @@ class Features:
         for path, group in groups.items():
             members[group].append(str(path))
         arrays: dict[str, dict[str, np.ndarray]] = {str(path): {} for path in groups}
-        for stream in self.rates:
-            moments = {p: utterance_moments(self.arrays[p][stream]) for p in arrays}
+        for feature in self.rates:
+            moments = {p: utterance_moments(self.arrays[p][feature]) for p in arrays}
             mean, std, _ = pooled_moments(list(moments.values()))
             for paths in members.values():
                 group_mean, group_std, _ = pooled_moments([moments[p] for p in paths])
                 scale = std / group_std
                 shift = mean - group_mean * scale
                 for p in paths:
-                    frames = self.arrays[p][stream]
+                    frames = self.arrays[p][feature]
                     standardised = frames * scale[:, None] + shift[:, None]
-                    arrays[p][stream] = standardised.astype(frames.dtype)
+                    arrays[p][feature] = standardised.astype(frames.dtype)
         return Features(arrays, self.rates)
 
 
@@ -149,10 +149,10 @@ def load_features(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> Features:
-    """The frames of every stream of ``config`` for every utterance, through the on-disk cache;
+    """The frames of every feature of ``config`` for every utterance, through the on-disk cache;
     missing ones are computed on the training device (this process's GPU under torchrun)."""
     device = distributed.process_device(config.train.device)
-    cache = StreamCache(config.streams, cache_dir, device)
+    cache = FeatureCache(config.features, cache_dir, device)
     paths = [u.path for u in utterances]
     arrays = cache.get_many(paths, progress=progress)
-    return Features(dict(zip(map(str, paths), arrays, strict=True)), frame_rates(config.streams))
+    return Features(dict(zip(map(str, paths), arrays, strict=True)), frame_rates(config.features))

@@ -278,8 +278,8 @@ def _subsets_markdown(table: dict) -> list[str]:
 def _claims_markdown(claims: list[dict]) -> list[str]:
     """The claims section of ``table.md``: one row and one sentence per claim and corpus."""
     lines = [
-        "## The claims per corpus: the paper's (a)-(d); emofuse's prosody stream (e), pretrained "
-        "encoder stream (f) and the paper's fusion on top of it (g)",
+        "## The claims per corpus: the paper's (a)-(d); emofuse's prosody feature (e), pretrained "
+        "encoder feature (f) and the paper's fusion on top of it (g)",
         "",
     ]
     if not claims:

@@ -155,7 +155,7 @@ class NetworkSystem(System):
 @register_system
 class SvmSystem(System):
     """openSMILE eGeMAPSv02 functionals + RBF SVM (:mod:`emofuse.experiments.baseline`); the
-    config's streams and model are not used."""
+    config's features and model are not used."""
 
     name = "egemaps-svm"
     requires = baseline.REQUIRES
@@ -189,9 +189,9 @@ class EncoderLrSystem(System):
     def prepare(
         self, experiment: Experiment, config: ExperimentConfig, cache_dir: CacheDir, progress: bool
     ) -> dict:
-        spec = encoder_lr.encoder_stream(config.streams)
+        spec = encoder_lr.encoder_feature(config.features)
         features = load_features(
-            experiment.all_utterances, replace(config, streams=[spec]), cache_dir, progress
+            experiment.all_utterances, replace(config, features=[spec]), cache_dir, progress
         )
         pooled = encoder_lr.pooled_layers(features, spec.name, spec.settings["width"])
         if self.per_speaker:
@@ -207,7 +207,7 @@ class EncoderLrSystem(System):
         out_dir: Path,
         progress: bool = True,
     ) -> FoldRecord:
-        layers = encoder_lr.encoder_stream(config.streams).settings["layers"]
+        layers = encoder_lr.encoder_feature(config.features).settings["layers"]
         return encoder_lr.run_lr_fold(experiment, index, prepared, self.name, layers)
 
 

@@ -1,7 +1,7 @@
 """Adaptation to the user's audio without labels: re-estimate a model's normalisation
 statistics on a folder of their unlabelled recordings (microphone, language, speakers).
 
-Every stream's normaliser standardises frames with the mean and variance of its training
+Every feature's normaliser standardises frames with the mean and variance of its training
 corpora; on unseen corpora those statistics are the main mismatch (DESIGN.md 6b: standardising
 with the target corpus's own unlabelled statistics raised cross-corpus UA by 8 to 38 points).
 :func:`adapt_pipeline` recomputes them from the frames of the given files, silent files left
@@ -64,17 +64,17 @@ class AdaptationError(ValueError):
     """Too little usable audio to re-estimate the statistics; the message says how much."""
 
 
-# stream name -> per-row frame sums (dims,), sums of squares (dims,), frame count
+# feature name -> per-row frame sums (dims,), sums of squares (dims,), frame count
 Moments = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
 
 
 def add_frame_moments(
-    moments: Moments, streams: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    moments: Moments, features: dict[str, tuple[torch.Tensor, torch.Tensor]],
     weights: torch.Tensor | None = None,
 ) -> None:
-    """Add the valid frames of every stream (frames (B, dims, T), lengths (B,)) to ``moments``
+    """Add the valid frames of every feature (frames (B, dims, T), lengths (B,)) to ``moments``
     in place, each item weighted by ``weights`` (B,) (default 1)."""  # fmt: skip
-    for name, (frames, lengths) in streams.items():
+    for name, (frames, lengths) in features.items():
         w = lengths_to_mask(lengths, frames.shape[-1]).unsqueeze(1).double()  # (B, 1, T)
         if weights is not None:
             w = w * weights.to(frames.device, torch.float64).view(-1, 1, 1)
@@ -194,7 +194,7 @@ class RunningAdaptation:
     frames heard, each window weighted (the share of it that is new, so overlapping windows
     count once). Before any update it is the model as trained, so a recording's first window
     is predicted as without adaptation; after minutes of speech the statistics are the
-    recording's own (its speaker, microphone and room). Memory: a few vectors per stream.
+    recording's own (its speaker, microphone and room). Memory: a few vectors per feature.
     """
 
     def __init__(self, pipeline: EmotionPipeline, prior_seconds: float = PRIOR_SECONDS) -> None:
@@ -210,17 +210,17 @@ class RunningAdaptation:
         """How much of the current statistics are the recording's own (0 before any update)."""
         return self.seconds / (self.seconds + self.prior_seconds) if self.seconds else 0.0
 
-    def normalised(self, streams: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
-        """Raw frames of every stream -> frames standardised with the current statistics."""
-        return {name: (norm(streams[name][0], streams[name][1]), streams[name][1])
+    def normalised(self, features: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
+        """Raw frames of every feature -> frames standardised with the current statistics."""
+        return {name: (norm(features[name][0], features[name][1]), features[name][1])
                 for name, norm in self.normalizers.items()}  # fmt: skip
 
     @torch.no_grad()
     def update(
-        self, streams: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: torch.Tensor
+        self, features: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: torch.Tensor
     ) -> None:
         """Add the valid frames of each window (B,) with its weight in [0, 1], then re-blend."""
-        add_frame_moments(self._moments, streams, weights)
+        add_frame_moments(self._moments, features, weights)
         first = next(iter(self._moments))
         self.seconds = self._moments[first][2] / self._rates[first]
         for name, (sums, squares, count) in self._moments.items():

@@ -89,23 +89,23 @@ class TorchBackend:
         """As :meth:`probabilities` for windows in recording order, each standardised with
         ``adaptation``'s statistics of the windows before it, then added to them with its
         weight (B,): the answers do not depend on how windows are batched. A sequence gives
-        each window its own recording's statistics (windows of several streams at once).
+        each window its own recording's statistics (windows of several live streams at once).
         """  # fmt: skip
         with torch.inference_mode(), self._autocast():
-            streams = self.pipeline.frontend(
+            features = self.pipeline.frontend(
                 torch.from_numpy(waveforms).to(self.device),
                 torch.from_numpy(lengths).to(self.device),
             )
-            normalised: dict[str, list] = {name: [] for name in streams}
+            normalised: dict[str, list] = {name: [] for name in features}
             scales = []  # the temperature relaxes as the statistics become the recording's
             for i in range(len(lengths)):
                 own = adaptation if isinstance(adaptation, RunningAdaptation) else adaptation[i]
-                window = {name: (x[i : i + 1], n[i : i + 1]) for name, (x, n) in streams.items()}
+                window = {name: (x[i : i + 1], n[i : i + 1]) for name, (x, n) in features.items()}
                 for name, (x, _) in own.normalised(window).items():
                     normalised[name].append(x)
                 scales.append(logit_scale(self.pipeline, own.share))
                 own.update(window, torch.from_numpy(weights[i : i + 1]))
-            inputs = {name: (torch.cat(parts), streams[name][1])
+            inputs = {name: (torch.cat(parts), features[name][1])
                       for name, parts in normalised.items()}  # fmt: skip
             logits = self.pipeline.net(inputs).float()  # (B, C)
             logits = logits * torch.tensor(scales, device=logits.device)[:, None]

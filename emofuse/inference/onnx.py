@@ -14,15 +14,15 @@ Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export``), opset 18 b
 an export-only copy of the pipeline (:class:`_ExportGraph`) makes them, all numerically
 equivalent (the tests compare it with the pipeline):
 
-- the waveform is zero-padded on the right so that every stream's frame count is visibly a
+- the waveform is zero-padded on the right so that every feature's frame count is visibly a
   multiple of its branch's time stride (the network pads time to such a multiple and masks
   frames past each length anyway; more zero padding changes no valid frame);
 - ``nn.MaxPool1d(2)`` in the 1D branches (MFCC, prosody) becomes a pairwise maximum;
 - the BiLSTM becomes one custom op, ``emofuse::bilstm``, translated to one ONNX ``LSTM`` with
   ``sequence_lens``, so each item of a padded batch is run over exactly its own frames;
-- a Whisper stream's front end, while traced, always masks padded attention keys (eager mode
+- a Whisper feature's front end, while traced, always masks padded attention keys (eager mode
   leaves the mask out when no item is padded) and encodes the input as one window: a model
-  with a Whisper stream takes clips of up to 30 s (``max_samples`` in the sidecar;
+  with a Whisper feature takes clips of up to 30 s (``max_samples`` in the sidecar;
   :class:`OnnxBackend` trims longer zero padding and rejects longer clips).
 """
 
@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.files import atomic_path
+from emofuse.migrate import features_from_v2
 from emofuse.model import Conv1dBranch
 from emofuse.model.temporal import BiLSTM
 from emofuse.pipeline import EmotionPipeline, EvalWindows
@@ -148,8 +149,8 @@ class _ExportBiLSTM(nn.Module):
 
 
 def padding_unit(pipeline: EmotionPipeline) -> int:
-    """Samples ``u`` such that a waveform of ``k u - 1`` samples gives every stream a frame count
-    (``1 + samples // hop``; a Whisper stream's ``ceil((samples // 160) / 2)``) that is a
+    """Samples ``u`` such that a waveform of ``k u - 1`` samples gives every feature a frame count
+    (``1 + samples // hop``; a Whisper feature's ``ceil((samples // 160) / 2)``) that is a
     multiple of its branch's time stride."""
     unit = 1
     for name, kind in pipeline.kinds.items():
@@ -158,7 +159,7 @@ def padding_unit(pipeline: EmotionPipeline) -> int:
 
 
 def max_samples(pipeline: EmotionPipeline) -> int | None:
-    """The longest clip the exported graph takes (30 s with a Whisper stream), or None."""
+    """The longest clip the exported graph takes (30 s with a Whisper feature), or None."""
     if any(isinstance(e, WhisperFrontEnd) for e in pipeline.frontend.extractors.values()):
         return MAX_POSITIONS * 2 * MEL_HOP
     return None
@@ -225,7 +226,7 @@ def export_onnx(
         "inputs": list(INPUT_NAMES),
         "outputs": list(OUTPUT_NAMES),
         "opset": opset,
-        "streams": [s.to_dict() for s in pipeline.streams],
+        "features": [s.to_dict() for s in pipeline.features],
         "model_config": pipeline.model_config.to_dict(),
         "eval_windows": pipeline.windows.to_dict(),
         "speech_only": bool(getattr(pipeline, "extra", {}).get("speech_only", False)),
@@ -259,7 +260,7 @@ class OnnxBackend:
         labels: class names, in output order.
         sample_rate: the sample rate the model expects.
         min_samples: narrower batches are zero-padded to this width.
-        max_samples: the longest clip the model takes (30 s with a Whisper stream), or None.
+        max_samples: the longest clip the model takes (30 s with a Whisper feature), or None.
         metadata: the whole sidecar.
     """
 
@@ -280,7 +281,7 @@ class OnnxBackend:
             meta = json.loads(sidecar.read_text())
             if meta.get("format") != SIDECAR_FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, not {SIDECAR_FORMAT!r}")
-            self.metadata: dict = meta
+            self.metadata: dict = features_from_v2(meta)  # older sidecars: "streams"
             self.labels: tuple[str, ...] = tuple(str(label) for label in meta["labels"])
             self.sample_rate: int = int(meta["sample_rate"])
             self.min_samples: int = int(meta["min_samples"])

@@ -235,7 +235,7 @@ class EmotionRecognizer:
             from tqdm import tqdm
 
             loaded = tqdm(loaded, total=len(items), desc="predict", unit="file", leave=False)
-        for index, prediction in self._stream_waves(readable(loaded), batch_size, workers):
+        for index, prediction in self._predict_in_batches(readable(loaded), batch_size, workers):
             yield index, restricted(prediction, subset)
 
     def _wave(
@@ -250,7 +250,7 @@ class EmotionRecognizer:
             raise ValueError("sample_rate is for arrays; a file's own rate is used")
         return load_audio(audio, self.sample_rate), str(audio)
 
-    def _stream_waves(
+    def _predict_in_batches(
         self, items: Iterable[tuple], batch_size: int, workers: int = 1
     ) -> Iterator[tuple[int, Prediction]]:
         """(index, mono wave, source) items -> (index, prediction), in the items' order. Files
@@ -361,7 +361,7 @@ class EmotionRecognizer:
         adapt: bool | None = None,
         labels: str | Sequence[str] | None = None,
     ) -> Iterator[Segment]:
-        """Contiguous segments from 0 to the end of a (long) file, streamed block by block, or
+        """Contiguous segments from 0 to the end of a (long) file, read block by block, or
         of an array (samples,) or (samples, channels) at ``sample_rate``.
 
         ``adapt`` (default: for a model trained with each speaker standardised by their own

@@ -12,7 +12,7 @@ from emofuse.signal.vad import SpeechDetector
 from emofuse.signal.vad_segmenter import VADSettings, speech_regions
 
 __all__ = ["VAD_BATCH_SECONDS", "find_speech", "no_speech_reasons", "only_speech", "speech_of",
-           "streamed"]  # fmt: skip
+           "scored_in_blocks"]  # fmt: skip
 
 VAD_BATCH_SECONDS = 30.0  # padded audio per voice activity pass (about 1 MB of memory per second)
 
@@ -41,7 +41,7 @@ def find_speech(
     ``[(start, end)]`` in samples of each wave with speech (None without ``vad``). Batched voice
     activity passes over the audible waves, shortest first, each padded batch within
     ``VAD_BATCH_SECONDS`` (a long file is not padded against short ones); a longer file is
-    scored as a stream of such blocks (the same probabilities, bounded memory)."""
+    scored block by block (the same probabilities, bounded memory)."""
     reasons: list[str | None] = [None] * len(waves)
     regions: list[list[tuple[int, int]] | None] = [None] * len(waves)
     audible = []
@@ -57,7 +57,7 @@ def find_speech(
     short = [i for i in audible if waves[i].size <= budget]
     probabilities = [p for batch in batches([waves[i].size for i in short], budget)
                      for p in vad.probabilities([waves[i] for i in short[batch]])]  # fmt: skip
-    probabilities += [streamed(vad, waves[i], budget) for i in audible[len(short):]]
+    probabilities += [scored_in_blocks(vad, waves[i], budget) for i in audible[len(short):]]
     for i, probs in zip(audible, probabilities, strict=True):
         regions[i] = speech_regions(probs, waves[i].size, settings)
         if not regions[i]:
@@ -84,8 +84,8 @@ def only_speech(wave: np.ndarray, regions: Sequence[tuple[int, int]] | None) -> 
     return np.concatenate([wave[start:end] for start, end in regions])
 
 
-def streamed(vad: SpeechDetector, wave: np.ndarray, block: int) -> np.ndarray:
+def scored_in_blocks(vad: SpeechDetector, wave: np.ndarray, block: int) -> np.ndarray:
     """``vad.probabilities([wave])[0]`` computed ``block`` samples at a time."""
-    stream = vad.stream()
-    parts = [stream.feed(wave[start : start + block]) for start in range(0, wave.size, block)]
-    return np.concatenate([*parts, stream.finish()])
+    detector = vad.stream()
+    parts = [detector.feed(wave[start : start + block]) for start in range(0, wave.size, block)]
+    return np.concatenate([*parts, detector.finish()])

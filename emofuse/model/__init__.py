@@ -1,7 +1,7 @@
-"""The emofuse model: multi-scale branches, fusion over N streams and :class:`EmotionNet`.
+"""The emofuse model: multi-scale branches, fusion over N features and :class:`EmotionNet`.
 
 Imports only torch. ``ModelConfig`` holds the shared hyperparameters and ablation switches;
-``BranchSpec`` describes the branch of one input stream.
+``BranchSpec`` describes the branch of one input feature.
 """
 
 from emofuse.model.blocks import (

@@ -1,5 +1,5 @@
-"""Branches: one per feature stream, each mapping its frames to ``D``-wide steps at a quarter of
-its frame rate. ``BranchSpec`` names which branch a stream gets; :func:`make_branch` builds it.
+"""Branches: one per feature, each mapping its frames to ``D``-wide steps at a quarter of
+its frame rate. ``BranchSpec`` names which branch a feature gets; :func:`make_branch` builds it.
 
 - ``conv1d`` (:class:`Conv1dBranch`): rows as channels (MFCC, prosody);
 - ``conv2d`` (:class:`Conv2dBranch`): rows as the height of an image (log-Mel);
@@ -36,7 +36,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """The branch of one input stream: its name (the key of its input), branch type, input rows
+    """The branch of one input feature: its name (the key of its input), branch type, input rows
     per frame, convolution width and row groups (stacked encoder layers; 1 otherwise)."""
 
     name: str
@@ -193,7 +193,7 @@ class LayerSumBranch(nn.Module):
 
 
 class IdentityBranch(nn.Module):
-    """The stream's frames as they come, for heads that read the normalised frames directly
+    """The feature's frames as they come, for heads that read the normalised frames directly
     (statistics pooling and a linear classifier: logistic regression on pooled statistics).
 
     Shape: ``(B, in_dims, T), (B,) -> (B, in_dims, T)``; ``d_model`` must equal ``in_dims``.

@@ -1,7 +1,7 @@
-"""Fusion of N time-aligned streams: cross-attention (the paper's module), and concat/sum ablations.
+"""Fusion of N time-aligned features: cross-attention (the paper's module), concat and sum.
 
-Every fusion module takes a list of ``n_streams`` sequences ``(batch, time, d_model)`` (one per
-stream, in the order of the stream names it was built with) and a ``(batch, time)`` bool mask
+Every fusion module takes a list of ``n_features`` sequences ``(batch, time, d_model)`` (one per
+feature, in the order of the feature names it was built with) and a ``(batch, time)`` bool mask
 (True on valid frames), and returns ``(batch, time, out_dim)`` with padded frames set to zero.
 ``out_dim`` is an attribute.
 
@@ -25,7 +25,7 @@ FUSIONS = ("cross_attention", "concat", "sum")
 
 
 class _CrossAttention(nn.Module):
-    """One direction: queries from one stream attend the others; residual + LayerNorm."""
+    """One direction: queries from one feature attend the others; residual + LayerNorm."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -47,7 +47,7 @@ class _CrossAttention(nn.Module):
 def _check_names(names: Sequence[str]) -> tuple[str, ...]:
     names = tuple(names)
     if len(names) < 2 or len(set(names)) != len(names):
-        raise ValueError(f"fusion needs at least 2 distinct stream names, got {list(names)}")
+        raise ValueError(f"fusion needs at least 2 distinct feature names, got {list(names)}")
     return names
 
 
@@ -56,26 +56,26 @@ class _Fusion(nn.Module):
         super().__init__()
         self.names = _check_names(names)
 
-    def _check(self, streams: Sequence[torch.Tensor]) -> None:
-        if len(streams) != len(self.names):
+    def _check(self, features: Sequence[torch.Tensor]) -> None:
+        if len(features) != len(self.names):
             raise ValueError(
-                f"built for {len(self.names)} streams {list(self.names)}, called with "
-                f"{len(streams)}"
+                f"built for {len(self.names)} features {list(self.names)}, called with "
+                f"{len(features)}"
             )
 
 
 class CrossAttentionFusion(_Fusion):
-    """Cross-attention over N streams (Li & Zhang 2025 for N = 2).
+    """Cross-attention over N features (Li & Zhang 2025 for N = 2).
 
-    Each stream's queries attend the frames of every other stream (their keys concatenated in
+    Each feature's queries attend the frames of every other feature (their keys concatenated in
     time), with ``n_heads`` heads, a residual connection and LayerNorm; the N results are
-    concatenated. With two streams this is exactly the paper's bidirectional module: MFCC queries
+    concatenated. With two features this is exactly the paper's bidirectional module: MFCC queries
     attend log-Mel, log-Mel queries attend MFCC. Padded key frames are excluded through
     ``key_padding_mask``.
 
     Args:
-        d_model: width ``D`` of the input streams; must be divisible by ``n_heads``.
-        names: the streams, in input order (one attention direction each, ``attend.<name>``).
+        d_model: width ``D`` of the input features; must be divisible by ``n_heads``.
+        names: the features, in input order (one attention direction each, ``attend.<name>``).
         n_heads: attention heads per direction.
         dropout: dropout on the attention weights and on the attended values.
 
@@ -95,16 +95,16 @@ class CrossAttentionFusion(_Fusion):
         )
         self.out_dim = len(self.names) * d_model
 
-    def forward(self, streams: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        self._check(streams)
-        streams = list(streams)  # (B, T, D) each
-        # Keys: the frames of every other stream, concatenated in time, with their padding.
-        padding = torch.cat([~mask] * (len(streams) - 1), dim=1)  # (B, (N - 1) T)
+    def forward(self, features: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        self._check(features)
+        features = list(features)  # (B, T, D) each
+        # Keys: the frames of every other feature, concatenated in time, with their padding.
+        padding = torch.cat([~mask] * (len(features) - 1), dim=1)  # (B, (N - 1) T)
         fused = torch.cat(
             [
-                attention(query, torch.cat(streams[:i] + streams[i + 1 :], dim=1), padding)
+                attention(query, torch.cat(features[:i] + features[i + 1 :], dim=1), padding)
                 for i, (query, attention) in enumerate(
-                    zip(streams, self.attend.values(), strict=True)
+                    zip(features, self.attend.values(), strict=True)
                 )
             ],
             dim=-1,
@@ -119,9 +119,9 @@ class ConcatFusion(_Fusion):
         super().__init__(names)
         self.out_dim = len(self.names) * d_model
 
-    def forward(self, streams: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        self._check(streams)
-        return torch.cat(list(streams), dim=-1) * mask.unsqueeze(-1)  # (B, T, N D)
+    def forward(self, features: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        self._check(features)
+        return torch.cat(list(features), dim=-1) * mask.unsqueeze(-1)  # (B, T, N D)
 
 
 class SumFusion(_Fusion):
@@ -131,11 +131,11 @@ class SumFusion(_Fusion):
         super().__init__(names)
         self.out_dim = d_model
 
-    def forward(self, streams: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        self._check(streams)
-        total = streams[0]
-        for stream in streams[1:]:
-            total = total + stream
+    def forward(self, features: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        self._check(features)
+        total = features[0]
+        for feature in features[1:]:
+            total = total + feature
         return total * mask.unsqueeze(-1)  # (B, T, D)
 
 

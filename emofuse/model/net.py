@@ -1,17 +1,17 @@
 """The multi-scale, multi-feature cross-attention emotion model (Li & Zhang, 2025) and its config.
 
-Pipeline (``B`` batch; stream ``s`` has ``T_s`` frames; ``T' = ceil(T_s / 4)``, ``D = d_model``)::
+Pipeline (``B`` batch; feature ``s`` has ``T_s`` frames; ``T' = ceil(T_s / 4)``, ``D = d_model``)::
 
-    stream s (B, dims_s, T_s) -> its branch (``BranchSpec``; conv1d for MFCC and prosody,
+    feature s (B, dims_s, T_s) -> its branch (``BranchSpec``; conv1d for MFCC and prosody,
         conv2d for log-Mel, each with residual multi-scale blocks) -> (B, D, T')
-    fusion over the N streams (cross-attention, each stream attending the others; or
-        concat/sum) -> (B, T', N D) (D for sum); a single stream skips fusion
+    fusion over the N features (cross-attention, each feature attending the others; or
+        concat/sum) -> (B, T', N D) (D for sum); a single feature skips fusion
     BiLSTM (packed by lengths) -> (B, T', 2H) -> masked mean/attention pooling -> (B, 2H)
     dropout -> Linear -> logits (B, n_classes)
 
-The paper's network is two streams, MFCC (conv1d) and log-Mel (conv2d): :data:`PAPER_BRANCHES`.
-Each stream's time is padded internally to a multiple of its branch's stride; valid lengths
-after the branch are ``ceil(len / stride)``. Streams must arrive on one time grid after their
+The paper's network is two features, MFCC (conv1d) and log-Mel (conv2d): :data:`PAPER_BRANCHES`.
+Each feature's time is padded internally to a multiple of its branch's stride; valid lengths
+after the branch are ``ceil(len / stride)``. Features must arrive on one time grid after their
 branches (the same duration); the fused valid length is the shortest of them. Padding is masked
 everywhere (re-zeroed after every conv block, attention ``key_padding_mask``, packed BiLSTM,
 masked pooling), so in eval mode an utterance gives the same logits alone as in a padded batch.
@@ -49,7 +49,7 @@ from emofuse.model.temporal import (
     exporting,
 )
 
-__all__ = ["EmotionNet", "ModelConfig", "PAPER_BRANCHES", "StreamInputs"]
+__all__ = ["EmotionNet", "ModelConfig", "PAPER_BRANCHES", "FeatureInputs"]
 
 TEMPORALS = ("bilstm", "none")
 POOLINGS = ("mean", "attention", "stats")
@@ -57,14 +57,14 @@ PAPER_BRANCHES = (
     BranchSpec("mfcc", "conv1d", in_dims=40, channels=128),
     BranchSpec("logmel", "conv2d", in_dims=64, channels=16),
 )
-# stream name -> (frames (B, dims, T_s), valid frame counts (B,))
-StreamInputs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+# feature name -> (frames (B, dims, T_s), valid frame counts (B,))
+FeatureInputs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
 class ModelConfig:
-    """Hyperparameters of :class:`EmotionNet` shared by every stream; plain values only, so it
-    round-trips YAML/JSON. The streams' own branches are :class:`BranchSpec`\\ s.
+    """Hyperparameters of :class:`EmotionNet` shared by every feature; plain values only, so it
+    round-trips YAML/JSON. The features' own branches are :class:`BranchSpec`\\ s.
 
     Attributes:
         n_classes: number of output classes.
@@ -75,7 +75,7 @@ class ModelConfig:
         dropout: dropout before the classifier and inside the cross-attention.
         pooling: ``"mean"``, ``"attention"`` or ``"stats"`` (mean and std) over valid frames.
         multiscale: Res2Net-style blocks (True) or plain residual blocks of the same width.
-        fusion: ``"cross_attention"``, ``"concat"`` or ``"sum"`` (with two or more streams).
+        fusion: ``"cross_attention"``, ``"concat"`` or ``"sum"`` (with two or more features).
         temporal: ``"bilstm"`` or ``"none"`` (pool the fused sequence directly).
 
     >>> ModelConfig(fusion="concat").fusion
@@ -144,11 +144,11 @@ class ModelConfig:
 
 
 class EmotionNet(nn.Module):
-    """Speech emotion classifier over N feature streams; see the module docstring.
+    """Speech emotion classifier over N features; see the module docstring.
 
     Args:
         config: hyperparameters and ablation switches; defaults to ``ModelConfig()``.
-        branches: one :class:`BranchSpec` per input stream, in fusion order; default: the
+        branches: one :class:`BranchSpec` per input feature, in fusion order; default: the
             paper's MFCC and log-Mel branches.
 
     :meth:`forward` takes a mapping ``name -> (frames (B, in_dims, T_s), lengths (B,))``
@@ -193,17 +193,17 @@ class EmotionNet(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(width, cfg.n_classes)
 
-    def forward(self, streams: StreamInputs) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for ``streams``: name -> (frames (B, dims, T), lengths)."""
-        return self.classifier(self.dropout(self.embed(streams)))  # (B, n_classes)
+    def forward(self, features: FeatureInputs) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` for ``features``: name -> (frames (B, dims, T), lengths)."""
+        return self.classifier(self.dropout(self.embed(features)))  # (B, n_classes)
 
-    def embed(self, streams: StreamInputs) -> torch.Tensor:
+    def embed(self, features: FeatureInputs) -> torch.Tensor:
         """The pooled utterance representation the classifier reads, ``(B, embedding_dim)``."""
         if not exporting():  # data-dependent checks cannot be traced
-            self._check_inputs(streams)
+            self._check_inputs(features)
         outputs, out_lengths = [], []
         for name, branch in self.branches.items():
-            x, lengths = streams[name]
+            x, lengths = features[name]
             lengths = lengths.to(device=x.device, dtype=torch.long)  # (B,)
             T, stride = x.shape[-1], branch.time_stride
             pad = (-T) % stride
@@ -215,7 +215,7 @@ class EmotionNet(nn.Module):
         outputs = [F.pad(o, (0, 0, 0, steps - o.shape[1])) for o in outputs]  # (B, T', D) each
         lengths = out_lengths[0]
         for other in out_lengths[1:]:
-            lengths = torch.minimum(lengths, other)  # (B,): the shortest stream's valid steps
+            lengths = torch.minimum(lengths, other)  # (B,): the shortest feature's valid steps
         mask = lengths_to_mask(lengths, steps)  # (B, T')
         h = outputs[0] if self.fusion is None else self.fusion(outputs, mask)  # (B, T', N D)
         h = self.temporal(h, lengths, mask)  # (B, T', 2H)
@@ -226,22 +226,22 @@ class EmotionNet(nn.Module):
         """Width of :meth:`embed`'s output."""
         return self.classifier.in_features
 
-    def _check_inputs(self, streams: StreamInputs) -> None:
-        missing = [b.name for b in self.branch_specs if b.name not in streams]
+    def _check_inputs(self, features: FeatureInputs) -> None:
+        missing = [b.name for b in self.branch_specs if b.name not in features]
         if missing:
-            raise ValueError(f"missing input stream(s) {missing}; the model takes "
+            raise ValueError(f"missing input feature(s) {missing}; the model takes "
                              f"{[b.name for b in self.branch_specs]}")  # fmt: skip
         for spec in self.branch_specs:
-            x, lengths = streams[spec.name]
+            x, lengths = features[spec.name]
             if x.dim() != 3 or x.shape[1] != spec.in_dims:
-                raise ValueError(f"stream {spec.name!r} must have shape (batch, {spec.in_dims}, "
+                raise ValueError(f"feature {spec.name!r} must have shape (batch, {spec.in_dims}, "
                                  f"time), got {tuple(x.shape)}")  # fmt: skip
             B, T = x.shape[0], x.shape[2]
             if lengths.shape != (B,):
-                raise ValueError(f"stream {spec.name!r}: lengths must have shape ({B},), got "
+                raise ValueError(f"feature {spec.name!r}: lengths must have shape ({B},), got "
                                  f"{tuple(lengths.shape)}")  # fmt: skip
             if bool((lengths < 1).any()) or bool((lengths > T).any()):
-                raise ValueError(f"stream {spec.name!r}: lengths must lie in [1, {T}], got "
+                raise ValueError(f"feature {spec.name!r}: lengths must lie in [1, {T}], got "
                                  f"{lengths.tolist()}")  # fmt: skip
 
     def num_parameters(self, *, trainable_only: bool = False) -> int:
@@ -257,7 +257,7 @@ class EmotionNet(nn.Module):
         settings = ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())
         inputs = ", ".join(f"{b.name}: {b.type} {b.in_dims}x{b.channels}"
                            for b in self.branch_specs)  # fmt: skip
-        lines = [f"EmotionNet({settings})", f"streams: {inputs}",
+        lines = [f"EmotionNet({settings})", f"features: {inputs}",
                  f"{'stage / layer':<32}{'type':<24}{'params':>10}"]  # fmt: skip
         for name, child in self.named_children():
             lines.append(f"{name:<32}{type(child).__name__:<24}{_count(child):>10,}")

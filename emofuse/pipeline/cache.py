@@ -1,9 +1,9 @@
-"""On-disk cache of raw (unnormalised) stream frames, one folder per stream kind and settings
-(per layer for a Whisper stream: :meth:`~emofuse.signal.streams.StreamKind.cache_parts`).
+"""On-disk cache of raw (unnormalised) feature frames, one folder per feature kind and settings
+(per layer for a Whisper feature: :meth:`~emofuse.features.FeatureKind.cache_parts`).
 
 An entry's name hashes the audio file's resolved path, size and modification time, and its
-folder hashes the stream's kind and settings (not its name), so an edited file or changed
-settings never read a stale entry, and adding a stream never recomputes the others. Entries are
+folder hashes the feature's kind and settings (not its name), so an edited file or changed
+settings never read a stale entry, and adding a feature never recomputes the others. Entries are
 written atomically: a killed run leaves no half-written file.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emofuse.features import FeatureFrontEnd, FeatureSpec, check_features, make_kind
 from emofuse.files import atomic_path
 from emofuse.progress import progress as progress_of
 from emofuse.signal.audio import load_audio
-from emofuse.signal.streams import StreamFrontEnd, StreamSpec, check_streams, make_kind
 
-__all__ = ["StreamCache", "cached_array", "default_cache_dir", "file_key"]
+__all__ = ["FeatureCache", "cached_array", "default_cache_dir", "file_key"]
 
 CACHE_VERSION = 2
 
@@ -36,8 +36,8 @@ def default_cache_dir() -> Path:
     return base / "emofuse" / "features"
 
 
-def stream_key(kind: str, settings: dict) -> str:
-    """Folder name of a stream part's entries: its kind and a hash of its settings."""
+def feature_key(kind: str, settings: dict) -> str:
+    """Folder name of a feature part's entries: its kind and a hash of its settings."""
     text = json.dumps({"version": CACHE_VERSION, "kind": kind, **settings}, sort_keys=True)
     return f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
@@ -64,42 +64,42 @@ def _save_array(entry: Path, values: np.ndarray) -> None:
 
 
 def _joined(entries: list[tuple[Path, slice]]) -> np.ndarray:
-    """A stream's frames from its cached parts, rows in order."""
+    """A feature's frames from its cached parts, rows in order."""
     parts = [np.load(entry) for entry, _ in entries]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
-class StreamCache:
-    """Raw frames of whole files, ``{stream name: (dims, frames) float32}``, for ``streams``."""
+class FeatureCache:
+    """Raw frames of whole files, ``{feature name: (dims, frames) float32}``, for ``features``."""
 
     def __init__(
         self,
-        streams: Sequence[StreamSpec],
+        features: Sequence[FeatureSpec],
         root: str | os.PathLike | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
         """``device``: where missing frames are computed (e.g. a frozen encoder on CUDA)."""
-        self.streams = check_streams(streams)
+        self.features = check_features(features)
         self.root = Path(root or default_cache_dir())
         self.device = torch.device(device)
-        self.sample_rate = make_kind(self.streams[0]).sample_rate
-        self._frontends: dict[tuple[str, ...], StreamFrontEnd] = {}
+        self.sample_rate = make_kind(self.features[0]).sample_rate
+        self._frontends: dict[tuple[str, ...], FeatureFrontEnd] = {}
 
-    def entries(self, spec: StreamSpec, path: str | os.PathLike) -> list[tuple[Path, slice]]:
-        """Where stream ``spec``'s frames of ``path`` are (or would be) stored: one entry per
+    def entries(self, spec: FeatureSpec, path: str | os.PathLike) -> list[tuple[Path, slice]]:
+        """Where feature ``spec``'s frames of ``path`` are (or would be) stored: one entry per
         cache part, with the rows it holds."""
         name = f"{file_key(Path(path))}.npy"
-        return [(self.root / stream_key(spec.kind, settings) / name, rows)
+        return [(self.root / feature_key(spec.kind, settings) / name, rows)
                 for settings, rows in make_kind(spec).cache_parts()]  # fmt: skip
 
     def compute(
-        self, path: str | os.PathLike, streams: Sequence[StreamSpec] | None = None
+        self, path: str | os.PathLike, features: Sequence[FeatureSpec] | None = None
     ) -> dict[str, np.ndarray]:
-        """Decode and extract (all streams, or ``streams``) without touching the cache."""
-        streams = list(streams or self.streams)
-        names = tuple(s.name for s in streams)
+        """Decode and extract (all features, or ``features``) without touching the cache."""
+        features = list(features or self.features)
+        names = tuple(s.name for s in features)
         if names not in self._frontends:
-            self._frontends[names] = StreamFrontEnd(streams).to(self.device)
+            self._frontends[names] = FeatureFrontEnd(features).to(self.device)
         wave = torch.from_numpy(load_audio(path, self.sample_rate)).to(self.device)
         lengths = torch.tensor([wave.numel()], device=self.device)
         with torch.no_grad():
@@ -107,9 +107,9 @@ class StreamCache:
         return {name: array[0].cpu().numpy() for name, (array, _) in frames.items()}
 
     def get(self, path: str | os.PathLike) -> dict[str, np.ndarray]:
-        """Cached frames of ``path``; missing streams are computed (one decode) and stored."""
-        entries = {s.name: self.entries(s, path) for s in self.streams}
-        missing = [s for s in self.streams
+        """Cached frames of ``path``; missing features are computed (one decode) and stored."""
+        entries = {s.name: self.entries(s, path) for s in self.features}
+        missing = [s for s in self.features
                    if not all(entry.exists() for entry, _ in entries[s.name])]  # fmt: skip
         computed = self.compute(path, missing) if missing else {}
         for name, values in computed.items():
@@ -117,7 +117,7 @@ class StreamCache:
                 if not entry.exists():
                     _save_array(entry, np.ascontiguousarray(values[rows]))
         return {s.name: computed[s.name] if s.name in computed else _joined(entries[s.name])
-                for s in self.streams}  # fmt: skip
+                for s in self.features}  # fmt: skip
 
     def get_many(
         self, paths: Sequence[str | os.PathLike], progress: bool = False

@@ -1,9 +1,10 @@
-"""The model file: one versioned file holding the streams, the model settings, the label names,
+"""The model file: one versioned file holding the features, the model settings, the label names,
 the evaluation windows and the weights (normalisation statistics included).
 
 :func:`load_pipeline` reads it with ``weights_only=True``, so loading runs no pickled code.
-Version 2 is written; version 1 (one ``feature_config`` and stream switches in the model config,
-before the streams redesign) is read through :mod:`emofuse.migrate`.
+Version 3 is written. Older versions are read through :mod:`emofuse.migrate`: version 2 called
+the feature list ``streams``; version 1 had one ``feature_config`` and switches in the model
+config.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from emofuse.features import FeatureSpec
 from emofuse.files import atomic_path
-from emofuse.migrate import state_dict_from_v1, streams_from_v1
+from emofuse.migrate import features_from_v1, features_from_v2, state_dict_from_v1
 from emofuse.model import ModelConfig
 from emofuse.pipeline.pipeline import EmotionPipeline, EvalWindows
-from emofuse.signal.streams import StreamSpec
 
 __all__ = [
     "save_pipeline",
@@ -34,10 +35,10 @@ __all__ = [
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 # The models shipped as package data (emofuse/pretrained/<name>.pt), the default first:
-# accurate (a frozen Whisper base encoder stream) and fast (the paper's network).
+# accurate (a frozen Whisper base encoder feature) and fast (the paper's network).
 BUNDLED_MODELS = ("accurate", "fast")
 FORMAT = "emofuse-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class ModelFileError(ValueError):
@@ -48,7 +49,7 @@ def _metadata(pipeline: EmotionPipeline) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "streams": [s.to_dict() for s in pipeline.streams],
+        "features": [s.to_dict() for s in pipeline.features],
         "model_config": pipeline.model_config.to_dict(),
         "labels": list(pipeline.labels),
         "eval_windows": pipeline.windows.to_dict(),
@@ -77,9 +78,11 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
 
 
 def _required_keys(payload: dict) -> tuple[str, ...]:
-    if payload.get("format_version", 1) == 1:
+    version = payload.get("format_version", 1)
+    if version == 1:
         return ("feature_config", "model_config", "labels", "state_dict")
-    return ("streams", "model_config", "labels", "eval_windows", "state_dict")
+    features = "streams" if version == 2 else "features"
+    return (features, "model_config", "labels", "eval_windows", "state_dict")
 
 
 def _why_unloadable(path: Path, head: bytes, error: Exception) -> str:
@@ -118,11 +121,13 @@ def _read_payload(path: Path, map_location: str) -> object:
 
 
 def _from_payload(payload: dict) -> EmotionPipeline:
-    """Build the pipeline of a version 1 or 2 payload and load its weights."""
+    """Build the pipeline of a version 1, 2 or 3 payload and load its weights."""
     state = payload["state_dict"]
+    if payload.get("format_version", 1) == 2:
+        payload = features_from_v2(payload)
     if payload.get("format_version", 1) == 1:
-        streams, model = streams_from_v1(payload["feature_config"], payload["model_config"])
-        names = {s.name for s in streams}
+        features, model = features_from_v1(payload["feature_config"], payload["model_config"])
+        names = {s.name for s in features}
         state = {  # version 1 kept a normaliser for MFCC and log-Mel even in one-branch models
             k: v
             for k, v in state_dict_from_v1(state).items()
@@ -130,18 +135,18 @@ def _from_payload(payload: dict) -> EmotionPipeline:
         }
         windows = EvalWindows()
     else:
-        streams = [StreamSpec.from_dict(s) for s in payload["streams"]]
+        features = [FeatureSpec.from_dict(s) for s in payload["features"]]
         model = payload["model_config"]
         windows = EvalWindows(**payload["eval_windows"])
     pipeline = EmotionPipeline(
-        streams, ModelConfig.from_dict(model), payload["labels"], windows=windows, pretrained=False
+        features, ModelConfig.from_dict(model), payload["labels"], windows=windows, pretrained=False
     )
     pipeline.load_state_dict(state)
     return pipeline
 
 
 def load_pipeline(path: str | os.PathLike, map_location: str = "cpu") -> EmotionPipeline:
-    """Read a model file written by :func:`save_pipeline` (either version); eval mode."""
+    """Read a model file written by :func:`save_pipeline` (any version); eval mode."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")

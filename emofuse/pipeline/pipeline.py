@@ -1,7 +1,7 @@
-"""The whole recogniser as one module: waveform -> stream frames -> normalisation -> network.
+"""The whole recogniser as one module: waveform -> feature frames -> normalisation -> network.
 
-:class:`EmotionPipeline` iterates over its streams (:mod:`emofuse.signal.streams`): the front
-end computes each stream's frames, each stream's normaliser standardises them with
+:class:`EmotionPipeline` iterates over its features (:mod:`emofuse.features`): the front
+end computes each feature's frames, each feature's normaliser standardises them with
 training-fold statistics, and :class:`~emofuse.model.EmotionNet` reads them by name. It also
 carries the evaluation windows the model was validated with, so inference cuts audio the same
 way. Saving and loading: :mod:`emofuse.pipeline.modelfile`.
@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, replace
 from torch import Tensor, nn
 
 from emofuse.config import ExperimentConfig
+from emofuse.features import FeatureFrontEnd, FeatureSpec, branch_spec
 from emofuse.model import EmotionNet, ModelConfig
-from emofuse.signal.streams import StreamFrontEnd, StreamSpec, branch_spec
 
-__all__ = ["EmotionPipeline", "EvalWindows", "StreamMoments", "pipeline_from_config"]
+__all__ = ["EmotionPipeline", "EvalWindows", "FeatureMoments", "pipeline_from_config"]
 
-# stream name -> (per-row sums (dims,), per-row sums of squares (dims,), frame count)
-StreamMoments = Mapping[str, tuple[Tensor, Tensor, int]]
+# feature name -> (per-row sums (dims,), per-row sums of squares (dims,), frame count)
+FeatureMoments = Mapping[str, tuple[Tensor, Tensor, int]]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class EvalWindows:
 
 
 class EmotionPipeline(nn.Module):
-    """Stream front end, per-stream normalisers and :class:`EmotionNet` in one module.
+    """Feature front end, per-feature normalisers and :class:`EmotionNet` in one module.
 
     ``forward``: padded waveforms (B, S), lengths (B,) -> logits (B, C).
     ``forward_features``: ``{name: (raw frames (B, dims, T_s), frame lengths (B,))}`` -> logits.
@@ -55,7 +55,7 @@ class EmotionPipeline(nn.Module):
 
     def __init__(
         self,
-        streams: Sequence[StreamSpec],
+        features: Sequence[FeatureSpec],
         model_config: ModelConfig,
         labels: Sequence[str],
         *,
@@ -70,15 +70,15 @@ class EmotionPipeline(nn.Module):
         self.model_config = model_config
         self.labels = tuple(labels)
         self.windows = windows
-        self.frontend = StreamFrontEnd(streams, pretrained=pretrained)  # checks the list
-        self.streams = self.frontend.specs
+        self.frontend = FeatureFrontEnd(features, pretrained=pretrained)  # checks the list
+        self.features = self.frontend.specs
         self.kinds = self.frontend.kinds
         self.normalizers = nn.ModuleDict({n: k.normalizer() for n, k in self.kinds.items()})
-        self.net = EmotionNet(model_config, [branch_spec(s) for s in self.streams])
+        self.net = EmotionNet(model_config, [branch_spec(s) for s in self.features])
         self._check_step_rates()
 
     def _check_step_rates(self) -> None:
-        """Every stream must reach the fusion at the same steps per second."""
+        """Every feature must reach the fusion at the same steps per second."""
         rates = {
             name: kind.frame_rate / self.net.branches[name].time_stride
             for name, kind in self.kinds.items()
@@ -86,7 +86,7 @@ class EmotionPipeline(nn.Module):
         if len(set(rates.values())) > 1:
             detail = ", ".join(f"{n} {r:g}/s" for n, r in rates.items())
             raise ValueError(
-                f"streams reach the fusion at different rates ({detail}): each stream's frame "
+                f"features reach the fusion at different rates ({detail}): each feature's frame "
                 "rate divided by its branch's time stride must be equal"
             )
 
@@ -98,18 +98,18 @@ class EmotionPipeline(nn.Module):
     def names(self) -> tuple[str, ...]:
         return tuple(self.kinds)
 
-    def fit_normalizers(self, moments: StreamMoments) -> None:
-        """Set every stream's statistics from its per-row sums and squares over frames."""
+    def fit_normalizers(self, moments: FeatureMoments) -> None:
+        """Set every feature's statistics from its per-row sums and squares over frames."""
         for name, norm in self.normalizers.items():
             norm.fit(*moments[name])
 
-    def forward_features(self, streams: Mapping[str, tuple[Tensor, Tensor]]) -> Tensor:
-        """Raw frames of every stream -> logits (B, C)."""
-        return self.net(self.normalised(streams))
+    def forward_features(self, features: Mapping[str, tuple[Tensor, Tensor]]) -> Tensor:
+        """Raw frames of every feature -> logits (B, C)."""
+        return self.net(self.normalised(features))
 
-    def normalised(self, streams: Mapping[str, tuple[Tensor, Tensor]]) -> dict:
-        """Raw frames of every stream -> standardised frames (zero past lengths), lengths."""
-        return {name: (norm(streams[name][0], streams[name][1]), streams[name][1])
+    def normalised(self, features: Mapping[str, tuple[Tensor, Tensor]]) -> dict:
+        """Raw frames of every feature -> standardised frames (zero past lengths), lengths."""
+        return {name: (norm(features[name][0], features[name][1]), features[name][1])
                 for name, norm in self.normalizers.items()}  # fmt: skip
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
@@ -121,9 +121,9 @@ class EmotionPipeline(nn.Module):
         return self.net.embed(self.normalised(self.frontend(waveforms, lengths)))
 
     def summary(self) -> str:
-        """The streams (kind, rows, frame rate), labels, windows, then the network's layers."""
-        lines = ["streams:"]
-        for spec in self.streams:
+        """The features (kind, rows, frame rate), labels, windows, then the network's layers."""
+        lines = ["features:"]
+        for spec in self.features:
             kind = self.kinds[spec.name]
             lines.append(
                 f"  {spec.name}: {spec.kind}, {kind.dims} rows at {kind.frame_rate:g} "
@@ -142,10 +142,10 @@ class EmotionPipeline(nn.Module):
 def pipeline_from_config(
     config: ExperimentConfig, labels: Sequence[str] | None = None
 ) -> EmotionPipeline:
-    """An untrained pipeline of ``config`` (streams, model, evaluation windows); ``labels``
+    """An untrained pipeline of ``config`` (features, model, evaluation windows); ``labels``
     default to ``class_0 ... class_{n-1}`` for ``config.model.n_classes``."""
     if labels is None:
         labels = [f"class_{i}" for i in range(config.model.n_classes)]
     model = replace(config.model, n_classes=len(labels))
     windows = EvalWindows(config.train.eval_window_seconds, config.train.eval_hop_fraction)
-    return EmotionPipeline(config.streams, model, labels, windows=windows)
+    return EmotionPipeline(config.features, model, labels, windows=windows)

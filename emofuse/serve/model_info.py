@@ -48,7 +48,7 @@ def model_description(recognizer, name: str | None = None) -> dict:
     pipeline = getattr(backend, "pipeline", None)
     if pipeline is not None:
         metadata = dict(getattr(pipeline, "extra", {}))
-        metadata["streams"] = [spec.kind for spec in pipeline.streams]
+        metadata["features"] = [spec.kind for spec in pipeline.features]
         metadata["trained_parameters"] = pipeline.net.num_parameters()
     else:  # an ONNX export: its sidecar
         metadata = dict(getattr(backend, "metadata", {}))

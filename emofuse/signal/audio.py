@@ -194,8 +194,9 @@ def iter_blocks(
 ) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 blocks (about ``block_seconds`` each) at ``sample_rate``.
 
-    Memory stays bounded by the block size, whatever the file's length. Resampling is
-    streamed, so the concatenated blocks equal :func:`load_audio` up to resampler edge effects.
+    Memory stays bounded by the block size, whatever the file's length. Each block is resampled
+    as it is read, so the concatenated blocks equal :func:`load_audio` up to resampler edge
+    effects.
     """
     if block_seconds <= 0:
         raise ValueError(f"block_seconds must be positive, got {block_seconds}")
@@ -203,7 +204,7 @@ def iter_blocks(
         orig_rate = f.samplerate
         if f.frames == 0:
             raise AudioError(path, "contains zero samples")
-        stream = (
+        resampler = (
             None
             if orig_rate == sample_rate
             else soxr.ResampleStream(orig_rate, sample_rate, 1, dtype="float32", quality="HQ")
@@ -211,8 +212,8 @@ def iter_blocks(
         block_frames = max(1, int(block_seconds * orig_rate))
         for wave in _blocks(path, f, block_frames):
             last = len(wave) < block_frames
-            if stream is not None:
-                wave = stream.resample_chunk(wave, last=last)
+            if resampler is not None:
+                wave = resampler.resample_chunk(wave, last=last)
             if wave.size:
                 yield wave
 

@@ -1,4 +1,4 @@
-"""Pure feature math in torch and numpy: the centred power spectrogram every stream starts from,
+"""Pure feature math in torch and numpy: the centred power spectrogram every feature starts from,
 its frame count, the mel filterbank and the DCT basis."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``Prosody`` maps padded waveforms ``(batch, samples)`` to ``(batch, 3, frames)``, with the same
 centred frames (``1 + samples // hop``) as :class:`emofuse.signal.transforms.LogMel`, so the
-``prosody`` stream (:mod:`emofuse.signal.streams`) lies on the MFCC and log-Mel frame grid:
+``prosody`` feature (:mod:`emofuse.features`) lies on the MFCC and log-Mel frame grid:
 
 - row 0, **energy**: mean power of a 40 ms Hann-windowed frame in dB re full scale (a sine of
   amplitude 1 is -3 dB; digital silence -100 dB). Not normalised per utterance, so the
@@ -87,7 +87,7 @@ class Prosody(nn.Module):
     def forward(
         self, waveforms: Tensor, lengths: Tensor, memo: dict | None = None
     ) -> tuple[Tensor, Tensor]:
-        """``memo`` is accepted for the stream front end's uniform call and not used."""
+        """``memo`` is accepted for the feature front end's uniform call and not used."""
         power = power_spectrogram(waveforms, self.n_fft, self.hop_length, self.window)  # (B, F, T)
         acf = torch.matmul(self.acf_matrix, power)  # (B, 1 + L, T)
         energy = acf[:, 0]  # (B, T): windowed frame energy

@@ -1,11 +1,11 @@
-"""A frozen Whisper encoder as a feature stream (DESIGN.md 6b): openai-whisper's log-Mel front
+"""A frozen Whisper encoder as a feature (DESIGN.md 6b): openai-whisper's log-Mel front
 end and its encoder in plain torch, returning the hidden states of chosen layers for
 **unpadded** input and running only up to the deepest layer used.
 
 Shapes: waveforms (B, S) at 16 kHz, lengths (B,) -> log-Mel (B, n_mels, S // 160) -> encoder
 steps at 50/s (``ceil(frames / 2)``) -> hidden states of the chosen layers stacked on the row axis
 (B, len(layers) * width, T). Layer 0 is the conv stem plus positions; layer ``k`` the residual
-stream after ``k`` transformer layers (the last one after the final layer norm, as in
+feature after ``k`` transformer layers (the last one after the final layer norm, as in
 transformers' ``hidden_states``). Input over 30 s is encoded in consecutive 30 s windows.
 Padding is masked (conv inputs re-zeroed, attention key padding), so an utterance gives the same
 states alone as in a padded batch.
@@ -54,7 +54,7 @@ SIZES = {
 
 @dataclass(frozen=True)
 class WhisperSettings:
-    """A Whisper encoder stream: which layers, the encoder's shape, where its weights are.
+    """A Whisper encoder feature: which layers, the encoder's shape, where its weights are.
 
     Attributes:
         layers: hidden states returned (0 = after the conv stem; ``n_layers`` = the last);
@@ -94,7 +94,7 @@ class WhisperSettings:
             raise ValueError(f"whisper width {self.width} is not divisible by heads {self.heads}")
         if (self.sample_rate, self.hop_length) != (SAMPLE_RATE, 2 * MEL_HOP):
             raise ValueError(
-                f"the whisper stream runs at sample_rate {SAMPLE_RATE} with hop_length "
+                f"the whisper feature runs at sample_rate {SAMPLE_RATE} with hop_length "
                 f"{2 * MEL_HOP}, got {self.sample_rate} and {self.hop_length}"
             )
         if not isinstance(self.weights, str):

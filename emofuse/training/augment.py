@@ -1,8 +1,8 @@
-"""Training augmentation on raw (unnormalised) stream frames: level change, SpecAugment-style
-masks and mixup, applied to every stream consistently.
+"""Training augmentation on raw (unnormalised) feature frames: level change, SpecAugment-style
+masks and mixup, applied to every feature consistently.
 
 Random draws happen once per batch in this order: gain, time masks, frequency masks, mixup;
-time masks are drawn on the reference stream's frames and mapped to every stream by time.
+time masks are drawn on the reference feature's frames and mapped to every feature by time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emofuse.signal.streams import StreamKind
+from emofuse.features import FeatureKind
 from emofuse.training.batches import Batch
 
 __all__ = ["augment"]
@@ -26,7 +26,7 @@ def _valid(lengths: Tensor, total: int) -> Tensor:
 
 def augment(
     batch: Batch,
-    kinds: Mapping[str, StreamKind],
+    kinds: Mapping[str, FeatureKind],
     *,
     reference: str,
     n_classes: int,
@@ -40,14 +40,14 @@ def augment(
 ) -> Batch:
     """Augmented copy of ``batch``.
 
-    A gain of g dB changes every stream exactly as scaling the waveform would
-    (:meth:`StreamKind.apply_gain`). Time masks (up to ``time_mask_frames`` frames of the
-    reference stream) replace a span of every stream with the utterance's mean; frequency masks
-    do the same over rows of the streams whose kind is ``freq_maskable`` (log-Mel). Mixup blends
+    A gain of g dB changes every feature exactly as scaling the waveform would
+    (:meth:`FeatureKind.apply_gain`). Time masks (up to ``time_mask_frames`` frames of the
+    reference feature) replace a span of every feature with the utterance's mean; frequency masks
+    do the same over rows of the features whose kind is ``freq_maskable`` (log-Mel). Mixup blends
     pairs and returns soft targets (B, C).
     """
-    x = {name: frames.clone() for name, (frames, _) in batch.streams.items()}
-    lengths = {name: frames for name, (_, frames) in batch.streams.items()}
+    x = {name: frames.clone() for name, (frames, _) in batch.features.items()}
+    lengths = {name: frames for name, (_, frames) in batch.features.items()}
     valid = {name: _valid(lengths[name], x[name].shape[-1]) for name in x}  # (B, T_s)
     bsz = x[reference].shape[0]
     if gain_db > 0:

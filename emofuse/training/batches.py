@@ -1,9 +1,9 @@
-"""Cached stream frames in memory, random training crops and evaluation windows, cut in seconds.
+"""Cached feature frames in memory, random training crops and evaluation windows, cut in seconds.
 
-An utterance is one array per stream, ``(dims, frames)`` at that stream's frame rate. Crops and
-windows are placed on the *reference* stream (the highest frame rate; the first of equal ones)
-and mapped to every other stream by time, so streams of different rates stay aligned. A batch
-holds, per stream, ``(frames (B, dims, T), lengths (B,))`` zero-padded past each length.
+An utterance is one array per feature, ``(dims, frames)`` at that feature's frame rate. Crops and
+windows are placed on the *reference* feature (the highest frame rate; the first of equal ones)
+and mapped to every other feature by time, so features of different rates stay aligned. A batch
+holds, per feature, ``(frames (B, dims, T), lengths (B,))`` zero-padded past each length.
 """
 
 from __future__ import annotations
@@ -26,29 +26,29 @@ __all__ = [
     "stack_windows",
 ]
 
-StreamBatch = dict[str, tuple[Tensor, Tensor]]  # name -> (frames (B, dims, T), lengths (B,))
+FeatureBatch = dict[str, tuple[Tensor, Tensor]]  # name -> (frames (B, dims, T), lengths (B,))
 
 
 @dataclass
 class FeatureSet:
-    """Utterance frames per stream with integer labels (-1 where unlabelled).
+    """Utterance frames per feature with integer labels (-1 where unlabelled).
 
-    ``streams[name][i]`` is utterance ``i``'s ``(dims, frames)`` tensor; ``rates[name]`` is that
-    stream's frames per second.
+    ``features[name][i]`` is utterance ``i``'s ``(dims, frames)`` tensor; ``rates[name]`` is that
+    feature's frames per second.
     """
 
-    streams: dict[str, list[Tensor]]
+    features: dict[str, list[Tensor]]
     rates: dict[str, float]
     labels: Tensor  # (N,) int64
     ids: list[str]
 
     def __post_init__(self) -> None:
-        if set(self.streams) != set(self.rates) or not self.streams:
-            raise ValueError(f"streams {sorted(self.streams)} and rates {sorted(self.rates)} "
-                             "must name the same one or more streams")  # fmt: skip
-        sizes = {len(v) for v in self.streams.values()} | {len(self.labels), len(self.ids)}
+        if set(self.features) != set(self.rates) or not self.features:
+            raise ValueError(f"features {sorted(self.features)} and rates {sorted(self.rates)} "
+                             "must name the same one or more features")  # fmt: skip
+        sizes = {len(v) for v in self.features.values()} | {len(self.labels), len(self.ids)}
         if len(sizes) != 1:
-            raise ValueError(f"streams, labels and ids differ in length: {sorted(sizes)}")
+            raise ValueError(f"features, labels and ids differ in length: {sorted(sizes)}")
         # reference: the highest rate, the first of equal ones
         self.reference = max(self.rates, key=lambda n: (self.rates[n], -list(self.rates).index(n)))
 
@@ -63,37 +63,39 @@ class FeatureSet:
         ids: Sequence[str],
         rates: Mapping[str, float],
     ) -> FeatureSet:
-        """From one ``{stream: (dims, frames)}`` mapping per utterance."""
+        """From one ``{feature: (dims, frames)}`` mapping per utterance."""
         if not len(arrays) == len(labels) == len(ids):
             raise ValueError(f"{len(arrays)} feature arrays, {len(labels)} labels, {len(ids)} ids")
-        streams = {name: [torch.from_numpy(a[name]) for a in arrays] for name in rates}
-        return cls(streams, dict(rates), torch.tensor(list(labels), dtype=torch.long), list(ids))
+        features = {name: [torch.from_numpy(a[name]) for a in arrays] for name in rates}
+        return cls(features, dict(rates), torch.tensor(list(labels), dtype=torch.long), list(ids))
 
     def moments(self) -> dict[str, tuple[Tensor, Tensor, int]]:
-        """Per stream: per-row sums, sums of squares and the frame count over all utterances."""
+        """Per feature: per-row sums, sums of squares and the frame count over all utterances."""
         return {
             name: (
                 sum(f.double().sum(dim=1) for f in frames),
                 sum(f.double().square().sum(dim=1) for f in frames),
                 sum(f.shape[1] for f in frames),
             )
-            for name, frames in self.streams.items()
+            for name, frames in self.features.items()
         }
 
     def utterance(self, index: int) -> dict[str, Tensor]:
-        return {name: frames[index] for name, frames in self.streams.items()}
+        return {name: frames[index] for name, frames in self.features.items()}
 
 
 @dataclass
 class Batch:
-    streams: StreamBatch
+    features: FeatureBatch
     targets: Tensor  # (B,) int64, or (B, C) soft targets after mixup
 
     def pin_memory(self) -> Batch:
         """A copy in page-locked memory (called by a ``DataLoader`` with ``pin_memory``), so
         the copy to a GPU can overlap compute."""
-        streams = {name: (x.pin_memory(), n.pin_memory()) for name, (x, n) in self.streams.items()}
-        return Batch(streams, self.targets.pin_memory())
+        features = {
+            name: (x.pin_memory(), n.pin_memory()) for name, (x, n) in self.features.items()
+        }
+        return Batch(features, self.targets.pin_memory())
 
 
 def pad_batch(segments: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -109,9 +111,9 @@ def _cut(
     utterance: Mapping[str, Tensor], rates: Mapping[str, float], reference: str, start: int,
     size: int,
 ) -> dict[str, Tensor]:  # fmt: skip
-    """Frames ``[start, start + size)`` of the reference stream and the same time of the others:
+    """Frames ``[start, start + size)`` of the reference feature and the same time of the others:
     the start rounded to the nearest frame (halves up), the length ``size`` converted to the
-    stream's rate, so equal windows give equal frame counts (at least one frame each)."""
+    feature's rate, so equal windows give equal frame counts (at least one frame each)."""
     ref_rate = rates[reference]
     cut = {}
     for name, feats in utterance.items():
@@ -124,8 +126,8 @@ def _cut(
     return cut
 
 
-def stack_windows(parts: Sequence[Mapping[str, Tensor]]) -> StreamBatch:
-    """Crops or windows (one ``{stream: (dims, T_i)}`` each) -> a padded batch per stream."""
+def stack_windows(parts: Sequence[Mapping[str, Tensor]]) -> FeatureBatch:
+    """Crops or windows (one ``{feature: (dims, T_i)}`` each) -> a padded batch per feature."""
     return {name: pad_batch([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -137,7 +139,7 @@ def random_crops(
     crop = round(crop_seconds * data.rates[reference])
     parts = []
     for i in indices.tolist():
-        spare = data.streams[reference][i].shape[1] - crop
+        spare = data.features[reference][i].shape[1] - crop
         start = int(torch.randint(spare + 1, (1,), generator=generator)) if spare > 0 else 0
         parts.append(_cut(data.utterance(i), data.rates, reference, start, crop))
     return Batch(stack_windows(parts), data.labels[indices])
@@ -163,7 +165,7 @@ def windows(total: int, window: int, hop: int) -> list[tuple[int, int]]:
 def utterance_windows(
     data: FeatureSet, index: int, window_seconds: float, hop_fraction: float
 ) -> list[dict[str, Tensor]]:
-    """Utterance ``index`` cut into evaluation windows (every stream aligned in time)."""
+    """Utterance ``index`` cut into evaluation windows (every feature aligned in time)."""
     reference = data.reference
     window = round(window_seconds * data.rates[reference])
     hop = max(1, round(window * hop_fraction))

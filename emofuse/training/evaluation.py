@@ -27,9 +27,9 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def to_device(streams: dict[str, tuple[Tensor, Tensor]], device: torch.device) -> dict:
+def to_device(features: dict[str, tuple[Tensor, Tensor]], device: torch.device) -> dict:
     return {name: (x.to(device, non_blocking=True), n.to(device, non_blocking=True))
-            for name, (x, n) in streams.items()}  # fmt: skip
+            for name, (x, n) in features.items()}  # fmt: skip
 
 
 @torch.no_grad()
@@ -49,9 +49,9 @@ def _shard_posteriors(
     owner_t = torch.tensor(owner, dtype=torch.long)
     sums = torch.zeros(len(indices), pipeline.model_config.n_classes, dtype=torch.float64)
     for start in range(0, len(segments), batch_size):
-        streams = stack_windows(segments[start : start + batch_size])
+        features = stack_windows(segments[start : start + batch_size])
         with autocast(precision, device):
-            logits = pipeline.forward_features(to_device(streams, device))
+            logits = pipeline.forward_features(to_device(features, device))
         probs = logits.float().softmax(dim=1)
         sums.index_add_(0, owner_t[start : start + batch_size], probs.double().cpu())
     counts = torch.bincount(owner_t, minlength=len(indices)).double()

@@ -1,7 +1,7 @@
 """A linear head on pooled statistics of a frozen encoder, fitted in closed form (``train.head:
 logistic``): the recipe of the bundled ``accurate`` model (results/loco4/recipes.md).
 
-The pipeline has one stream, an ``identity`` branch, no temporal layer and statistics pooling,
+The pipeline has one feature, an ``identity`` branch, no temporal layer and statistics pooling,
 so its classifier reads ``[mean, std]`` over frames of the normalised frames (2 * dims values):
 logistic regression on those statistics. Training standardises each utterance's frames with
 the statistics of its *group* (one speaker under one recording condition): the head learns
@@ -43,7 +43,7 @@ def check_linear_pipeline(pipeline: EmotionPipeline) -> None:
     """Raise ``ValueError`` unless ``pipeline`` reads pooled statistics with a linear layer."""
     config, specs = pipeline.model_config, pipeline.net.branch_specs
     if len(specs) != 1 or specs[0].type != "identity":
-        raise ValueError("train.head logistic needs one stream with branch type identity, got "
+        raise ValueError("train.head logistic needs one feature with branch type identity, got "
                          f"{[(s.name, s.type) for s in specs]}")  # fmt: skip
     if config.temporal != "none" or config.pooling != "stats":
         raise ValueError("train.head logistic needs model temporal: none and pooling: stats, "
@@ -143,7 +143,7 @@ def fit_logistic_head(
     """Fit ``pipeline``'s normaliser (all frames: the prior) and classifier in place.
 
     Args:
-        moments: :func:`utterance_moments` of the stream's raw frames, one per utterance.
+        moments: :func:`utterance_moments` of the feature's raw frames, one per utterance.
         labels: class indices. groups: normalisation group of each (speaker and condition).
         strata: corpus of each, for balancing and the leave-one-corpus-out temperature.
         c: inverse regularisation of the logistic regression.

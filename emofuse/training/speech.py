@@ -2,7 +2,7 @@
 speech only (``train.speech_only``): the recogniser drops the other samples of a clip before a
 speech-only model runs, so its training reads the same part of each recording.
 
-Speech regions are cached beside the stream frames (keyed by the file's identity and the VAD
+Speech regions are cached beside the feature frames (keyed by the file's identity and the VAD
 settings), so a second training reads them instead of running the detector again.
 """
 

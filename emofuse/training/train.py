@@ -74,8 +74,8 @@ class _FeatureForward(nn.Module):
         super().__init__()
         self.pipeline = pipeline
 
-    def forward(self, streams: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
-        return self.pipeline.forward_features(streams)
+    def forward(self, features: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+        return self.pipeline.forward_features(features)
 
 
 @dataclass
@@ -174,7 +174,7 @@ def train_one_epoch(
     for batch in _batches(crops, order, batch_size, generator, runtime.loader_workers, device):
         targets = batch.targets.to(device, non_blocking=True)
         with autocast(runtime.precision, device):
-            logits = forward(to_device(batch.streams, device))
+            logits = forward(to_device(batch.features, device))
         loss = _loss(logits.float(), targets, class_weights, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -1,5 +1,5 @@
-"""The streams redesign, done when: a new stream kind is one class plus one config entry;
-streams at other frame rates stay aligned; the cache keeps one folder per stream; version-1
+"""The features redesign, done when: a new feature kind is one class plus one config entry;
+features at other frame rates stay aligned; the cache keeps one folder per feature; version-1
 configs and model files still load; the front end is frozen."""
 
 from __future__ import annotations
@@ -16,6 +16,16 @@ from torch import Tensor, nn
 
 import emofuse.pipeline.cache
 from emofuse.config import ExperimentConfig, TrainConfig, load_config, save_config
+from emofuse.features import (
+    FEATURE_KINDS,
+    FeatureFrontEnd,
+    FeatureKind,
+    branch_spec,
+    default_features,
+    feature_spec,
+    frame_rates,
+    register_feature_kind,
+)
 from emofuse.migrate import V1_STATE_RENAMES, state_dict_from_v1
 from emofuse.model import ModelConfig
 from emofuse.pipeline import (
@@ -25,19 +35,9 @@ from emofuse.pipeline import (
     pipeline_from_config,
     save_pipeline,
 )
-from emofuse.pipeline.cache import StreamCache
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.signal.audio import load_audio
 from emofuse.signal.functional import frame_lengths
-from emofuse.signal.streams import (
-    STREAM_KINDS,
-    StreamFrontEnd,
-    StreamKind,
-    branch_spec,
-    default_streams,
-    frame_rates,
-    register_stream_kind,
-    stream_spec,
-)
 from emofuse.testing import synthetic_voice, tiny_pipeline
 from emofuse.training.batches import FeatureSet, random_crops, utterance_windows
 from emofuse.training.train import fit
@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 LABELS = ["neutral", "happy", "sad"]
 
 
-# --------------------------------------------------------------------------- a toy stream kind
+# --------------------------------------------------------------------------- a toy feature kind
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Loudness(nn.Module):
         return 10 * torch.log10(power[:, None, :T]), frame_lengths(lengths, s.hop_length)
 
 
-class LoudnessKind(StreamKind):
+class LoudnessKind(FeatureKind):
     kind = "loudness"
     settings_type = LoudnessSettings
     branch_type = "conv1d"
@@ -93,13 +93,13 @@ class LoudnessKind(StreamKind):
 
 @pytest.fixture
 def loudness():
-    register_stream_kind(LoudnessKind)
+    register_feature_kind(LoudnessKind)
     yield LoudnessKind
-    del STREAM_KINDS["loudness"]
+    del FEATURE_KINDS["loudness"]
 
 
 CONFIG_YAML = """\
-streams:
+features:
   - {kind: mfcc, settings: {n_mfcc: 13}, branch: {channels: 16}}
   - {kind: logmel, settings: {n_mels: 32}, branch: {channels: 8}}
   - {kind: loudness, name: level, settings: {HOP}}
@@ -126,24 +126,24 @@ def _clips(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def _feature_set(cache: StreamCache, paths: list[Path]) -> FeatureSet:
+def _feature_set(cache: FeatureCache, paths: list[Path]) -> FeatureSet:
     labels = [i % 3 for i in range(len(paths))]
     return FeatureSet.from_arrays(cache.get_many(paths), labels, [p.stem for p in paths],
-                                  frame_rates(cache.streams))  # fmt: skip
+                                  frame_rates(cache.features))  # fmt: skip
 
 
-def test_a_new_stream_kind_is_one_class_and_one_config_entry(tmp_path, loudness):
+def test_a_new_feature_kind_is_one_class_and_one_config_entry(tmp_path, loudness):
     config = _config(tmp_path)
-    assert [(s.name, s.kind) for s in config.streams] == [
+    assert [(s.name, s.kind) for s in config.features] == [
         ("mfcc", "mfcc"), ("logmel", "logmel"), ("level", "loudness")]  # fmt: skip
-    assert config.streams[2].branch == {"channels": 8}  # the kind's default
+    assert config.features[2].branch == {"channels": 8}  # the kind's default
     save_config(config, tmp_path / "again.yaml")
     assert load_config(tmp_path / "again.yaml") == config
 
     # The pipeline runs on waveforms.
     pipeline = pipeline_from_config(config, LABELS).eval()
     assert pipeline.names == ("mfcc", "logmel", "level")
-    assert branch_spec(config.streams[2]).in_dims == 1
+    assert branch_spec(config.features[2]).in_dims == 1
     waves = torch.from_numpy(np.stack([synthetic_voice(0.5), synthetic_voice(0.5, seed=1)]))
     with torch.no_grad():
         logits = pipeline(waves, torch.tensor([8000, 6000]))
@@ -153,17 +153,17 @@ def test_a_new_stream_kind_is_one_class_and_one_config_entry(tmp_path, loudness)
 
     # fit on cached frames, then the model file round trip.
     paths = _clips(tmp_path, 10)
-    cache = StreamCache(config.streams, tmp_path / "cache")
+    cache = FeatureCache(config.features, tmp_path / "cache")
     train, val = _feature_set(cache, paths[:7]), _feature_set(cache, paths[7:])
     assert {p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()} == {
         "mfcc", "logmel", "loudness"}  # fmt: skip
     result = fit(train, val, LABELS, config, tmp_path / "out", progress=False)
     assert len(result.history) == 2 and all(np.isfinite(h["train_loss"]) for h in result.history)
-    level = torch.cat(train.streams["level"], dim=1)
+    level = torch.cat(train.features["level"], dim=1)
     torch.testing.assert_close(result.pipeline.normalizers["level"].mean, level.mean(dim=1))
     save_pipeline(result.pipeline, tmp_path / "m.pt")
     loaded = load_pipeline(tmp_path / "m.pt")
-    assert loaded.streams == config.streams
+    assert loaded.features == config.features
     with torch.no_grad():
         torch.testing.assert_close(loaded(waves, torch.tensor([8000, 6000])),
                                    result.pipeline(waves, torch.tensor([8000, 6000])))  # fmt: skip
@@ -171,44 +171,44 @@ def test_a_new_stream_kind_is_one_class_and_one_config_entry(tmp_path, loudness)
 
 
 def test_an_unregistered_kind_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown stream kind 'loudness'"):
+    with pytest.raises(ValueError, match="unknown feature kind 'loudness'"):
         _config(tmp_path)
 
 
 def test_a_kind_name_is_registered_once(loudness):
-    register_stream_kind(LoudnessKind)  # the same class again is fine
+    register_feature_kind(LoudnessKind)  # the same class again is fine
 
     class Other(LoudnessKind):
         pass
 
     with pytest.raises(ValueError, match="already registered"):
-        register_stream_kind(Other)
+        register_feature_kind(Other)
 
 
 # --------------------------------------------------------------------------- other frame rates
 
 
-def test_streams_at_other_frame_rates_are_cut_at_the_same_seconds(tmp_path, loudness):
-    specs = [stream_spec("mfcc", n_mfcc=13), stream_spec("loudness", hop_length=320)]
+def test_features_at_other_frame_rates_are_cut_at_the_same_seconds(tmp_path, loudness):
+    specs = [feature_spec("mfcc", n_mfcc=13), feature_spec("loudness", hop_length=320)]
     assert frame_rates(specs) == {"mfcc": 100.0, "loudness": 50.0}
     paths = _clips(tmp_path, 3)
-    data = _feature_set(StreamCache(specs, tmp_path / "cache"), paths)
+    data = _feature_set(FeatureCache(specs, tmp_path / "cache"), paths)
     assert data.reference == "mfcc"
     for i in range(3):
-        full_mfcc, full_level = data.streams["mfcc"][i], data.streams["loudness"][i]
+        full_mfcc, full_level = data.features["mfcc"][i], data.features["loudness"][i]
         assert full_level.shape[1] == 1 + (full_mfcc.shape[1] - 1) // 2  # 1 + samples // 320
 
     batch = random_crops(data, torch.arange(3), 0.4, torch.Generator().manual_seed(0))
-    mfcc, mfcc_frames = batch.streams["mfcc"]
-    level, level_frames = batch.streams["loudness"]
+    mfcc, mfcc_frames = batch.features["mfcc"]
+    level, level_frames = batch.features["loudness"]
     assert mfcc_frames.tolist() == [40, 40, 40] and level_frames.tolist() == [20, 20, 20]
-    for i in range(3):  # the crop's start in seconds is the same in both streams
-        full = data.streams["mfcc"][i]
+    for i in range(3):  # the crop's start in seconds is the same in both features
+        full = data.features["mfcc"][i]
         start = next(s for s in range(full.shape[1]) if torch.equal(full[:, s : s + 40], mfcc[i]))
         lo = round(start / 2)
-        assert torch.equal(level[i], data.streams["loudness"][i][:, lo : lo + 20])
+        assert torch.equal(level[i], data.features["loudness"][i][:, lo : lo + 20])
 
-    full_mfcc, full_level = data.streams["mfcc"][2], data.streams["loudness"][2]
+    full_mfcc, full_level = data.features["mfcc"][2], data.features["loudness"][2]
     parts = utterance_windows(data, 2, 0.3, 0.5)  # 0.8 s: 81 MFCC frames, 41 loudness frames
     assert len(parts) == 5
     for p in parts:
@@ -221,31 +221,31 @@ def test_streams_at_other_frame_rates_are_cut_at_the_same_seconds(tmp_path, loud
 
 
 # emofuse bug (reported): training/batches.py ``_cut`` rounds both ends of the mapped span with
-# round() (half to even), so equal windows of the reference stream map to 14, 15 or 16 frames
-# of a half-rate stream depending on where they start.
-def test_equal_windows_give_equal_frame_counts_in_a_slower_stream(tmp_path, loudness):
-    specs = [stream_spec("mfcc", n_mfcc=13), stream_spec("loudness", hop_length=320)]
-    data = _feature_set(StreamCache(specs, tmp_path / "cache"), _clips(tmp_path, 3))
+# round() (half to even), so equal windows of the reference feature map to 14, 15 or 16 frames
+# of a half-rate feature depending on where they start.
+def test_equal_windows_give_equal_frame_counts_in_a_slower_feature(tmp_path, loudness):
+    specs = [feature_spec("mfcc", n_mfcc=13), feature_spec("loudness", hop_length=320)]
+    data = _feature_set(FeatureCache(specs, tmp_path / "cache"), _clips(tmp_path, 3))
     sizes = {p["loudness"].shape[1] for p in utterance_windows(data, 2, 0.3, 0.5)}
     assert sizes == {15}
 
 
-def test_the_pipeline_refuses_streams_that_reach_the_fusion_at_different_rates(loudness):
-    """Every branch strides time by 4: a 50 Hz stream gives 12.5 steps/s, the 100 Hz ones 25;
+def test_the_pipeline_refuses_features_that_reach_the_fusion_at_different_rates(loudness):
+    """Every branch strides time by 4: a 50 Hz feature gives 12.5 steps/s, the 100 Hz ones 25;
     fusing them frame by frame would pair different seconds, so the pipeline refuses."""
-    specs = [stream_spec("mfcc"), stream_spec("loudness", hop_length=320)]
+    specs = [feature_spec("mfcc"), feature_spec("loudness", hop_length=320)]
     model = ModelConfig(n_classes=3, d_model=16, n_heads=2, lstm_hidden=8)
     with pytest.raises(ValueError, match="different rates.*mfcc 25/s, loudness 12.5/s"):
         EmotionPipeline(specs, model, LABELS)
-    # All streams at 50 Hz: one grid, and the net runs on it.
-    specs = [stream_spec("mfcc", hop_length=320, channels=16),
-             stream_spec("loudness", hop_length=320)]  # fmt: skip
+    # All features at 50 Hz: one grid, and the net runs on it.
+    specs = [feature_spec("mfcc", hop_length=320, channels=16),
+             feature_spec("loudness", hop_length=320)]  # fmt: skip
     pipeline = EmotionPipeline(specs, model, LABELS).eval()
     waves = torch.from_numpy(synthetic_voice(1.0))[None]
     with torch.no_grad():
-        streams = pipeline.frontend(waves, torch.tensor([SR]))
+        features = pipeline.frontend(waves, torch.tensor([SR]))
         logits = pipeline(waves, torch.tensor([SR]))
-    assert {n: tuple(x.shape) for n, (x, _) in streams.items()} == {
+    assert {n: tuple(x.shape) for n, (x, _) in features.items()} == {
         "mfcc": (1, 40, 51), "loudness": (1, 1, 51)}  # fmt: skip
     assert logits.shape == (1, 3) and torch.isfinite(logits).all()
 
@@ -255,30 +255,30 @@ def test_the_pipeline_refuses_streams_that_reach_the_fusion_at_different_rates(l
 
 @pytest.fixture
 def count_computes(monkeypatch):
-    """Names of the streams each ``StreamCache.compute`` call extracted."""
+    """Names of the features each ``FeatureCache.compute`` call extracted."""
     calls: list[list[str]] = []
-    original = StreamCache.compute
+    original = FeatureCache.compute
 
-    def counting(self, path, streams=None):
-        calls.append([s.name for s in (streams or self.streams)])
-        return original(self, path, streams)
+    def counting(self, path, features=None):
+        calls.append([s.name for s in (features or self.features)])
+        return original(self, path, features)
 
-    monkeypatch.setattr(StreamCache, "compute", counting)
+    monkeypatch.setattr(FeatureCache, "compute", counting)
     return calls
 
 
-def test_adding_a_stream_computes_only_that_stream(tmp_path, count_computes):
+def test_adding_a_feature_computes_only_that_feature(tmp_path, count_computes):
     (clip,) = _clips(tmp_path, 1)
     root = tmp_path / "cache"
-    two = StreamCache(default_streams(), root)
+    two = FeatureCache(default_features(), root)
     first = two.get(clip)
     assert count_computes == [["mfcc", "logmel"]]
-    entries = {s.name: two.entries(s, clip)[0][0] for s in two.streams}
+    entries = {s.name: two.entries(s, clip)[0][0] for s in two.features}
     mtimes = {n: e.stat().st_mtime_ns for n, e in entries.items()}
 
-    three = StreamCache([*default_streams(), stream_spec("prosody")], root)
+    three = FeatureCache([*default_features(), feature_spec("prosody")], root)
     out = three.get(clip)
-    assert count_computes[1:] == [["prosody"]]  # one decode, the new stream only
+    assert count_computes[1:] == [["prosody"]]  # one decode, the new feature only
     assert {n: e.stat().st_mtime_ns for n, e in entries.items()} == mtimes
     for name in ("mfcc", "logmel"):
         np.testing.assert_array_equal(out[name], first[name])
@@ -290,22 +290,22 @@ def test_adding_a_stream_computes_only_that_stream(tmp_path, count_computes):
 def test_changed_settings_use_a_new_folder(tmp_path, count_computes):
     (clip,) = _clips(tmp_path, 1)
     root = tmp_path / "cache"
-    default = StreamCache(default_streams(), root)
+    default = FeatureCache(default_features(), root)
     default.get(clip)
-    changed = StreamCache([stream_spec("mfcc"), stream_spec("logmel", n_mels=32)], root)
+    changed = FeatureCache([feature_spec("mfcc"), feature_spec("logmel", n_mels=32)], root)
     out = changed.get(clip)
     assert count_computes[1:] == [["logmel"]]
-    mel = default.entries(default.streams[1], clip)[0][0]
-    mel32 = changed.entries(changed.streams[1], clip)[0][0]
+    mel = default.entries(default.features[1], clip)[0][0]
+    mel32 = changed.entries(changed.features[1], clip)[0][0]
     assert mel.parent != mel32.parent and mel.is_file() and mel32.is_file()
     assert mel.parent.name.startswith("logmel-") and mel32.parent.name.startswith("logmel-")
-    mfcc_entry = default.entries(default.streams[0], clip)[0][0]
-    assert changed.entries(changed.streams[0], clip)[0][0] == mfcc_entry
+    mfcc_entry = default.entries(default.features[0], clip)[0][0]
+    assert changed.entries(changed.features[0], clip)[0][0] == mfcc_entry
     assert out["logmel"].shape[0] == 32
     assert sorted(p.name.split("-")[0] for p in root.iterdir()) == ["logmel", "logmel", "mfcc"]
 
 
-def test_the_cache_decodes_once_for_all_missing_streams(tmp_path, monkeypatch):
+def test_the_cache_decodes_once_for_all_missing_features(tmp_path, monkeypatch):
     (clip,) = _clips(tmp_path, 1)
     decodes = []
 
@@ -314,16 +314,16 @@ def test_the_cache_decodes_once_for_all_missing_streams(tmp_path, monkeypatch):
         return load_audio(path, rate)
 
     monkeypatch.setattr(emofuse.pipeline.cache, "load_audio", counting)
-    StreamCache([*default_streams(), stream_spec("prosody")], tmp_path / "c").get(clip)
+    FeatureCache([*default_features(), feature_spec("prosody")], tmp_path / "c").get(clip)
     assert len(decodes) == 1
 
 
 # --------------------------------------------------------------------------- version 1
 
 
-def test_the_bundled_fast_model_loads_as_the_paper_streams():
+def test_the_bundled_fast_model_loads_as_the_paper_features():
     pipeline = load_bundled_pipeline("fast")
-    assert pipeline.streams == default_streams() and len(pipeline.labels) == 7
+    assert pipeline.features == default_features() and len(pipeline.labels) == 7
     with torch.no_grad():
         logits = pipeline(torch.from_numpy(synthetic_voice(1.0))[None], torch.tensor([SR]))
     assert torch.isfinite(logits).all()
@@ -351,7 +351,7 @@ def _to_v1(state: dict) -> dict:
 
 
 @pytest.mark.parametrize("prosody", [False, True])
-def test_a_hand_written_version_1_model_file_loads_and_equals_the_version_2_save(tmp_path, prosody):
+def test_a_hand_written_version_1_model_file_loads_and_equals_todays_save(tmp_path, prosody):
     pipeline = tiny_pipeline(prosody=prosody)
     state = _to_v1(pipeline.state_dict())
     assert "mfcc_norm.mean" in state and "net.mfcc_branch.stem.weight" in state
@@ -370,12 +370,12 @@ def test_a_hand_written_version_1_model_file_loads_and_equals_the_version_2_save
                "state_dict": state}  # fmt: skip
     torch.save(payload, tmp_path / "v1.pt")
     v1 = load_pipeline(tmp_path / "v1.pt")
-    assert v1.extra == {"epoch": 4} and v1.streams == pipeline.streams
+    assert v1.extra == {"epoch": 4} and v1.features == pipeline.features
     assert v1.model_config == pipeline.model_config
-    save_pipeline(v1, tmp_path / "v2.pt")
-    v2 = load_pipeline(tmp_path / "v2.pt")
-    assert torch.load(tmp_path / "v2.pt", weights_only=True)["format_version"] == 2
-    for a, b in ((v1, pipeline), (v2, pipeline)):
+    save_pipeline(v1, tmp_path / "v3.pt")
+    v3 = load_pipeline(tmp_path / "v3.pt")
+    assert torch.load(tmp_path / "v3.pt", weights_only=True)["format_version"] == 3
+    for a, b in ((v1, pipeline), (v3, pipeline)):
         assert a.state_dict().keys() == b.state_dict().keys()
         for key, value in b.state_dict().items():
             assert torch.equal(a.state_dict()[key], value), key
@@ -384,13 +384,13 @@ def test_a_hand_written_version_1_model_file_loads_and_equals_the_version_2_save
         expected = pipeline(waves, torch.tensor([waves.shape[1]]))
         torch.testing.assert_close(v1(waves, torch.tensor([waves.shape[1]])), expected,
                                    atol=0, rtol=0)  # fmt: skip
-        torch.testing.assert_close(v2(waves, torch.tensor([waves.shape[1]])), expected,
+        torch.testing.assert_close(v3(waves, torch.tensor([waves.shape[1]])), expected,
                                    atol=0, rtol=0)  # fmt: skip
 
 
 def test_a_version_1_single_branch_file_drops_the_unused_normaliser(tmp_path):
     torch.manual_seed(0)
-    specs = [stream_spec("mfcc", channels=16)]
+    specs = [feature_spec("mfcc", channels=16)]
     model = ModelConfig(n_classes=3, d_model=16, n_heads=2, lstm_hidden=8)
     pipeline = EmotionPipeline(specs, model, LABELS)
     state = _to_v1(pipeline.state_dict())
@@ -407,7 +407,7 @@ def test_a_version_1_single_branch_file_drops_the_unused_normaliser(tmp_path):
 
 
 def test_the_front_end_has_no_trainable_parameters():
-    frontend = StreamFrontEnd([*default_streams(), stream_spec("prosody")])
+    frontend = FeatureFrontEnd([*default_features(), feature_spec("prosody")])
     assert not [n for n, p in frontend.named_parameters() if p.requires_grad]
     pipeline = tiny_pipeline(prosody=True)
     trainable = [n for n, p in pipeline.named_parameters() if p.requires_grad]
@@ -417,7 +417,7 @@ def test_the_front_end_has_no_trainable_parameters():
 
 def test_fit_leaves_the_front_end_unchanged(tmp_path):
     config = ExperimentConfig(
-        streams=[stream_spec("mfcc", channels=16), stream_spec("logmel", channels=8)],
+        features=[feature_spec("mfcc", channels=16), feature_spec("logmel", channels=8)],
         model=ModelConfig(d_model=16, n_heads=2, lstm_hidden=8),
         train=TrainConfig(
             epochs=1,
@@ -429,7 +429,7 @@ def test_fit_leaves_the_front_end_unchanged(tmp_path):
         ),  # fmt: skip
     )
     paths = _clips(tmp_path, 8)
-    cache = StreamCache(config.streams, tmp_path / "cache")
+    cache = FeatureCache(config.features, tmp_path / "cache")
     data = _feature_set(cache, paths)
     before = pipeline_from_config(config, LABELS).frontend
     reference = {k: v.clone() for k, v in before.named_buffers()}

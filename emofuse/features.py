@@ -1,21 +1,21 @@
-"""Feature streams as data: a :class:`StreamSpec` per stream, and the stream kinds that know how
-to compute each stream's frames, normalise them and which branch of the model reads them.
+"""Features as data: a :class:`FeatureSpec` per feature, and the feature kinds that know how
+to compute each feature's frames, normalise them and which branch of the model reads them.
 
-A stream is one array per utterance, ``(dims, frames)`` at its own frame rate (lhotse's
-``TemporalArray``). The experiment config lists the streams (``streams:``); the pipeline, the
-cache, batching, crops, augmentation, export and inference iterate over that list. A new stream
-kind is one class registered with :func:`register_stream_kind` (in any module) plus one config
+A feature is one array per utterance, ``(dims, frames)`` at its own frame rate (lhotse's
+``TemporalArray``). The experiment config lists the features (``features:``); the pipeline, the
+cache, batching, crops, augmentation, export and inference iterate over that list. A new feature
+kind is one class registered with :func:`register_feature_kind` (in any module) plus one config
 entry. Every kind is a *frozen* front end: its frames are computed once per file and cached,
-and no gradient flows into it; what learns is the stream's branch in the model.
+and no gradient flows into it; what learns is the feature's branch in the model.
 
 Kinds: ``mfcc``, ``logmel`` and ``prosody`` (computed features) and ``whisper`` (a frozen
 pretrained encoder's hidden states, :mod:`emofuse.signal.whisper`; its weights come from a
 weight package or directory when training and from the model file when predicting).
 
->>> specs = default_streams()
+>>> specs = default_features()
 >>> [(s.name, s.kind, make_kind(s).dims, make_kind(s).frame_rate) for s in specs]
 [('mfcc', 'mfcc', 40, 100.0), ('logmel', 'logmel', 64, 100.0)]
->>> StreamSpec.from_dict({"kind": "prosody"}).branch
+>>> FeatureSpec.from_dict({"kind": "prosody"}).branch
 {'channels': 32}
 """
 
@@ -41,24 +41,24 @@ from emofuse.signal.transforms import (
 from emofuse.signal.whisper import WhisperFrontEnd, WhisperSettings
 
 __all__ = [
-    "StreamSpec",
-    "StreamKind",
-    "STREAM_KINDS",
-    "register_stream_kind",
+    "FeatureSpec",
+    "FeatureKind",
+    "FEATURE_KINDS",
+    "register_feature_kind",
     "make_kind",
-    "default_streams",
-    "stream_spec",
-    "StreamFrontEnd",
+    "default_features",
+    "feature_spec",
+    "FeatureFrontEnd",
     "ProsodySettings",
     "WhisperSettings",
     "branch_spec",
-    "check_streams",
+    "check_features",
     "frame_rates",
 ]
 
 
-class StreamKind:
-    """What a stream kind knows: its frames, normaliser, branch and augmentation.
+class FeatureKind:
+    """What a feature kind knows: its frames, normaliser, branch and augmentation.
 
     Subclasses set ``kind`` (the config name), ``settings_type`` (a frozen dataclass of its own
     settings), ``branch_type`` (a :data:`emofuse.model.branches.BRANCH_TYPES` key) and
@@ -71,7 +71,7 @@ class StreamKind:
     branch_type: ClassVar[str]
     default_channels: ClassVar[int]
     freq_maskable: ClassVar[bool] = False  # SpecAugment frequency masks apply to its rows
-    follows_grid: ClassVar[bool] = True  # its hop_length can be set to another stream's
+    follows_grid: ClassVar[bool] = True  # its hop_length can be set to another feature's
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -83,12 +83,12 @@ class StreamKind:
 
     @property
     def row_groups(self) -> int:
-        """Equal groups of rows the branch combines (a Whisper stream's layers); 1 otherwise."""
+        """Equal groups of rows the branch combines (a Whisper feature's layers); 1 otherwise."""
         return 1
 
     def cache_parts(self) -> list[tuple[dict, slice]]:
         """What the cache stores separately: (settings that identify a part, its rows). One
-        part by default; a Whisper stream stores each layer on its own, so streams with other
+        part by default; a Whisper feature stores each layer on its own, so features with other
         layer choices reuse it."""
         return [(asdict(self.settings), slice(None))]
 
@@ -123,20 +123,20 @@ class StreamKind:
         raise NotImplementedError
 
 
-STREAM_KINDS: dict[str, type[StreamKind]] = {}
+FEATURE_KINDS: dict[str, type[FeatureKind]] = {}
 
 
-def register_stream_kind(cls: type[StreamKind]) -> type[StreamKind]:
+def register_feature_kind(cls: type[FeatureKind]) -> type[FeatureKind]:
     """Class decorator: make ``cls`` available as ``kind: <cls.kind>`` in configs."""
-    if cls.kind in STREAM_KINDS and STREAM_KINDS[cls.kind] is not cls:
-        raise ValueError(f"stream kind {cls.kind!r} is already registered")
-    STREAM_KINDS[cls.kind] = cls
+    if cls.kind in FEATURE_KINDS and FEATURE_KINDS[cls.kind] is not cls:
+        raise ValueError(f"feature kind {cls.kind!r} is already registered")
+    FEATURE_KINDS[cls.kind] = cls
     return cls
 
 
-@register_stream_kind
-class LogMelKind(StreamKind):
-    """Log-Mel spectrogram rows; the paper's 2D-CNN stream."""
+@register_feature_kind
+class LogMelKind(FeatureKind):
+    """Log-Mel spectrogram rows; the paper's 2D-CNN feature."""
 
     kind = "logmel"
     settings_type = SpectralSettings
@@ -155,9 +155,9 @@ class LogMelKind(StreamKind):
         frames += gain[:, None, None]  # every log-Mel bin moves by the log power change
 
 
-@register_stream_kind
-class MfccKind(StreamKind):
-    """MFCC rows; the paper's 1D-CNN stream."""
+@register_feature_kind
+class MfccKind(FeatureKind):
+    """MFCC rows; the paper's 1D-CNN feature."""
 
     kind = "mfcc"
     settings_type = MfccSettings
@@ -192,8 +192,8 @@ class ProsodySettings:
                 )
 
 
-@register_stream_kind
-class ProsodyKind(StreamKind):
+@register_feature_kind
+class ProsodyKind(FeatureKind):
     """Energy (dB), pitch (semitones) and voicing per frame (:mod:`emofuse.signal.prosody`)."""
 
     kind = "prosody"
@@ -212,8 +212,8 @@ class ProsodyKind(StreamKind):
         frames[:, 0] += gain[:, None] * 10 / math.log(10)  # the energy row is in dB
 
 
-@register_stream_kind
-class WhisperKind(StreamKind):
+@register_feature_kind
+class WhisperKind(FeatureKind):
     """Hidden states of chosen layers of a frozen Whisper encoder (:mod:`emofuse.signal.whisper`)
     at 50 frames/s, the layers stacked on the row axis; its branch learns a softmax-weighted
     layer sum."""
@@ -246,13 +246,13 @@ class WhisperKind(StreamKind):
         load_encoder_weights(extractor.encoder, self.settings)
 
     def apply_gain(self, frames: Tensor, gain: Tensor) -> None:
-        """No exact effect on cached hidden states: level changes of this stream come from the
+        """No exact effect on cached hidden states: level changes of this feature come from the
         waveform, so gain augmentation leaves its frames as they are."""
 
 
 @dataclass(frozen=True)
-class StreamSpec:
-    """One feature stream of an experiment: its name, kind, the kind's settings (complete, with
+class FeatureSpec:
+    """One feature of an experiment: its name, kind, the kind's settings (complete, with
     defaults filled in) and its branch settings (``channels``: the branch's convolution width;
     ``type``, only when given: a branch type other than the kind's, e.g. ``identity``).
     """
@@ -263,53 +263,55 @@ class StreamSpec:
     branch: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> StreamSpec:
+    def from_dict(cls, values: Mapping[str, Any]) -> FeatureSpec:
         """Validate a config entry and fill in the kind's defaults."""
         if not isinstance(values, Mapping):
-            raise ValueError(f"a stream entry must be a mapping with a kind, got {values!r}")
+            raise ValueError(f"a feature entry must be a mapping with a kind, got {values!r}")
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(
-                f"stream entry {dict(values)}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"feature entry {dict(values)}: unknown key(s) {', '.join(sorted(unknown))} "
                 "(known: name, kind, settings, branch)"
             )
         kind = values.get("kind")
-        if kind not in STREAM_KINDS:
+        if kind not in FEATURE_KINDS:
             raise ValueError(
-                f"unknown stream kind {kind!r}; known: {', '.join(sorted(STREAM_KINDS))}"
+                f"unknown feature kind {kind!r}; known: {', '.join(sorted(FEATURE_KINDS))}"
             )
         name = values.get("name", kind)
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(
-                f"stream name must be an identifier (letters, digits, _), got {name!r}"
+                f"feature name must be an identifier (letters, digits, _), got {name!r}"
             )
-        cls_kind = STREAM_KINDS[kind]
+        cls_kind = FEATURE_KINDS[kind]
         settings, branch = values.get("settings") or {}, values.get("branch") or {}
         for section, given in (("settings", settings), ("branch", branch)):
             if not isinstance(given, Mapping):
-                raise ValueError(f"stream {name!r}: {section} must be a mapping, got {given!r}")
+                raise ValueError(f"feature {name!r}: {section} must be a mapping, got {given!r}")
         known = {f.name for f in fields(cls_kind.settings_type)}
         if set(settings) - known:
             raise ValueError(
-                f"stream {name!r} ({kind}): unknown setting(s) "
+                f"feature {name!r} ({kind}): unknown setting(s) "
                 f"{', '.join(sorted(set(settings) - known))} (known: {', '.join(sorted(known))})"
             )
         if set(branch) - {"channels", "type"}:
             raise ValueError(
-                f"stream {name!r}: unknown branch setting(s) "
+                f"feature {name!r}: unknown branch setting(s) "
                 f"{', '.join(sorted(set(branch) - {'channels', 'type'}))} (known: channels, type)"
             )
         if "type" in branch and branch["type"] not in BRANCH_TYPES:
-            raise ValueError(f"stream {name!r}: unknown branch type {branch['type']!r}; known: "
+            raise ValueError(f"feature {name!r}: unknown branch type {branch['type']!r}; known: "
                              f"{', '.join(sorted(BRANCH_TYPES))}")  # fmt: skip
         try:
-            full = {key: list(value) if isinstance(value, tuple) else value  # YAML-safe
-                    for key, value in asdict(cls_kind.settings_type(**settings)).items()}
+            full = {
+                key: list(value) if isinstance(value, tuple) else value  # YAML-safe
+                for key, value in asdict(cls_kind.settings_type(**settings)).items()
+            }
         except (TypeError, ValueError) as error:
-            raise ValueError(f"stream {name!r} ({kind}): {error}") from None
+            raise ValueError(f"feature {name!r} ({kind}): {error}") from None
         channels = branch.get("channels", cls_kind.default_channels)
         if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
-            raise ValueError(f"stream {name!r}: branch channels must be a positive integer, "
+            raise ValueError(f"feature {name!r}: branch channels must be a positive integer, "
                              f"got {channels!r}")  # fmt: skip
         chosen = {"type": branch["type"]} if "type" in branch else {}  # default: the kind's
         return cls(name, kind, full, {"channels": channels, **chosen})
@@ -319,57 +321,57 @@ class StreamSpec:
                 "branch": dict(self.branch)}  # fmt: skip
 
 
-def stream_spec(kind: str, name: str | None = None, **settings: Any) -> StreamSpec:
-    """A stream of ``kind`` with default settings except ``settings`` (``channels`` goes to the
+def feature_spec(kind: str, name: str | None = None, **settings: Any) -> FeatureSpec:
+    """A feature of ``kind`` with default settings except ``settings`` (``channels`` goes to the
     branch)."""
     branch = {"channels": settings.pop("channels")} if "channels" in settings else {}
-    return StreamSpec.from_dict({"kind": kind, "name": name or kind, "settings": settings,
+    return FeatureSpec.from_dict({"kind": kind, "name": name or kind, "settings": settings,
                                  "branch": branch})  # fmt: skip
 
 
-def default_streams() -> list[StreamSpec]:
-    """The paper's two streams: MFCC (1D CNN) and log-Mel (2D CNN), DESIGN.md defaults."""
-    return [stream_spec("mfcc"), stream_spec("logmel")]
+def default_features() -> list[FeatureSpec]:
+    """The paper's two features: MFCC (1D CNN) and log-Mel (2D CNN), DESIGN.md defaults."""
+    return [feature_spec("mfcc"), feature_spec("logmel")]
 
 
-def make_kind(spec: StreamSpec) -> StreamKind:
+def make_kind(spec: FeatureSpec) -> FeatureKind:
     """The kind object of ``spec``, with its settings."""
-    cls = STREAM_KINDS[spec.kind]
+    cls = FEATURE_KINDS[spec.kind]
     return cls(cls.settings_type(**spec.settings))
 
 
-def branch_spec(spec: StreamSpec) -> BranchSpec:
-    """The model branch that reads stream ``spec``."""
+def branch_spec(spec: FeatureSpec) -> BranchSpec:
+    """The model branch that reads feature ``spec``."""
     kind = make_kind(spec)
     branch_type = spec.branch.get("type", kind.branch_type)
     return BranchSpec(spec.name, branch_type, kind.dims, spec.branch["channels"],
                       groups=kind.row_groups)  # fmt: skip
 
 
-def check_streams(specs: Sequence[StreamSpec]) -> list[StreamSpec]:
-    """At least one stream, distinct names, one sample rate."""
+def check_features(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
+    """At least one feature, distinct names, one sample rate."""
     specs = list(specs)
     names = [s.name for s in specs]
     if not specs or len(set(names)) != len(names):
-        raise ValueError(f"need one or more streams with distinct names, got {names}")
+        raise ValueError(f"need one or more features with distinct names, got {names}")
     rates = {make_kind(s).sample_rate for s in specs}
     if len(rates) > 1:
-        raise ValueError(f"streams {names} use different sample rates {sorted(rates)}; use one")
+        raise ValueError(f"features {names} use different sample rates {sorted(rates)}; use one")
     return specs
 
 
-class StreamFrontEnd(nn.Module):
-    """Every stream's frames from one batch of waveforms.
+class FeatureFrontEnd(nn.Module):
+    """Every feature's frames from one batch of waveforms.
 
     ``forward``: padded waveforms (B, S), lengths (B,) -> ``{name: (frames (B, dims, T_s),
-    frame lengths (B,))}``, in stream order; streams sharing work (MFCC and log-Mel of the same
+    frame lengths (B,))}``, in feature order; features sharing work (MFCC and log-Mel of the same
     spectral settings) compute it once. ``pretrained=False`` leaves pretrained front ends
     (Whisper) empty, for a model file's weights to fill.
     """
 
-    def __init__(self, specs: Sequence[StreamSpec], *, pretrained: bool = True) -> None:
+    def __init__(self, specs: Sequence[FeatureSpec], *, pretrained: bool = True) -> None:
         super().__init__()
-        self.specs = check_streams(specs)
+        self.specs = check_features(specs)
         self.kinds = {s.name: make_kind(s) for s in self.specs}
         self.sample_rate = next(iter(self.kinds.values())).sample_rate
         self.extractors = nn.ModuleDict({n: k.extractor() for n, k in self.kinds.items()})
@@ -385,6 +387,6 @@ class StreamFrontEnd(nn.Module):
                 for name, extract in self.extractors.items()}  # fmt: skip
 
 
-def frame_rates(specs: Sequence[StreamSpec]) -> dict[str, float]:
-    """Frames per second of each stream."""
+def frame_rates(specs: Sequence[FeatureSpec]) -> dict[str, float]:
+    """Frames per second of each feature."""
     return {s.name: make_kind(s).frame_rate for s in specs}
