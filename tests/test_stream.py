@@ -258,3 +258,16 @@ def test_streams_batched_together_answer_as_alone(recognizer, speech):
     separate = [score_jobs(backend, [job])[0] for job in jobs()]
     for joint, single in zip(score_jobs(backend, jobs()), separate, strict=True):
         np.testing.assert_allclose(joint, single, atol=1e-5)
+
+
+def test_chunks_are_converted_as_arrays_are(recognizer, speech):
+    """A stream's chunks go through :func:`~emofuse.inference.windows.as_mono` as arrays do:
+    uint8 PCM (refused before) streams as its float equivalent, empty and one-sample stereo
+    chunks are taken."""
+    pcm = np.clip(np.round(speech * 128) + 128, 0, 255).astype(np.uint8)
+    as_uint8 = _streamed(recognizer.stream(), pcm, [4000])
+    as_float = _streamed(recognizer.stream(), (pcm / 128 - 1).astype(np.float32), [4000])
+    assert [e.to_dict() for e in as_uint8] == [e.to_dict() for e in as_float]
+    stream = recognizer.stream()
+    assert stream.feed(np.zeros((0, 2), np.int16)) == [] and stream.feed(np.zeros((1, 2))) == []
+    assert stream.seconds == 1 / RATE

@@ -21,6 +21,7 @@ import soxr
 
 from emofuse.inference.results import StreamEvent, restricted
 from emofuse.inference.timeline import TimelineEngine
+from emofuse.inference.windows import as_mono
 
 __all__ = ["EmotionStream", "PCM_FORMATS", "decode_pcm"]
 
@@ -43,26 +44,6 @@ def decode_pcm(data: bytes, pcm_format: str) -> np.ndarray:
         raise ValueError(f"{len(data)} bytes is not a whole number of {pcm_format} samples "
                          f"({dtype.itemsize} bytes each)")  # fmt: skip
     return np.frombuffer(data, dtype)
-
-
-def _samples(chunk: np.ndarray) -> np.ndarray:
-    """A chunk (samples,) or (samples, channels), signed integer PCM or float -> mono float32."""
-    if isinstance(chunk, bytes | bytearray | memoryview):
-        raise ValueError("a chunk must be an array of samples, got bytes: decode raw PCM with "
-                         "emofuse.inference.stream.decode_pcm(data, 'pcm_s16le')")  # fmt: skip
-    chunk = np.asarray(chunk)
-    if chunk.ndim not in (1, 2):
-        raise ValueError(f"a chunk must be (samples,) or (samples, channels), got {chunk.shape}")
-    if chunk.dtype.kind == "i":  # scaled as soundfile does
-        chunk = chunk / -float(np.iinfo(chunk.dtype).min)
-    elif chunk.dtype.kind != "f":
-        raise ValueError(f"a chunk must be signed integer PCM or float, got {chunk.dtype}")
-    chunk = chunk.astype(np.float32)
-    if chunk.ndim == 2:
-        chunk = chunk.mean(axis=1)
-    if not np.isfinite(chunk).all():
-        raise ValueError("the chunk contains non-finite samples (NaN or infinity)")
-    return chunk
 
 
 class EmotionStream:
@@ -96,15 +77,16 @@ class EmotionStream:
         return self.engine.samples / self.engine.backend.sample_rate
 
     def feed(self, chunk: np.ndarray) -> list[StreamEvent]:
-        """Add ``chunk`` (samples,) or (samples, channels) at ``sample_rate``: int16 PCM or
-        float in [-1, 1]; any size, empty included.
+        """Add ``chunk`` (samples,) or (samples, channels) at ``sample_rate``: signed integer
+        or uint8 PCM, or float in [-1, 1] (converted by :func:`~emofuse.inference.windows.as_mono`
+        as a chunk); any size, empty included.
 
         Raises:
             ValueError: a bad chunk (shape, dtype, NaN), or a stream already closed.
         """
         if self.closed:
             raise ValueError("this stream is closed; start a new one")
-        samples = _samples(chunk)
+        samples = as_mono(chunk, chunk=True)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
         return self._answered(self.engine.feed(samples))
