@@ -22,6 +22,7 @@ import soxr
 from emofuse.inference.results import StreamEvent, restricted
 from emofuse.inference.timeline import TimelineEngine
 from emofuse.inference.windows import as_mono
+from emofuse.signal.audio import check_sample_rate
 
 __all__ = ["EmotionStream", "PCM_FORMATS", "decode_pcm"]
 
@@ -51,8 +52,9 @@ class EmotionStream:
     return the :class:`~emofuse.inference.results.StreamEvent` s the audio decided, in order.
 
     The ``segment`` events equal :meth:`EmotionRecognizer.timeline` of the whole recording
-    (a window is answered once the speech reaches past the next window). A stream at another
-    rate than the model's is resampled as it comes (soxr, as files are). Memory is bounded
+    (a window is answered once the speech reaches past the next window). ``sample_rate``: 8 to
+    192 kHz (:func:`~emofuse.signal.audio.check_sample_rate`); another rate than the model's is
+    resampled as it comes (soxr, as files are). Memory is bounded
     whatever the length: the open speech stretch (at most ``max_speech_seconds``) and a few
     windows. ``labels``: the model's labels its segments and partials are answered over
     (:func:`~emofuse.inference.results.restricted`; None: all).
@@ -61,13 +63,11 @@ class EmotionStream:
     def __init__(
         self, engine: TimelineEngine, sample_rate: int, *, labels: tuple[str, ...] | None = None
     ) -> None:
-        if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384_000:
-            raise ValueError(f"sample_rate must be an integer from 1000 to 384000 Hz, "
-                             f"got {sample_rate!r}")  # fmt: skip
-        self.engine, self.sample_rate, self.labels = engine, sample_rate, labels
+        self.engine, self.labels = engine, labels
+        self.sample_rate = rate = check_sample_rate(sample_rate)
         model_rate = engine.backend.sample_rate
-        self._resampler = (None if sample_rate == model_rate else
-                           soxr.ResampleStream(sample_rate, model_rate, 1, dtype="float32",
+        self._resampler = (None if rate == model_rate else
+                           soxr.ResampleStream(rate, model_rate, 1, dtype="float32",
                                                quality="HQ"))  # fmt: skip
         self.closed = False
 

@@ -12,8 +12,9 @@ code 1000.
 Every refusal is a close code with a reason: 1008 a missing or wrong API key (header, or the
 ``key`` query parameter for browsers), an idle stream or one longer than the limit (its last
 events sent first); 1013 all streams in use; 1003 a first message that is not the JSON header,
-an unknown format or labels the model does not have; 1007 a bad rate, a chunk that is not whole
-samples or not finite; 1009 a chunk over ``MAX_CHUNK_SECONDS``. A client faster than real time
+an unknown format or labels the model does not have; 1007 a rate that is not a whole number
+from 8000 to 192000 Hz (:func:`~emofuse.signal.audio.check_sample_rate`), a chunk that is not
+whole samples or not finite; 1009 a chunk over ``MAX_CHUNK_SECONDS``. A client faster than real time
 is not buffered without bound: each chunk is processed before the next one is read (the socket
 pushes back), and the windows of all streams go through the service's batcher with the file
 requests.
@@ -37,6 +38,7 @@ from emofuse.inference.stream import PCM_FORMATS, decode_pcm
 from emofuse.inference.timeline import WindowJob, score_jobs
 from emofuse.serve.auth import authorized
 from emofuse.serve.batching import Batcher
+from emofuse.signal.audio import check_sample_rate
 from emofuse.signal.vad import VADStream, feed_streams
 
 __all__ = ["StreamLimits", "add_stream_route", "batch_predict"]
@@ -105,9 +107,10 @@ def _header(text: str | None, model_labels: Sequence[str]) -> tuple[int, str, tu
     pcm = header.get("format", "pcm_s16le")
     if pcm not in FORMATS:
         raise _Refused(1003, f"unknown format {pcm!r}: pcm_s16le (s16le) or f32le (pcm_f32le)")
-    rate = header.get("sample_rate")
-    if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192_000:
-        raise _Refused(1007, f"sample_rate must be an integer from 8000 to 192000, got {rate!r}")
+    try:
+        rate = check_sample_rate(header.get("sample_rate"))
+    except ValueError as error:
+        raise _Refused(1007, str(error)) from None
     labels = header.get("labels")
     if not isinstance(labels, str | list | None):
         raise _Refused(1003, f"labels must be a list of names or one comma-separated string, got "
