@@ -43,6 +43,7 @@ from emofuse.serve.auth import authorized
 from emofuse.serve.batching import Batcher
 from emofuse.serve.live import StreamLimits, add_stream_route, batch_predict
 from emofuse.serve.model_info import model_description
+from emofuse.serve.slots import Slots
 from emofuse.serve.uploads import UploadError, read_upload
 from emofuse.signal.audio import AudioError, decode_audio
 
@@ -117,7 +118,7 @@ def create_app(
     # /v1/predict's clips and the windows of live streams, classified together
     batcher = Batcher(batch_predict(recognizer), workers=workers, worker_init=worker_init)
     stream_limits = stream_limits or StreamLimits()
-    busy = {"requests": 0}  # uploads in progress (touched only on the event loop)
+    uploads = Slots(max_queue)  # in progress: read, waiting or running
     model_info = {
         **model_description(recognizer, model_name),
         "version": __version__,
@@ -133,9 +134,8 @@ def create_app(
     async def lifespan(app: FastAPI):
         yield
         pool.shutdown(wait=False, cancel_futures=True)
-        stream_pool.shutdown(wait=False, cancel_futures=True)
+        live.close()
         batcher.close()
-        voices.close()
 
     app = FastAPI(
         title="emofuse",
@@ -213,10 +213,9 @@ def create_app(
 
     async def run(request: Request, work: Callable[[np.ndarray], Awaitable], limit: float):
         """Read the upload, decode it in the pool and await ``work(wave)``, within the queue."""
-        if busy["requests"] >= max_queue:
-            raise ApiError(503, f"server busy: {busy['requests']} requests in progress; retry "
+        if not uploads.take():
+            raise ApiError(503, f"server busy: {uploads.used} requests in progress; retry "
                            "shortly", {"Retry-After": "1"})  # fmt: skip
-        busy["requests"] += 1
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
             try:
@@ -242,7 +241,7 @@ def create_app(
             except AudioError as exc:
                 raise ApiError(_audio_status(exc), f"{exc.reason}") from None
         finally:
-            busy["requests"] -= 1
+            uploads.release()
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict:
@@ -293,6 +292,7 @@ def create_app(
         if used_hop > used_window:
             raise ApiError(422, f"hop ({used_hop:g} s) must not exceed window "
                            f"({used_window:g} s)")  # fmt: skip
+
         def segments(wave: np.ndarray) -> list:
             return list(recognizer.timeline(wave, recognizer.sample_rate, window=used_window,
                                             hop=used_hop, labels=chosen))  # fmt: skip
@@ -319,7 +319,7 @@ def create_app(
             raise ApiError(404, "no web page installed (emofuse/serve/static/index.html)")
         return FileResponse(page, media_type="text/html")
 
-    stream_pool, voices = add_stream_route(app, recognizer, batcher, api_key, stream_limits)
+    live = add_stream_route(app, recognizer, batcher, api_key, stream_limits)
     if STATIC_DIR.is_dir():
         from fastapi.staticfiles import StaticFiles
 
