@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -66,6 +67,13 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         self.status, self.detail, self.headers = status, detail, headers or {}
         super().__init__(detail)
+
+
+class Answered(NamedTuple):
+    """An upload's ``seconds`` of audio and what the work made of its wave."""
+
+    seconds: float
+    result: Any
 
 
 def _result(label: str, probabilities: dict[str, float], silent: bool, reason: str | None) -> dict:
@@ -211,7 +219,9 @@ def create_app(
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
 
-    async def run(request: Request, work: Callable[[np.ndarray], Awaitable], limit: float):
+    async def run(
+        request: Request, work: Callable[[np.ndarray], Awaitable], limit: float
+    ) -> Answered:
         """Read the upload, decode it in the pool and await ``work(wave)``, within the queue."""
         if not uploads.take():
             raise ApiError(503, f"server busy: {uploads.used} requests in progress; retry "
@@ -237,7 +247,7 @@ def create_app(
 
             try:
                 wave = await asyncio.get_running_loop().run_in_executor(pool, decode)
-                return wave.size / recognizer.sample_rate, await work(wave)
+                return Answered(wave.size / recognizer.sample_rate, await work(wave))
             except AudioError as exc:
                 raise ApiError(_audio_status(exc), f"{exc.reason}") from None
         finally:
@@ -259,7 +269,7 @@ def create_app(
         multipart form. Longer clips than ``max_predict_seconds``: use ``/v1/timeline``."""
         chosen = subset(labels)
         try:
-            duration, p = await run(
+            answered = await run(
                 request, lambda wave: asyncio.wrap_future(batcher.submit(wave)),
                 max_predict_seconds,
             )  # fmt: skip
@@ -269,11 +279,11 @@ def create_app(
                               f"/v1/predict takes at most {max_predict_seconds:g} s; use "
                               "/v1/timeline for longer recordings")  # fmt: skip
             raise
-        p = restricted(p, chosen)
+        p = restricted(answered.result, chosen)
         return {
             "request_id": request.state.request_id,
             **_result(p.label, p.probabilities, p.silent, p.reason),
-            "duration": round(duration, 3),
+            "duration": round(answered.seconds, 3),
         }
 
     @app.post("/v1/timeline", tags=["model"])
@@ -297,18 +307,18 @@ def create_app(
             return list(recognizer.timeline(wave, recognizer.sample_rate, window=used_window,
                                             hop=used_hop, labels=chosen))  # fmt: skip
 
-        duration, found = await run(
+        answered = await run(
             request,
             lambda wave: asyncio.get_running_loop().run_in_executor(pool, segments, wave),
             max_timeline_seconds,
         )
         return {
             "request_id": request.state.request_id,
-            "duration": round(duration, 3),
+            "duration": round(answered.seconds, 3),
             "segments": [
                 {"start": round(s.start, 3), "end": round(s.end, 3),
                  **_result(s.label, s.probabilities, s.silent, s.reason)}
-                for s in found
+                for s in answered.result
             ],
         }  # fmt: skip
 
