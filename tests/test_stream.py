@@ -214,6 +214,10 @@ def test_cli_streams_a_pipe_as_json_lines(recognizer, speech, tmp_path):
         (["-", "--stream", "--format", "csv"], "--format names the input PCM"),
         (["-", "--stream", "--timeline"], "does not combine with --timeline"),
         (["a.wav", "--format", "f32le"], "raw PCM of --stream -"),
+        (
+            ["-", "--stream", "--rate", "4000"],
+            "--rate must be an integer from 8000 to 192000 Hz, got 4000",
+        ),
     ],
 )
 def test_cli_stream_options_are_checked(capsys, args, message):
@@ -258,3 +262,29 @@ def test_streams_batched_together_answer_as_alone(recognizer, speech):
     separate = [score_jobs(backend, [job])[0] for job in jobs()]
     for joint, single in zip(score_jobs(backend, jobs()), separate, strict=True):
         np.testing.assert_allclose(joint, single, atol=1e-5)
+
+
+def test_chunks_are_converted_as_arrays_are(recognizer, speech):
+    """A stream's chunks go through :func:`~emofuse.inference.windows.as_mono` as arrays do:
+    uint8 PCM (refused before) streams as its float equivalent, empty and one-sample stereo
+    chunks are taken."""
+    pcm = np.clip(np.round(speech * 128) + 128, 0, 255).astype(np.uint8)
+    as_uint8 = _streamed(recognizer.stream(), pcm, [4000])
+    as_float = _streamed(recognizer.stream(), (pcm / 128 - 1).astype(np.float32), [4000])
+    assert [e.to_dict() for e in as_uint8] == [e.to_dict() for e in as_float]
+    stream = recognizer.stream()
+    assert stream.feed(np.zeros((0, 2), np.int16)) == [] and stream.feed(np.zeros((1, 2))) == []
+    assert stream.seconds == 1 / RATE
+
+
+@pytest.mark.parametrize("rate", [7999, 192_001, 0, 16000.0, True, "16000", None])
+def test_stream_rates_outside_8_to_192_khz_are_refused(recognizer, rate):
+    """The one range of the library, the CLI's --rate and the service's header."""
+    with pytest.raises(ValueError, match=f"sample_rate must be an integer from 8000 to 192000 "
+                                         f"Hz, got {rate!r}"):  # fmt: skip
+        recognizer.stream(rate)
+
+
+def test_stream_rates_at_the_ends_and_numpy_integers_are_taken(recognizer):
+    assert [recognizer.stream(r).sample_rate for r in (8000, 192_000, np.int64(44100))] == [
+        8000, 192_000, 44100]  # fmt: skip

@@ -19,6 +19,7 @@ def predict_stream(args: argparse.Namespace) -> int:
     import torch
 
     from emofuse.inference.recognizer import EmotionRecognizer
+    from emofuse.signal.audio import check_sample_rate
 
     if args.inputs != ["-"]:
         raise ValueError(f"--stream reads raw PCM from standard input: give '-' as the only "
@@ -35,6 +36,7 @@ def predict_stream(args: argparse.Namespace) -> int:
     if given:
         raise ValueError(f"--stream does not combine with {', '.join(given)}: it writes each "
                          "event to standard output as a JSON line")  # fmt: skip
+    check_sample_rate(args.rate, "--rate")
     torch.set_num_threads(args.threads or 1)
     recognizer = EmotionRecognizer.load(
         args.model or "accurate", backend=args.backend, device=args.device,

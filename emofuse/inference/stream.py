@@ -21,6 +21,8 @@ import soxr
 
 from emofuse.inference.results import StreamEvent, restricted
 from emofuse.inference.timeline import TimelineEngine
+from emofuse.inference.windows import as_mono
+from emofuse.signal.audio import check_sample_rate
 
 __all__ = ["EmotionStream", "PCM_FORMATS", "decode_pcm"]
 
@@ -45,33 +47,14 @@ def decode_pcm(data: bytes, pcm_format: str) -> np.ndarray:
     return np.frombuffer(data, dtype)
 
 
-def _samples(chunk: np.ndarray) -> np.ndarray:
-    """A chunk (samples,) or (samples, channels), signed integer PCM or float -> mono float32."""
-    if isinstance(chunk, bytes | bytearray | memoryview):
-        raise ValueError("a chunk must be an array of samples, got bytes: decode raw PCM with "
-                         "emofuse.inference.stream.decode_pcm(data, 'pcm_s16le')")  # fmt: skip
-    chunk = np.asarray(chunk)
-    if chunk.ndim not in (1, 2):
-        raise ValueError(f"a chunk must be (samples,) or (samples, channels), got {chunk.shape}")
-    if chunk.dtype.kind == "i":  # scaled as soundfile does
-        chunk = chunk / -float(np.iinfo(chunk.dtype).min)
-    elif chunk.dtype.kind != "f":
-        raise ValueError(f"a chunk must be signed integer PCM or float, got {chunk.dtype}")
-    chunk = chunk.astype(np.float32)
-    if chunk.ndim == 2:
-        chunk = chunk.mean(axis=1)
-    if not np.isfinite(chunk).all():
-        raise ValueError("the chunk contains non-finite samples (NaN or infinity)")
-    return chunk
-
-
 class EmotionStream:
     """One live recording: :meth:`feed` chunks as they come, :meth:`close` at its end; both
     return the :class:`~emofuse.inference.results.StreamEvent` s the audio decided, in order.
 
     The ``segment`` events equal :meth:`EmotionRecognizer.timeline` of the whole recording
-    (a window is answered once the speech reaches past the next window). A stream at another
-    rate than the model's is resampled as it comes (soxr, as files are). Memory is bounded
+    (a window is answered once the speech reaches past the next window). ``sample_rate``: 8 to
+    192 kHz (:func:`~emofuse.signal.audio.check_sample_rate`); another rate than the model's is
+    resampled as it comes (soxr, as files are). Memory is bounded
     whatever the length: the open speech stretch (at most ``max_speech_seconds``) and a few
     windows. ``labels``: the model's labels its segments and partials are answered over
     (:func:`~emofuse.inference.results.restricted`; None: all).
@@ -80,13 +63,11 @@ class EmotionStream:
     def __init__(
         self, engine: TimelineEngine, sample_rate: int, *, labels: tuple[str, ...] | None = None
     ) -> None:
-        if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384_000:
-            raise ValueError(f"sample_rate must be an integer from 1000 to 384000 Hz, "
-                             f"got {sample_rate!r}")  # fmt: skip
-        self.engine, self.sample_rate, self.labels = engine, sample_rate, labels
+        self.engine, self.labels = engine, labels
+        self.sample_rate = rate = check_sample_rate(sample_rate)
         model_rate = engine.backend.sample_rate
-        self._resampler = (None if sample_rate == model_rate else
-                           soxr.ResampleStream(sample_rate, model_rate, 1, dtype="float32",
+        self._resampler = (None if rate == model_rate else
+                           soxr.ResampleStream(rate, model_rate, 1, dtype="float32",
                                                quality="HQ"))  # fmt: skip
         self.closed = False
 
@@ -96,15 +77,16 @@ class EmotionStream:
         return self.engine.samples / self.engine.backend.sample_rate
 
     def feed(self, chunk: np.ndarray) -> list[StreamEvent]:
-        """Add ``chunk`` (samples,) or (samples, channels) at ``sample_rate``: int16 PCM or
-        float in [-1, 1]; any size, empty included.
+        """Add ``chunk`` (samples,) or (samples, channels) at ``sample_rate``: signed integer
+        or uint8 PCM, or float in [-1, 1] (converted by :func:`~emofuse.inference.windows.as_mono`
+        as a chunk); any size, empty included.
 
         Raises:
             ValueError: a bad chunk (shape, dtype, NaN), or a stream already closed.
         """
         if self.closed:
             raise ValueError("this stream is closed; start a new one")
-        samples = _samples(chunk)
+        samples = as_mono(chunk, chunk=True)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
         return self._answered(self.engine.feed(samples))

@@ -78,24 +78,55 @@ def padded(windows: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np
     return batch, lengths
 
 
-def as_mono(audio: np.ndarray) -> np.ndarray:
-    """(samples,) or (samples, channels) array, float or integer PCM -> float32 (samples,)."""
+def as_mono(audio: np.ndarray, *, chunk: bool = False) -> np.ndarray:
+    """Samples (samples,) or (samples, channels) -> mono float32 (samples,): the one PCM
+    conversion of arrays, live chunks and raw PCM (:func:`~emofuse.inference.stream.decode_pcm`).
+
+    - float: taken as it is, [-1, 1] full scale;
+    - signed integer PCM (int8 to int64): divided by ``-iinfo.min`` (int16: 32768), as
+      soundfile scales it; uint8 (8-bit PCM is unsigned, centred on 128): ``(x - 128) / 128``;
+      other unsigned, bool, complex and any other dtype are refused;
+    - 2-D is (samples, channels); the channels are averaged after scaling, then the result is
+      cast to float32 (float64 in, the mean is float64);
+    - the result must be finite (NaN or infinity, also from an overflowing cast, is refused).
+
+    ``chunk``: a piece of a live recording, not a whole clip. A clip must be non-empty and a
+    2-D clip with more channels than samples is refused as transposed; a chunk may be empty
+    (nothing arrived yet; the result is then empty) and a short chunk of a multichannel stream
+    may have fewer samples than channels, so its orientation is not guessed.
+
+    >>> as_mono(np.array([[-32768, 0], [16384, 16384]], np.int16)).tolist()
+    [-0.5, 0.5]
+    >>> as_mono(np.array([0, 128, 255], np.uint8)).tolist()
+    [-1.0, 0.0, 0.9921875]
+
+    Raises:
+        ValueError: bytes (decode them first), another shape or dtype, no channels, an empty
+            clip, a transposed clip, non-finite samples; the message names the shape or dtype.
+    """
+    if isinstance(audio, bytes | bytearray | memoryview):
+        raise ValueError("audio must be an array of samples, got bytes: decode raw PCM with "
+                         "emofuse.inference.stream.decode_pcm(data, 'pcm_s16le')")  # fmt: skip
     audio = np.asarray(audio)
-    if audio.ndim not in (1, 2) or audio.size == 0:
-        raise ValueError(f"audio must be a non-empty (samples,) or (samples, channels) array, "
-                         f"got shape {audio.shape}")  # fmt: skip
-    if audio.ndim == 2 and audio.shape[1] > audio.shape[0]:
+    if audio.ndim not in (1, 2):
+        raise ValueError(f"audio must be (samples,) or (samples, channels), got shape "
+                         f"{audio.shape}")  # fmt: skip
+    if audio.ndim == 2 and audio.shape[1] == 0:
+        raise ValueError(f"2-D audio needs at least one channel, got shape {audio.shape}")
+    if not chunk and audio.size == 0:
+        raise ValueError(f"audio must be non-empty, got shape {audio.shape}")
+    if not chunk and audio.ndim == 2 and audio.shape[1] > audio.shape[0]:
         raise ValueError(f"2-D audio must be (samples, channels), got shape {audio.shape}; "
                          "transpose it")  # fmt: skip
     if audio.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
         audio = (audio.astype(np.float32) - 128) / 128
-    elif np.issubdtype(audio.dtype, np.unsignedinteger):
-        raise ValueError(f"audio must be float, signed integer or uint8 PCM, got {audio.dtype}")
-    elif np.issubdtype(audio.dtype, np.integer):  # PCM, scaled as soundfile does
+    elif audio.dtype.kind == "i":  # PCM, scaled as soundfile does
         audio = audio / -float(np.iinfo(audio.dtype).min)
-    elif not np.issubdtype(audio.dtype, np.floating):
-        raise ValueError(f"audio must be a float or integer array, got dtype {audio.dtype}")
-    wave = audio.mean(axis=1) if audio.ndim == 2 else audio
+    elif audio.dtype.kind != "f":
+        raise ValueError(f"audio must be signed integer PCM or float (or 8-bit unsigned PCM), "
+                         f"got dtype {audio.dtype}")  # fmt: skip
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range: refused just below
+        wave = (audio.mean(axis=1) if audio.ndim == 2 else audio).astype(np.float32)
     if not np.isfinite(wave).all():
         raise ValueError("audio contains non-finite samples (NaN or infinity)")
-    return wave.astype(np.float32)
+    return wave

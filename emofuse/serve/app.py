@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -43,6 +44,7 @@ from emofuse.serve.auth import authorized
 from emofuse.serve.batching import Batcher
 from emofuse.serve.live import StreamLimits, add_stream_route, batch_predict
 from emofuse.serve.model_info import model_description
+from emofuse.serve.slots import Slots
 from emofuse.serve.uploads import UploadError, read_upload
 from emofuse.signal.audio import AudioError, decode_audio
 
@@ -65,6 +67,13 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         self.status, self.detail, self.headers = status, detail, headers or {}
         super().__init__(detail)
+
+
+class Answered(NamedTuple):
+    """An upload's ``seconds`` of audio and what the work made of its wave."""
+
+    seconds: float
+    result: Any
 
 
 def _result(label: str, probabilities: dict[str, float], silent: bool, reason: str | None) -> dict:
@@ -117,7 +126,7 @@ def create_app(
     # /v1/predict's clips and the windows of live streams, classified together
     batcher = Batcher(batch_predict(recognizer), workers=workers, worker_init=worker_init)
     stream_limits = stream_limits or StreamLimits()
-    busy = {"requests": 0}  # uploads in progress (touched only on the event loop)
+    uploads = Slots(max_queue)  # in progress: read, waiting or running
     model_info = {
         **model_description(recognizer, model_name),
         "version": __version__,
@@ -133,9 +142,8 @@ def create_app(
     async def lifespan(app: FastAPI):
         yield
         pool.shutdown(wait=False, cancel_futures=True)
-        stream_pool.shutdown(wait=False, cancel_futures=True)
+        live.close()
         batcher.close()
-        voices.close()
 
     app = FastAPI(
         title="emofuse",
@@ -211,12 +219,13 @@ def create_app(
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
 
-    async def run(request: Request, work: Callable[[np.ndarray], Awaitable], limit: float):
+    async def run(
+        request: Request, work: Callable[[np.ndarray], Awaitable], limit: float
+    ) -> Answered:
         """Read the upload, decode it in the pool and await ``work(wave)``, within the queue."""
-        if busy["requests"] >= max_queue:
-            raise ApiError(503, f"server busy: {busy['requests']} requests in progress; retry "
+        if not uploads.take():
+            raise ApiError(503, f"server busy: {uploads.used} requests in progress; retry "
                            "shortly", {"Retry-After": "1"})  # fmt: skip
-        busy["requests"] += 1
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
             try:
@@ -238,11 +247,11 @@ def create_app(
 
             try:
                 wave = await asyncio.get_running_loop().run_in_executor(pool, decode)
-                return wave.size / recognizer.sample_rate, await work(wave)
+                return Answered(wave.size / recognizer.sample_rate, await work(wave))
             except AudioError as exc:
                 raise ApiError(_audio_status(exc), f"{exc.reason}") from None
         finally:
-            busy["requests"] -= 1
+            uploads.release()
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict:
@@ -260,7 +269,7 @@ def create_app(
         multipart form. Longer clips than ``max_predict_seconds``: use ``/v1/timeline``."""
         chosen = subset(labels)
         try:
-            duration, p = await run(
+            answered = await run(
                 request, lambda wave: asyncio.wrap_future(batcher.submit(wave)),
                 max_predict_seconds,
             )  # fmt: skip
@@ -270,11 +279,11 @@ def create_app(
                               f"/v1/predict takes at most {max_predict_seconds:g} s; use "
                               "/v1/timeline for longer recordings")  # fmt: skip
             raise
-        p = restricted(p, chosen)
+        p = restricted(answered.result, chosen)
         return {
             "request_id": request.state.request_id,
             **_result(p.label, p.probabilities, p.silent, p.reason),
-            "duration": round(duration, 3),
+            "duration": round(answered.seconds, 3),
         }
 
     @app.post("/v1/timeline", tags=["model"])
@@ -293,22 +302,23 @@ def create_app(
         if used_hop > used_window:
             raise ApiError(422, f"hop ({used_hop:g} s) must not exceed window "
                            f"({used_window:g} s)")  # fmt: skip
+
         def segments(wave: np.ndarray) -> list:
             return list(recognizer.timeline(wave, recognizer.sample_rate, window=used_window,
                                             hop=used_hop, labels=chosen))  # fmt: skip
 
-        duration, found = await run(
+        answered = await run(
             request,
             lambda wave: asyncio.get_running_loop().run_in_executor(pool, segments, wave),
             max_timeline_seconds,
         )
         return {
             "request_id": request.state.request_id,
-            "duration": round(duration, 3),
+            "duration": round(answered.seconds, 3),
             "segments": [
                 {"start": round(s.start, 3), "end": round(s.end, 3),
                  **_result(s.label, s.probabilities, s.silent, s.reason)}
-                for s in found
+                for s in answered.result
             ],
         }  # fmt: skip
 
@@ -319,7 +329,7 @@ def create_app(
             raise ApiError(404, "no web page installed (emofuse/serve/static/index.html)")
         return FileResponse(page, media_type="text/html")
 
-    stream_pool, voices = add_stream_route(app, recognizer, batcher, api_key, stream_limits)
+    live = add_stream_route(app, recognizer, batcher, api_key, stream_limits)
     if STATIC_DIR.is_dir():
         from fastapi.staticfiles import StaticFiles
 

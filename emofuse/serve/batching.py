@@ -1,10 +1,12 @@
 """Clips of concurrent requests classified together: a small dynamic batcher.
 
 A forward pass over several clips costs much less than one pass per clip (shared overheads,
-wider matrix products), so the service queues each request's decoded wave and lets each of
-``workers`` threads take what is waiting, up to ``max_batch`` clips, after waiting at most
-``wait_seconds`` for more to arrive. With one client the wait is the only cost.
+wider matrix products), so the service queues each request's decoded wave (or a live stream's
+window job, or its new audio for voice activity detection) and lets each of ``workers`` threads
+take what is waiting, up to ``max_batch`` items, after waiting at most ``wait_seconds`` for more
+to arrive. With one client the wait is the only cost.
 
+>>> import numpy as np
 >>> batcher = Batcher(lambda waves: [w.sum() for w in waves], workers=1)
 >>> float(batcher.submit(np.ones(3, np.float32)).result())
 3.0
@@ -18,24 +20,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-
-import numpy as np
+from typing import Any, NamedTuple
 
 __all__ = ["Batcher"]
 
 _STOP = object()
 
 
-class Batcher:
-    """``submit(wave)`` -> a Future of ``predict(waves)[i]``, run in batches by worker threads.
+class _Pending(NamedTuple):
+    """An item submitted and the Future of its result."""
 
-    ``predict``: waves -> one result per wave (e.g. ``EmotionRecognizer.predict_waves``);
-    ``worker_init`` runs first in each worker thread (e.g. one torch thread each).
+    item: Any
+    future: Future
+
+
+class Batcher:
+    """``submit(item)`` -> a Future of ``predict(items)[i]``, run in batches by worker threads.
+
+    ``predict``: items (e.g. waves) -> one result per item (e.g.
+    ``EmotionRecognizer.predict_waves``); ``worker_init`` runs first in each worker thread
+    (e.g. one torch thread each).
     """
 
     def __init__(
         self,
-        predict: Callable[[list[np.ndarray]], Sequence],
+        predict: Callable[[list], Sequence],
         *,
         workers: int = 1,
         max_batch: int = 16,
@@ -45,22 +54,24 @@ class Batcher:
         if workers < 1 or max_batch < 1:
             raise ValueError(f"workers and max_batch must be positive, got {workers}, {max_batch}")
         self._predict, self._max_batch, self._wait = predict, max_batch, wait_seconds
-        self._waiting: queue.Queue = queue.Queue()
+        self._waiting: queue.Queue[_Pending | object] = queue.Queue()  # object: _STOP
         self._threads = [
-            threading.Thread(target=self._work, args=(worker_init,), daemon=True,
-                             name=f"emofuse-batcher-{i}")  # fmt: skip
+            threading.Thread(
+                target=self._work, args=(worker_init,), daemon=True, name=f"emofuse-batcher-{i}"
+            )
             for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, wave: np.ndarray) -> Future:
+    def submit(self, item: Any) -> Future:
+        """A Future of ``item``'s result, set once its batch has run."""
         future: Future = Future()
-        self._waiting.put((wave, future))
+        self._waiting.put(_Pending(item, future))
         return future
 
     def close(self) -> None:
-        """Stop the workers after the clips already submitted."""
+        """Stop the workers after the items already submitted."""
         for _ in self._threads:
             self._waiting.put(_STOP)
         for thread in self._threads:
@@ -88,13 +99,15 @@ class Batcher:
             if stop:
                 return
 
-    def _run(self, batch: list[tuple[np.ndarray, Future]]) -> None:
-        kept = [(wave, future) for wave, future in batch if future.set_running_or_notify_cancel()]
+    def _run(self, batch: list[_Pending]) -> None:
+        """Predict the items whose Future was not cancelled, in one call; set their results
+        (or the error, on every one)."""
+        kept = [pending for pending in batch if pending.future.set_running_or_notify_cancel()]
         if not kept:
             return
-        waves, futures = [w for w, _ in kept], [f for _, f in kept]
+        futures = [pending.future for pending in kept]
         try:
-            results = self._predict(waves)
+            results = self._predict([pending.item for pending in kept])
         except BaseException as error:  # noqa: BLE001 - handed to every waiting request
             for future in futures:
                 future.set_exception(error)

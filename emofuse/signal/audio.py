@@ -22,6 +22,9 @@ import soxr
 
 __all__ = [
     "AudioError",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "check_sample_rate",
     "load_audio",
     "decode_audio",
     "iter_blocks",
@@ -32,6 +35,7 @@ __all__ = [
 
 PathLike = str | os.PathLike
 LOAD_BLOCK_SECONDS = 30  # load_audio decodes in blocks of this many seconds (native rate)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192_000  # Hz, of live audio: check_sample_rate
 
 
 class AudioError(ValueError):
@@ -41,6 +45,31 @@ class AudioError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+def check_sample_rate(value: object, name: str = "sample_rate") -> int:
+    """``value`` as an int when it is a whole number of Hz from :data:`MIN_SAMPLE_RATE` to
+    :data:`MAX_SAMPLE_RATE` (a Python or NumPy integer, not a bool or float), else a ValueError
+    naming ``name`` and the value. The one range of live streams in the library, ``emofuse
+    predict --stream --rate`` and the service's ``WS /v1/stream``.
+
+    Why 8-192 kHz: below 8 kHz (telephone audio) speech has lost the band that voice activity
+    detection (Silero, which runs at 8 or 16 kHz) and the models' features (mels up to 8 kHz)
+    rely on, so an answer would not mean much; 192 kHz is the highest rate audio interfaces
+    record, and a larger number is a mistake (bytes or samples given for Hz).
+
+    >>> check_sample_rate(48000)
+    48000
+    >>> check_sample_rate(4000, "--rate")
+    Traceback (most recent call last):
+    ...
+    ValueError: --rate must be an integer from 8000 to 192000 Hz, got 4000
+    """
+    whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if not whole or not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise ValueError(f"{name} must be an integer from {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz, got {value!r}")  # fmt: skip
+    return int(value)
 
 
 def _open(path: PathLike) -> sf.SoundFile:
