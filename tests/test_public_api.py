@@ -61,3 +61,46 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "NotAThing" in str(error)
     else:
         raise AssertionError("emofuse.NotAThing should raise AttributeError")
+
+
+def test_backends_declare_every_capability_the_protocol_names():
+    """No caller probes a backend: each one has every protocol member, and one without a
+    capability says so (``can_*`` false) and raises BackendUnsupported if asked."""
+    import numpy as np
+    import pytest
+
+    from emofuse.inference.backends import Backend, BackendUnsupported, TorchBackend
+    from emofuse.inference.onnx import OnnxBackend
+    from emofuse.testing import tiny_pipeline
+
+    members = set(Backend.__annotations__) | {m for m in vars(Backend) if not m.startswith("_")}
+    torch_backend = TorchBackend(tiny_pipeline(), device="cpu")
+    assert {m for m in members if not hasattr(torch_backend, m)} == set()
+    # what OnnxBackend.__init__ reads from the sidecar aside, the class declares the rest
+    from_sidecar = {"labels", "sample_rate", "window_seconds", "hop_seconds", "speech_only",
+                    "metadata", "normalised_per"}  # fmt: skip
+    assert {m for m in members - from_sidecar if not hasattr(OnnxBackend, m)} == set()
+    assert torch_backend.can_embed and torch_backend.can_adapt
+    assert not OnnxBackend.can_embed and not OnnxBackend.can_adapt
+    onnx_backend = OnnxBackend.__new__(OnnxBackend)  # no file needed to ask
+    waves, lengths = np.zeros((1, 16000), np.float32), np.array([16000])
+    with pytest.raises(BackendUnsupported, match="torch backend"):
+        onnx_backend.embeddings(waves, lengths)
+    with pytest.raises(BackendUnsupported, match="torch backend"):
+        onnx_backend.adapting_probabilities(waves, lengths, [], np.ones(1))
+
+
+def test_no_module_probes_a_backend():
+    """Callers read the protocol's declarations (``Backend``), never hasattr/getattr/isinstance."""
+    import re
+    from pathlib import Path
+
+    root = Path(emofuse.__file__).parent
+    probe = re.compile(r"(hasattr|getattr)\([^)]*backend|isinstance\([^)]*Backend\)")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in root.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line)
+    ]
+    assert found == []

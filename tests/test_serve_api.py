@@ -53,8 +53,10 @@ class SlowRecognizer:
 
     labels = ("angry", "happy")
     sample_rate = 16000
-    backend = SimpleNamespace(window_seconds=3.0, hop_seconds=1.5)
+    backend = SimpleNamespace(name="fake", window_seconds=3.0, hop_seconds=1.5, metadata={},
+                              normalised_per=None)  # fmt: skip
     vad = None
+    source = None
 
     def __init__(self, delay: float = 0.0, fail: Exception | None = None) -> None:
         self.delay, self.fail = delay, fail
@@ -134,7 +136,7 @@ def test_model_description_of_an_onnx_export_is_its_sidecar(tmp_path):
 
     export_onnx(tiny_pipeline(), tmp_path / "m.onnx")
     info = model_description(EmotionRecognizer.load(tmp_path / "m.onnx", vad=False))
-    assert info["name"] == "m.onnx" and info["backend"] == "OnnxBackend"
+    assert info["name"] == "m.onnx" and info["backend"] == "onnx"
     assert info["metadata"]["labels"] == info["labels"] and info["model_card"] is None
 
 

@@ -189,7 +189,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                                    prior_seconds=args.prior_seconds,
                                    keep=speech_keeper(pipeline), on_error=report)  # fmt: skip
     adapted = adapted.cpu()
-    extra = {**getattr(adapted, "extra", {}), "adapted_on": used}
+    extra = {**adapted.extra, "adapted_on": used}
     save_pipeline(adapted, args.out, **extra)
     print(f"adapted on {used['files']} files ({used['seconds']:g} s; {used['skipped_silent']} "
           f"silent skipped) -> {args.out}")  # fmt: skip

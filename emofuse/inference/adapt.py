@@ -111,7 +111,7 @@ def logit_scale(pipeline: EmotionPipeline, adapted_share: float) -> float:
     unseen corpus; standardised with the audio's own statistics the untempered head is the
     calibrated one (results/loco4/recipes.json: ECE 0.063 untempered, 0.176 tempered, adapted
     to each speaker), so the temperature relaxes to 1 with the share."""
-    temperature = float(getattr(pipeline, "extra", {}).get("temperature", 1.0))
+    temperature = float(pipeline.extra.get("temperature", 1.0))
     return temperature / (1 + (temperature - 1) * (1 - adapted_share))
 
 
@@ -178,7 +178,7 @@ def adapt_pipeline(
     with torch.no_grad():
         adapted.net.classifier.weight.mul_(scale)
         adapted.net.classifier.bias.mul_(scale)
-    extra = getattr(pipeline, "extra", {})
+    extra = pipeline.extra
     if "temperature" in extra:
         adapted.extra = {**extra, "temperature": extra["temperature"] / scale}
     report = {"files": used, "seconds": round(seconds, 1), "skipped_silent": silent,
@@ -237,7 +237,7 @@ def speech_keeper(
 ) -> Callable[[np.ndarray], np.ndarray] | None:
     """What :func:`adapt_pipeline` should read of each wave: the speech ``vad`` (default:
     Silero VAD, loaded here) finds, for a speech-only model; None (all of it) for the others."""
-    if not getattr(pipeline, "extra", {}).get("speech_only"):
+    if not pipeline.extra.get("speech_only"):
         return None
     from emofuse.inference.speech import speech_of
 
@@ -255,12 +255,12 @@ def adapt_recognizer(
 ) -> EmotionRecognizer:
     """:meth:`EmotionRecognizer.adapt`: a recogniser like ``recognizer`` whose pipeline is
     :func:`adapt_pipeline`'s (a speech-only model adapts on the speech its detector finds)."""
-    from emofuse.inference.backends import TorchBackend
+    from emofuse.inference.backends import BackendUnsupported, TorchBackend
     from emofuse.inference.recognizer import EmotionRecognizer
 
     backend = recognizer.backend
-    if not isinstance(backend, TorchBackend):
-        raise ValueError("adaptation needs the torch backend (a model file, not ONNX)")
+    if not backend.can_adapt:
+        raise BackendUnsupported("adaptation needs the torch backend (a model file, not ONNX)")
     vad, settings = recognizer.vad, recognizer.vad_settings
     keep = speech_keeper(backend.pipeline, vad, settings) if vad is not None else None
     pipeline, report = adapt_pipeline(

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -15,25 +15,66 @@ from emofuse.inference.adapt import RunningAdaptation, logit_scale
 from emofuse.inference.windows import padded
 from emofuse.pipeline import EmotionPipeline
 
-__all__ = ["Backend", "PRECISIONS", "TorchBackend", "window_probabilities"]
+__all__ = ["Backend", "BackendUnsupported", "PRECISIONS", "TorchBackend", "window_probabilities"]
+
+
+class BackendUnsupported(ValueError):
+    """A capability the backend does not have (e.g. embeddings from an ONNX export)."""
 
 
 class Backend(Protocol):
     """What runs the model: padded mono waveforms at ``sample_rate`` -> class probabilities.
 
-    ``window_seconds`` / ``hop_seconds``: the evaluation windows the model was validated with.
-    ``speech_only``: the model was trained on the speech the voice activity detector finds, so
-    a clip's other samples are dropped before it runs.
+    Every capability a caller may use is declared here. A backend without one says so in its
+    flag (``can_embed``, ``can_adapt``) and raises :class:`BackendUnsupported` if asked anyway.
+
+    Attributes:
+        name: ``torch`` or ``onnx``.
+        labels: class names, in output order.
+        sample_rate: the rate the model takes, Hz.
+        window_seconds, hop_seconds: the evaluation windows the model was validated with.
+        speech_only: the model was trained on the speech the voice activity detector finds, so
+            a clip's other samples are dropped before it runs.
+        batch_windows: windows per forward pass by default, or None (the recogniser's choice).
+        metadata: what the model file stores besides its weights (for ``GET /v1/model``).
+        normalised_per: ``speaker`` when the model was trained with each speaker standardised
+            by their own statistics (so a recording adapts to itself), else None.
+        can_embed: :meth:`embeddings` works.
+        can_adapt: :meth:`adapting_probabilities` works and ``pipeline`` is the model's
+            :class:`~emofuse.pipeline.EmotionPipeline` (whose normalisation can be re-estimated).
+        pipeline: the torch pipeline, or None.
     """
 
+    name: str
     labels: tuple[str, ...]
     sample_rate: int
     window_seconds: float
     hop_seconds: float
     speech_only: bool
+    batch_windows: int | None
+    metadata: dict[str, Any]
+    normalised_per: str | None
+    can_embed: bool
+    can_adapt: bool
+    pipeline: EmotionPipeline | None
 
     def probabilities(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """float32 (B, S) zero-padded waveforms, int64 (B,) lengths -> softmax (B, C)."""
+        ...
+
+    def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """As :meth:`probabilities` -> pooled representations (B, E)."""
+        ...
+
+    def adapting_probabilities(
+        self,
+        waveforms: np.ndarray,
+        lengths: np.ndarray,
+        adaptation: RunningAdaptation | Sequence[RunningAdaptation],
+        weights: np.ndarray,
+    ) -> np.ndarray:
+        """As :meth:`probabilities`, each window standardised by a recording's statistics so
+        far (see :meth:`TorchBackend.adapting_probabilities`)."""
         ...
 
 
@@ -49,6 +90,10 @@ class TorchBackend:
     on CPUs without bfloat16 units it is slower.
     """
 
+    name = "torch"
+    can_embed = True
+    can_adapt = True
+
     def __init__(
         self, pipeline: EmotionPipeline, device: str = "auto", precision: str = "fp32"
     ) -> None:
@@ -61,7 +106,17 @@ class TorchBackend:
         self.sample_rate = pipeline.sample_rate
         self.window_seconds = pipeline.windows.window_seconds
         self.hop_seconds = pipeline.windows.hop_seconds
-        self.speech_only = bool(getattr(pipeline, "extra", {}).get("speech_only", False))
+        self.speech_only = bool(pipeline.extra.get("speech_only", False))
+
+    @property
+    def normalised_per(self) -> str | None:
+        return self.pipeline.extra.get("normalised_per")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The model file's ``extra`` values, the feature kinds and the trained parameters."""
+        return {**self.pipeline.extra, "features": [spec.kind for spec in self.pipeline.features],
+                "trained_parameters": self.pipeline.net.num_parameters()}  # fmt: skip
 
     @property
     def batch_windows(self) -> int | None:

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.files import atomic_path
+from emofuse.inference.backends import BackendUnsupported
 from emofuse.migrate import features_from_v2
 from emofuse.model import Conv1dBranch
 from emofuse.model.temporal import BiLSTM
@@ -229,7 +230,7 @@ def export_onnx(
         "features": [s.to_dict() for s in pipeline.features],
         "model_config": pipeline.model_config.to_dict(),
         "eval_windows": pipeline.windows.to_dict(),
-        "speech_only": bool(getattr(pipeline, "extra", {}).get("speech_only", False)),
+        "speech_only": bool(pipeline.extra.get("speech_only", False)),
     }
     # The model is renamed into place only after its sidecar is written (both or neither).
     with atomic_path(path) as tmp_model, atomic_path(sidecar_path(path)) as tmp_sidecar:
@@ -262,7 +263,16 @@ class OnnxBackend:
         min_samples: narrower batches are zero-padded to this width.
         max_samples: the longest clip the model takes (30 s with a Whisper feature), or None.
         metadata: the whole sidecar.
+
+    It runs :meth:`probabilities` only: no embeddings, no adaptation (``can_embed`` and
+    ``can_adapt`` are false; those methods raise :class:`BackendUnsupported`).
     """
+
+    name = "onnx"
+    can_embed = False
+    can_adapt = False
+    pipeline = None
+    batch_windows = None
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
         try:
@@ -290,6 +300,7 @@ class OnnxBackend:
             windows = EvalWindows(**meta.get("eval_windows", {}))  # older sidecars: defaults
             self.window_seconds, self.hop_seconds = windows.window_seconds, windows.hop_seconds
             self.speech_only: bool = bool(meta.get("speech_only", False))  # older: whole clips
+            self.normalised_per: str | None = meta.get("normalised_per")
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise OnnxModelError(f"{sidecar}: not an emofuse ONNX sidecar ({error})") from None
         options = onnxruntime.SessionOptions()
@@ -329,3 +340,9 @@ class OnnxBackend:
             waveforms = np.pad(waveforms, ((0, 0), (0, self.min_samples - waveforms.shape[1])))
         feeds = dict(zip(INPUT_NAMES, (waveforms, lengths), strict=True))
         return self._session.run(list(OUTPUT_NAMES), feeds)[0]
+
+    def embeddings(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        raise BackendUnsupported("embeddings need the torch backend (a model file, not ONNX)")
+
+    def adapting_probabilities(self, *args: object, **kwargs: object) -> np.ndarray:
+        raise BackendUnsupported("a recording adapts with the torch backend only (not ONNX)")

@@ -328,9 +328,8 @@ class EmotionRecognizer:
 
         Raises:
             AudioError: an unreadable file. ValueError: a bad array or missing ``sample_rate``.
+            BackendUnsupported: an ONNX backend (``backend.can_embed`` is false).
         """
-        if not hasattr(self.backend, "embeddings"):
-            raise ValueError("embeddings need the torch backend (a model file, not ONNX)")
         wave, _ = self._wave(audio, sample_rate)
         return self.backend.embeddings(*padded(self._eval_windows(wave))).mean(axis=0)
 
@@ -442,8 +441,8 @@ class EmotionRecognizer:
         windows making about ``BATCH_SECONDS`` of audio: memory per forward pass stays the
         same for short and long windows."""
         if batch_size is None:
-            preferred = getattr(self.backend, "batch_windows", None)
-            return preferred or max(1, round(BATCH_SECONDS / self.backend.window_seconds))
+            fill = max(1, round(BATCH_SECONDS / self.backend.window_seconds))
+            return self.backend.batch_windows or fill
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         return batch_size

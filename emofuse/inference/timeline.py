@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emofuse.inference.adapt import RunningAdaptation
-from emofuse.inference.backends import Backend, window_probabilities
+from emofuse.inference.backends import Backend, BackendUnsupported, window_probabilities
 from emofuse.inference.results import NO_SPEECH, Segment, StreamEvent, labelled
 from emofuse.inference.windows import MIN_SECONDS, padded, prepare, window_spans
 from emofuse.signal.audio import AudioError, level_db
@@ -165,12 +165,10 @@ class TimelineEngine:
         window_samples, hop_samples = round(window * rate), round(hop * rate)
         if not 0 < hop_samples <= window_samples:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
-        can_adapt = hasattr(backend, "adapting_probabilities")
-        if adapt and not can_adapt:
-            raise ValueError("a recording adapts with the torch backend only (not ONNX)")
+        if adapt and not backend.can_adapt:
+            raise BackendUnsupported("a recording adapts with the torch backend only (not ONNX)")
         if adapt is None:
-            extra = getattr(getattr(backend, "pipeline", None), "extra", {})
-            adapt = can_adapt and extra.get("normalised_per") == "speaker"
+            adapt = backend.can_adapt and backend.normalised_per == "speaker"
         adaptation = RunningAdaptation(backend.pipeline) if adapt else None
         return cls(backend, segmenter, window=window_samples, hop=hop_samples,
                    adaptation=adaptation, **options)  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -76,6 +77,7 @@ class EmotionPipeline(nn.Module):
         self.normalizers = nn.ModuleDict({n: k.normalizer() for n, k in self.kinds.items()})
         self.net = EmotionNet(model_config, [branch_spec(s) for s in self.features])
         self._check_step_rates()
+        self.extra: dict[str, Any] = {}  # what a model file stores besides the weights
 
     def _check_step_rates(self) -> None:
         """Every feature must reach the fusion at the same steps per second."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from emofuse.inference.recognizer import EmotionRecognizer
 from emofuse.pipeline.modelfile import BUNDLED_MODELS, PRETRAINED_DIR
 
 __all__ = ["bundled_card", "model_description"]
@@ -36,22 +37,15 @@ def _training_report(name: str) -> dict | None:
     return {key: report[key] for key in TRAINING_FIELDS if key in report}
 
 
-def model_description(recognizer, name: str | None = None) -> dict:
+def model_description(recognizer: EmotionRecognizer, name: str | None = None) -> dict:
     """The served model: ``name`` (default: the bundled model's name or the file's name),
     ``source`` (``bundled``, ``file``, or ``object``: a recogniser built in code), labels,
     sample rate, evaluation windows, backend, voice activity detection,
     ``adapts_to_recording``, ``metadata`` (what the model file stores besides its weights),
     ``training`` and ``model_card`` (bundled models only)."""
-    backend = recognizer.backend
-    source = getattr(recognizer, "source", None)
+    backend, source = recognizer.backend, recognizer.source
     bundled = source in BUNDLED_MODELS
-    pipeline = getattr(backend, "pipeline", None)
-    if pipeline is not None:
-        metadata = dict(getattr(pipeline, "extra", {}))
-        metadata["features"] = [spec.kind for spec in pipeline.features]
-        metadata["trained_parameters"] = pipeline.net.num_parameters()
-    else:  # an ONNX export: its sidecar
-        metadata = dict(getattr(backend, "metadata", {}))
+    metadata = dict(backend.metadata)
     return {
         "name": name or (source if bundled else Path(source).name if source else "model"),
         "source": "bundled" if bundled else "file" if source else "object",
@@ -59,9 +53,9 @@ def model_description(recognizer, name: str | None = None) -> dict:
         "sample_rate": recognizer.sample_rate,
         "window_seconds": backend.window_seconds,
         "hop_seconds": backend.hop_seconds,
-        "backend": "torch" if pipeline is not None else type(backend).__name__,
+        "backend": backend.name,
         "vad": recognizer.vad is not None,
-        "adapts_to_recording": metadata.get("normalised_per") == "speaker",
+        "adapts_to_recording": backend.normalised_per == "speaker",
         "metadata": metadata,
         "training": _training_report(source) if bundled else None,
         "model_card": bundled_card(source) if bundled else None,
