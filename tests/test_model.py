@@ -18,9 +18,9 @@ from emofuse.model import (
     PlainBlock1d,
     PlainBlock2d,
     SumFusion,
-    lengths_to_mask,
     make_fusion,
 )
+from emofuse.signal.functional import lengths_to_mask
 
 # Small widths keep the tests fast; the structure is the same as the default model.
 SMALL = dict(d_model=32, n_heads=4, lstm_hidden=16)

@@ -15,8 +15,8 @@ pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime (e
 from emofuse.features import FeatureSpec, feature_spec  # noqa: E402
 from emofuse.inference.onnx import OnnxBackend, _ExportGraph, export_onnx, sidecar_path  # noqa: E402
 from emofuse.model import ModelConfig  # noqa: E402
-from emofuse.model.blocks import lengths_to_mask  # noqa: E402
 from emofuse.pipeline import EmotionPipeline  # noqa: E402
+from emofuse.signal.functional import lengths_to_mask  # noqa: E402
 from emofuse.signal.whisper import sinusoids  # noqa: E402
 from emofuse.testing import TINY_LABELS, synthetic_voice  # noqa: E402
 

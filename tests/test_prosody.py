@@ -11,8 +11,8 @@ import torch
 from emofuse.config import load_config
 from emofuse.features import FeatureFrontEnd, branch_spec, default_features, feature_spec
 from emofuse.model import EmotionNet, ModelConfig
-from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline, load_pipeline, save_pipeline
+from emofuse.signal.functional import lengths_to_mask
 from emofuse.signal.prosody import N_PROSODY, Prosody
 from emofuse.signal.transforms import LogMel
 from emofuse.testing import synthetic_voice, tiny_pipeline

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from emofuse.inference.windows import padded
-from emofuse.model.blocks import lengths_to_mask
 from emofuse.pipeline import EmotionPipeline
 from emofuse.signal.audio import AudioError, level_db, load_audio
+from emofuse.signal.functional import lengths_to_mask
 from emofuse.signal.vad import SpeechDetector
 from emofuse.signal.vad_segmenter import VADSettings
 

@@ -1,7 +1,8 @@
 """The emofuse model: multi-scale branches, fusion over N features and :class:`EmotionNet`.
 
-Imports only torch. ``ModelConfig`` holds the shared hyperparameters and ablation switches;
-``BranchSpec`` describes the branch of one input feature.
+Imports only torch and the padding mask of :mod:`emofuse.signal.functional`. ``ModelConfig``
+holds the shared hyperparameters and ablation switches; ``BranchSpec`` describes the branch of
+one input feature.
 """
 
 from emofuse.model.blocks import (
@@ -9,7 +10,6 @@ from emofuse.model.blocks import (
     MultiScaleBlock2d,
     PlainBlock1d,
     PlainBlock2d,
-    lengths_to_mask,
     make_block,
 )
 from emofuse.model.branches import BranchSpec, Conv1dBranch, Conv2dBranch, make_branch
@@ -30,7 +30,6 @@ __all__ = [
     "PlainBlock1d",
     "PlainBlock2d",
     "SumFusion",
-    "lengths_to_mask",
     "make_block",
     "make_branch",
     "make_fusion",

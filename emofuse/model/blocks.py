@@ -30,30 +30,11 @@ __all__ = [
     "MultiScaleBlock2d",
     "PlainBlock1d",
     "PlainBlock2d",
-    "lengths_to_mask",
     "make_block",
 ]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean mask of valid frames.
-
-    Args:
-        lengths: ``(batch,)`` integer valid-frame counts.
-        max_len: the padded time length ``T``.
-
-    Returns:
-        ``(batch, T)`` bool, True on valid frames.
-
-    >>> lengths_to_mask(torch.tensor([3, 1]), 4)
-    tensor([[ True,  True,  True, False],
-            [ True, False, False, False]])
-    """
-    steps = torch.arange(max_len, device=lengths.device)
-    return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def _check_sizes(channels: int, scale: int, kernel_size: int) -> None:

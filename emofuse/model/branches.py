@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emofuse.model.blocks import lengths_to_mask, make_block
+from emofuse.model.blocks import make_block
+from emofuse.signal.functional import lengths_to_mask
 
 __all__ = [
     "BranchSpec",

@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emofuse.model.blocks import lengths_to_mask
 from emofuse.model.branches import BranchSpec, make_branch
 from emofuse.model.fusion import FUSIONS, make_fusion
 from emofuse.model.temporal import (
@@ -48,6 +47,7 @@ from emofuse.model.temporal import (
     StatsPooling,
     exporting,
 )
+from emofuse.signal.functional import lengths_to_mask
 
 __all__ = ["EmotionNet", "ModelConfig", "PAPER_BRANCHES", "FeatureInputs"]
 

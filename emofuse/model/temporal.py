@@ -12,19 +12,15 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from emofuse.signal.functional import exporting
+
 __all__ = [
     "BiLSTM",
     "FrameProjection",
     "MeanPooling",
     "StatsPooling",
     "AttentionPooling",
-    "exporting",
 ]
-
-
-def exporting() -> bool:
-    """True while traced or compiled (ONNX export, torch.export, torch.compile)."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def _reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Pure feature math in torch and numpy: the centred power spectrogram every feature starts from,
-its frame count, the mel filterbank and the DCT basis."""
+its frame count, the mel filterbank and the DCT basis; and the two tensor helpers the front ends
+and the model share: padding masks (:func:`lengths_to_mask`) and :func:`exporting`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["frame_lengths", "power_spectrogram", "mel_filterbank", "dct_matrix"]
+__all__ = ["frame_lengths", "power_spectrogram", "mel_filterbank", "dct_matrix", "lengths_to_mask",
+           "exporting"]  # fmt: skip
 
 
 def power_spectrogram(waveforms: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
@@ -90,3 +92,26 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
     basis = np.sqrt(2.0 / n_mels) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels))
     basis[0] /= np.sqrt(2.0)
     return basis.astype(np.float32)
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean mask of valid frames.
+
+    Args:
+        lengths: ``(batch,)`` integer valid-frame counts.
+        max_len: the padded time length ``T``.
+
+    Returns:
+        ``(batch, T)`` bool, True on valid frames.
+
+    >>> lengths_to_mask(torch.tensor([3, 1]), 4)
+    tensor([[ True,  True,  True, False],
+            [ True, False, False, False]])
+    """
+    steps = torch.arange(max_len, device=lengths.device)
+    return steps.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def exporting() -> bool:
+    """True while traced or compiled (ONNX export, torch.export, torch.compile)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()

@@ -31,9 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emofuse.model.blocks import lengths_to_mask
-from emofuse.model.temporal import exporting
-from emofuse.signal.functional import mel_filterbank
+from emofuse.signal.functional import exporting, lengths_to_mask, mel_filterbank
 
 __all__ = ["WhisperSettings", "WhisperLogMel", "WhisperEncoder", "WhisperFrontEnd", "SIZES"]
 
