@@ -88,7 +88,7 @@ def test_timeline_is_cut_at_speech_boundaries(recognizer, tmp_path):
     gap = np.zeros(4 * RATE, np.float32)
     wave = np.concatenate([speech, gap, _noise(-40, 4.0), speech])
     sf.write(tmp_path / "mix.wav", wave, RATE)
-    segments = list(recognizer.timeline(tmp_path / "mix.wav", window=1.0, hop=0.5))
+    segments = list(recognizer.timeline(tmp_path / "mix.wav", window_seconds=1.0, hop_seconds=0.5))
     assert segments[0].start == 0 and segments[-1].end == pytest.approx(wave.size / RATE)
     pairs = zip(segments, segments[1:], strict=False)
     assert all(a.end == pytest.approx(b.start) for a, b in pairs)
@@ -286,8 +286,9 @@ def test_export_prints_no_torchvision_notes(model, tmp_path):
 def test_timeline_of_an_array_equals_that_of_its_file(recognizer, tmp_path):
     wave = np.concatenate([load_audio(EXAMPLES[1]), np.zeros(2 * RATE, np.float32)])
     sf.write(tmp_path / "clip.wav", wave, RATE, subtype="FLOAT")
-    from_file = list(recognizer.timeline(tmp_path / "clip.wav", window=1.0, hop=0.5))
-    from_array = list(recognizer.timeline(wave, RATE, window=1.0, hop=0.5))
+    from_file = list(recognizer.timeline(tmp_path / "clip.wav", window_seconds=1.0,
+                                         hop_seconds=0.5))  # fmt: skip
+    from_array = list(recognizer.timeline(wave, RATE, window_seconds=1.0, hop_seconds=0.5))
     assert [(s.start, s.end, s.label) for s in from_array] == [
         (s.start, s.end, s.label) for s in from_file
     ]

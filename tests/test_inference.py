@@ -247,7 +247,19 @@ def test_timeline_of_a_short_file_is_one_segment(recognizer, tmp_path):
 
 def test_timeline_checks_arguments_when_called(recognizer, tmp_path):
     with pytest.raises(ValueError, match="hop"):
-        recognizer.timeline(tmp_path / "unused.wav", window=1.0, hop=2.0)
+        recognizer.timeline(tmp_path / "unused.wav", window_seconds=1.0, hop_seconds=2.0)
+
+
+def test_timeline_takes_the_old_window_and_hop_names_with_a_warning(recognizer):
+    wave = synthetic_voice(4.0)
+    new = list(recognizer.timeline(wave, RATE, window_seconds=1.0, hop_seconds=0.5))
+    with pytest.warns(DeprecationWarning, match="deprecated; use (window|hop)_seconds="):
+        old = list(recognizer.timeline(wave, RATE, window=1.0, hop=0.5))
+    assert old == new
+    with pytest.raises(TypeError, match="window_seconds"):
+        recognizer.timeline(wave, RATE, window=1.0, window_seconds=1.0)
+    with pytest.raises(TypeError, match="windw"):
+        recognizer.timeline(wave, RATE, windw=1.0)
 
 
 def test_load_without_bundled_model_raises_clearly(monkeypatch, tmp_path):
@@ -314,8 +326,8 @@ def test_a_stretch_without_speech_is_written_as_soon_as_its_end_is_known():
 
     backend = TorchBackend(tiny_pipeline(), device="cpu")
     voice, segmenter = synthetic_voice(2.0), Given()
-    engine = TimelineEngine(backend, segmenter, window=8000, hop=4000, batch_size=1000,
-                            silence_db=-60.0)  # fmt: skip
+    engine = TimelineEngine(backend, segmenter, window_samples=8000, hop_samples=4000,
+                            batch_size=1000, silence_db=-60.0)  # fmt: skip
     segmenter.found = [Stretch(0, 32000, True, voice)]
     assert [e for e in engine.feed(voice) if e.type == "segment"] == []  # waiting for a batch
     segmenter.found = [Stretch(32000, 64000, False, None)]

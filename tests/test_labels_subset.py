@@ -131,8 +131,9 @@ def test_predict_many_and_iter_predictions_with_labels(recognizer, tmp_path):
 
 def test_timeline_and_stream_with_labels_agree(recognizer, voice):
     subset = ("happy", "angry")
-    full = list(recognizer.timeline(voice, RATE, window=2.0, hop=1.0))
-    got = list(recognizer.timeline(voice, RATE, window=2.0, hop=1.0, labels="angry,happy"))
+    full = list(recognizer.timeline(voice, RATE, window_seconds=2.0, hop_seconds=1.0))
+    got = list(recognizer.timeline(voice, RATE, window_seconds=2.0, hop_seconds=1.0,
+                                   labels="angry,happy"))  # fmt: skip
     assert len(got) == len(full) > 2
     for g, f in zip(got, full, strict=True):
         assert (g.start, g.end, g.silent) == (f.start, f.end, f.silent)

@@ -12,7 +12,7 @@ from pathlib import Path
 import emofuse
 
 LAYERS = [
-    {"emofuse", "progress", "files", "device", "metrics", "plots"},  # leaves
+    {"emofuse", "progress", "files", "device", "metrics", "plots", "deprecation"},  # leaves
     {"signal"},  # audio, DSP, frozen front ends, voice activity: nothing of emofuse
     {"corpora"},
     {"model"},  # torch, and signal.functional's tensor helpers

@@ -69,8 +69,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for path in progress(files, show_progress):
                 try:
                     for segment in recognizer.timeline(
-                        path, window=args.window, hop=args.hop, batch_size=args.batch_size,
-                        labels=subset,
+                        path, window_seconds=args.window, hop_seconds=args.hop,
+                        batch_size=args.batch_size, labels=subset,
                     ):  # fmt: skip
                         writer.write({"file": path, **segment.to_dict()})
                         if args.plot:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdaptationError",
+    "AdaptedPipeline",
+    "FrameMoments",
     "adapt_recognizer",
     "speech_keeper",
     "RunningAdaptation",
@@ -64,8 +66,23 @@ class AdaptationError(ValueError):
     """Too little usable audio to re-estimate the statistics; the message says how much."""
 
 
-# feature name -> per-row frame sums (dims,), sums of squares (dims,), frame count
-Moments = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
+class FrameMoments(NamedTuple):
+    """One feature's frames summed: per-row sums (dims,), sums of squares (dims,), and count."""
+
+    sums: torch.Tensor
+    squares: torch.Tensor
+    count: float
+
+
+class AdaptedPipeline(NamedTuple):
+    """:func:`adapt_pipeline`'s answer: the adapted copy and what it was adapted on (``files``,
+    ``seconds`` used, ``skipped_silent``, ``prior_seconds``)."""
+
+    pipeline: EmotionPipeline
+    report: dict[str, float]
+
+
+Moments = dict[str, FrameMoments]  # feature name -> its frames' moments
 
 
 def add_frame_moments(
@@ -79,16 +96,16 @@ def add_frame_moments(
         if weights is not None:
             w = w * weights.to(frames.device, torch.float64).view(-1, 1, 1)
         x = frames.double()
-        sums, squares, count = moments.get(name, (0.0, 0.0, 0.0))
-        moments[name] = (sums + (x * w).sum(dim=(0, 2)).cpu(),
-                         squares + (x.square() * w).sum(dim=(0, 2)).cpu(),
-                         count + float(w.sum()))  # fmt: skip
+        sums, squares, count = moments.get(name, FrameMoments(0.0, 0.0, 0.0))
+        moments[name] = FrameMoments(sums + (x * w).sum(dim=(0, 2)).cpu(),
+                                     squares + (x.square() * w).sum(dim=(0, 2)).cpu(),
+                                     count + float(w.sum()))  # fmt: skip
 
 
 def blended_moments(
     normalizer: torch.nn.Module, sums: torch.Tensor, squares: torch.Tensor, count: float,
     prior_frames: float,
-) -> tuple[torch.Tensor, torch.Tensor, float]:
+) -> FrameMoments:
     """Per-row frame sums, sums of squares (dims,) and count of the user's audio, with the
     normaliser's own statistics added as ``prior_frames`` frames of it.
 
@@ -99,9 +116,9 @@ def blended_moments(
     (2.0, 2.55)
     """  # fmt: skip
     mean, std = normalizer.mean.double().cpu(), normalizer.std.double().cpu()
-    return (sums.double() + prior_frames * mean,
-            squares.double() + prior_frames * (std.square() + mean.square()),
-            count + prior_frames)  # fmt: skip
+    return FrameMoments(sums.double() + prior_frames * mean,
+                        squares.double() + prior_frames * (std.square() + mean.square()),
+                        count + prior_frames)  # fmt: skip
 
 
 def logit_scale(pipeline: EmotionPipeline, adapted_share: float) -> float:
@@ -124,7 +141,7 @@ def adapt_pipeline(
     silence_db: float = -60.0,
     on_error: Callable[[str | os.PathLike, AudioError], None] | None = None,
     keep: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[EmotionPipeline, dict]:
+) -> AdaptedPipeline:
     """A copy of ``pipeline`` whose normalisers are fitted on the frames of ``paths`` and its
     own statistics as ``prior_seconds`` of them (None: :data:`FOLDER_PRIOR_SECONDS`), and a
     report (``files``, ``seconds`` used, ``skipped_silent``, ``prior_seconds``). Unreadable
@@ -183,7 +200,7 @@ def adapt_pipeline(
         adapted.extra = {**extra, "temperature": extra["temperature"] / scale}
     report = {"files": used, "seconds": round(seconds, 1), "skipped_silent": silent,
               "prior_seconds": prior_seconds}  # fmt: skip
-    return adapted.eval(), report
+    return AdaptedPipeline(adapted.eval(), report)
 
 
 class RunningAdaptation:

@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -235,8 +235,15 @@ def _write_part(table: pa.Table, out: Path, number: int) -> None:
     os.replace(tmp, part)
 
 
-def _prepare_output(out: Path, settings: dict) -> tuple[set[str], int]:
-    """Create or check the output folder -> (paths already done, next part number).
+class _Output(NamedTuple):
+    """What an output folder already holds: the paths answered, and the next part's number."""
+
+    done: set[str]
+    next_part: int
+
+
+def _prepare_output(out: Path, settings: dict) -> _Output:
+    """Create or check the output folder: what it already holds.
 
     Raises:
         ArchiveError: ``out`` is a file, or holds predictions made with other ``settings``.
@@ -259,7 +266,7 @@ def _prepare_output(out: Path, settings: dict) -> tuple[set[str], int]:
     parts = _parts(out)
     done = {p for part in parts for p in pq.read_table(part, columns=["path"])["path"].to_pylist()}
     following = int(PART.fullmatch(parts[-1].name)[1]) + 1 if parts else 0
-    return done, following
+    return _Output(done, following)
 
 
 def _model_name(model: str | os.PathLike) -> str:

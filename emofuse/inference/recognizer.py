@@ -33,11 +33,13 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from emofuse.deprecation import renamed_keyword
 from emofuse.inference.backends import Backend, TorchBackend, window_probabilities
+from emofuse.inference.clips import Clip, GroupJob, clip_samples, read_clip, readable
 from emofuse.inference.prefetch import prefetch
 from emofuse.inference.results import (
     NO_SPEECH,
@@ -158,15 +160,15 @@ class EmotionRecognizer:
             or a label the model does not have.
         """
         subset = label_subset(self.labels, labels)
-        wave, source = self._wave(audio, sample_rate)
-        ((_, prediction),) = self._predict_group([(0, wave, source)], self._batch_size(None))
+        clip = self._clip(audio, sample_rate)
+        (prediction,) = self._predict_group([clip], self._batch_size(None))
         return restricted(prediction, subset)
 
     def predict_waves(self, waves: Sequence[np.ndarray]) -> list[Prediction]:
         """Predictions for mono float32 waves (samples,) at the model's rate, computed together
         (one voice activity pass, padded batches of windows: a service's concurrent clips)."""
-        group = [(i, wave, None) for i, wave in enumerate(waves)]
-        return [p for _, p in self._predict_group(group, self._batch_size(None))]
+        group = [Clip(i, wave, None) for i, wave in enumerate(waves)]
+        return self._predict_group(group, self._batch_size(None))
 
     def predict_many(
         self,
@@ -216,98 +218,86 @@ class EmotionRecognizer:
         if workers < 1:
             raise ValueError(f"workers must be positive, got {workers}")
 
-        def read(index: int, path: str | os.PathLike) -> tuple:
-            try:
-                return index, load_audio(path, self.sample_rate), str(path)
-            except AudioError as error:
-                return index, error, path
-
-        def readable(loaded: Iterable[tuple]) -> Iterator[tuple]:
-            for index, wave, source in loaded:
-                if not isinstance(wave, AudioError):
-                    yield index, wave, source
-                elif on_error is not None:
-                    on_error(source, wave)
-
-        loaded = prefetch(read, list(enumerate(items)), PREFETCH_FILES, budget=self._prefetch,
-                          weigh=lambda r: r[1].size if isinstance(r[1], np.ndarray) else 0)
+        inputs = [(i, path, self.sample_rate) for i, path in enumerate(items)]
+        loaded = prefetch(read_clip, inputs, PREFETCH_FILES, budget=self._prefetch,
+                          weigh=clip_samples)  # fmt: skip
         if progress:
             from tqdm import tqdm
 
             loaded = tqdm(loaded, total=len(items), desc="predict", unit="file", leave=False)
-        for index, prediction in self._predict_in_batches(readable(loaded), batch_size, workers):
+        clips = readable(loaded, on_error)
+        for index, prediction in self._predict_in_batches(clips, batch_size, workers):
             yield index, restricted(prediction, subset)
 
-    def _wave(
-        self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None
-    ) -> tuple[np.ndarray, str | None]:
-        """A file or an array -> mono wave at the model's rate, and its source (None: array)."""
+    def _clip(self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None) -> Clip:
+        """A file or an array -> its :class:`Clip` at the model's rate."""
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise ValueError("an audio array needs its sample_rate")
-            return resample(as_mono(audio), sample_rate, self.sample_rate), None
+            return Clip(0, resample(as_mono(audio), sample_rate, self.sample_rate), None)
         if sample_rate is not None:
             raise ValueError("sample_rate is for arrays; a file's own rate is used")
-        return load_audio(audio, self.sample_rate), str(audio)
+        return Clip(0, load_audio(audio, self.sample_rate), str(audio))
 
     def _predict_in_batches(
-        self, items: Iterable[tuple], batch_size: int, workers: int = 1
+        self, clips: Iterable[Clip], batch_size: int, workers: int = 1
     ) -> Iterator[tuple[int, Prediction]]:
-        """(index, mono wave, source) items -> (index, prediction), in the items' order. Files
-        are grouped until their windows hold ``batch_size`` full windows' worth of audio (so
-        short clips share a batch with many others); each group is one job
-        (:meth:`_predict_group`), ``workers`` jobs run at once in threads."""
-        running: deque[Future] = deque()
-        group: list[tuple] = []
+        """Clips -> (index, prediction), in the clips' order. Clips are grouped until their
+        windows hold ``batch_size`` full windows' worth of audio (so short clips share a batch
+        with many others); each group is one job (:meth:`_predict_group`), ``workers`` jobs
+        run at once in threads."""
+        running: deque[GroupJob] = deque()
+        group: list[Clip] = []
         samples = 0
         with ThreadPoolExecutor(workers, thread_name_prefix="emofuse-model") as pool:
-            for item in items:
-                group.append(item)
+            for clip in clips:
+                group.append(clip)
                 samples += sum(max(end - start, self._min_samples)
-                               for start, end in self._spans(item[1].size))  # fmt: skip
+                               for start, end in self._spans(clip.wave.size))  # fmt: skip
                 if samples >= batch_size * self._window:
                     while len(running) >= workers:
-                        yield from running.popleft().result()
-                    running.append(pool.submit(self._predict_group, group, batch_size))
+                        yield from running.popleft().answers()
+                    running.append(GroupJob.of(group, pool.submit(self._predict_group, group,
+                                                                  batch_size)))  # fmt: skip
                     group, samples = [], 0
             if group:
-                running.append(pool.submit(self._predict_group, group, batch_size))
+                running.append(GroupJob.of(group, pool.submit(self._predict_group, group,
+                                                              batch_size)))  # fmt: skip
             while running:
-                yield from running.popleft().result()
+                yield from running.popleft().answers()
 
-    def _predict_group(self, group: list[tuple], batch_size: int) -> list[tuple[int, Prediction]]:
-        """(index, mono wave, source) files -> (index, prediction): checked for speech, then
-        the windows of those with speech through the model, shortest first (windows of like
-        length share a padded batch), in batches of at most ``batch_size`` full windows' worth
-        of samples, each cut from its file only when its batch runs."""
-        reasons, regions = find_speech([wave for _, wave, _ in group], self.sample_rate,
+    def _predict_group(self, group: list[Clip], batch_size: int) -> list[Prediction]:
+        """The clips' predictions, in order: checked for speech, then the windows of those with
+        speech through the model, shortest first (windows of like length share a padded batch),
+        in batches of at most ``batch_size`` full windows' worth of samples, each cut from its
+        clip only when its batch runs."""
+        reasons, regions = find_speech([clip.wave for clip in group], self.sample_rate,
                                        self.silence_db, self.vad, self.vad_settings)  # fmt: skip
-        durations = [wave.size / self.sample_rate for _, wave, _ in group]
+        durations = [clip.wave.size / self.sample_rate for clip in group]
         if self.backend.speech_only:  # the model reads only the speech it was trained on
-            group = [(i, only_speech(wave, spans), source)
-                     for (i, wave, source), spans in zip(group, regions, strict=True)]  # fmt: skip
-        spans = [(position, start, end)  # position: the file's place in the group
-                 for position, ((_, wave, _), reason) in enumerate(zip(group, reasons, strict=True))
-                 if reason is None for start, end in self._spans(wave.size)]
+            group = [clip._replace(wave=only_speech(clip.wave, spans))
+                     for clip, spans in zip(group, regions, strict=True)]  # fmt: skip
+        spans = [(position, start, end)  # position: the clip's place in the group
+                 for position, (clip, reason) in enumerate(zip(group, reasons, strict=True))
+                 if reason is None for start, end in self._spans(clip.wave.size)]
         spans.sort(key=lambda span: span[2] - span[1])
         totals = np.zeros((len(group), len(self.labels)))
         counts = np.bincount([p for p, _, _ in spans], minlength=len(group))
         sizes = [max(end - start, self._min_samples) for _, start, end in spans]
         for batch in batches(sizes, batch_size * self._window):
             owners = [p for p, _, _ in spans[batch]]
-            cut = [prepare(group[p][1][start:end], self._min_samples)
+            cut = [prepare(group[p].wave[start:end], self._min_samples)
                    for p, start, end in spans[batch]]  # fmt: skip
             np.add.at(totals, owners, window_probabilities(self.backend, cut))
         results = []
-        for position, (item, reason) in enumerate(zip(group, reasons, strict=True)):
-            index, _, source = item
-            duration = durations[position]
+        for position, (clip, reason) in enumerate(zip(group, reasons, strict=True)):
+            duration, source = durations[position], clip.source
             if reason is not None:
-                results.append((index, Prediction(NO_SPEECH, {}, True, duration, source, reason)))
+                results.append(Prediction(NO_SPEECH, {}, True, duration, source, reason))
             else:
                 answer = labelled(self.labels, totals[position] / counts[position])
-                results.append((index, Prediction(silent=False, duration=duration, source=source,
-                                                  **answer)))  # fmt: skip
+                results.append(Prediction(silent=False, duration=duration, source=source,
+                                          **answer))  # fmt: skip
         return results
 
     def _eval_windows(self, wave: np.ndarray) -> list[np.ndarray]:
@@ -330,7 +320,7 @@ class EmotionRecognizer:
             AudioError: an unreadable file. ValueError: a bad array or missing ``sample_rate``.
             BackendUnsupported: an ONNX backend (``backend.can_embed`` is false).
         """
-        wave, _ = self._wave(audio, sample_rate)
+        wave = self._clip(audio, sample_rate).wave
         return self.backend.embeddings(*padded(self._eval_windows(wave))).mean(axis=0)
 
     def adapt(
@@ -353,51 +343,51 @@ class EmotionRecognizer:
         audio: str | os.PathLike | np.ndarray,
         sample_rate: int | None = None,
         *,
-        window: float | None = None,
-        hop: float | None = None,
+        window_seconds: float | None = None,
+        hop_seconds: float | None = None,
         block_seconds: float = 60.0,
         batch_size: int | None = None,
         adapt: bool | None = None,
         labels: str | Sequence[str] | None = None,
+        **renamed: float,
     ) -> Iterator[Segment]:
-        """Contiguous segments from 0 to the end of a (long) file, read block by block, or
-        of an array (samples,) or (samples, channels) at ``sample_rate``.
+        """Contiguous segments from 0 to the end of a (long) file, read block by block (memory
+        does not grow with its length), or of an array (samples,) or (samples, channels) at
+        ``sample_rate``.
 
         ``adapt`` (default: for a model trained with each speaker standardised by their own
-        statistics, its file saying ``normalised_per: speaker``, the accurate model; torch
-        backend): the recording adapts to itself as it goes
-        (:class:`~emofuse.inference.adapt.RunningAdaptation`): each window is standardised
-        with the statistics of the speech before it, blended with the training statistics by
-        the amount of speech (the temperature relaxing with them), so the first window is
-        predicted as without it, the answers do not depend on the batching, and a long
-        recording converges to its own speaker and room.
+        statistics, its file saying ``normalised_per: speaker``; torch backend): the recording
+        adapts to itself as it goes (:class:`~emofuse.inference.adapt.RunningAdaptation`): each
+        window is standardised with the statistics of the speech before it, blended with the
+        training statistics by the amount of speech, so the first window is answered as without
+        it, the answers do not depend on the batching, and a long recording converges to its
+        own speaker and room.
 
         With voice activity detection (the default), the file is first cut into speech and
-        non-speech stretches (:class:`~emofuse.signal.vad_segmenter.SpeechSegmenter`; speech
-        stretches of at most ``vad_settings.max_speech_seconds``); each non-speech stretch is one
-        "no speech" segment. Within a speech stretch (without VAD: within the file), windows of
-        ``window`` seconds start every ``hop`` seconds (plus one ending at its end; default: the
-        model's evaluation windows), and each window gives the part nearest to its centre: from
-        midway between the previous window's centre and its own to midway between its own and
-        the next one's, so segments are about ``hop`` long and tile the stretch. A segment whose
-        own RMS is below ``silence_db`` is silent; the others get their window's probabilities
-        (over ``labels`` only when given, as for :meth:`predict`). Memory does not grow with the
-        file's length.
+        non-speech stretches (:class:`~emofuse.signal.vad_segmenter.SpeechSegmenter`); each
+        non-speech stretch is one "no speech" segment. Within a speech stretch (without VAD: the
+        file), windows of ``window_seconds`` start every ``hop_seconds`` (plus one ending at its
+        end; default: the model's evaluation windows; ``window=``, ``hop=``: deprecated names),
+        each giving the part nearest its centre, so segments are about ``hop_seconds`` long and
+        tile the stretch. A segment whose own RMS is below ``silence_db`` is silent; the others
+        get their window's probabilities (over ``labels`` only, as for :meth:`predict`).
 
         Raises:
             AudioError: an unreadable file (possibly after some segments were yielded).
             ValueError: a label the model does not have (before any work).
         """
+        window_seconds = renamed_keyword(renamed, "window", "window_seconds", window_seconds)
+        hop_seconds = renamed_keyword(renamed, "hop", "hop_seconds", hop_seconds, last=True)
         subset = label_subset(self.labels, labels)
         if isinstance(audio, np.ndarray):
-            wave, path = self._wave(audio, sample_rate)[0], "array"
+            wave, path = self._clip(audio, sample_rate).wave, "array"
             blocks: Iterable[np.ndarray] = [wave]
         else:
             if sample_rate is not None:
                 raise ValueError("sample_rate is for arrays; a file's own rate is used")
             path = audio
             blocks = iter_blocks(path, block_seconds=block_seconds, sample_rate=self.sample_rate)
-        engine = self._engine(window, hop, self._batch_size(batch_size), adapt)
+        engine = self._engine(window_seconds, hop_seconds, self._batch_size(batch_size), adapt)
         return (restricted(s, subset) for s in timeline_segments(engine, blocks, path))
 
     def stream(
@@ -424,15 +414,15 @@ class EmotionRecognizer:
         return EmotionStream(engine, sample_rate, labels=subset)
 
     def _engine(
-        self, window: float | None, hop: float | None, batch_size: int, adapt: bool | None,
-        speech_probabilities: Scorer | None = None, **options,
+        self, window_seconds: float | None, hop_seconds: float | None, batch_size: int,
+        adapt: bool | None, speech_probabilities: Scorer | None = None, **options,
     ) -> TimelineEngine:
-        """The engine behind :meth:`timeline` and :meth:`stream` (window and hop in seconds,
-        None: the model's)."""  # fmt: skip
+        """The engine behind :meth:`timeline` and :meth:`stream` (None: the model's windows)."""
         segmenter = (None if self.vad is None else
                       SpeechSegmenter(self.vad, self.vad_settings).stream(speech_probabilities))
         return TimelineEngine.create(
-            self.backend, segmenter, window=window, hop=hop, batch_size=batch_size,
+            self.backend, segmenter, window_seconds=window_seconds, hop_seconds=hop_seconds,
+            batch_size=batch_size,
             silence_db=self.silence_db, adapt=adapt, **options,
         )  # fmt: skip
 

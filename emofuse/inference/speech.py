@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,10 +12,18 @@ from emofuse.signal.audio import level_db
 from emofuse.signal.vad import SpeechDetector
 from emofuse.signal.vad_segmenter import VADSettings, speech_regions
 
-__all__ = ["VAD_BATCH_SECONDS", "find_speech", "no_speech_reasons", "only_speech", "speech_of",
-           "scored_in_blocks"]  # fmt: skip
+__all__ = ["VAD_BATCH_SECONDS", "SpeechCheck", "find_speech", "no_speech_reasons", "only_speech",
+           "speech_of", "scored_in_blocks"]  # fmt: skip
 
 VAD_BATCH_SECONDS = 30.0  # padded audio per voice activity pass (about 1 MB of memory per second)
+
+
+class SpeechCheck(NamedTuple):
+    """:func:`find_speech`'s answer for each wave: why it gets no emotion (None: it holds
+    speech), and its speech regions ``[(start, end)]`` in samples (None without a detector)."""
+
+    reasons: list[str | None]
+    regions: list[list[tuple[int, int]] | None]
 
 
 def no_speech_reasons(
@@ -26,7 +35,7 @@ def no_speech_reasons(
 ) -> list[str | None]:
     """Why each mono wave at ``sample_rate`` gets no emotion (None: it holds speech):
     :func:`find_speech`'s reasons."""
-    return find_speech(waves, sample_rate, silence_db, vad, settings)[0]
+    return find_speech(waves, sample_rate, silence_db, vad, settings).reasons
 
 
 def find_speech(
@@ -35,7 +44,7 @@ def find_speech(
     silence_db: float,
     vad: SpeechDetector | None,
     settings: VADSettings,
-) -> tuple[list[str | None], list[list[tuple[int, int]] | None]]:
+) -> SpeechCheck:
     """Why each mono wave at ``sample_rate`` gets no emotion (None: it holds speech): its RMS
     under ``silence_db``, or no speech region by ``vad`` (when given); and the speech regions
     ``[(start, end)]`` in samples of each wave with speech (None without ``vad``). Batched voice
@@ -51,7 +60,7 @@ def find_speech(
         else:
             audible.append(i)
     if vad is None or not audible:
-        return reasons, regions
+        return SpeechCheck(reasons, regions)
     audible.sort(key=lambda i: waves[i].size)
     budget = round(VAD_BATCH_SECONDS * sample_rate)
     short = [i for i in audible if waves[i].size <= budget]
@@ -63,14 +72,15 @@ def find_speech(
         if not regions[i]:
             reasons[i] = (f"no speech detected (voice activity at most "
                           f"{probs.max(initial=0):.2f}, threshold {settings.threshold:g})")
-    return reasons, regions
+    return SpeechCheck(reasons, regions)
 
 
 def speech_of(
     wave: np.ndarray, sample_rate: int, vad: SpeechDetector, settings: VADSettings
 ) -> np.ndarray:
     """The speech ``vad`` finds in one mono wave, joined (the whole wave when it finds none)."""
-    return only_speech(wave, find_speech([wave], sample_rate, float("-inf"), vad, settings)[1][0])
+    found = find_speech([wave], sample_rate, float("-inf"), vad, settings)
+    return only_speech(wave, found.regions[0])
 
 
 def only_speech(wave: np.ndarray, regions: Sequence[tuple[int, int]] | None) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,45 +59,69 @@ def score_jobs(backend: Backend, jobs: Sequence[WindowJob]) -> list[np.ndarray]:
     return out
 
 
+class PlannedWindow(NamedTuple):
+    """One evaluation window of a speech stretch, in samples: its audio ``[start, end)`` and
+    the part of the stretch its answer covers, ``[lo, hi)`` (fractional at midpoints)."""
+
+    lo: float
+    hi: float
+    start: int
+    end: int
+
+
+class _Pending(NamedTuple):
+    """An event waiting for the windows before it to be answered: ``wave`` is a prepared
+    window waiting for the model, None for a boundary or a segment without speech (``reason``);
+    ``lo``/``hi`` in samples."""
+
+    kind: str
+    lo: float
+    hi: float
+    wave: np.ndarray | None
+    reason: str | None
+
+
 class _WindowPlan:
     """The evaluation windows of one speech stretch from sample ``start``, as its audio arrives:
     each with the part of the stretch its answer covers (from midway between the previous
     window's centre and its own to midway between its own and the next one's)."""
 
-    def __init__(self, start: int, window: int, hop: int) -> None:
-        self.start, self.window, self.hop = start, window, hop
+    def __init__(self, start: int, window_samples: int, hop_samples: int) -> None:
+        self.start, self.window_samples, self.hop_samples = start, window_samples, hop_samples
         self.count = 0  # windows given so far
         self.lo = float(start)
 
     @property
     def next_start(self) -> int:
         """The first sample a window not given yet can need."""
-        return self.start + self.count * self.hop
+        return self.start + self.count * self.hop_samples
 
-    def ready(self, reach: int) -> list[tuple[float, float, int, int]]:
-        """(lo, hi, window start, window end) of the windows now final, the stretch reaching at
-        least ``reach``: those followed by another whole window within it."""
+    def ready(self, reach: int) -> list[PlannedWindow]:
+        """The windows now final, the stretch reaching at least ``reach``: those followed by
+        another whole window within it."""
         out = []
-        while (following := self.next_start + self.hop) + self.window <= reach:
-            out.append(self._give(self.next_start, self.window, following, self.window))
+        while (following := self.next_start + self.hop_samples) + self.window_samples <= reach:
+            size = self.window_samples
+            out.append(self._give(self.next_start, size, following, size))
         return out
 
-    def close(self, end: int) -> list[tuple[float, float, int, int]]:
+    def close(self, end: int) -> list[PlannedWindow]:
         """The windows left once the stretch ends at ``end`` (the last one ends there)."""
-        spans = window_spans(end - self.start, self.window, self.hop)[self.count :]
+        spans = window_spans(end - self.start, self.window_samples, self.hop_samples)[self.count :]
         out = []
         for (a, b), following in zip(spans, [*spans[1:], None], strict=True):
             if following is None:
-                out.append((self.lo, float(self.start + b), self.start + a, self.start + b))
+                out.append(PlannedWindow(self.lo, float(self.start + b), self.start + a,
+                                         self.start + b))  # fmt: skip
                 self.count += 1
             else:
                 nxt = self.start + following[0]
                 out.append(self._give(self.start + a, b - a, nxt, following[1] - following[0]))
         return out
 
-    def _give(self, a: int, size: int, following: int, following_size: int) -> tuple:
+    def _give(self, a: int, size: int, following: int, following_size: int) -> PlannedWindow:
         hi = (a + size / 2 + following + following_size / 2) / 2
-        window = (self.lo, hi, a, a + size)
+        window = PlannedWindow(self.lo, hi, a, a + size)
         self.lo, self.count = hi, self.count + 1
         return window
 
@@ -120,8 +145,8 @@ class TimelineEngine:
         backend: Backend,
         segmenter: SegmentingStream | None,
         *,
-        window: int,
-        hop: int,
+        window_samples: int,
+        hop_samples: int,
         batch_size: int,
         silence_db: float,
         adaptation: RunningAdaptation | None = None,
@@ -130,7 +155,8 @@ class TimelineEngine:
         score: Callable[[WindowJob], np.ndarray] | None = None,
     ) -> None:
         self.backend, self.segmenter = backend, segmenter
-        self.window, self.hop, self.batch_size = window, hop, batch_size
+        self.window_samples, self.hop_samples = window_samples, hop_samples
+        self.batch_size = batch_size
         self.silence_db, self.adaptation = silence_db, adaptation
         self.eager, self.partials = eager, partials
         self.score = score or (lambda job: score_jobs(backend, [job])[0])
@@ -138,7 +164,7 @@ class TimelineEngine:
         self._min_samples = round(MIN_SECONDS * backend.sample_rate)
         self._audio = HeldAudio() if segmenter is None else None  # all one stretch: its audio
         self._plan: _WindowPlan | None = None  # windows of the speech stretch being heard
-        self._pending: list[tuple] = []  # (kind, lo, hi, window or None, reason), in order
+        self._pending: list[_Pending] = []  # in recording order
         self._heard, self._partial_at = 0, 0  # the open speech heard so far; at the last partial
         self._take: Callable[[int, int], np.ndarray] | None = None  # the open speech's audio
         self._sums = np.zeros(len(backend.labels))  # the stretch's answers, weighted by length
@@ -150,18 +176,18 @@ class TimelineEngine:
         backend: Backend,
         segmenter: SegmentingStream | None,
         *,
-        window: float | None,
-        hop: float | None,
+        window_seconds: float | None,
+        hop_seconds: float | None,
         adapt: bool | None,
         **options,
     ) -> TimelineEngine:
-        """An engine with ``window`` and ``hop`` in seconds (None: the model's evaluation
-        windows) that adapts to its recording when ``adapt`` says so (None: when the model was
-        trained with each speaker standardised by their own statistics, its file saying
-        ``normalised_per: speaker``; torch backend)."""  # fmt: skip
+        """An engine with windows of ``window_seconds`` every ``hop_seconds`` (None: the model's
+        evaluation windows) that adapts to its recording when ``adapt`` says so (None: when the
+        model was trained with each speaker standardised by their own statistics, its file
+        saying ``normalised_per: speaker``; torch backend)."""  # fmt: skip
         rate = backend.sample_rate
-        window = backend.window_seconds if window is None else window
-        hop = backend.hop_seconds if hop is None else hop
+        window = backend.window_seconds if window_seconds is None else window_seconds
+        hop = backend.hop_seconds if hop_seconds is None else hop_seconds
         window_samples, hop_samples = round(window * rate), round(hop * rate)
         if not 0 < hop_samples <= window_samples:
             raise ValueError(f"need 0 < hop <= window, got window={window}, hop={hop}")
@@ -170,7 +196,7 @@ class TimelineEngine:
         if adapt is None:
             adapt = backend.can_adapt and backend.normalised_per == "speaker"
         adaptation = RunningAdaptation(backend.pipeline) if adapt else None
-        return cls(backend, segmenter, window=window_samples, hop=hop_samples,
+        return cls(backend, segmenter, window_samples=window_samples, hop_samples=hop_samples,
                    adaptation=adaptation, **options)  # fmt: skip
 
     @property
@@ -185,7 +211,7 @@ class TimelineEngine:
             self._audio.append(np.asarray(block, np.float32))
             end = self._audio.end
             events += self._speech(0, end, end, self._audio.take)
-            self._audio.drop_before(min(self._plan.next_start, end - self.window))
+            self._audio.drop_before(min(self._plan.next_start, end - self.window_samples))
         else:
             for stretch in self.segmenter.feed(block):
                 events += self._stretch(stretch)
@@ -211,8 +237,8 @@ class TimelineEngine:
         """The windows of the speech stretch from ``start`` made final by its reaching
         ``reach`` (``heard``: so far, if it goes on), their audio from ``take(start, end)``."""
         if self._plan is None:
-            self._plan = _WindowPlan(start, self.window, self.hop)
-            self._pending.append(("speech_start", start, start, None, None))
+            self._plan = _WindowPlan(start, self.window_samples, self.hop_samples)
+            self._pending.append(_Pending("speech_start", start, start, None, None))
             self._partial_at = start
         self._heard, self._take = heard, take
         events = []
@@ -225,8 +251,8 @@ class TimelineEngine:
         if not stretch.speech:
             return self._add("segment", stretch.start, stretch.end, None, "no speech detected")
         if self._plan is None or self._plan.start != stretch.start:
-            self._plan = _WindowPlan(stretch.start, self.window, self.hop)
-            self._pending.append(("speech_start", stretch.start, stretch.start, None, None))
+            self._plan = _WindowPlan(stretch.start, self.window_samples, self.hop_samples)
+            self._pending.append(_Pending("speech_start", stretch.start, stretch.start, None, None))
         events = []
         for lo, hi, a, b in self._plan.close(stretch.end):
             if stretch.samples is None:
@@ -235,7 +261,7 @@ class TimelineEngine:
                 samples = stretch.samples[a - stretch.start : b - stretch.start]
             events += self._window(lo, hi, a, samples)
         self._plan = None
-        self._pending.append(("speech_end", stretch.end, stretch.end, None, None))
+        self._pending.append(_Pending("speech_end", stretch.end, stretch.end, None, None))
         return events
 
     def _window(self, lo: float, hi: float, start: int, samples: np.ndarray) -> list:
@@ -245,8 +271,8 @@ class TimelineEngine:
         return self._add("segment", lo, hi, prepare(samples, self._min_samples), None)
 
     def _add(self, kind: str, lo: float, hi: float, wave, reason: str | None) -> list:
-        self._pending.append((kind, lo, hi, wave, reason))
-        waiting = sum(item[3] is not None for item in self._pending)
+        self._pending.append(_Pending(kind, lo, hi, wave, reason))
+        waiting = sum(item.wave is not None for item in self._pending)
         if kind == "segment" and (wave is None or waiting >= self.batch_size):
             return self._flush()
         return []
@@ -255,10 +281,10 @@ class TimelineEngine:
         """The open speech's latest window's worth, prepared, once another hop of it was heard
         since the last partial (None otherwise, or when it is silent)."""
         plan, heard = self._plan, self._heard
-        if plan is None or heard - self._partial_at < self.hop:
+        if plan is None or heard - self._partial_at < self.hop_samples:
             return None
         self._partial_at = heard
-        start = max(plan.start, heard - self.window)
+        start = max(plan.start, heard - self.window_samples)
         samples = self._take(start, heard)
         if level_db(samples) < self.silence_db:
             return None

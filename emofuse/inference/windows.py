@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MIN_SECONDS", "as_mono", "batches", "padded", "prepare", "window_spans"]
+__all__ = ["MIN_SECONDS", "PaddedBatch", "as_mono", "batches", "padded", "prepare", "window_spans"]
 
 MIN_SECONDS = 0.5  # a shorter window is tiled up to this
 
@@ -57,7 +58,14 @@ def batches(sizes: Sequence[int], budget: int) -> Iterator[slice]:
         yield slice(start, len(sizes))
 
 
-def padded(windows: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+class PaddedBatch(NamedTuple):
+    """Zero-padded waveforms (N, S) float32 and their lengths (N,) int64: a backend's input."""
+
+    waveforms: np.ndarray
+    lengths: np.ndarray
+
+
+def padded(windows: list[np.ndarray], multiple: int = 1) -> PaddedBatch:
     """Windows of any lengths -> zero-padded float32 (N, S) and int64 lengths (N,), S the
     longest rounded up to a ``multiple`` of samples.
 
@@ -75,7 +83,7 @@ def padded(windows: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np
     batch = np.zeros((len(windows), width), np.float32)  # (N, S)
     for row, w in zip(batch, windows, strict=True):
         row[: w.size] = w
-    return batch, lengths
+    return PaddedBatch(batch, lengths)
 
 
 def as_mono(audio: np.ndarray, *, chunk: bool = False) -> np.ndarray:

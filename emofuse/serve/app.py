@@ -304,8 +304,10 @@ def create_app(
                            f"({used_window:g} s)")  # fmt: skip
 
         def segments(wave: np.ndarray) -> list:
-            return list(recognizer.timeline(wave, recognizer.sample_rate, window=used_window,
-                                            hop=used_hop, labels=chosen))  # fmt: skip
+            return list(recognizer.timeline(
+                wave, recognizer.sample_rate, labels=chosen, window_seconds=used_window,
+                hop_seconds=used_hop,
+            ))  # fmt: skip
 
         answered = await run(
             request,
