@@ -328,7 +328,7 @@ def stream_spec(kind: str, name: str | None = None, **settings: Any) -> StreamSp
 
 
 def default_streams() -> list[StreamSpec]:
-    """The paper's two streams: MFCC (1D CNN) and log-Mel (2D CNN), DESIGN.md defaults."""
+    """The paper's two streams: MFCC (1D CNN) and log-Mel (2D CNN), docs/design.md §4.1 defaults."""
     return [stream_spec("mfcc"), stream_spec("logmel")]
 
 
