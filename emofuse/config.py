@@ -87,7 +87,7 @@ class TrainConfig:
     head: str = "network"  # network (gradient training) | logistic (emofuse.training.linear_head)
     head_c: float = 1e-3  # inverse regularisation of the logistic head
     # Training frames standardised with all training audio (global) or each training speaker's
-    # with their own statistics (speaker: the model then adapts to a recording, DESIGN.md 6b).
+    # with their own statistics (speaker: the model then adapts to a recording, docs/design.md §6).
     normalise: str = "global"
     # A logistic head trained on the frames the voice activity detector calls speech only; the
     # model file says so, and the recogniser then drops a clip's other samples before it runs.

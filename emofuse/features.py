@@ -330,7 +330,7 @@ def feature_spec(kind: str, name: str | None = None, **settings: Any) -> Feature
 
 
 def default_features() -> list[FeatureSpec]:
-    """The paper's two features: MFCC (1D CNN) and log-Mel (2D CNN), DESIGN.md defaults."""
+    """The paper's two features: MFCC (1D CNN) and log-Mel (2D CNN); docs/design.md §4.1."""
     return [feature_spec("mfcc"), feature_spec("logmel")]
 
 

@@ -1,4 +1,4 @@
-"""Tests of the Whisper encoder feature (DESIGN.md 6b): openai-whisper's log-Mel front end, the
+"""Tests of the Whisper encoder (docs/design.md §4.4): openai-whisper's log-Mel front end, the
 encoder port against transformers and CTranslate2, the weight readers (CTranslate2 binary,
 split parts, safetensors, pytorch_model.bin), input over 30 s, the feature's per-layer cache,
 the pipeline and its model file, and the layer-sum branch."""
@@ -246,7 +246,7 @@ CT2_CODES = {
 def ct2_bytes(
     variables: dict, aliases: dict[str, str] | None = None, version: int = 6
 ) -> tuple[bytes, dict[str, tuple[int, int]]]:
-    """A CTranslate2 ``model.bin`` (DESIGN.md 6b) holding ``variables`` (numpy arrays or
+    """A CTranslate2 ``model.bin`` (docs/design.md §4.5) holding ``variables`` (numpy arrays or
     :class:`BF16`) in name order, then ``aliases``; and each variable's (data start, end)."""
     out = bytearray()
     spans = {}

@@ -258,13 +258,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--batch-size", type=int,
         help="audio per forward pass, in the model's windows (default: about 30 s, 10 of the "
-        "fast model's 3 s windows, 3 of the accurate model's 10 s; short clips share a batch)",
+        "fast model's 3 s windows, short clips sharing a batch; a pretrained-encoder model such "
+        "as accurate runs one window per pass on the CPU)",
     )  # fmt: skip
     predict.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="fp32 (default) or bf16: bfloat16 matrix products, about 2x faster for the accurate "
-        "model on CPUs with AMX (Xeon 4th gen+), slower elsewhere; labels agree on 98.8-99.7%% "
-        "of clips (bench/results/precision.md; torch backend)",
+        help="fp32 (default) or bf16: bfloat16 matrix products, faster for the accurate model "
+        "on CPUs with bfloat16 units (AMX, AVX512-BF16), slower elsewhere; speed-up and label "
+        "agreement as measured: docs/benchmarks.md (torch backend)",
     )  # fmt: skip
     predict.add_argument(
         "--no-vad", action="store_true",

@@ -1,4 +1,4 @@
-"""Pooled frozen-encoder statistics + logistic regression (DESIGN.md 6b), a system of its own.
+"""Pooled frozen-encoder statistics + logistic regression (docs/design.md §5), a system of its own.
 
 Per utterance, each cached layer of the Whisper feature is pooled to its mean and standard
 deviation over frames (2 W values per layer). Per fold, the layer and the inverse
@@ -9,7 +9,7 @@ each fold chose (``chosen_params``). Needs scikit-learn (``pip install 'emofuse[
 
 With ``per_speaker`` (the system ``whisper-lr-speaker``), each speaker's pooled features are
 first standardised with that speaker's own statistics, over all of the speaker's utterances and
-without their labels (DESIGN.md 6b). This uses the test speakers' unlabelled audio at test
+without their labels (docs/design.md §8.2). This uses the test speakers' unlabelled audio at test
 time: it measures what unlabelled adaptation to a known speaker can give (as ``emofuse adapt``
 on one speaker's recordings), not a model that meets each speaker cold.
 """
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 C_GRID = (0.01, 0.1, 1.0)
-MAX_CANDIDATE_LAYER = 5  # layers 1..5 of Whisper base; the last one scored lower (DESIGN.md 6b)
+MAX_CANDIDATE_LAYER = 5  # layers 1..5 of Whisper base; the last scored lower (docs/design.md §4.4)
 
 
 def encoder_feature(features: Sequence[FeatureSpec]) -> FeatureSpec:

@@ -27,7 +27,7 @@ BASELINE = "egemaps-svm"
 FULL = {"multiscale": True, "fusion": "cross_attention", "temporal": "bilstm"}
 PAPER_FEATURES = ("mfcc", "logmel")
 # The frozen encoder's layers in the networks' Whisper feature (when the base config has none):
-# the middle of Whisper base (DESIGN.md 6b), running half of the encoder.
+# the middle of Whisper base (docs/design.md §4.4), running half of the encoder.
 ENCODER_SETTINGS = {"whisper": {"layers": [1, 2, 3]}}
 # The pretrained-encoder network: a learned layer sum, attentive pooling, no BiLSTM.
 ENCODER_NET = {**FULL, "temporal": "none", "pooling": "attention"}
@@ -84,7 +84,7 @@ VARIANTS: dict[str, Variant] = {
     # emofuse's addition, not the paper's: a third, prosody feature
     "prosody": Variant("emofuse", FULL, (*PAPER_FEATURES, "prosody")),
     BASELINE: Variant(BASELINE),  # not the network: eGeMAPS functionals + SVM
-    # the accurate model's candidates: a frozen Whisper encoder (DESIGN.md 6b)
+    # the accurate model's candidates: a frozen Whisper encoder (docs/design.md §4.4)
     "whisper-lr": Variant("whisper-lr"),  # pooled layers + logistic regression
     # the same, each speaker standardised by their own unlabelled audio (test speakers too)
     "whisper-lr-speaker": Variant("whisper-lr-speaker"),

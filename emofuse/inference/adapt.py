@@ -2,7 +2,7 @@
 statistics on a folder of their unlabelled recordings (microphone, language, speakers).
 
 Every feature's normaliser standardises frames with the mean and variance of its training
-corpora; on unseen corpora those statistics are the main mismatch (DESIGN.md 6b: standardising
+corpora; on unseen corpora those statistics are the main mismatch (docs/design.md §6: standardising
 with the target corpus's own unlabelled statistics raised cross-corpus UA by 8 to 38 points).
 :func:`adapt_pipeline` recomputes them from the frames of the given files, silent files left
 out, and refuses fewer than ``min_seconds`` of audio: a few seconds would replace robust

@@ -85,8 +85,8 @@ class TorchBackend:
     """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present).
 
     ``precision="bf16"`` runs matrix products and convolutions in bfloat16 (``torch.autocast``):
-    on CPUs with AMX (Xeon 4th generation and later) about 2.6x faster for the accurate model,
-    with slightly different probabilities (``bench/predict_many.py`` measures the agreement);
+    on CPUs with bfloat16 units (AMX, AVX512-BF16) faster for the accurate model, with slightly
+    different probabilities (the measured speed-up and agreement: docs/benchmarks.md);
     on CPUs without bfloat16 units it is slower.
     """
 

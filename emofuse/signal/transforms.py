@@ -28,7 +28,7 @@ __all__ = ["SpectralSettings", "MfccSettings", "LogMel", "MFCC", "FeatureNormali
 
 @dataclass(frozen=True)
 class SpectralSettings:
-    """Log-Mel settings (defaults: DESIGN.md section 1)."""
+    """Log-Mel settings (defaults: docs/design.md §4.1)."""
 
     sample_rate: int = 16000
     n_fft: int = 512

