@@ -215,8 +215,9 @@ def test_cli_labels_in_files_and_timeline(capsys, model, tmp_path):
 def test_cli_stream_with_labels(capsys, model, monkeypatch):
     pcm = (synthetic_voice(4.0, seed=6) * 32767).astype("<i2").tobytes()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pcm)))
-    status, out, err = _predict(capsys, "-", "--stream", "--model", str(model),
-                                "--labels", "neutral,sad")  # fmt: skip
+    status = main(["live", "--no-vad", "--model", str(model), "--labels", "neutral,sad"])
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err.strip().splitlines()
     events = [json.loads(line) for line in out.splitlines()]
     assert status == 0 and err == []
     answered = [e for e in events if e["type"] in ("partial", "segment")]
@@ -227,14 +228,15 @@ def test_cli_stream_with_labels(capsys, model, monkeypatch):
         assert event["label"] == max(event["probabilities"], key=event["probabilities"].get)
 
 
-@pytest.mark.parametrize("mode", [[], ["--timeline"], ["--stream"]])
+@pytest.mark.parametrize("mode", [[], ["--timeline"], ["live"]])
 def test_cli_bad_label_is_one_error_line(capsys, model, tmp_path, monkeypatch, mode):
     clip = tmp_path / "a.wav"
     sf.write(clip, synthetic_voice(1.0), RATE)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
-    inputs = ["-"] if mode == ["--stream"] else [str(clip)]
-    status, out, err = _predict(capsys, *inputs, *mode, "--model", str(model),
-                                "--labels", "happy,bored")  # fmt: skip
+    command = ["live"] if mode == ["live"] else ["predict", str(clip), *mode]
+    status = main([*command, "--no-vad", "--model", str(model), "--labels", "happy,bored"])
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err.strip().splitlines()
     assert status == 1 and out == ""
     assert err == [f"emofuse: error: unknown label 'bored': the model's labels are {MODEL_LIST}"]
 

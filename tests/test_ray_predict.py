@@ -123,8 +123,8 @@ def test_cli_with_a_manifest(ray_cluster, recognizer, clips, tmp_path, capsys):
         writer.writerow(["path", "speaker"])
         writer.writerows([["clips/broken.wav", "x"], [str(clips / EXAMPLES[2].name), "y"]])
     out = tmp_path / "out.parquet"
-    argv = ["predict", str(manifest), "--ray", "--out", str(out), "--model", "fast"]
-    status = main([*argv, "--ray-workers", "1"])
+    argv = ["archive", str(manifest), "--output", str(out), "--model", "fast"]
+    status = main([*argv, "--workers", "1"])
     captured = capsys.readouterr()
     assert status == 1 and "Traceback" not in captured.err  # the broken file failed
     assert captured.out.startswith(f"{out}: 1 files predicted, 1 failed (see the error column)")

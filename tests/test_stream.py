@@ -182,7 +182,7 @@ def test_memory_is_bounded_over_a_long_stream(recognizer, speech):
 
 
 def test_cli_streams_a_pipe_as_json_lines(recognizer, speech, tmp_path):
-    """``emofuse predict --stream -``: raw PCM on standard input, events on standard output,
+    """``emofuse live``: raw PCM on standard input, events on standard output,
     the same as the library's stream; a trailing half sample is said, not fatal."""
     import json
     import subprocess
@@ -192,8 +192,7 @@ def test_cli_streams_a_pipe_as_json_lines(recognizer, speech, tmp_path):
 
     model = save_tiny_pipeline(tmp_path / "tiny.pt")
     pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2")
-    command = [sys.executable, "-m", "emofuse", "predict", "--stream", "-", "--model", str(model),
-               "--threads", "1"]  # fmt: skip
+    command = [sys.executable, "-m", "emofuse", "live", "--model", str(model), "--threads", "1"]
     run = subprocess.run(command, input=pcm.tobytes() + b"\x01", capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr.decode()
     assert "ignored 1 trailing bytes" in run.stderr.decode()
@@ -210,20 +209,19 @@ def test_cli_streams_a_pipe_as_json_lines(recognizer, speech, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["a.wav", "--stream"], "give '-' as the only input"),
-        (["-", "--stream", "--format", "csv"], "--format names the input PCM"),
-        (["-", "--stream", "--timeline"], "does not combine with --timeline"),
-        (["a.wav", "--format", "f32le"], "raw PCM of --stream -"),
-        (
-            ["-", "--stream", "--rate", "4000"],
-            "--rate must be an integer from 8000 to 192000 Hz, got 4000",
-        ),
+        (["live", "--rate", "4000"], "--rate must be an integer from 8000 to 192000 Hz, got 4000"),
+        (["predict", "a.wav", "--format", "f32le"], "raw PCM of emofuse live"),
+        # the old spelling, kept for one release: the same checks
+        (["predict", "a.wav", "--stream"], "give '-' as the only input"),
+        (["predict", "-", "--stream", "--format", "csv"], "--format names the input PCM"),
+        (["predict", "-", "--stream", "--timeline"], "does not combine with --timeline"),
+        (["predict", "-", "--stream", "--rate", "4000"], "from 8000 to 192000 Hz, got 4000"),
     ],
 )
 def test_cli_stream_options_are_checked(capsys, args, message):
     from emofuse.cli import main
 
-    assert main(["predict", *args]) == 1
+    assert main(args) == 1
     assert message in capsys.readouterr().err
 
 

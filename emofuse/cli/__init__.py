@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from emofuse.cli import builder, inspect, research, serve
+from emofuse.cli import archive, builder, inspect, live, research, serve
 from emofuse.cli.common import apply_runtime
 
 __all__ = ["main", "build_parser"]
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_commands(commands)
     research.add_commands(commands)
     builder.add_commands(commands)
+    live.add_commands(commands)
+    archive.add_commands(commands)
     serve.add_commands(commands)
     return parser
 

@@ -1,14 +1,22 @@
-"""Builder subcommands: ``predict``, ``adapt``, ``export``."""
+"""Builder subcommands: ``predict`` (files), ``adapt``, ``export``."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
-from emofuse.cli.common import MODEL_HELP, add_runtime_args, audio_inputs, progress, reporter
-from emofuse.cli.live import PCM_CHOICES, predict_stream
+from emofuse.cli.common import (
+    MODEL_HELP,
+    add_model_args,
+    add_runtime_args,
+    audio_inputs,
+    load_recognizer,
+    progress,
+    reporter,
+)
+from emofuse.cli.deprecated import add_old_predict_options, run_old_spelling
+from emofuse.cli.live import PCM_CHOICES
 from emofuse.cli.output import FORMATS, RowWriter, check_writable, open_output
 
 __all__ = ["add_commands"]
@@ -18,19 +26,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Write the emotion (or ``--timeline``) of each file as it is computed; 1 if any failed."""
     import torch
 
-    from emofuse.inference.recognizer import EmotionRecognizer
     from emofuse.inference.results import label_subset
     from emofuse.signal.audio import AudioError
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.stream:
-        return predict_stream(args)
-    if args.format in PCM_CHOICES:
-        raise ValueError(f"--format {args.format} is the raw PCM of --stream -; files are "
-                         f"written as {', '.join(FORMATS)}")  # fmt: skip
-    if args.ray is not None or args.out is not None or args.ray_workers is not None:
-        return _predict_on_ray(args)
+    if (status := run_old_spelling(args)) is not None:
+        return status
     for option, path in (("--output", args.output), ("--plot", args.plot),
                          ("--embeddings", args.embeddings)):  # fmt: skip
         if path:
@@ -49,10 +51,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     wanted = args.threads or (1 if timeline or len(files) < 2 else min(2, os.cpu_count() or 1))
     workers, threads = (1, wanted) if timeline else (wanted, 1)
     torch.set_num_threads(threads)
-    recognizer = EmotionRecognizer.load(
-        args.model or "accurate", backend=args.backend, device=args.device,
-        threads=threads, precision=args.precision, vad=not args.no_vad,
-    )  # fmt: skip
+    recognizer = load_recognizer(args, threads)
     subset = label_subset(recognizer.labels, args.labels)  # before any work or output
     if args.adapt_to_inputs:
         recognizer = recognizer.adapt(files, on_error=lambda path, error: None)  # told below
@@ -97,50 +96,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.embeddings:
         _write_embeddings(recognizer, answered, args.embeddings)
     return 1 if failed else 0
-
-
-def _predict_on_ray(args: argparse.Namespace) -> int:
-    """``predict --ray``: one folder or manifest -> a folder of parquet parts, resumed if it
-    exists (:func:`emofuse.inference.archive.predict_archive`); 1 if any file failed."""
-    from emofuse.inference.archive import predict_archive
-
-    if args.ray is None:
-        raise ValueError("--out and --ray-workers are for --ray; without it, write with --output")
-    if args.out is None:
-        raise ValueError("--ray needs --out FOLDER: the folder of parquet parts to write")
-    if len(args.inputs) != 1:
-        raise ValueError(f"--ray takes one folder or manifest, got {len(args.inputs)} inputs")
-    unsupported = {
-        "--format": args.format != "table", "--output": args.output, "--timeline": args.timeline,
-        "--window": args.window is not None, "--hop": args.hop is not None, "--plot": args.plot,
-        "--embeddings": args.embeddings, "--device": args.device != "auto",
-        "--adapt-to-inputs": args.adapt_to_inputs, "--labels": args.labels is not None,
-    }  # fmt: skip
-    given = [option for option, used in unsupported.items() if used]
-    if given:
-        raise ValueError(f"--ray does not combine with {', '.join(given)}: it writes one row per "
-                         "file to the parquet parts in --out, on the CPU")  # fmt: skip
-    summary = predict_archive(
-        args.inputs[0], args.out, model=args.model, backend=args.backend,
-        address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
-        threads_per_worker=args.threads or 1, batch_size=args.batch_size,
-        precision=args.precision, vad=not args.no_vad, progress=sys.stderr.isatty(),
-    )  # fmt: skip
-    errors = summary["errors"]
-    print(f"{summary['out']}: {summary['predicted']} files predicted, {errors} failed"
-          f"{' (see the error column)' if errors else ''}, {summary['done_before']} done before; "
-          f"{summary['total']} in all, {summary['seconds']:.1f} s")  # fmt: skip
-    return 1 if errors else 0
-
-
-def _ray_address(value: str) -> str:
-    """``--ray``'s ADDRESS: local, auto, ray://HOST:PORT or HOST:PORT (argparse type)."""
-    if value in ("local", "auto") or re.fullmatch(r"(ray://)?[\w.-]+:\d+", value):
-        return value
-    raise argparse.ArgumentTypeError(
-        f"{value!r} is not a Ray address (local, auto, ray://HOST:PORT or HOST:PORT); put the "
-        "folder or manifest before --ray, or write --ray local"
-    )
 
 
 LONG_FILE_WINDOWS = 10  # a file longer than this many evaluation windows gets the timeline hint
@@ -222,38 +177,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     predict.add_argument(
         "--format", choices=(*FORMATS, *PCM_CHOICES), default="table",
+        metavar="{" + ",".join(FORMATS) + "}",
         help="table (default); csv (a column per label); json (one list); jsonl (one object per "
-        "line); with --stream, the input's raw PCM: s16le (default) or f32le",
+        "line)",
     )  # fmt: skip
-    predict.add_argument(
-        "--stream", action="store_true",
-        help="live: read raw mono PCM from standard input (give '-' as the input; --rate, "
-        "--format s16le|f32le) and write events as JSON lines as they happen: speech_start, "
-        "partial, segment (the --timeline rows), speech_end",
-    )  # fmt: skip
-    predict.add_argument("--rate", type=int, default=16000,
-                         help="with --stream: the input's sample rate, Hz (default 16000)")
     predict.add_argument("--output", "-o", metavar="FILE",
                          help="write here, atomically (default: standard output)")
     predict.add_argument(
         "--timeline", action="store_true",
         help="one row per segment of each file, cut at speech boundaries",
     )  # fmt: skip
-    predict.add_argument("--window", type=float,
-                         help="timeline window, s (default: the model's evaluation window)")
-    predict.add_argument("--hop", type=float, help="timeline hop, s (default: the model's)")
+    predict.add_argument("--window", type=float, metavar="SECONDS",
+                         help="timeline window (default: the model's evaluation window)")
+    predict.add_argument("--hop", type=float, metavar="SECONDS",
+                         help="timeline hop (default: the model's)")
     predict.add_argument("--plot", metavar="PNG",
                          help="draw the timeline of one file (implies --timeline)")
     predict.add_argument(
         "--labels", metavar="A,B,...",
         help="answer over these of the model's labels only (comma-separated, e.g. "
-        "neutral,happy,sad,angry): probabilities renormalised over them; files, --timeline and "
-        "--stream",
-    )  # fmt: skip
-    predict.add_argument("--model", default="accurate", help=MODEL_HELP)
-    predict.add_argument(
-        "--backend", choices=("auto", "torch", "onnx"), default="auto",
-        help="what runs the model (default: auto, onnxruntime for a .onnx file, else torch)",
+        "neutral,happy,sad,angry): probabilities renormalised over them",
     )  # fmt: skip
     predict.add_argument(
         "--batch-size", type=int,
@@ -262,47 +205,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "as accurate runs one window per pass on the CPU)",
     )  # fmt: skip
     predict.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="fp32 (default) or bf16: bfloat16 matrix products, faster for the accurate model "
-        "on CPUs with bfloat16 units (AMX, AVX512-BF16), slower elsewhere; speed-up and label "
-        "agreement as measured: docs/benchmarks.md (torch backend)",
-    )  # fmt: skip
-    predict.add_argument(
-        "--no-vad", action="store_true",
-        help="no voice activity detection: only digital silence (below -60 dBFS) is left out "
-        "(default: files and stretches without speech get 'no speech')",
-    )  # fmt: skip
-    predict.add_argument(
         "--adapt-to-inputs", action="store_true",
         help="first re-estimate the model's normalisation on the inputs themselves (at least "
-        "60 s of audio, labels unused; the training statistics kept as 20 s of it): for a "
-        "folder of one microphone, room or speaker group; said on stderr (torch backend)",
+        "60 s of audio, labels unused): for a folder of one microphone, room or speaker group; "
+        "said on stderr (torch backend)",
     )  # fmt: skip
     predict.add_argument(
         "--embeddings", metavar="NPY",
         help="also save each file's pooled representation (N, E) to this .npy (names: .txt)",
     )  # fmt: skip
-    predict.add_argument(
-        "--ray", nargs="?", const="local", type=_ray_address, metavar="ADDRESS",
-        help="archive scale: predict the one FOLDER or MANIFEST (.txt a path a line; .csv or "
-        ".parquet with a 'path' column) on Ray Data into --out; ADDRESS: local (default: a Ray "
-        "on this machine), auto, ray://HOST:PORT or HOST:PORT (a running cluster). Needs "
-        "pip install 'emofuse[ray]'",
-    )  # fmt: skip
-    predict.add_argument(
-        "--out", metavar="FOLDER",
-        help="with --ray: a FOLDER of parquet parts (e.g. predictions.parquet/), one row per "
-        "file, read as one table by pandas, pyarrow or Ray; run again to resume (files already "
-        "in it, answered or failed, are skipped)",
-    )  # fmt: skip
-    predict.add_argument(
-        "--ray-workers", type=int, metavar="N",
-        help="with --ray: model workers, --threads CPUs each (default: as many as the "
-        "cluster's CPUs hold)",
-    )  # fmt: skip
+    add_model_args(predict)
     add_runtime_args(predict, threads=None, device=True,
-                     default="1 for one file or a timeline, 2 for many files; with --ray, "
-                     "1 per worker")  # fmt: skip
+                     default="1 for one file or a timeline, 2 for many files")  # fmt: skip
+    add_old_predict_options(predict)
     predict.set_defaults(func=cmd_predict)
 
     adapt = commands.add_parser(

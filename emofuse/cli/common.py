@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emofuse.inference.recognizer import EmotionRecognizer
 
 __all__ = [
-    "MODEL_HELP", "add_runtime_args", "apply_runtime", "audio_inputs", "progress", "reporter",
+    "MODEL_HELP", "add_model_args", "add_runtime_args", "apply_runtime", "audio_inputs",
+    "deprecated", "load_recognizer", "progress", "reporter",
 ]
 
 MODEL_HELP = ("accurate or fast (the bundled models), a model file, or an exported .onnx "
@@ -30,6 +35,44 @@ def add_runtime_args(
             "--device", choices=("auto", "cpu", "cuda"), default="auto",
             help="where torch runs (default: auto, CUDA when present)",
         )  # fmt: skip
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """What :func:`load_recognizer` reads: ``--model``, ``--backend``,
+    ``--precision`` and ``--no-vad``."""
+    parser.add_argument("--model", default="accurate", help=MODEL_HELP)
+    parser.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), default="auto",
+        help="what runs the model (default: auto, onnxruntime for a .onnx file, else torch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="fp32 (default) or bf16: bfloat16 matrix products, faster for the accurate model "
+        "on CPUs with bfloat16 units (AMX, AVX512-BF16), slower elsewhere; speed-up and label "
+        "agreement as measured: docs/benchmarks.md (torch backend)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-vad", action="store_true",
+        help="no voice activity detection: only digital silence (below -60 dBFS) is left out "
+        "(default: audio without speech gets 'no speech')",
+    )  # fmt: skip
+
+
+def load_recognizer(args: argparse.Namespace, threads: int) -> EmotionRecognizer:
+    """The recogniser :func:`add_model_args`'s options name, on ``--device``, with ``threads``
+    onnxruntime threads (torch's are set by :func:`apply_runtime` or the command)."""
+    from emofuse.inference.recognizer import EmotionRecognizer
+
+    return EmotionRecognizer.load(
+        args.model, backend=args.backend, device=args.device,
+        threads=threads, precision=args.precision, vad=not args.no_vad,
+    )  # fmt: skip
+
+
+def deprecated(old: str, new: str) -> None:
+    """Say on stderr that ``old`` still works in this release and ``new`` replaces it."""
+    print(f"emofuse: warning: {old} is deprecated and goes in the next release; use {new}",
+          file=sys.stderr)  # fmt: skip
 
 
 def apply_runtime(args: argparse.Namespace) -> None:

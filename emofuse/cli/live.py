@@ -1,5 +1,5 @@
-"""``emofuse predict --stream -``: raw PCM on standard input -> events as JSON lines, written as
-they happen (``arecord -f S16_LE -r 16000 -c 1 | emofuse predict --stream -``)."""
+"""``emofuse live``: raw PCM on standard input -> events as JSON lines, written as they happen
+(``arecord -f S16_LE -r 16000 -c 1 | emofuse live``)."""
 
 from __future__ import annotations
 
@@ -8,49 +8,32 @@ import json
 import sys
 from typing import BinaryIO, TextIO
 
-__all__ = ["PCM_CHOICES", "predict_stream", "stream_events"]
+from emofuse.cli.common import add_model_args, add_runtime_args, load_recognizer
+from emofuse.inference.stream import EmotionStream
+
+__all__ = ["PCM_CHOICES", "add_commands", "cmd_live", "stream_events"]
 
 PCM_CHOICES = ("s16le", "f32le")
 READ_SECONDS = 0.1  # what one read asks for: events are at most this late on a live pipe
 
 
-def predict_stream(args: argparse.Namespace) -> int:
-    """Check the options, load the model, stream standard input to standard output."""
+def cmd_live(args: argparse.Namespace) -> int:
+    """Check the rate, load the model, turn standard input into events on standard output."""
     import torch
 
-    from emofuse.inference.recognizer import EmotionRecognizer
     from emofuse.signal.audio import check_sample_rate
 
-    if args.inputs != ["-"]:
-        raise ValueError(f"--stream reads raw PCM from standard input: give '-' as the only "
-                         f"input, got {' '.join(map(str, args.inputs))}")  # fmt: skip
-    pcm = "s16le" if args.format == "table" else args.format
-    if pcm not in PCM_CHOICES:
-        raise ValueError(f"with --stream, --format names the input PCM (s16le or f32le; "
-                         f"events are written as JSON lines), got {args.format}")  # fmt: skip
-    others = {"--timeline": args.timeline, "--plot": args.plot, "--output": args.output,
-              "--embeddings": args.embeddings, "--adapt-to-inputs": args.adapt_to_inputs,
-              "--window": args.window is not None, "--hop": args.hop is not None,
-              "--ray": args.ray is not None}  # fmt: skip
-    given = [option for option, used in others.items() if used]
-    if given:
-        raise ValueError(f"--stream does not combine with {', '.join(given)}: it writes each "
-                         "event to standard output as a JSON line")  # fmt: skip
     check_sample_rate(args.rate, "--rate")
     torch.set_num_threads(args.threads or 1)
-    recognizer = EmotionRecognizer.load(
-        args.model or "accurate", backend=args.backend, device=args.device,
-        threads=args.threads or 1, precision=args.precision, vad=not args.no_vad,
-    )  # fmt: skip
-    stream = recognizer.stream(args.rate, labels=args.labels)
+    stream = load_recognizer(args, args.threads or 1).stream(args.rate, labels=args.labels)
     try:
-        stream_events(stream, sys.stdin.buffer, sys.stdout, pcm)
+        stream_events(stream, sys.stdin.buffer, sys.stdout, args.pcm)
     except BrokenPipeError:  # the reader went away: nothing left to say
         sys.stderr.close()
     return 0
 
 
-def stream_events(stream, source: BinaryIO, out: TextIO, pcm: str) -> None:
+def stream_events(stream: EmotionStream, source: BinaryIO, out: TextIO, pcm: str) -> None:
     """Feed ``source``'s raw PCM to ``stream`` as it arrives (a sample split between two reads
     is joined), writing and flushing each event as a JSON line; at its end (or Ctrl-C), the
     last events. Bytes left over that make no whole sample are said on stderr."""
@@ -79,3 +62,24 @@ def stream_events(stream, source: BinaryIO, out: TextIO, pcm: str) -> None:
     if carry:
         print(f"emofuse: ignored {len(carry)} trailing bytes (not a whole {pcm} sample)",
               file=sys.stderr)  # fmt: skip
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """``live``."""
+    live = commands.add_parser(
+        "live", help="emotion of live audio: raw PCM on standard input, events as JSON lines",
+        description="Read raw mono PCM from standard input (e.g. arecord -f S16_LE -r 16000 -c 1 "
+        "| emofuse live) and write events as JSON lines as they happen: speech_start, partial "
+        "(the speech so far), segment (the rows of predict --timeline), speech_end.",
+    )  # fmt: skip
+    live.add_argument("source", nargs="?", default="-", choices=["-"],
+                      help="- (standard input; the default)")  # fmt: skip
+    live.add_argument("--rate", type=int, default=16000,
+                      help="the input's sample rate, Hz (default 16000; 8000 to 192000)")
+    live.add_argument("--pcm", choices=PCM_CHOICES, default="s16le",
+                      help="the input's samples: s16le (default) or f32le")
+    live.add_argument("--labels", metavar="A,B,...",
+                      help="answer over these of the model's labels only (comma-separated)")
+    add_model_args(live)
+    add_runtime_args(live, threads=1, device=True)
+    live.set_defaults(func=cmd_live)

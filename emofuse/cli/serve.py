@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from emofuse.cli.common import MODEL_HELP, add_runtime_args
+from emofuse.cli.common import add_model_args, add_runtime_args, load_recognizer
 
 __all__ = ["add_commands"]
 
@@ -33,7 +33,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import torch
     import uvicorn
 
-    from emofuse.inference import EmotionRecognizer
     from emofuse.serve.app import create_app
     from emofuse.serve.live import StreamLimits
 
@@ -46,9 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         torch.set_num_threads(1)
 
     one_torch_thread()
-    recognizer = EmotionRecognizer.load(
-        args.model, device=args.device, threads=1, precision=args.precision, vad=not args.no_vad
-    )
+    recognizer = load_recognizer(args, threads=1)
     app = create_app(
         recognizer,
         max_upload_mb=args.max_upload_mb,
@@ -77,7 +74,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    serve.add_argument("--model", default="accurate", help=MODEL_HELP)
     serve.add_argument(
         "--max-upload-mb", type=float, default=25.0, metavar="MB",
         help="largest upload accepted (default: 25); larger ones get 413",
@@ -86,11 +82,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--max-predict-seconds", type=float, default=60.0, metavar="S",
         help="longest clip /v1/predict takes (default: 60); longer: use /v1/timeline",
     )  # fmt: skip
+    add_model_args(serve)
     add_runtime_args(serve, threads=1, device=True)
-    serve.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="torch precision (default: fp32; bf16 is faster on CPUs with AMX)",
-    )  # fmt: skip
     serve.add_argument(
         "--api-key", metavar="KEY",
         help="require this key (X-API-Key: KEY or Authorization: Bearer KEY) on every endpoint "
@@ -107,9 +100,4 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="close a live stream that sends nothing for this long (default: 30)")
     serve.add_argument("--max-stream-seconds", type=float, default=4 * 3600.0, metavar="S",
                        help="longest live stream, seconds of audio (default: 14400)")
-    serve.add_argument(
-        "--no-vad",
-        action="store_true",
-        help="no voice activity detection: every audible upload gets an emotion",
-    )
     serve.set_defaults(func=cmd_serve)
