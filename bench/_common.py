@@ -1,8 +1,16 @@
-"""Helpers shared by the benchmarks: machine description, timing, result files, test audio,
-throughput passes and the peak memory of a child process.
+"""Helpers shared by the benchmarks, in sections:
+
+- **machine and load**: what the machine is, its load average, the cores other processes keep
+  busy, installed versions, busy background processes;
+- **timing**: timed calls, alternating rounds, throughput passes;
+- **test audio**: voice-like clips written to files;
+- **child processes**: the peak memory of a fresh process, a cold ``emofuse predict``;
+- **results**: PASS/MISS checks, markdown tables, the ``--results-dir`` option and the JSON + md
+  files.
 
 Results go to ``bench/results/<name>.json`` (everything measured, with the machine and the
-load average before and after) and ``bench/results/<name>.md`` (a short readable table).
+load average before and after) and ``bench/results/<name>.md`` (a short readable table), or to
+the folder given with ``--results-dir``.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = [
@@ -35,11 +44,18 @@ __all__ = [
     "run_child",
     "add_megabytes",
     "rss_line",
+    "background_processes",
+    "Check",
+    "checks_table",
     "markdown_table",
+    "add_results_dir",
     "write_results",
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+# ------------------------------------------------------------------------ machine and load
 
 
 def _cpu_model() -> str:
@@ -109,6 +125,41 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "torch_default_threads": torch.get_num_threads(),
     }
+
+
+def package_versions(packages: Sequence[str]) -> dict:
+    """The installed version of each package (None when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def background_processes(skip: str, *, min_cpu: float = 10.0, most: int = 8) -> list[str]:
+    """Other busy processes (``ps``: at least ``min_cpu`` % CPU, command lines cut short),
+    leaving out those whose command line holds ``skip`` (this benchmark)."""
+    try:
+        done = subprocess.run(["ps", "-eo", "pcpu=,args=", "--sort=-pcpu"], capture_output=True,
+                              text=True, check=False, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = []
+    for line in done.stdout.splitlines():
+        cpu, _, command = line.strip().partition(" ")
+        try:
+            if float(cpu) >= min_cpu and skip not in command and "ps -eo" not in command:
+                rows.append(f"{cpu}% {command.strip()[:120]}")
+        except ValueError:
+            continue
+    return rows[:most]
+
+
+# ------------------------------------------------------------------------ timing
 
 
 def summarize_times(seconds: Sequence[float]) -> dict:
@@ -209,6 +260,9 @@ def throughput_stats(
     }
 
 
+# ------------------------------------------------------------------------ test audio
+
+
 def check_predictions(predictions: Sequence[object], what: str) -> None:
     """Refuse a ``predict_many`` pass that returned None or a silent prediction for a file."""
     if any(p is None or p.silent for p in predictions):
@@ -234,17 +288,7 @@ def write_clips(
     return paths
 
 
-def package_versions(packages: Sequence[str]) -> dict:
-    """The installed version of each package (None when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in packages:
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+# ------------------------------------------------------------------------ child processes
 
 
 # The start of a child script (see run_child): imports and memory(), its RSS so far in KiB.
@@ -310,8 +354,13 @@ def rss_line(report: dict) -> str:
 
 
 def predict_process(
-    inputs: Sequence[Path | str], n: int, model: str, threads: int, out: Path,
-    precision: str = "fp32", output_format: str = "jsonl",
+    inputs: Sequence[Path | str],
+    n: int,
+    model: str,
+    threads: int,
+    out: Path,
+    precision: str = "fp32",
+    output_format: str = "jsonl",
 ) -> dict:
     """One cold ``python -m emofuse predict INPUTS`` process (``n`` files in ``inputs``, folders
     or files): wall time, files/s, its peak RSS (``ru_maxrss`` of the child) and the answers
@@ -338,6 +387,38 @@ def predict_process(
     }  # fmt: skip
 
 
+# ------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target: what it asks, what was measured, under which setting, PASS or MISS. As a
+    dict (:meth:`to_dict`) it is the ``{"target", "measured", "setting", "status"}`` of the
+    result files."""
+
+    target: str
+    measured: str
+    setting: str
+    status: str
+
+    @classmethod
+    def of(cls, target: str, measured: str, setting: str, ok: bool) -> Check:
+        return cls(target, measured, setting, "PASS" if ok else "MISS")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def row(self) -> list[str]:
+        return [self.target, self.measured, self.setting, self.status]
+
+
+def checks_table(checks: Iterable[Check | Mapping]) -> str:
+    """The markdown table of targets (:class:`Check` or their dicts read back from JSON)."""
+    rows = [c.row() if isinstance(c, Check) else [c["target"], c["measured"], c["setting"],
+                                                  c["status"]] for c in checks]  # fmt: skip
+    return markdown_table(["target", "measured", "setting", "status"], rows)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub markdown table; floats are written as given (format them before)."""
     lines = [
@@ -346,6 +427,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_results_dir(parser, default: Path = RESULTS_DIR) -> None:
+    """The ``--results-dir`` option of a benchmark: where its JSON and md files go."""
+    parser.add_argument("--results-dir", type=Path, default=default,
+                        help=f"where to write the result files (default {default})")  # fmt: skip
 
 
 def write_results(
