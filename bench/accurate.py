@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,7 +81,9 @@ TARGET_FILES_PER_SECOND = 100.0  # accurate, best batch size, 2 threads
 TARGET_PEAK_RSS_MB = 600.0  # accurate, 1-hour timeline, MB = 10**6 bytes
 
 # Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = common.CHILD_MEMORY + r"""args = json.loads(sys.argv[1])
+TIMELINE_CHILD = (
+    common.CHILD_MEMORY
+    + r"""args = json.loads(sys.argv[1])
 import torch
 torch.set_num_threads(args["threads"])
 from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
@@ -103,10 +104,10 @@ print(json.dumps({"after_imports": after_imports, "after_load": after_load, "pea
                   "wall_seconds": wall, "segments": segments, "silent_segments": silent,
                   "timeline_end_seconds": end}))
 """
+)
 
 
 # --------------------------------------------------------------------------- models and files
-
 
 
 def _describe(pipeline: nn.Module, about: dict) -> dict:
@@ -399,8 +400,10 @@ def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int
                               rtf=report["wall_seconds"] / seconds_)  # fmt: skip
                 common.add_megabytes(report)
                 runs.append(report)
-                print(f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
-                      + common.rss_line(report))
+                print(
+                    f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
+                    + common.rss_line(report)
+                )
         finally:
             audio.unlink(missing_ok=True)
     w = pipeline.windows
@@ -448,13 +451,151 @@ def _predicted(predictions: list, labels: tuple[str, ...]) -> np.ndarray:
                      for p in predictions], dtype=np.int64)  # fmt: skip
 
 
+INT8_NOTES = {
+    "variants": {
+        "int8": "quantize_dynamic(pipeline, {nn.Linear}, dtype=torch.qint8): per-tensor "
+        "weight scales",
+        "int8-perchannel": "quantize_dynamic(pipeline, {nn.Linear: "
+        "per_channel_dynamic_qconfig}, dtype=torch.qint8): one weight scale per output row",
+    },
+    "note": "int8 weights; activations quantised per tensor at run time; the Whisper conv "
+    "stem and the head's convolutions stay fp32",
+}
+
+
+def _int8_rtf(rec: dict, threads: int, quick: bool) -> dict:
+    """fp32 and the int8 variants' predict RTF on a 10 s clip, in alternating rounds."""
+    from emofuse.testing import synthetic_voice
+
+    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
+    calls = {k: (lambda r=r: r.predict(wave, sample_rate=SAMPLE_RATE)) for k, r in rec.items()}
+    snap = common.cpu_snapshot()
+    runs, warmup = (QUICK_INT8_RUNS, QUICK_WARMUP) if quick else (INT8_RUNS, WARMUP)
+    stats = common.time_interleaved(calls, runs=runs, warmup=warmup)
+    for s in stats.values():
+        s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
+        s["speedup_over_fp32"] = stats["fp32"]["median_ms"] / s["median_ms"]
+    print(f"int8 vs fp32, {CLIP_SECONDS:g} s clip, {threads} thread(s): " + ", ".join(
+        f"{k} {s['median_ms']:.1f} ms ({s['speedup_over_fp32']:.2f}x)"
+        for k, s in stats.items()))  # fmt: skip
+    return {"threads": threads, "clip_seconds": CLIP_SECONDS, "systems": stats,
+            "other_processes_cores": common.other_processes_cores(snap)}  # fmt: skip
+
+
+def _hidden_closeness(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Relative L2 error and lowest per-frame cosine of one layer's hidden states (W, T)."""
+    return {
+        "relative_l2_error": float((a - b).norm() / a.norm()),
+        "min_frame_cosine": float(nn.functional.cosine_similarity(a, b, dim=0).min()),
+    }
+
+
+def _int8_clip(models: dict, rec: dict, seconds: float, pitch: float, seed: int) -> dict:
+    """How close each int8 variant's probabilities and Whisper hidden states are to fp32's on
+    one synthetic clip."""
+    from emofuse.testing import synthetic_voice
+
+    extractors = models["fp32"].frontend.extractors
+    (name,) = extractors.keys()
+    width, layers = extractors[name].settings.width, extractors[name].settings.layers
+    clip = synthetic_voice(seconds, SAMPLE_RATE, pitch=pitch, seed=seed)
+    preds = {k: r.predict(clip, sample_rate=SAMPLE_RATE) for k, r in rec.items()}
+    w = torch.from_numpy(clip - clip.mean())[None]
+    n = torch.tensor([w.shape[1]])
+    with torch.inference_mode():
+        hidden = {k: m.frontend(w, n)[name][0][0] for k, m in models.items()}  # (L W, T)
+    row = {"seconds": seconds, "pitch": pitch, "seed": seed,
+           "fp32_top_probability": preds["fp32"].confidence, "variants": {}}  # fmt: skip
+    for variant in INT8_VARIANTS:
+        per_layer = {}
+        for i, k in enumerate(layers):
+            rows = slice(i * width, (i + 1) * width)
+            per_layer[str(k)] = _hidden_closeness(hidden["fp32"][rows], hidden[variant][rows])
+        p32, p8 = preds["fp32"], preds[variant]
+        row["variants"][variant] = {
+            "max_abs_probability_difference": max(
+                abs(p32.probabilities[c] - p8.probabilities[c]) for c in p32.probabilities
+            ),
+            "same_label": p32.label == p8.label,
+            "hidden_states": per_layer,
+        }
+    return row
+
+
+def _int8_summary(clips: list[dict], layers) -> dict:
+    """Per variant the largest probability difference and hidden-state error over the clips."""
+    summary = {
+        v: {
+            "max_abs_probability_difference": max(
+                c["variants"][v]["max_abs_probability_difference"] for c in clips
+            ),
+            "max_hidden_relative_l2_error": {
+                str(k): max(
+                    c["variants"][v]["hidden_states"][str(k)]["relative_l2_error"] for c in clips
+                )
+                for k in layers
+            },
+        }
+        for v in INT8_VARIANTS
+    }
+    for v, s in summary.items():
+        print(f"{v}: max |p32 - p8| over {len(clips)} clips "
+              f"{s['max_abs_probability_difference']:.2e}, hidden-state relative L2 error by "
+              f"layer {s['max_hidden_relative_l2_error']}")  # fmt: skip
+    return summary
+
+
+def _int8_verdict(variant: str, change: float, trained: bool) -> str:
+    keep = abs(change) < UA_TOLERANCE_POINTS
+    verdict = (f"{'keep' if keep else 'do not keep'} {variant}: UA moved {change:+.2f} points "
+               f"(tolerance {UA_TOLERANCE_POINTS})")  # fmt: skip
+    if not trained:
+        verdict += (
+            " -- but the accurate model is UNTRAINED (random head): its UA is chance "
+            "level, so this says nothing about the trained model"
+        )
+    return verdict
+
+
+def _int8_eval(rec: dict, labels: tuple[str, ...], trained: bool, eval_dir: str,
+               eval_corpus: str, eval_limit: int | None) -> dict:  # fmt: skip
+    """UA and WA of fp32 and the int8 variants on a corpus, and a keep/drop verdict each."""
+    from emofuse.metrics import unweighted_accuracy, weighted_accuracy
+
+    data = _eval_set(eval_corpus, eval_dir, labels, eval_limit)
+    print(f"eval on {eval_corpus}: {data['summary']}; using {len(data['paths'])} files")
+    y = data["targets"]
+    result = {"corpus": eval_corpus, "root": str(Path(eval_dir).resolve()),
+              "task": data["task"], "selection": data["summary"], "files": len(y),
+              "limit": eval_limit, "systems": {}, "verdicts": {}}  # fmt: skip
+    predicted = {}
+    for key, r in rec.items():
+        began = time.perf_counter()
+        predictions = r.predict_many(data["paths"], batch_size=16)
+        elapsed = time.perf_counter() - began
+        predicted[key] = _predicted(predictions, labels)
+        result["systems"][key] = {
+            "ua": unweighted_accuracy(y, predicted[key]),
+            "wa": weighted_accuracy(y, predicted[key]),
+            "seconds": elapsed,
+            "files_per_second": len(y) / elapsed,
+        }
+    for v in INT8_VARIANTS:
+        change = 100 * (result["systems"][v]["ua"] - result["systems"]["fp32"]["ua"])
+        result["systems"][v]["ua_change_points"] = change
+        result["systems"][v]["prediction_agreement"] = float(
+            np.mean(predicted["fp32"] == predicted[v])
+        )
+        result["verdicts"][v] = verdict = _int8_verdict(v, change, trained)
+        print(f"eval: UA fp32 {result['systems']['fp32']['ua']:.4f}, {v} "
+              f"{result['systems'][v]['ua']:.4f}; {verdict}")  # fmt: skip
+    return result
+
+
 def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str | None,
                  eval_corpus: str | None, eval_limit: int | None) -> dict:  # fmt: skip
     """Dynamic int8 quantisation of the accurate pipeline's Linear layers vs fp32: per-tensor
     weight scales (``quantize_dynamic``'s default) and per-channel weight scales."""
-    from emofuse.metrics import unweighted_accuracy, weighted_accuracy
-    from emofuse.testing import synthetic_voice
-
     torch.set_num_threads(threads)
     models, quantize_seconds = {"fp32": accurate}, {}
     for variant in INT8_VARIANTS:
@@ -466,61 +607,11 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
     quantized_names = [n for n, m in models[INT8_VARIANTS[0]].named_modules()
                        if isinstance(m, dynamic)]  # fmt: skip
     rec = {k: _recognizer(m) for k, m in models.items()}
-
-    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
-    calls = {k: (lambda r=r: r.predict(wave, sample_rate=SAMPLE_RATE)) for k, r in rec.items()}
-    snap = common.cpu_snapshot()
-    runs, warmup = (QUICK_INT8_RUNS, QUICK_WARMUP) if quick else (INT8_RUNS, WARMUP)
-    stats = common.time_interleaved(calls, runs=runs, warmup=warmup)
-    for s in stats.values():
-        s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
-        s["speedup_over_fp32"] = stats["fp32"]["median_ms"] / s["median_ms"]
-    rtf = {"threads": threads, "clip_seconds": CLIP_SECONDS, "systems": stats,
-           "other_processes_cores": common.other_processes_cores(snap)}  # fmt: skip
-    print(f"int8 vs fp32, {CLIP_SECONDS:g} s clip, {threads} thread(s): " + ", ".join(
-        f"{k} {s['median_ms']:.1f} ms ({s['speedup_over_fp32']:.2f}x)"
-        for k, s in stats.items()))  # fmt: skip
-
-    (name,) = accurate.frontend.extractors.keys()
-    width = accurate.frontend.extractors[name].settings.width
-    layers = accurate.frontend.extractors[name].settings.layers
-    clips = []
-    for seconds, pitch, seed in INT8_CLIPS:
-        clip = synthetic_voice(seconds, SAMPLE_RATE, pitch=pitch, seed=seed)
-        preds = {k: r.predict(clip, sample_rate=SAMPLE_RATE) for k, r in rec.items()}
-        w = torch.from_numpy(clip - clip.mean())[None]
-        n = torch.tensor([w.shape[1]])
-        with torch.inference_mode():
-            hidden = {k: m.frontend(w, n)[name][0][0] for k, m in models.items()}  # (L W, T)
-        row = {"seconds": seconds, "pitch": pitch, "seed": seed,
-               "fp32_top_probability": preds["fp32"].confidence, "variants": {}}  # fmt: skip
-        for variant in INT8_VARIANTS:
-            per_layer = {}
-            for i, k in enumerate(layers):
-                a = hidden["fp32"][i * width : (i + 1) * width]
-                b = hidden[variant][i * width : (i + 1) * width]
-                per_layer[str(k)] = {
-                    "relative_l2_error": float((a - b).norm() / a.norm()),
-                    "min_frame_cosine": float(nn.functional.cosine_similarity(a, b, dim=0).min()),
-                }
-            p32, p8 = preds["fp32"], preds[variant]
-            row["variants"][variant] = {
-                "max_abs_probability_difference": max(
-                    abs(p32.probabilities[c] - p8.probabilities[c]) for c in p32.probabilities
-                ),
-                "same_label": p32.label == p8.label,
-                "hidden_states": per_layer,
-            }
-        clips.append(row)
+    rtf = _int8_rtf(rec, threads, quick)
+    clips = [_int8_clip(models, rec, *clip) for clip in INT8_CLIPS]
+    (extractor,) = accurate.frontend.extractors.values()
     out = {
-        "variants": {
-            "int8": "quantize_dynamic(pipeline, {nn.Linear}, dtype=torch.qint8): per-tensor "
-            "weight scales",
-            "int8-perchannel": "quantize_dynamic(pipeline, {nn.Linear: "
-            "per_channel_dynamic_qconfig}, dtype=torch.qint8): one weight scale per output row",
-        },
-        "note": "int8 weights; activations quantised per tensor at run time; the Whisper conv "
-        "stem and the head's convolutions stay fp32",
+        **INT8_NOTES,
         "quantize_seconds": quantize_seconds,
         "linear_layers": len(linear),
         "quantized_linear_layers": len(quantized_names),
@@ -528,66 +619,12 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
         "state_dict_mb": {k: _state_mb(m) for k, m in models.items()},
         "rtf": rtf,
         "clips": clips,
-        "summary": {
-            v: {
-                "max_abs_probability_difference": max(
-                    c["variants"][v]["max_abs_probability_difference"] for c in clips
-                ),
-                "max_hidden_relative_l2_error": {
-                    str(k): max(
-                        c["variants"][v]["hidden_states"][str(k)]["relative_l2_error"]
-                        for c in clips
-                    )
-                    for k in layers
-                },  # fmt: skip
-            }
-            for v in INT8_VARIANTS
-        },
+        "summary": _int8_summary(clips, extractor.settings.layers),
+        "eval": None,
     }
-    for v, s in out["summary"].items():
-        print(f"{v}: max |p32 - p8| over {len(clips)} clips "
-              f"{s['max_abs_probability_difference']:.2e}, hidden-state relative L2 error by "
-              f"layer {s['max_hidden_relative_l2_error']}")  # fmt: skip
-
-    out["eval"] = None
     if eval_dir:
-        labels = tuple(accurate.labels)
-        data = _eval_set(eval_corpus, eval_dir, labels, eval_limit)
-        print(f"eval on {eval_corpus}: {data['summary']}; using {len(data['paths'])} files")
-        y = data["targets"]
-        result = {"corpus": eval_corpus, "root": str(Path(eval_dir).resolve()),
-                  "task": data["task"], "selection": data["summary"], "files": len(y),
-                  "limit": eval_limit, "systems": {}, "verdicts": {}}  # fmt: skip
-        predicted = {}
-        for key, r in rec.items():
-            began = time.perf_counter()
-            predictions = r.predict_many(data["paths"], batch_size=16)
-            elapsed = time.perf_counter() - began
-            predicted[key] = _predicted(predictions, labels)
-            result["systems"][key] = {
-                "ua": unweighted_accuracy(y, predicted[key]),
-                "wa": weighted_accuracy(y, predicted[key]),
-                "seconds": elapsed,
-                "files_per_second": len(y) / elapsed,
-            }
-        for v in INT8_VARIANTS:
-            change = 100 * (result["systems"][v]["ua"] - result["systems"]["fp32"]["ua"])
-            result["systems"][v]["ua_change_points"] = change
-            result["systems"][v]["prediction_agreement"] = float(
-                np.mean(predicted["fp32"] == predicted[v])
-            )
-            keep = abs(change) < UA_TOLERANCE_POINTS
-            verdict = (f"{'keep' if keep else 'do not keep'} {v}: UA moved {change:+.2f} points "
-                       f"(tolerance {UA_TOLERANCE_POINTS})")  # fmt: skip
-            if not about["trained"]:
-                verdict += (
-                    " -- but the accurate model is UNTRAINED (random head): its UA is chance "
-                    "level, so this says nothing about the trained model"
-                )
-            result["verdicts"][v] = verdict
-            print(f"eval: UA fp32 {result['systems']['fp32']['ua']:.4f}, {v} "
-                  f"{result['systems'][v]['ua']:.4f}; {verdict}")  # fmt: skip
-        out["eval"] = result
+        out["eval"] = _int8_eval(rec, tuple(accurate.labels), about["trained"], eval_dir,
+                                 eval_corpus, eval_limit)  # fmt: skip
     return out
 
 
@@ -601,21 +638,8 @@ def _versions() -> dict:
 
 
 def _background() -> list[str]:
-    """Other busy processes (command lines cut short) as seen by ``ps``."""
-    try:
-        done = subprocess.run(["ps", "-eo", "pcpu=,args=", "--sort=-pcpu"], capture_output=True,
-                              text=True, check=False, timeout=10)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return []
-    rows = []
-    for line in done.stdout.splitlines():
-        cpu, _, command = line.strip().partition(" ")
-        try:
-            if float(cpu) >= 10 and "bench/accurate.py" not in command and "ps -eo" not in command:
-                rows.append(f"{cpu}% {command.strip()[:120]}")
-        except ValueError:
-            continue
-    return rows[:8]
+    """Other busy processes as seen by ``ps``."""
+    return common.background_processes("bench/accurate.py")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -696,98 +720,46 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def check_targets(results: dict) -> list[dict]:
+    """RTF, files/s and timeline peak RSS against their targets, as the JSON's dicts."""
     rtf = results["rtf"]["systems"]["accurate"]["rtf"]
     threads = results["rtf"]["threads"]
     two = [m for m in results["throughput"] if m["model"] == "accurate" and m["threads"] == 2]
     best = max(two, key=lambda m: m["files_per_second_median"])
     memory = results["memory"]
     peak = memory["report"]["peak"]["ru_maxrss_mb"]
-    targets = [
-        (f"accurate RTF <= {TARGET_RTF} (10 s clip, batch 1, {threads} thread(s))",
-         f"{rtf:.4f}", "predict, fp32", rtf <= TARGET_RTF),
-        (f"accurate predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, 2 threads)",
-         f"{best['files_per_second_median']:.1f}", f"batch {best['batch_size']}",
-         best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
-        (f"accurate timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB "
-         f"({memory['audio_seconds'] / 60:g} min file)",
-         f"{peak:.0f} MB", f"{memory['threads']} thread(s)", peak < TARGET_PEAK_RSS_MB),
+    checks = [
+        common.Check.of(f"accurate RTF <= {TARGET_RTF} (10 s clip, batch 1, {threads} thread(s))",
+                        f"{rtf:.4f}", "predict, fp32", rtf <= TARGET_RTF),
+        common.Check.of(f"accurate predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s "
+                        "clips, 2 threads)", f"{best['files_per_second_median']:.1f}",
+                        f"batch {best['batch_size']}",
+                        best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
+        common.Check.of(f"accurate timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB "
+                        f"({memory['audio_seconds'] / 60:g} min file)", f"{peak:.0f} MB",
+                        f"{memory['threads']} thread(s)", peak < TARGET_PEAK_RSS_MB),
     ]  # fmt: skip
-    return [
-        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
-        for t, m, s, ok in targets
-    ]
+    return [check.to_dict() for check in checks]
 
 
 def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def render_markdown(results: dict) -> str:
+MODEL_LINES = {
+    "bundled": "the bundled model (`emofuse/pretrained/accurate.pt`)",
+    "untrained-config": "an UNTRAINED pipeline of `configs/accurate.yaml` (no bundled accurate "
+    "model installed; real Whisper base weights, random head; speed does not depend on "
+    "training)",
+}
+
+
+def _header(results: dict) -> list[str]:
+    """Title, machine and load, the three models and the command."""
     machine, versions, models = results["machine"], results["versions"], results["models"]
     about = models["accurate"]
     quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
-    model_line = {
-        "file": f"the model file `{about['path']}`",
-        "bundled": "the bundled model (`emofuse/pretrained/accurate.pt`)",
-        "untrained-config": "an UNTRAINED pipeline of `configs/accurate.yaml` (no bundled "
-        "accurate model installed; real Whisper base weights, random head; speed does not "
-        "depend on training)",
-    }[about["source"]]
-    rtf = results["rtf"]
-    rtf_rows = [
-        [name, _fmt_params(models[name]["parameters"]), f"{s['median_ms']:.1f}",
-         f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
-         f"{s['median_ms'] / rtf['systems']['accurate']['median_ms']:.2f}", s["runs"]]
-        for name, s in rtf["systems"].items()
-    ]  # fmt: skip
-    parts = results["accurate_parts"]
-    part_rows = [
-        [name, f"{s['median_ms']:.1f}", f"{100 * s['share_of_pipeline']:.0f}%", s["runs"]]
-        for name, s in parts["parts"].items()
-    ]
-    many_rows = [
-        [m["model"], m["threads"], m["batch_size"], f"{m['files_per_second_median']:.1f}",
-         f"{m['files_per_second_best']:.1f}", f"{m['audio_seconds_per_second_median']:.0f}",
-         m["passes"], m["other_processes_cores"]]
-        for m in results["throughput"]
-    ]  # fmt: skip
-    memory = results["memory"]
-    mem_rows = [
-        [f"{r['audio_seconds'] / 60:g}", r["batch_size"] or "default",
-         f"{r['after_imports']['ru_maxrss_mb']:.0f}", f"{r['after_load']['ru_maxrss_mb']:.0f}",
-         f"{r['peak']['ru_maxrss_mb']:.0f}",
-         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
-         r["segments"], r["silent_segments"], f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}",
-         r["other_processes_cores"]]
-        for r in [memory["report"], *memory["smaller_batches"]]
-    ]  # fmt: skip
-    int8 = results["int8"]
-    q = int8["rtf"]
-    int8_rows = [
-        [name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
-         f"{s['speedup_over_fp32']:.2f}x", s["runs"], f"{int8['state_dict_mb'][name]:.1f}"]
-        for name, s in q["systems"].items()
-    ]  # fmt: skip
-    clip_rows = [
-        [v, f"{c['seconds']:g}", f"{d['max_abs_probability_difference']:.1e}",
-         "yes" if d["same_label"] else "NO",
-         ", ".join(f"{k}: {x['relative_l2_error']:.3f}" for k, x in d["hidden_states"].items()),
-         f"{min(x['min_frame_cosine'] for x in d['hidden_states'].values()):.4f}"]
-        for v in int8["summary"]
-        for c in int8["clips"]
-        for d in [c["variants"][v]]
-    ]  # fmt: skip
-    untrained_note = (
-        " The accurate model here is untrained: its head gives near-uniform probabilities "
-        f"(top {max(c['fp32_top_probability'] for c in int8['clips']):.3f} for 7 classes), so "
-        "the probability differences say little; the hidden-state error is the measure that "
-        "carries over to the trained model."
-        if not about["trained"]
-        else ""
-    )
-    target_rows = [[t["target"], t["measured"], t["setting"], t["status"]]
-                   for t in results["targets"]]  # fmt: skip
-    sections = [
+    model_line = MODEL_LINES.get(about["source"], f"the model file `{about['path']}`")
+    return [
         f"# emofuse `accurate` model: speed, throughput, memory, int8{quick}",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; Python "
         f"{machine['python']}, emofuse {versions['emofuse']}, torch {versions['torch']}, "
@@ -805,15 +777,35 @@ def render_markdown(results: dict) -> str:
         f"`Wav2Vec2Model(Wav2Vec2Config())`, random init, {models['wav2vec2']['parameters']:,} "
         "parameters, all 12 layers. Command: "
         f"`{results['command']}`.",
-        "## Targets",
-        common.markdown_table(["target", "measured", "setting", "status"], target_rows),
+    ]
+
+
+def _rtf_section(results: dict) -> list[str]:
+    rtf, models = results["rtf"], results["models"]
+    rows = [
+        [name, _fmt_params(models[name]["parameters"]), f"{s['median_ms']:.1f}",
+         f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
+         f"{s['median_ms'] / rtf['systems']['accurate']['median_ms']:.2f}", s["runs"]]
+        for name, s in rtf["systems"].items()
+    ]  # fmt: skip
+    return [
         f"## RTF: one {rtf['clip_seconds']:g} s clip, batch 1, {rtf['threads']} thread(s)",
         "accurate and fast via `EmotionRecognizer.predict(array, sample_rate=16000)`; wav2vec2 "
         "as a raw encoder forward. RTF = median latency / audio duration. Other processes kept "
         f"{rtf['other_processes_cores']} cores busy during this table.",
         common.markdown_table(
-            ["system", "params", "median ms", "p90 ms", "RTF", "x accurate", "runs"], rtf_rows
+            ["system", "params", "median ms", "p90 ms", "RTF", "x accurate", "runs"], rows
         ),
+    ]
+
+
+def _parts_section(results: dict) -> list[str]:
+    parts = results["accurate_parts"]
+    rows = [
+        [name, f"{s['median_ms']:.1f}", f"{100 * s['share_of_pipeline']:.0f}%", s["runs"]]
+        for name, s in parts["parts"].items()
+    ]
+    return [
         f"## Where the accurate model's time goes ({parts['clip_seconds']:g} s clip, "
         f"{parts['threads']} thread(s))",
         "Each part timed on its own, all in alternating rounds; share = median / pipeline "
@@ -821,22 +813,45 @@ def render_markdown(results: dict) -> str:
         f"{'' if parts['stream_output_contiguous'] else 'not '}contiguous "
         f"({parts['stream_output_shape']}); the diagnostic row copies it to contiguous memory "
         "before the head (copy included).",
-        common.markdown_table(["part", "median ms", "share", "runs"], part_rows),
+        common.markdown_table(["part", "median ms", "share", "runs"], rows),
+    ]
+
+
+THROUGHPUT_HEADERS = ["model", "threads", "batch", "files/s (median)", "files/s (best)",
+                      "audio s / s", "passes", "cores busy with other processes"]  # fmt: skip
+
+
+def _throughput_section(results: dict) -> list[str]:
+    rows = [
+        [m["model"], m["threads"], m["batch_size"], f"{m['files_per_second_median']:.1f}",
+         f"{m['files_per_second_best']:.1f}", f"{m['audio_seconds_per_second_median']:.0f}",
+         m["passes"], m["other_processes_cores"]]
+        for m in results["throughput"]
+    ]  # fmt: skip
+    return [
         f"## `predict_many` throughput ({results['throughput'][0]['files']} WAV files of "
         f"{MANY_SECONDS:g} s, decoding included)",
-        common.markdown_table(
-            [
-                "model",
-                "threads",
-                "batch",
-                "files/s (median)",
-                "files/s (best)",
-                "audio s / s",
-                "passes",
-                "cores busy with other processes",
-            ],
-            many_rows,
-        ),  # fmt: skip
+        common.markdown_table(THROUGHPUT_HEADERS, rows),
+    ]
+
+
+MEMORY_HEADERS = ["file min", "batch", "after imports", "after load", "peak", "peak VmHWM",
+                  "segments", "silent", "wall s", "RTF",
+                  "cores busy with other processes"]  # fmt: skip
+
+
+def _memory_section(results: dict) -> list[str]:
+    memory = results["memory"]
+    rows = [
+        [f"{r['audio_seconds'] / 60:g}", r["batch_size"] or "default",
+         f"{r['after_imports']['ru_maxrss_mb']:.0f}", f"{r['after_load']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
+         r["segments"], r["silent_segments"], f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}",
+         r["other_processes_cores"]]
+        for r in [memory["report"], *memory["smaller_batches"]]
+    ]  # fmt: skip
+    return [
         f"## `timeline` memory (accurate model, {memory['threads']} thread(s))",
         "A fresh process iterates `recognizer.timeline(path)` "
         f"({memory['timeline_defaults']}) over a 16 kHz WAV file; the first row is the target "
@@ -844,22 +859,18 @@ def render_markdown(results: dict) -> str:
         "does not grow with the file's length). RSS in MB (10^6 bytes) from `ru_maxrss` after "
         "the imports, after loading the model and at the end (the peak); `VmHWM` is the "
         "kernel's high-water mark of the same process.",
-        common.markdown_table(
-            [
-                "file min",
-                "batch",
-                "after imports",
-                "after load",
-                "peak",
-                "peak VmHWM",
-                "segments",
-                "silent",
-                "wall s",
-                "RTF",
-                "cores busy with other processes",
-            ],
-            mem_rows,
-        ),  # fmt: skip
+        common.markdown_table(MEMORY_HEADERS, rows),
+    ]
+
+
+def _int8_rtf_section(int8: dict) -> list[str]:
+    q = int8["rtf"]
+    rows = [
+        [name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
+         f"{s['speedup_over_fp32']:.2f}x", s["runs"], f"{int8['state_dict_mb'][name]:.1f}"]
+        for name, s in q["systems"].items()
+    ]  # fmt: skip
+    return [
         "## int8 dynamic quantisation of the accurate model",
         f"`quantize_dynamic(pipeline, {{nn.Linear}}, dtype=torch.qint8)` (`int8`, per-tensor "
         "weight scales) and the same with `per_channel_dynamic_qconfig` (`int8-perchannel`): "
@@ -869,51 +880,76 @@ def render_markdown(results: dict) -> str:
         f"{q['threads']} thread(s), alternating rounds; state dict size as saved by "
         "`torch.save`):",
         common.markdown_table(
-            ["model", "median ms", "p90 ms", "RTF", "speed-up", "runs", "state dict MB"],
-            int8_rows,
+            ["model", "median ms", "p90 ms", "RTF", "speed-up", "runs", "state dict MB"], rows
         ),
+    ]
+
+
+CLOSENESS_HEADERS = ["variant", "clip s", "max abs prob. diff", "same label",
+                     "hidden-state rel. L2 error by layer", "min frame cosine"]  # fmt: skip
+
+
+def _int8_closeness_section(int8: dict, trained: bool) -> list[str]:
+    rows = [
+        [v, f"{c['seconds']:g}", f"{d['max_abs_probability_difference']:.1e}",
+         "yes" if d["same_label"] else "NO",
+         ", ".join(f"{k}: {x['relative_l2_error']:.3f}" for k, x in d["hidden_states"].items()),
+         f"{min(x['min_frame_cosine'] for x in d['hidden_states'].values()):.4f}"]
+        for v in int8["summary"]
+        for c in int8["clips"]
+        for d in [c["variants"][v]]
+    ]  # fmt: skip
+    untrained_note = (
+        " The accurate model here is untrained: its head gives near-uniform probabilities "
+        f"(top {max(c['fp32_top_probability'] for c in int8['clips']):.3f} for 7 classes), so "
+        "the probability differences say little; the hidden-state error is the measure that "
+        "carries over to the trained model."
+        if not trained
+        else ""
+    )
+    return [
         "Closeness to fp32 on synthetic clips: largest |p_fp32 - p_int8| over the classes, the "
         "same top label, relative L2 error of the Whisper hidden states per layer, and the "
         f"lowest per-frame cosine similarity.{untrained_note}",
-        common.markdown_table(
-            [
-                "variant",
-                "clip s",
-                "max abs prob. diff",
-                "same label",
-                "hidden-state rel. L2 error by layer",
-                "min frame cosine",
-            ],
-            clip_rows,
-        ),  # fmt: skip
+        common.markdown_table(CLOSENESS_HEADERS, rows),
     ]
-    ev = int8["eval"]
-    if ev:
-        sections += [
-            f"UA on `{ev['corpus']}` ({ev['files']} files, task `{ev['task']}`"
-            f"{', an even spread over the corpus' if ev['limit'] else ''}):",
-            common.markdown_table(
-                ["model", "UA", "WA", "UA change (points)", "agreement with fp32", "files/s"],
-                [
-                    [
-                        k,
-                        f"{100 * s['ua']:.2f}",
-                        f"{100 * s['wa']:.2f}",
-                        f"{s['ua_change_points']:+.2f}" if "ua_change_points" in s else "",
-                        f"{100 * s['prediction_agreement']:.1f}%"
-                        if "prediction_agreement" in s
-                        else "",
-                        f"{s['files_per_second']:.1f}",
-                    ]
-                    for k, s in ev["systems"].items()
-                ],
-            ),  # fmt: skip
-            "**Verdict**: " + "; ".join(ev["verdicts"].values()) + ".",
-        ]
-    else:
-        sections.append(
-            "No `--eval-dir`/`--eval-corpus` given: UA not measured, no keep/drop verdict."
-        )
+
+
+def _eval_section(ev: dict | None) -> list[str]:
+    if not ev:
+        return ["No `--eval-dir`/`--eval-corpus` given: UA not measured, no keep/drop verdict."]
+    rows = [
+        [k, f"{100 * s['ua']:.2f}", f"{100 * s['wa']:.2f}",
+         f"{s['ua_change_points']:+.2f}" if "ua_change_points" in s else "",
+         f"{100 * s['prediction_agreement']:.1f}%" if "prediction_agreement" in s else "",
+         f"{s['files_per_second']:.1f}"]
+        for k, s in ev["systems"].items()
+    ]  # fmt: skip
+    return [
+        f"UA on `{ev['corpus']}` ({ev['files']} files, task `{ev['task']}`"
+        f"{', an even spread over the corpus' if ev['limit'] else ''}):",
+        common.markdown_table(
+            ["model", "UA", "WA", "UA change (points)", "agreement with fp32", "files/s"], rows
+        ),
+        "**Verdict**: " + "; ".join(ev["verdicts"].values()) + ".",
+    ]
+
+
+def render_markdown(results: dict) -> str:
+    """The report of a run (its JSON, as written or read back): one section per measurement."""
+    int8 = results["int8"]
+    sections = [
+        *_header(results),
+        "## Targets",
+        common.checks_table(results["targets"]),
+        *_rtf_section(results),
+        *_parts_section(results),
+        *_throughput_section(results),
+        *_memory_section(results),
+        *_int8_rtf_section(int8),
+        *_int8_closeness_section(int8, results["models"]["accurate"]["trained"]),
+        *_eval_section(int8["eval"]),
+    ]
     return "\n\n".join(sections)
 
 
@@ -939,13 +975,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"at most this many utterances (--quick: {QUICK_EVAL_LIMIT})",
     )
+    common.add_results_dir(parser)
     args = parser.parse_args(argv)  # fmt: skip
     if bool(args.eval_dir) != bool(args.eval_corpus):
         parser.error("--eval-dir and --eval-corpus go together")
     if args.threads < 1 or (args.eval_limit is not None and args.eval_limit < 1):
         parser.error("--threads and --eval-limit must be positive")
     results = run(args)
-    common.write_results("accurate", results, render_markdown(results), quick=args.quick)
+    common.write_results("accurate", results, render_markdown(results), args.results_dir,
+                         quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":
