@@ -165,15 +165,7 @@ def run(quick: bool = False) -> dict:
 
 
 def _peer_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("emofuse", "torch", "numpy", "opensmile", "transformers"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return common.package_versions(("emofuse", "torch", "numpy", "opensmile", "transformers"))
 
 
 def _find(results: dict, seconds: int, threads: int) -> dict:
@@ -194,7 +186,7 @@ def check_targets(results: dict) -> list[dict]:
     def where(m: dict) -> str:
         return f"{m['clip_seconds']} s, {m['torch_threads']} thread(s)"
 
-    targets = [
+    checks = [
         ("default model parameters in 0.3-2 M", f"{n_params / 1e6:.3f} M", "",
          TARGET_PARAMS[0] <= n_params <= TARGET_PARAMS[1]),
         (f"features + model RTF <= {TARGET_RTF} (10 s, 1 thread)",
@@ -213,10 +205,7 @@ def check_targets(results: dict) -> list[dict]:
          f"{worst_smile['ratio_egemaps_over_features']:.1f}x", where(worst_smile),
          worst_smile["ratio_egemaps_over_features"] >= TARGET_VS_EGEMAPS),
     ]  # fmt: skip
-    return [
-        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
-        for t, m, s, ok in targets
-    ]
+    return [common.Check.of(*check).to_dict() for check in checks]
 
 
 def render_markdown(results: dict) -> str:
@@ -247,9 +236,6 @@ def render_markdown(results: dict) -> str:
         ]  # fmt: skip
         for m in results["measurements"]
     ]
-    target_rows = [
-        [t["target"], t["measured"], t["setting"], t["status"]] for t in results["targets"]
-    ]
     quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
     return "\n\n".join(
         [
@@ -269,7 +255,7 @@ def render_markdown(results: dict) -> str:
             f"({results['parameters']['wav2vec2'] / 1e6:.1f} M parameters); the emofuse model "
             f"has {results['parameters']['emofuse_model']:,} parameters.",
             "## Targets",
-            common.markdown_table(["target", "measured", "setting", "status"], target_rows),
+            common.checks_table(results["targets"]),
             "## Latency",
             common.markdown_table(
                 ["clip s", "threads", "system", "median ms", "p90 ms", "RTF", "runs"], rows
@@ -292,9 +278,11 @@ def render_markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     results = run(quick=args.quick)
-    common.write_results("speed", results, render_markdown(results), quick=args.quick)
+    common.write_results("speed", results, render_markdown(results), args.results_dir,
+                         quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":
