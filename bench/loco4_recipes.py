@@ -81,8 +81,14 @@ class Data:
                 for i in index]  # fmt: skip
 
 
-def pooled(data: Data, index: np.ndarray, layers: list[int], groups: np.ndarray | None,
-           prior: tuple | None, prior_seconds: float = PRIOR_SECONDS) -> np.ndarray:
+def pooled(
+    data: Data,
+    index: np.ndarray,
+    layers: list[int],
+    groups: np.ndarray | None,
+    prior: tuple | None,
+    prior_seconds: float = PRIOR_SECONDS,
+) -> np.ndarray:
     """Pooled statistics of ``index``: each group standardised with its own statistics (shrunk
     to ``prior`` by ``prior_seconds`` when given), or all with ``prior`` when ``groups`` is None."""
     moments = data.moments(index, layers)
@@ -118,7 +124,8 @@ class MLP:
         for _ in range(60):
             for batch in torch.randperm(len(x)).split(128):
                 loss = torch.nn.functional.cross_entropy(
-                    self.net(x[batch]), y[batch], reduction="none", label_smoothing=0.1)
+                    self.net(x[batch]), y[batch], reduction="none", label_smoothing=0.1
+                )
                 optimiser.zero_grad()
                 (loss * w[batch]).mean().backward()
                 optimiser.step()
@@ -186,12 +193,14 @@ def evaluate(name: str, data: list[Data], c: float) -> dict:
             per.append({"ua": ua(y, z.argmax(1)), "max_share": max_share(z.argmax(1)),
                         "ece": expected_calibration_error(raw, y),
                         "ece_temperature": expected_calibration_error(p, y)})  # fmt: skip
-        row[how] = {"per_corpus": dict(zip(CORPORA, per, strict=True)),
-                    "mean_ua": float(np.mean([r["ua"] for r in per])),
-                    "worst_ua": float(np.min([r["ua"] for r in per])),
-                    "max_share": float(np.max([r["max_share"] for r in per])),
-                    "ece": float(np.mean([r["ece"] for r in per])),
-                    "ece_temperature": float(np.mean([r["ece_temperature"] for r in per]))}
+        row[how] = {
+            "per_corpus": dict(zip(CORPORA, per, strict=True)),
+            "mean_ua": float(np.mean([r["ua"] for r in per])),
+            "worst_ua": float(np.min([r["ua"] for r in per])),
+            "max_share": float(np.max([r["max_share"] for r in per])),
+            "ece": float(np.mean([r["ece"] for r in per])),
+            "ece_temperature": float(np.mean([r["ece_temperature"] for r in per])),
+        }
     return row
 
 
@@ -240,8 +249,10 @@ def load_data(args: argparse.Namespace, copies: int = 2) -> list[Data]:
         roots = {c: Path(args.degraded) / str(seed) / c for c in CORPORA}
         missing = [str(r) for r in roots.values() if not r.is_dir()]
         if missing:
-            raise SystemExit(f"degraded copies missing: {missing}; make them with "
-                             "scripts/degrade_corpus.py (see bench/loco4_recipes.py)")
+            raise SystemExit(
+                f"degraded copies missing: {missing}; make them with "
+                "scripts/degrade_corpus.py (see bench/loco4_recipes.py)"
+            )
         data.append(Data(roots, f"degraded{seed}", "bundled7"))
     return data
 

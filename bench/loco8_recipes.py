@@ -308,8 +308,9 @@ def main() -> None:
         result = {"rows": rows, "command": command, "machine": machine,
                   "prior_seconds": args.prior_seconds,
                   "seconds": round(time.perf_counter() - began)}  # fmt: skip
-        write_results("recipes", result, markdown(rows, command, machine, args.prior_seconds),
-                      Path(args.out))  # fmt: skip (after every row: a long search keeps its rows)
+        write_results(
+            "recipes", result, markdown(rows, command, machine, args.prior_seconds), Path(args.out)
+        )  # fmt: skip (after every row: a long search keeps its rows)
 
 
 if __name__ == "__main__":

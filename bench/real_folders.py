@@ -38,8 +38,12 @@ CORPORA = REPO.parent / "shared" / "corpora"
 NAMES = ("emodb", "ravdess", "emovo", "ased")
 RATE = 16000
 TARGET_RSS_MB = 600.0
-TARGETS = {("accurate", "fp32"): 60.0, ("accurate", "bf16"): 100.0,
-           ("fast", "fp32"): 200.0, ("fast", "bf16"): 200.0}  # files/s, the corpora together
+TARGETS = {
+    ("accurate", "fp32"): 60.0,
+    ("accurate", "bf16"): 100.0,
+    ("fast", "fp32"): 200.0,
+    ("fast", "bf16"): 200.0,
+}  # files/s, the corpora together
 MIXED = ((1.0, 40), (14.0, 20), (60.0, 5), (600.0, 1))  # (seconds, files)
 
 
@@ -135,8 +139,15 @@ def main() -> None:
                 for name in args.inputs:
                     entry = sets[name]
                     out = Path(tmp) / f"out.{entry['format']}"
-                    row = common.predict_process(entry["args"], len(entry["files"]), model,
-                                                 args.threads, out, precision, entry["format"])
+                    row = common.predict_process(
+                        entry["args"],
+                        len(entry["files"]),
+                        model,
+                        args.threads,
+                        out,
+                        precision,
+                        entry["format"],
+                    )
                     row.update(input=name, audio_seconds=round(entry["audio_seconds"], 1),
                                audio_seconds_per_second=round(entry["audio_seconds"]
                                                               / row["seconds"], 1))  # fmt: skip

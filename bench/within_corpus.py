@@ -70,10 +70,16 @@ def fold_scores(data: list[Data], corpus: str, c: float, train_filter=None, test
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(parser)
-    parser.add_argument("--no-degraded", action="store_true",
-                        help="train on the original clips only (the eight-corpus recipe)")
-    parser.add_argument("--speech-only", action="store_true",
-                        help="statistics of the speech frames only (implies --no-degraded)")
+    parser.add_argument(
+        "--no-degraded",
+        action="store_true",
+        help="train on the original clips only (the eight-corpus recipe)",
+    )
+    parser.add_argument(
+        "--speech-only",
+        action="store_true",
+        help="statistics of the speech frames only (implies --no-degraded)",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     if args.speech_only:
