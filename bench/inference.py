@@ -61,7 +61,9 @@ TARGET_PEAK_RSS_MB = 500.0  # timeline over 1 hour, MB = 10**6 bytes
 HEADLINE = (10, 1)  # (clip seconds, threads) of the RTF target
 
 # Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = common.CHILD_MEMORY + r"""args = json.loads(sys.argv[1])
+TIMELINE_CHILD = (
+    common.CHILD_MEMORY
+    + r"""args = json.loads(sys.argv[1])
 import torch
 torch.set_num_threads(args["threads"])
 from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
@@ -86,6 +88,7 @@ print(json.dumps({"after_imports": after_imports, "after_load": after_load, "pea
                   "wall_seconds": wall, "segments": segments, "silent_segments": silent,
                   "timeline_end_seconds": end}))
 """
+)
 
 
 # --------------------------------------------------------------------------- model and files
@@ -144,8 +147,6 @@ def write_long_file(path: Path, seconds: int) -> int:
             chunk = min(LONG_CHUNK_SECONDS, seconds - start)
             out.write(synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i))
     return path.stat().st_size
-
-
 
 
 # --------------------------------------------------------------------------- 1. latency
@@ -266,8 +267,9 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
             report["rtf"] = report["wall_seconds"] / seconds
             common.add_megabytes(report)
             runs[backend] = report
-            print(f"timeline {backend:>5}, {seconds} s of audio: peak RSS "
-                  + common.rss_line(report))
+            print(
+                f"timeline {backend:>5}, {seconds} s of audio: peak RSS " + common.rss_line(report)
+            )
     finally:
         audio.unlink(missing_ok=True)
     return {
@@ -363,183 +365,161 @@ def _versions() -> dict:
 
 
 def check_targets(results: dict) -> list[dict]:
-    """Each target with the measured number and PASS/MISS."""
+    """Each target with the measured number and PASS/MISS, as the JSON's dicts."""
     head = next(m for m in results["latency"] if (m["clip_seconds"], m["threads"]) == HEADLINE)
     fastest = min(BACKENDS, key=lambda n: head["backends"][n]["rtf"])
     best = max(results["throughput"], key=lambda m: m["files_per_second_median"])
     memory = results["memory"]
     minutes = memory["audio_seconds"] / 60
-    targets = [
-        (f"predict RTF <= {TARGET_RTF} (10 s clip, 1 thread, faster backend)",
-         f"{head['backends'][fastest]['rtf']:.4f}", fastest,
-         head["backends"][fastest]["rtf"] <= TARGET_RTF),
-        (f"predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, "
-         f"{MANY_THREADS} threads)",
-         f"{best['files_per_second_median']:.0f}",
-         f"{best['backend']}, batch {best['batch_size']}",
-         best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
+    checks = [
+        common.Check.of(f"predict RTF <= {TARGET_RTF} (10 s clip, 1 thread, faster backend)",
+                        f"{head['backends'][fastest]['rtf']:.4f}", fastest,
+                        head["backends"][fastest]["rtf"] <= TARGET_RTF),
+        common.Check.of(f"predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, "
+                        f"{MANY_THREADS} threads)", f"{best['files_per_second_median']:.0f}",
+                        f"{best['backend']}, batch {best['batch_size']}",
+                        best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
     ]  # fmt: skip
     for name, report in memory["backends"].items():
         peak = report["peak"]["ru_maxrss_mb"]
-        targets.append(
-            (
-                f"timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB ({minutes:g} min file)",
-                f"{peak:.0f} MB",
-                name,
-                peak < TARGET_PEAK_RSS_MB,
-            )  # fmt: skip
-        )
+        checks.append(common.Check.of(
+            f"timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB ({minutes:g} min file)",
+            f"{peak:.0f} MB", name, peak < TARGET_PEAK_RSS_MB))  # fmt: skip
+    return [check.to_dict() for check in checks]
+
+
+MODEL_LINES = {
+    "bundled": "the bundled model (`emofuse/pretrained/bundled.pt`)",
+    "random-default": "a randomly initialised default-size pipeline (no bundled model "
+    "installed; speed does not depend on the weights)",
+}
+OTHERS = "cores busy with other processes"
+
+
+def _header(results: dict) -> list[str]:
+    """Title, machine and load, the model and the ONNX export."""
+    machine, versions, about = results["machine"], results["versions"], results["model"]
+    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
+    model_line = MODEL_LINES.get(about["source"], f"the model file `{about['path']}`")
     return [
-        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
-        for t, m, s, ok in targets
+        f"# emofuse inference: latency, throughput, memory{quick}",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
+        f"Python {machine['python']}, emofuse {versions['emofuse']}, torch "
+        f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, numpy "
+        f"{versions['numpy']}. Load average (1/5/15 min) before "
+        f"{results['load_average_before']}, after {results['load_average_after']}; other "
+        f"processes kept {results['other_processes_cores']} cores busy on average during "
+        "the run. Where other jobs occupy the cores, the 2-thread numbers measure "
+        "contention more than the code.",
+        f"Model: {model_line}; {about['parameters']:,} parameters, {len(about['labels'])} "
+        f"classes. ONNX: exported once with `export_onnx` "
+        f"({results['onnx_export_seconds']:.1f} s), run by `OnnxBackend(path, "
+        "num_threads=n)`. Audio: `emofuse.testing.synthetic_voice` at "
+        f"{results['sample_rate']} Hz.",
+    ]
+
+
+def _latency_section(latency: list[dict]) -> list[str]:
+    rows = [
+        [m["clip_seconds"], m["threads"], name, f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}",
+         f"{s['rtf']:.5f}", s["runs"], m["other_processes_cores"]]
+        for m in latency
+        for name, s in m["backends"].items()
+    ]  # fmt: skip
+    ratios = [
+        [m["clip_seconds"], m["threads"], f"{m['ratio_torch_over_onnx']:.2f}x",
+         f"{m['max_probability_difference']:.1e}"]
+        for m in latency
+    ]  # fmt: skip
+    return [
+        "## `predict` latency (one clip, array input)",
+        "RTF = median latency / audio duration. Backends timed in alternating rounds.",
+        common.markdown_table(
+            ["clip s", "threads", "backend", "median ms", "p90 ms", "RTF", "runs", OTHERS], rows
+        ),  # fmt: skip
+        common.markdown_table(
+            [
+                "clip s",
+                "threads",
+                "torch / onnx (median)",
+                "max abs. probability difference torch vs onnx",
+            ],
+            ratios,
+        ),  # fmt: skip
+    ]
+
+
+def _throughput_section(throughput: list[dict]) -> list[str]:
+    rows = [
+        [m["backend"], m["batch_size"], m["threads"], f"{m['files_per_second_median']:.0f}",
+         f"{m['files_per_second_best']:.0f}", f"{m['audio_seconds_per_second_median']:.0f}",
+         m["passes"], m["other_processes_cores"]]
+        for m in throughput
+    ]  # fmt: skip
+    return [
+        f"## `predict_many` throughput ({throughput[0]['files']} FLAC files of "
+        f"{MANY_SECONDS:g} s, decoding included)",
+        common.markdown_table(
+            [
+                "backend",
+                "batch",
+                "threads",
+                "files/s (median)",
+                "files/s (best)",
+                "audio s / s",
+                "passes",
+                OTHERS,
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+
+
+def _memory_section(memory: dict) -> list[str]:
+    rows = [
+        [name, f"{r['after_imports']['ru_maxrss_mb']:.0f}",
+         f"{r['after_load']['ru_maxrss_mb']:.0f}", f"{r['peak']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a", r["segments"],
+         f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}", r["other_processes_cores"]]
+        for name, r in memory["backends"].items()
+    ]  # fmt: skip
+    return [
+        f"## `timeline` memory ({memory['audio_seconds'] / 60:g} min 16 kHz FLAC, "
+        f"{memory['file_bytes'] / 1e6:.0f} MB)",
+        "A fresh process per backend iterates `recognizer.timeline(path)` "
+        f"({memory['timeline_defaults']}) at {memory['threads']} thread(s). RSS in MB "
+        "(10^6 bytes) from `ru_maxrss` after the imports (torch, emofuse), after loading "
+        "the model, and at the end (the peak); `VmHWM` is the kernel's high-water mark of "
+        "the same process. The difference between the peak and after-load columns is what "
+        "streaming the audio and running the windows costs.",
+        common.markdown_table(
+            [
+                "backend",
+                "after imports",
+                "after load",
+                "peak",
+                "peak VmHWM",
+                "segments",
+                "wall s",
+                "RTF",
+                OTHERS,
+            ],
+            rows,
+        ),  # fmt: skip
     ]
 
 
 def render_markdown(results: dict) -> str:
-    machine, versions, about = results["machine"], results["versions"], results["model"]
-    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
-    model_line = {
-        "file": f"the model file `{about['path']}`",
-        "bundled": "the bundled model (`emofuse/pretrained/bundled.pt`)",
-        "random-default": "a randomly initialised default-size pipeline (no bundled model "
-        "installed; speed does not depend on the weights)",
-    }[about["source"]]
-    latency_rows = [
-        [
-            m["clip_seconds"],
-            m["threads"],
-            name,
-            f"{s['median_ms']:.2f}",
-            f"{s['p90_ms']:.2f}",
-            f"{s['rtf']:.5f}",
-            s["runs"],
-            m["other_processes_cores"],
-        ]  # fmt: skip
-        for m in results["latency"]
-        for name, s in m["backends"].items()
+    """The report of a run (its JSON, as written or read back): one section per measurement."""
+    sections = [
+        *_header(results),
+        "## Targets",
+        common.checks_table(results["targets"]),
+        *_latency_section(results["latency"]),
+        *_throughput_section(results["throughput"]),
+        *_memory_section(results["memory"]),
     ]
-    ratio_rows = [
-        [
-            m["clip_seconds"],
-            m["threads"],
-            f"{m['ratio_torch_over_onnx']:.2f}x",
-            f"{m['max_probability_difference']:.1e}",
-        ]  # fmt: skip
-        for m in results["latency"]
-    ]
-    many_rows = [
-        [
-            m["backend"],
-            m["batch_size"],
-            m["threads"],
-            f"{m['files_per_second_median']:.0f}",
-            f"{m['files_per_second_best']:.0f}",
-            f"{m['audio_seconds_per_second_median']:.0f}",
-            m["passes"],
-            m["other_processes_cores"],
-        ]  # fmt: skip
-        for m in results["throughput"]
-    ]
-    memory = results["memory"]
-    mem_rows = []
-    for name, r in memory["backends"].items():
-        mem_rows.append(
-            [
-                name,
-                f"{r['after_imports']['ru_maxrss_mb']:.0f}",
-                f"{r['after_load']['ru_maxrss_mb']:.0f}",
-                f"{r['peak']['ru_maxrss_mb']:.0f}",
-                f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
-                r["segments"],
-                f"{r['wall_seconds']:.1f}",
-                f"{r['rtf']:.4f}",
-                r["other_processes_cores"],
-            ]  # fmt: skip
-        )
-    target_rows = [
-        [t["target"], t["measured"], t["setting"], t["status"]] for t in results["targets"]
-    ]
-    return "\n\n".join(
-        [
-            f"# emofuse inference: latency, throughput, memory{quick}",
-            f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
-            f"Python {machine['python']}, emofuse {versions['emofuse']}, torch "
-            f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, numpy "
-            f"{versions['numpy']}. Load average (1/5/15 min) before "
-            f"{results['load_average_before']}, after {results['load_average_after']}; other "
-            f"processes kept {results['other_processes_cores']} cores busy on average during "
-            "the run. Where other jobs occupy the cores, the 2-thread numbers measure "
-            "contention more than the code.",
-            f"Model: {model_line}; {about['parameters']:,} parameters, {len(about['labels'])} "
-            f"classes. ONNX: exported once with `export_onnx` "
-            f"({results['onnx_export_seconds']:.1f} s), run by `OnnxBackend(path, "
-            "num_threads=n)`. Audio: `emofuse.testing.synthetic_voice` at "
-            f"{results['sample_rate']} Hz.",
-            "## Targets",
-            common.markdown_table(["target", "measured", "setting", "status"], target_rows),
-            "## `predict` latency (one clip, array input)",
-            "RTF = median latency / audio duration. Backends timed in alternating rounds.",
-            common.markdown_table(
-                [
-                    "clip s",
-                    "threads",
-                    "backend",
-                    "median ms",
-                    "p90 ms",
-                    "RTF",
-                    "runs",
-                    "cores busy with other processes",
-                ],  # fmt: skip
-                latency_rows,
-            ),
-            common.markdown_table(
-                [
-                    "clip s",
-                    "threads",
-                    "torch / onnx (median)",
-                    "max abs. probability difference torch vs onnx",
-                ],
-                ratio_rows,
-            ),
-            f"## `predict_many` throughput ({results['throughput'][0]['files']} FLAC files of "
-            f"{MANY_SECONDS:g} s, decoding included)",
-            common.markdown_table(
-                [
-                    "backend",
-                    "batch",
-                    "threads",
-                    "files/s (median)",
-                    "files/s (best)",
-                    "audio s / s",
-                    "passes",
-                    "cores busy with other processes",
-                ],  # fmt: skip
-                many_rows,
-            ),
-            f"## `timeline` memory ({memory['audio_seconds'] / 60:g} min 16 kHz FLAC, "
-            f"{memory['file_bytes'] / 1e6:.0f} MB)",
-            "A fresh process per backend iterates `recognizer.timeline(path)` "
-            f"({memory['timeline_defaults']}) at {memory['threads']} thread(s). RSS in MB "
-            "(10^6 bytes) from `ru_maxrss` after the imports (torch, emofuse), after loading "
-            "the model, and at the end (the peak); `VmHWM` is the kernel's high-water mark of "
-            "the same process. The difference between the peak and after-load columns is what "
-            "streaming the audio and running the windows costs.",
-            common.markdown_table(
-                [
-                    "backend",
-                    "after imports",
-                    "after load",
-                    "peak",
-                    "peak VmHWM",
-                    "segments",
-                    "wall s",
-                    "RTF",
-                    "cores busy with other processes",
-                ],  # fmt: skip
-                mem_rows,
-            ),
-        ]
-    )
+    return "\n\n".join(sections)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -548,9 +528,11 @@ def main(argv: list[str] | None = None) -> None:
         "--model", default=None, help="model file (default: the bundled model, else random)"
     )
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     results = run(model=args.model, quick=args.quick)
-    common.write_results("inference", results, render_markdown(results), quick=args.quick)
+    common.write_results("inference", results, render_markdown(results), args.results_dir,
+                         quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":
