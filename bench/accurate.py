@@ -38,14 +38,10 @@ import time
 import warnings
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
 from torch import nn
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/accurate.py``: bench/ itself is on sys.path
-    import _common as common
 
 REPO = Path(__file__).resolve().parent.parent
 ACCURATE_CONFIG = REPO / "configs" / "accurate.yaml"

@@ -27,12 +27,8 @@ import time
 import warnings
 from pathlib import Path
 
+import _common as common
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/inference.py``: bench/ itself is on sys.path
-    import _common as common
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = (3, 10)

@@ -27,16 +27,13 @@ import argparse
 import asyncio
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _common as common
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common  # noqa: E402
-from serve_load import Server, _ms, cpu_seconds, memory, percentile  # noqa: E402
+from serve_load import Server, _ms, cpu_seconds, memory, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"

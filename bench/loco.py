@@ -36,19 +36,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, markdown_table, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-
-from emofuse.config import CorpusSpec, load_config  # noqa: E402
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.experiments.deployable import train_final  # noqa: E402
-from emofuse.experiments.loading import evenly_spread  # noqa: E402
-from emofuse.files import write_json  # noqa: E402
-from emofuse.inference import EmotionRecognizer  # noqa: E402
-from emofuse.metrics import (  # noqa: E402
+from emofuse.config import CorpusSpec, load_config
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.experiments.deployable import train_final
+from emofuse.experiments.loading import evenly_spread
+from emofuse.files import write_json
+from emofuse.inference import EmotionRecognizer
+from emofuse.metrics import (
     expected_calibration_error,
     max_share,
     unweighted_accuracy,

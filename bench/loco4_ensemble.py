@@ -20,14 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, markdown_table, write_results
+from loco import CORPORA, REPO, answers, held_out_files, scored
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco import CORPORA, REPO, answers, held_out_files, scored  # noqa: E402
-
-from emofuse.config import load_config  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.inference import EmotionRecognizer  # noqa: E402
+from emofuse.config import load_config
+from emofuse.device import set_threads
+from emofuse.inference import EmotionRecognizer
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # the fast model's share
 

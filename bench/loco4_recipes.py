@@ -26,19 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine_info, markdown_table, write_results
+from loco import CORPORA, REPO
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco import CORPORA, REPO  # noqa: E402
-
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
-from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
-from emofuse.pipeline.cache import StreamCache  # noqa: E402
-from emofuse.signal.streams import stream_spec  # noqa: E402
-from emofuse.training.linear_head import (  # noqa: E402
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.metrics import expected_calibration_error, max_share
+from emofuse.metrics import unweighted_accuracy as ua
+from emofuse.pipeline.cache import StreamCache
+from emofuse.signal.streams import stream_spec
+from emofuse.training.linear_head import (
     balanced_weights,
     fit_logistic,
     fit_temperature,

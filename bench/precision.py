@@ -17,13 +17,9 @@ import argparse
 import time
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/precision.py``
-    import _common as common
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 NAMES = ("emodb", "ravdess", "emovo")

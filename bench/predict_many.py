@@ -23,13 +23,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import soundfile as sf
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/predict_many.py``: bench/ itself is on sys.path
-    import _common as common
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"

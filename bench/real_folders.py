@@ -25,13 +25,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import soundfile as sf
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/real_folders.py``: bench/ itself is on sys.path
-    import _common as common
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"

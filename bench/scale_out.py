@@ -32,12 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from bench import _common as common
-    from bench.train_speed import LABELS, synthetic_features
-except ImportError:  # run as ``python bench/scale_out.py``: bench/ itself is on sys.path
-    import _common as common
-    from train_speed import LABELS, synthetic_features
+import _common as common
+from train_speed import LABELS, synthetic_features
 
 REPO = Path(__file__).resolve().parents[1]
 EMODB = REPO.parent / "shared" / "corpora" / "emodb"

@@ -50,16 +50,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import _common as common
 import httpx
 import numpy as np
 import soundfile as sf
 
 from emofuse.signal.audio import resample
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/serve_load.py``: bench/ itself is on sys.path
-    import _common as common
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"

@@ -22,15 +22,11 @@ import time
 import warnings
 from collections.abc import Callable
 
+import _common as common
 import numpy as np
 import torch
 
 from emofuse.testing import synthetic_speech
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/speed.py``: bench/ itself is on sys.path
-    import _common as common
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = (3, 10)

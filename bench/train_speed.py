@@ -28,13 +28,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/train_speed.py``: bench/ itself is on sys.path
-    import _common as common
 
 THREADS = (2, 1)
 LABELS = ("angry", "happy", "neutral", "sad")

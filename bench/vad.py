@@ -19,13 +19,9 @@ import argparse
 import time
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/vad.py``: bench/ itself is on sys.path
-    import _common as common
 
 from emofuse.signal.audio import load_audio
 from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector

@@ -21,17 +21,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, markdown_table, write_results
+from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled  # noqa: E402
-
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.experiments.splits import default_protocol, make_folds  # noqa: E402
-from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
-from emofuse.training.linear_head import fit_logistic, pooled_moments  # noqa: E402
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.experiments.splits import default_protocol, make_folds
+from emofuse.metrics import unweighted_accuracy as ua
+from emofuse.training.linear_head import fit_logistic, pooled_moments
 
 LAYERS = [0, 1, 2]  # Whisper layers 1-3, as shipped
 
