@@ -5,6 +5,7 @@
 - **timing**: timed calls, alternating rounds, throughput passes;
 - **test audio**: voice-like clips written to files;
 - **child processes**: the peak memory of a fresh process, a cold ``emofuse predict``;
+- **corpora**: the shared corpora's audio files;
 - **results**: PASS/MISS checks, markdown tables, the ``--results-dir`` option and the JSON + md
   files.
 
@@ -22,12 +23,18 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = [
     "RESULTS_DIR",
+    "REPO",
+    "CORPORA",
+    "corpus_files",
+    "Run",
+    "torch_threads_kept",
     "machine_info",
     "load_average",
     "cpu_snapshot",
@@ -53,6 +60,8 @@ __all__ = [
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO.parent / "shared" / "corpora"
 
 
 # ------------------------------------------------------------------------ machine and load
@@ -157,6 +166,52 @@ def background_processes(skip: str, *, min_cpu: float = 10.0, most: int = 8) -> 
         except ValueError:
             continue
     return rows[:most]
+
+
+@dataclass(frozen=True)
+class Run:
+    """The start of a benchmark run: when, the load average and a :func:`cpu_snapshot`;
+    :meth:`header` gives the JSON's opening keys (machine, versions, load before and after)."""
+
+    began: float
+    load_before: list[float]
+    snapshot: dict
+
+    @classmethod
+    def start(cls) -> Run:
+        return cls(time.perf_counter(), load_average(), cpu_snapshot())
+
+    def header(
+        self, benchmark: str, quick: bool, versions: dict | None = None, command: bool = False
+    ) -> dict:
+        """``benchmark``, ``quick``, the command line (with ``command``), ``machine``,
+        ``versions`` (where given), the load average before and after, the other processes'
+        cores: the opening keys of a result file, in its order."""
+        head = {"benchmark": benchmark, "quick": quick}
+        if command:
+            head["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+        head["machine"] = machine_info()
+        if versions is not None:
+            head["versions"] = versions
+        return head | {
+            "load_average_before": self.load_before, "load_average_after": load_average(),
+            "other_processes_cores": other_processes_cores(self.snapshot),
+        }  # fmt: skip
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.began
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """torch's thread count as it was, whatever the block sets it to."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------ timing
@@ -286,6 +341,14 @@ def write_clips(
         sf.write(path, wave, sample_rate, subtype="PCM_16", format=audio_format)
         paths.append(str(path))
     return paths
+
+
+# ------------------------------------------------------------------------ corpora
+
+
+def corpus_files(name: str, root: Path = CORPORA) -> list[Path]:
+    """Every audio file (``.flac``, ``.wav``) of the corpus ``root/name``, sorted."""
+    return sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in (".flac", ".wav"))
 
 
 # ------------------------------------------------------------------------ child processes

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -638,78 +637,75 @@ def _background() -> list[str]:
     return common.background_processes("bench/accurate.py")
 
 
-def run(args: argparse.Namespace) -> dict:
-    began = time.perf_counter()
-    load_before = common.load_average()
-    background_before = _background()
-    whole_run = common.cpu_snapshot()
-    initial_threads = torch.get_num_threads()
-    quick = args.quick
-    accurate, about = build_accurate(args.model)
+NOTES = [
+    "accurate and fast are timed through EmotionRecognizer.predict(array, "
+    "sample_rate=16000) with TorchBackend(device='cpu'): the accurate model's windows "
+    "are 10 s every 5 s (a 10 s clip is one window), the fast model's 3 s every 1.5 s "
+    "(a 10 s clip is 6 windows in one batch).",
+    "Systems are timed in alternating rounds; latencies are medians.",
+    "predict_many files/s includes reading and decoding each WAV file (OS page cache).",
+    "timeline: a fresh process forked from a small shell; peak RSS = its ru_maxrss, "
+    "VmHWM beside it. MB = 10**6 bytes.",
+]
+
+
+def build_models(model: str | None) -> dict:
+    """The accurate, fast and wav2vec2 models, with what each is (``about``)."""
+    accurate, about = build_accurate(model)
     fast, about_fast = build_fast()
     wav2vec2 = build_wav2vec2()
     w2v_params = sum(p.numel() for p in wav2vec2.parameters())
     print(f"accurate: {about['source']} ({about['parameters']:,} parameters, "
           f"{about['head_parameters']:,} in the head); fast: {about_fast['parameters']:,} "
           f"parameters; wav2vec2: {w2v_params:,} parameters")  # fmt: skip
+    about_w2v = {
+        "source": "transformers Wav2Vec2Model(Wav2Vec2Config()), random init, "
+        "all 12 layers, raw forward under inference_mode",
+        "parameters": w2v_params,
+    }
+    return {"accurate": accurate, "fast": fast, "wav2vec2": wav2vec2,
+            "about": {"accurate": about, "fast": about_fast, "wav2vec2": about_w2v}}  # fmt: skip
+
+
+def measure_all(models: dict, workdir: Path, args: argparse.Namespace) -> dict:
+    """RTF, the accurate model's parts, predict_many throughput, int8 and timeline memory."""
+    accurate, about, quick = models["accurate"], models["about"]["accurate"], args.quick
+    with common.torch_threads_kept():
+        rtf = measure_rtf(accurate, models["fast"], models.pop("wav2vec2"), args.threads, quick)
+        parts = measure_parts(accurate, args.threads, quick)
+        paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
+                                   MANY_SECONDS, sample_rate=SAMPLE_RATE,
+                                   audio_format="WAV")  # fmt: skip
+        throughput = measure_throughput({"fast": models["fast"], "accurate": accurate}, paths,
+                                        quick)  # fmt: skip
+        shutil.rmtree(workdir / "clips")
+        limit = args.eval_limit or (QUICK_EVAL_LIMIT if quick else None)
+        int8 = measure_int8(accurate, about, args.threads, quick, args.eval_dir,
+                            args.eval_corpus, limit)  # fmt: skip
+    memory = measure_memory(workdir, accurate, about, args.threads, quick)
+    return {"rtf": rtf, "accurate_parts": parts, "throughput": throughput, "memory": memory,
+            "int8": int8}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict:
+    started = common.Run.start()
+    background_before = _background()
+    models = build_models(args.model)
     workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-accurate-"))
     try:
-        try:
-            rtf = measure_rtf(accurate, fast, wav2vec2, args.threads, quick)
-            del wav2vec2
-            parts = measure_parts(accurate, args.threads, quick)
-            paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
-                                       MANY_SECONDS, sample_rate=SAMPLE_RATE,
-                                       audio_format="WAV")  # fmt: skip
-            throughput = measure_throughput({"fast": fast, "accurate": accurate}, paths, quick)
-            shutil.rmtree(workdir / "clips")
-            limit = args.eval_limit or (QUICK_EVAL_LIMIT if quick else None)
-            int8 = measure_int8(accurate, about, args.threads, quick, args.eval_dir,
-                                args.eval_corpus, limit)  # fmt: skip
-        finally:
-            torch.set_num_threads(initial_threads)
-        memory = measure_memory(workdir, accurate, about, args.threads, quick)
+        measured = measure_all(models, workdir, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = {
-        "benchmark": "accurate",
-        "quick": quick,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": common.machine_info(),
-        "versions": _versions(),
-        "load_average_before": load_before,
-        "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run),
+    results = started.header("accurate", args.quick, _versions(), command=True) | {
         "background_processes_before": background_before,
         "background_processes_after": _background(),
         "sample_rate": SAMPLE_RATE,
         "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
         "loudness, noise), 16-bit WAV for the file measurements",
-        "models": {
-            "accurate": about,
-            "fast": about_fast,
-            "wav2vec2": {
-                "source": "transformers Wav2Vec2Model(Wav2Vec2Config()), random init, "
-                "all 12 layers, raw forward under inference_mode",
-                "parameters": w2v_params,
-            },
-        },  # fmt: skip
-        "notes": [
-            "accurate and fast are timed through EmotionRecognizer.predict(array, "
-            "sample_rate=16000) with TorchBackend(device='cpu'): the accurate model's windows "
-            "are 10 s every 5 s (a 10 s clip is one window), the fast model's 3 s every 1.5 s "
-            "(a 10 s clip is 6 windows in one batch).",
-            "Systems are timed in alternating rounds; latencies are medians.",
-            "predict_many files/s includes reading and decoding each WAV file (OS page cache).",
-            "timeline: a fresh process forked from a small shell; peak RSS = its ru_maxrss, "
-            "VmHWM beside it. MB = 10**6 bytes.",
-        ],
-        "rtf": rtf,
-        "accurate_parts": parts,
-        "throughput": throughput,
-        "memory": memory,
-        "int8": int8,
-        "elapsed_seconds": time.perf_counter() - began,
+        "models": models["about"],
+        "notes": NOTES,
+        **measured,
+        "elapsed_seconds": started.elapsed(),
     }
     results["targets"] = check_targets(results)
     return results

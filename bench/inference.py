@@ -281,76 +281,74 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
 # --------------------------------------------------------------------------- run and report
 
 
-def run(model: str | None = None, quick: bool = False) -> dict:
-    """All three measurements; returns the results dict."""
-    from emofuse.inference.onnx import OnnxBackend, export_onnx
-    from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+NOTES = [
+    "Latency: EmotionRecognizer.predict(array, sample_rate=16000): 3 s windows every "
+    "1.5 s, batched together (a 10 s clip is 6 windows, a 3 s clip 1).",
+    "torch threads via torch.set_num_threads; onnx via "
+    "OnnxBackend(path, num_threads=n) (intra-op threads; inter-op 1).",
+    "Backends are timed in alternating rounds; latencies are medians.",
+    "predict_many: files/s includes reading and decoding each FLAC file (from the OS page cache).",
+    "timeline: a fresh process per backend; peak RSS = ru_maxrss of that process "
+    "(launched through a forking shell so it does not inherit this process's "
+    "high-water mark); VmHWM reported beside it. MB = 10**6 bytes.",
+]
+
+
+def export(pipeline: torch.nn.Module, onnx: Path) -> float:
+    """Export ``pipeline`` to ``onnx``; the seconds it took."""
+    from emofuse.inference.onnx import export_onnx
 
     began = time.perf_counter()
-    load_before = common.load_average()
-    whole_run = common.cpu_snapshot()
-    initial_threads = torch.get_num_threads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(pipeline, onnx)
+    seconds = time.perf_counter() - began
+    print(f"exported ONNX ({onnx.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
+    return seconds
+
+
+def recognizers(pipeline: torch.nn.Module, onnx: Path) -> dict:
+    """Per backend and thread count, the recogniser to time (torch's: one for all)."""
+    from emofuse.inference.onnx import OnnxBackend
+    from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+
+    torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
+    return {
+        "torch": {n: torch_recognizer for n in THREADS},
+        "onnx": {n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n), vad=False)
+                 for n in THREADS},
+    }  # fmt: skip
+
+
+def run(model: str | None = None, quick: bool = False) -> dict:
+    """All three measurements; returns the results dict."""
+    started = common.Run.start()
     pipeline, about = build_pipeline(model)
     print(f"model: {about['source']} ({about['parameters']:,} parameters, "
           f"{len(about['labels'])} classes)")  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-inference-"))
     try:
         onnx = workdir / "model.onnx"
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx(pipeline, onnx)
-        export_seconds = time.perf_counter() - t0
-        print(f"exported ONNX ({onnx.stat().st_size / 1e6:.1f} MB) in {export_seconds:.1f} s")
-        torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
-        recognizers = {
-            "torch": {n: torch_recognizer for n in THREADS},
-            "onnx": {
-                n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n), vad=False) for n in THREADS
-            },
-        }
-        try:
-            latency = measure_latency(recognizers, quick)
+        export_seconds = export(pipeline, onnx)
+        with common.torch_threads_kept():
+            by_backend = recognizers(pipeline, onnx)
+            latency = measure_latency(by_backend, quick)
             paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
                                        MANY_SECONDS, sample_rate=SAMPLE_RATE,
                                        audio_format="FLAC")  # fmt: skip
-            throughput = measure_throughput(recognizers, paths, quick)
+            throughput = measure_throughput(by_backend, paths, quick)
             shutil.rmtree(workdir / "clips")
-        finally:
-            torch.set_num_threads(initial_threads)
         memory = measure_memory(workdir, pipeline, onnx, quick)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = {
-        "benchmark": "inference",
-        "quick": quick,
-        "machine": common.machine_info(),
-        "versions": _versions(),
-        "load_average_before": load_before,
-        "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run),
+    results = started.header("inference", quick, _versions()) | {
         "sample_rate": SAMPLE_RATE,
         "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
         "loudness, noise), 16-bit FLAC for the file measurements",
-        "model": about,
-        "onnx_export_seconds": export_seconds,
-        "notes": [
-            "Latency: EmotionRecognizer.predict(array, sample_rate=16000): 3 s windows every "
-            "1.5 s, batched together (a 10 s clip is 6 windows, a 3 s clip 1).",
-            "torch threads via torch.set_num_threads; onnx via "
-            "OnnxBackend(path, num_threads=n) (intra-op threads; inter-op 1).",
-            "Backends are timed in alternating rounds; latencies are medians.",
-            "predict_many: files/s includes reading and decoding each FLAC file "
-            "(from the OS page cache).",
-            "timeline: a fresh process per backend; peak RSS = ru_maxrss of that process "
-            "(launched through a forking shell so it does not inherit this process's "
-            "high-water mark); VmHWM reported beside it. MB = 10**6 bytes.",
-        ],
-        "latency": latency,
-        "throughput": throughput,
-        "memory": memory,
-        "elapsed_seconds": time.perf_counter() - began,
-    }
+        "model": about, "onnx_export_seconds": export_seconds, "notes": NOTES,
+        "latency": latency, "throughput": throughput, "memory": memory,
+        "elapsed_seconds": started.elapsed(),
+    }  # fmt: skip
     results["targets"] = check_targets(results)
     return results
 
