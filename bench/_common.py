@@ -346,9 +346,13 @@ def write_clips(
 # ------------------------------------------------------------------------ corpora
 
 
-def corpus_files(name: str, root: Path = CORPORA) -> list[Path]:
-    """Every audio file (``.flac``, ``.wav``) of the corpus ``root/name``, sorted."""
-    return sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+def corpus_files(name: str | None = None, root: Path = CORPORA) -> list[Path]:
+    """Every audio file (``.flac``, ``.wav``) of the corpus ``root/name`` (of every corpus in
+    ``root`` without a name, one corpus after the other), sorted; none where it is missing."""
+    folder = root if name is None else root / name
+    if name is None:
+        return [f for c in sorted(folder.glob("*/")) for f in corpus_files(c.name, root)]
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
 
 
 # ------------------------------------------------------------------------ child processes

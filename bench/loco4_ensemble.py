@@ -30,37 +30,42 @@ from emofuse.inference import EmotionRecognizer
 WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # the fast model's share
 
 
+def held_out(corpus: str, config, args: argparse.Namespace) -> dict[str, dict]:
+    """Per weight (as ``f"{w:g}"``), the scores of the two models' averaged probabilities on
+    the held-out ``corpus`` (both trained without it)."""
+    spec = next(s for s in config.data.corpora if s.name == corpus)
+    paths, labels = held_out_files(corpus, spec, config.data.task, None)
+    models = [EmotionRecognizer.load(Path(folder) / corpus / "model.pt", device="cpu")
+              for folder in (args.accurate, args.fast)]  # fmt: skip
+    names = models[0].labels
+    if models[1].labels != names:
+        raise SystemExit(f"{corpus}: the two models' labels differ: {names} / {models[1].labels}")
+    accurate, fast = (answers(model, paths) for model in models)
+    rows = {f"{w:g}": scored((1 - w) * accurate + w * fast, labels, names) for w in WEIGHTS}
+    print(corpus, {w: round(r["ua"], 3) for w, r in rows.items()}, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accurate", default=str(REPO / "runs" / "loco4"))
     parser.add_argument("--fast", default=str(REPO / "runs" / "loco4-fast"))
     parser.add_argument("--config", default=str(REPO / "configs" / "accurate.yaml"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "loco4")
     args = parser.parse_args()
     set_threads(args.threads)
     config = load_config(args.config)
-    rows = {}
-    for corpus in CORPORA:
-        spec = next(s for s in config.data.corpora if s.name == corpus)
-        paths, labels = held_out_files(corpus, spec, config.data.task, None)
-        models = [EmotionRecognizer.load(Path(folder) / corpus / "model.pt", device="cpu")
-                  for folder in (args.accurate, args.fast)]  # fmt: skip
-        names = models[0].labels
-        if models[1].labels != names:
-            raise SystemExit(f"{corpus}: the two models' labels differ: {names} / "
-                             f"{models[1].labels}")  # fmt: skip
-        accurate, fast = (answers(model, paths) for model in models)
-        rows[corpus] = {f"{w:g}": scored((1 - w) * accurate + w * fast, labels, names)
-                        for w in WEIGHTS}  # fmt: skip
-        print(corpus, {w: round(r["ua"], 3) for w, r in rows[corpus].items()}, flush=True)
+    rows = {corpus: held_out(corpus, config, args) for corpus in CORPORA}
     means = {f"{w:g}": float(np.mean([rows[c][f"{w:g}"]["ua"] for c in rows])) for w in WEIGHTS}
     summary = {"corpora": rows, "mean_ua": means, "weights": list(WEIGHTS),
                "accurate_models": args.accurate, "fast_models": args.fast,
                "command": "python " + " ".join(sys.argv), "machine": machine_info()}  # fmt: skip
-    write_results("ensemble", summary, markdown(summary), REPO / "results" / "loco4")
+    write_results("ensemble", summary, render_markdown(summary), args.out)
 
 
-def markdown(summary: dict) -> str:
+def render_markdown(summary: dict) -> str:
+    """The report (the JSON, as written or read back)."""
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     header = ["fast model's weight", *[f"{c} UA % (top label %)" for c in summary["corpora"]],
               "mean UA %"]  # fmt: skip

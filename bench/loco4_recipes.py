@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -150,59 +151,79 @@ RECIPES = {
 }
 
 
+@dataclass(frozen=True)
+class Score:
+    """One held-out corpus, scored one way: UA, the most-given label's share, ECE raw and after
+    the temperature."""
+
+    ua: float
+    max_share: float
+    ece: float
+    ece_temperature: float
+
+    @classmethod
+    def of(cls, z: np.ndarray, y: np.ndarray, temperature: float) -> Score:
+        raw = torch.softmax(torch.tensor(z), -1).numpy()
+        scaled = torch.softmax(torch.tensor(z) / temperature, -1).numpy()
+        return cls(ua(y, z.argmax(1)), max_share(z.argmax(1)),
+                   expected_calibration_error(raw, y),
+                   expected_calibration_error(scaled, y))  # fmt: skip
+
+
+def summary(per: list[Score]) -> dict:
+    """The JSON's record of one way of scoring: per corpus, means, worst UA, largest share."""
+    return {
+        "per_corpus": {c: asdict(score) for c, score in zip(CORPORA, per, strict=True)},
+        "mean_ua": float(np.mean([r.ua for r in per])),
+        "worst_ua": float(np.min([r.ua for r in per])),
+        "max_share": float(np.max([r.max_share for r in per])),
+        "ece": float(np.mean([r.ece for r in per])),
+        "ece_temperature": float(np.mean([r.ece_temperature for r in per])),
+    }
+
+
+def trained_head(recipe: tuple, data: list[Data], held: str, c: float):
+    """The recipe's head trained without ``held``: a function from features to logits."""
+    layers, norm, by_corpus, head, copies = recipe
+    xs, ys, corpus_parts = [], [], []
+    for d in data[: copies + 1]:
+        train = np.flatnonzero(d.corpus != held)
+        groups = {"global": None, "corpus": d.corpus, "speaker": d.speaker}[norm]
+        prior = pooled_moments(d.moments(train, layers)) if groups is None else None
+        xs.append(pooled(d, train, layers, None if groups is None else groups[train], prior))
+        ys.append(d.labels[train])
+        corpus_parts.append(d.corpus[train])
+    x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(corpus_parts)
+    n = len(get_task("bundled7").labels)
+    strata = s if by_corpus else np.zeros_like(s)  # one stratum: class-balanced only
+    if head == "mlp":
+        return MLP().fit(x, y, balanced_weights(y, strata), n).logits
+    weight, bias = fit_logistic(x, y, strata, n, c)
+    return lambda v: v @ weight.T + bias
+
+
 def evaluate(name: str, data: list[Data], c: float) -> dict:
-    layers, norm, by_corpus, head, copies = RECIPES[name]
-    original = data[0]
-    results = {"plain": [], "corpus": [], "speaker": []}
-    logits_seen, labels_seen = {k: [] for k in results}, {k: [] for k in results}
+    """One recipe, each corpus held out in turn, scored alone, corpus- and speaker-adapted."""
+    layers, original = RECIPES[name][0], data[0]
+    logits = {"plain": [], "corpus": [], "speaker": []}
+    labels = [original.labels[original.corpus == held] for held in CORPORA]
     for held in CORPORA:
-        xs, ys, corpus_parts = [], [], []
-        for d in data[: copies + 1]:
-            train = np.flatnonzero(d.corpus != held)
-            groups = {"global": None, "corpus": d.corpus, "speaker": d.speaker}[norm]
-            prior = pooled_moments(d.moments(train, layers)) if groups is None else None
-            xs.append(pooled(d, train, layers, None if groups is None else groups[train], prior))
-            ys.append(d.labels[train])
-            corpus_parts.append(d.corpus[train])
-        x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(corpus_parts)
-        n = len(get_task("bundled7").labels)
-        strata = s if by_corpus else np.zeros_like(s)  # one stratum: class-balanced only
-        if head == "lr":
-            weight, bias = fit_logistic(x, y, strata, n, c)
-            predict = lambda v, w=weight, b=bias: v @ w.T + b  # noqa: E731
-        else:
-            model = MLP().fit(x, y, balanced_weights(y, strata), n)
-            predict = model.logits
+        predict = trained_head(RECIPES[name], data, held, c)
         test = np.flatnonzero(original.corpus == held)
         prior = pooled_moments(original.moments(np.flatnonzero(original.corpus != held), layers))
         for how, groups in (("plain", None), ("corpus", original.corpus[test]),
                             ("speaker", original.speaker[test])):  # fmt: skip
-            z = predict(pooled(original, test, layers, groups, prior))
-            logits_seen[how].append(z)
-            labels_seen[how].append(original.labels[test])
-    temperature = fit_temperature(np.concatenate(logits_seen["plain"]),
-                                  np.concatenate(labels_seen["plain"]))  # fmt: skip
+            logits[how].append(predict(pooled(original, test, layers, groups, prior)))
+    temperature = fit_temperature(np.concatenate(logits["plain"]), np.concatenate(labels))
     row = {"recipe": name, "temperature_fitted_on_held_out": round(temperature, 3)}
-    for how in results:
-        per = []
-        for z, y in zip(logits_seen[how], labels_seen[how], strict=True):
-            p = torch.softmax(torch.tensor(z) / temperature, -1).numpy()
-            raw = torch.softmax(torch.tensor(z), -1).numpy()
-            per.append({"ua": ua(y, z.argmax(1)), "max_share": max_share(z.argmax(1)),
-                        "ece": expected_calibration_error(raw, y),
-                        "ece_temperature": expected_calibration_error(p, y)})  # fmt: skip
-        row[how] = {
-            "per_corpus": dict(zip(CORPORA, per, strict=True)),
-            "mean_ua": float(np.mean([r["ua"] for r in per])),
-            "worst_ua": float(np.min([r["ua"] for r in per])),
-            "max_share": float(np.max([r["max_share"] for r in per])),
-            "ece": float(np.mean([r["ece"] for r in per])),
-            "ece_temperature": float(np.mean([r["ece_temperature"] for r in per])),
-        }
+    for how, zs in logits.items():
+        row[how] = summary([Score.of(z, y, temperature) for z, y in zip(zs, labels, strict=True)])
     return row
 
 
-def markdown(rows: list[dict], command: str, machine: dict) -> str:
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
+    rows, command, machine = results["rows"], results["command"], results["machine"]
     cells = []
     for r in rows:
         p, c, s = r["plain"], r["corpus"], r["speaker"]
@@ -272,7 +293,7 @@ def main() -> None:
     machine = machine_info()
     result = {"rows": rows, "command": command, "machine": machine,
               "seconds": round(time.perf_counter() - began)}  # fmt: skip
-    write_results("recipes", result, markdown(rows, command, machine), Path(args.out))
+    write_results("recipes", result, render_markdown(result), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,46 @@ def fold_scores(data: list[Data], corpus: str, c: float, train_filter=None, test
     return np.array(scores)
 
 
+@dataclass(frozen=True)
+class Scores:
+    """One row: UA alone and speaker-adapted per fold (``folds``: pairs, as the JSON keeps them)."""
+
+    name: str
+    folds: list[list[float]]
+
+    def cells(self) -> list:
+        scores = np.array(self.folds)
+        mean, std = 100 * scores.mean(0), 100 * scores.std(0)
+        return [self.name, len(scores), f"{mean[0]:.1f} +- {std[0]:.1f}",
+                f"{mean[1]:.1f} +- {std[1]:.1f}"]  # fmt: skip
+
+    def to_dict(self) -> dict:
+        mean = 100 * np.array(self.folds).mean(0)
+        return {"folds": self.folds, "ua_alone": mean[0], "ua_speaker": mean[1]}
+
+
+def every_corpus(data: list[Data], c: float) -> list[Scores]:
+    """Each corpus on its own folds, and ASED's common sentences trained on the others."""
+    common_sentence = lambda u: u.extras.get("common", True)  # noqa: E731
+    specific = lambda u: not u.extras.get("common", True)  # noqa: E731
+    runs = [(c, c, None, None) for c in CORPORA]
+    runs.append(("ased, common sentences (trained on the others)", "ased", specific,
+                 common_sentence))  # fmt: skip
+    rows = []
+    for name, corpus, train_filter, test_filter in runs:
+        rows.append(Scores(name, fold_scores(data, corpus, c, train_filter, test_filter).tolist()))
+        print(rows[-1].cells(), flush=True)
+    return rows
+
+
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
+    rows = [Scores(name, r["folds"]).cells() for name, r in results["rows"].items()]
+    table = markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
+    return ("# The default model's recipe within each corpus (speaker-independent folds)\n\n"
+            f"{table}\n\nReproduce: `{results['command']}`.\n")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(parser)
@@ -78,7 +119,7 @@ def main() -> None:
         action="store_true",
         help="statistics of the speech frames only (implies --no-degraded)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args()  # fmt: skip
     set_threads(args.threads)
     if args.speech_only:
         from loco8_recipes import read_moments
@@ -86,24 +127,10 @@ def main() -> None:
         data = [read_moments({c: Path(args.corpora_root) / c for c in CORPORA})[1]]
     else:
         data = load_data(args, copies=0 if args.no_degraded else 2)
-    rows, result = [], {}
-    common = lambda u: u.extras.get("common", True)  # noqa: E731
-    specific = lambda u: not u.extras.get("common", True)  # noqa: E731
-    runs = [(c, c, None, None) for c in CORPORA]
-    runs.append(("ased, common sentences (trained on the others)", "ased", specific, common))
-    for name, corpus, train_filter, test_filter in runs:
-        scores = fold_scores(data, corpus, args.c, train_filter, test_filter)
-        mean, std = 100 * scores.mean(0), 100 * scores.std(0)
-        result[name] = {"folds": scores.tolist(), "ua_alone": mean[0], "ua_speaker": mean[1]}
-        rows.append([name, len(scores), f"{mean[0]:.1f} +- {std[0]:.1f}",
-                     f"{mean[1]:.1f} +- {std[1]:.1f}"])  # fmt: skip
-        print(rows[-1], flush=True)
-    command = "python " + " ".join(sys.argv)
-    table = markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
-    markdown = ("# The default model's recipe within each corpus (speaker-independent folds)\n\n"
-                f"{table}\n\nReproduce: `{command}`.\n")  # fmt: skip
-    write_results("within", {"rows": result, "command": command, "machine": machine_info()},
-                  markdown, Path(args.out))  # fmt: skip
+    rows = every_corpus(data, args.c)
+    results = {"rows": {r.name: r.to_dict() for r in rows},
+               "command": "python " + " ".join(sys.argv), "machine": machine_info()}  # fmt: skip
+    write_results("within", results, render_markdown(results), Path(args.out))
 
 
 if __name__ == "__main__":
