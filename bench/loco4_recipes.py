@@ -75,6 +75,13 @@ class Data:
         self.frames, self.labels = np.array(frames), np.array(labels)
         self.corpus, self.speaker = np.array(corpora), np.array(speakers)
 
+    @classmethod
+    def of(cls, **columns: object) -> Data:
+        """A Data from its arrays (``mean``, ``var``, ``frames``, ``labels``, ...) as given."""
+        data = cls.__new__(cls)
+        data.__dict__.update(columns)
+        return data
+
     def moments(self, index: np.ndarray, layers: list[int]) -> list:
         return [(self.mean[i, layers].ravel(), self.var[i, layers].ravel(), self.frames[i])
                 for i in index]  # fmt: skip
