@@ -47,8 +47,11 @@ __all__ = [
     "check_predictions",
     "write_clips",
     "package_versions",
+    "write_long_file",
     "CHILD_MEMORY",
     "run_child",
+    "TIMELINE_CHILD",
+    "timeline",
     "add_megabytes",
     "rss_line",
     "background_processes",
@@ -343,6 +346,28 @@ def write_clips(
     return paths
 
 
+def write_long_file(
+    path: Path, seconds: int, *, audio_format: str, quiet_every: int = 0, sample_rate: int = 16000
+) -> int:
+    """A ``seconds``-long voice-like 16-bit file, written a minute at a time (the generator stays
+    small); with ``quiet_every`` n, every n-th minute is quiet noise (-50 dBFS) instead. Returns
+    its size in bytes."""
+    import numpy as np
+    import soundfile as sf
+
+    from emofuse.testing import synthetic_voice
+
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", sample_rate, 1, subtype="PCM_16", format=audio_format) as out:
+        for i, start in enumerate(range(0, seconds, 60)):
+            chunk = min(60, seconds - start)
+            if quiet_every and i % quiet_every == quiet_every - 1:
+                out.write((0.0045 * rng.standard_normal(chunk * sample_rate)).astype(np.float32))
+            else:
+                out.write(synthetic_voice(chunk, sample_rate, pitch=110.0 + (i * 13) % 150, seed=i))
+    return path.stat().st_size
+
+
 # ------------------------------------------------------------------------ corpora
 
 
@@ -394,6 +419,50 @@ def run_child(script: str, args: dict, *, what: str, cwd: Path | None = None) ->
         raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     report["process_seconds"] = elapsed
+    return report
+
+
+# A child that iterates a timeline (:func:`timeline`) and reports its memory and time.
+TIMELINE_CHILD = (
+    CHILD_MEMORY
+    + r"""args = json.loads(sys.argv[1])
+import torch
+torch.set_num_threads(args["threads"])
+from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+from emofuse.pipeline import load_pipeline
+after_imports = memory()
+if args.get("backend") == "onnx":
+    from emofuse.inference.onnx import OnnxBackend
+    backend = OnnxBackend(args["onnx"], num_threads=args["threads"])
+else:
+    backend = TorchBackend(load_pipeline(args["model"]), device="cpu")
+recognizer = EmotionRecognizer(backend, vad=False)  # the synthetic voice is no speech to a VAD
+after_load = memory()
+began = time.perf_counter()
+segments = silent = 0
+end = 0.0
+for segment in recognizer.timeline(args["audio"], batch_size=args.get("batch_size")):
+    segments += 1
+    silent += segment.silent
+    end = segment.end
+wall = time.perf_counter() - began
+print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
+                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
+                  "timeline_end_seconds": end}))
+"""
+)
+
+
+def timeline(args: dict, audio_seconds: float, what: str, /, **extra: object) -> dict:
+    """:data:`TIMELINE_CHILD` in a fresh process (:func:`run_child`) with ``args`` (``audio``,
+    ``model`` or ``backend="onnx"`` and ``onnx``, ``threads``, ``batch_size``): its report with
+    the other processes' cores, ``extra``, the RTF and the memory in MB (:func:`add_megabytes`)."""
+    snap = cpu_snapshot()
+    report = run_child(TIMELINE_CHILD, args, what=f"timeline child ({what})", cwd=REPO)
+    report["other_processes_cores"] = other_processes_cores(snap)
+    report.update(extra, rtf=report["wall_seconds"] / audio_seconds)
+    add_megabytes(report)
+    print(f"timeline {what}: peak RSS " + rss_line(report))
     return report
 
 

@@ -60,7 +60,6 @@ MANY_BATCH_SIZES = (16, 32)
 MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1
 
 LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 600
-LONG_CHUNK_SECONDS = 60
 TIMELINE_BATCH = None  # EmotionRecognizer.timeline's default (about 30 s of audio per pass)
 DIAG_SECONDS, QUICK_DIAG_SECONDS = 300, 120  # shorter file, smaller timeline batches
 DIAG_BATCHES = (4, 1)
@@ -74,33 +73,6 @@ UA_TOLERANCE_POINTS = 0.5
 TARGET_RTF = 0.02  # accurate, 10 s clip, batch 1, 1 thread
 TARGET_FILES_PER_SECOND = 100.0  # accurate, best batch size, 2 threads
 TARGET_PEAK_RSS_MB = 600.0  # accurate, 1-hour timeline, MB = 10**6 bytes
-
-# Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = (
-    common.CHILD_MEMORY
-    + r"""args = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(args["threads"])
-from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
-from emofuse.pipeline import load_pipeline
-after_imports = memory()
-pipeline = load_pipeline(args["model"])
-recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)  # synthetic audio
-after_load = memory()
-began = time.perf_counter()
-segments = silent = 0
-end = 0.0
-for segment in recognizer.timeline(args["audio"], batch_size=args["batch_size"]):
-    segments += 1
-    silent += segment.silent
-    end = segment.end
-wall = time.perf_counter() - began
-print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
-                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
-                  "timeline_end_seconds": end}))
-"""
-)
-
 
 # --------------------------------------------------------------------------- models and files
 
@@ -156,25 +128,6 @@ def build_wav2vec2() -> nn.Module:
 
     torch.manual_seed(0)
     return Wav2Vec2Model(Wav2Vec2Config()).eval()
-
-
-def write_long_file(path: Path, seconds: int) -> int:
-    """A ``seconds``-long 16-bit WAV file written minute by minute: voice-like minutes, every
-    fifth one quiet noise (-50 dBFS) instead; returns its size in bytes."""
-    import soundfile as sf
-
-    from emofuse.testing import synthetic_voice
-
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="WAV") as out:
-        for i, start in enumerate(range(0, seconds, LONG_CHUNK_SECONDS)):
-            chunk = min(LONG_CHUNK_SECONDS, seconds - start)
-            if i % 5 == 4:
-                block = (0.0045 * rng.standard_normal(chunk * SAMPLE_RATE)).astype(np.float32)
-            else:
-                block = synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i)
-            out.write(block)
-    return path.stat().st_size
 
 
 def _recognizer(pipeline: nn.Module):
@@ -355,14 +308,6 @@ def measure_throughput(models: dict, paths: list[str], quick: bool) -> list[dict
 # --------------------------------------------------------------------------- 3. memory
 
 
-def run_timeline(audio: Path, model: Path, threads: int, batch_size: int) -> dict:
-    """Run TIMELINE_CHILD in a fresh process (:func:`common.run_child`: forked from a small
-    shell, so its ``ru_maxrss`` is its own) and return its report."""
-    args = {"audio": str(audio), "model": str(model), "threads": threads,
-            "batch_size": batch_size}  # fmt: skip
-    return common.run_child(TIMELINE_CHILD, args, what="timeline child", cwd=REPO)
-
-
 def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int,
                    quick: bool) -> dict:  # fmt: skip
     """Peak RSS and wall time of timeline() over a long WAV file with the accurate model."""
@@ -383,22 +328,16 @@ def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int
     for seconds_, batches in ((seconds, (TIMELINE_BATCH,)), (diag_seconds, DIAG_BATCHES)):
         audio = workdir / f"long-{seconds_}.wav"
         began = time.perf_counter()
-        size = write_long_file(audio, seconds_)
+        size = common.write_long_file(audio, seconds_, audio_format="WAV", quiet_every=5)
         write_seconds = time.perf_counter() - began
         print(f"wrote a {seconds_} s WAV file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
         try:
             for batch_size in batches:
-                snap = common.cpu_snapshot()
-                report = run_timeline(audio, model, threads, batch_size)
-                report["other_processes_cores"] = common.other_processes_cores(snap)
-                report.update(audio_seconds=seconds_, file_bytes=size, batch_size=batch_size,
-                              rtf=report["wall_seconds"] / seconds_)  # fmt: skip
-                common.add_megabytes(report)
-                runs.append(report)
-                print(
-                    f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
-                    + common.rss_line(report)
-                )
+                args = {"audio": str(audio), "model": str(model), "threads": threads,
+                        "batch_size": batch_size}  # fmt: skip
+                runs.append(common.timeline(
+                    args, seconds_, f"accurate, {seconds_} s of audio, batch {batch_size}",
+                    audio_seconds=seconds_, file_bytes=size, batch_size=batch_size))  # fmt: skip
         finally:
             audio.unlink(missing_ok=True)
     w = pipeline.windows

@@ -45,7 +45,6 @@ MANY_THREADS = 2
 MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1  # passes over the folder per configuration
 
 LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 300  # the timeline file
-LONG_CHUNK_SECONDS = 60  # written chunk by chunk, so the generator stays small
 TIMELINE_THREADS = 1
 
 # the 7-class task (emofuse.corpora.labels); used only for the randomly initialised fallback model
@@ -55,37 +54,6 @@ TARGET_RTF = 0.005  # faster backend, 1 thread, 10 s clip
 TARGET_FILES_PER_SECOND = 200.0  # best predict_many configuration, 2 threads
 TARGET_PEAK_RSS_MB = 500.0  # timeline over 1 hour, MB = 10**6 bytes
 HEADLINE = (10, 1)  # (clip seconds, threads) of the RTF target
-
-# Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = (
-    common.CHILD_MEMORY
-    + r"""args = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(args["threads"])
-from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
-after_imports = memory()
-if args["backend"] == "onnx":
-    from emofuse.inference.onnx import OnnxBackend
-    backend = OnnxBackend(args["onnx"], num_threads=args["threads"])
-else:
-    from emofuse.pipeline import load_pipeline
-    backend = TorchBackend(load_pipeline(args["model"]), device="cpu")
-recognizer = EmotionRecognizer(backend, vad=False)  # the synthetic voice is no speech to a VAD
-after_load = memory()
-began = time.perf_counter()
-segments = silent = 0
-end = 0.0
-for segment in recognizer.timeline(args["audio"]):
-    segments += 1
-    silent += segment.silent
-    end = segment.end
-wall = time.perf_counter() - began
-print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
-                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
-                  "timeline_end_seconds": end}))
-"""
-)
-
 
 # --------------------------------------------------------------------------- model and files
 
@@ -130,19 +98,6 @@ def random_default_pipeline(seed: int = 0) -> torch.nn.Module:
         norms["logmel"].mean.fill_(-6.0)
         norms["logmel"].std.fill_(3.0)
     return pipeline.eval()
-
-
-def write_long_file(path: Path, seconds: int) -> int:
-    """A ``seconds``-long voice-like 16-bit FLAC file, written chunk by chunk; returns bytes."""
-    import soundfile as sf
-
-    from emofuse.testing import synthetic_voice
-
-    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="FLAC") as out:
-        for i, start in enumerate(range(0, seconds, LONG_CHUNK_SECONDS)):
-            chunk = min(LONG_CHUNK_SECONDS, seconds - start)
-            out.write(synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i))
-    return path.stat().st_size
 
 
 # --------------------------------------------------------------------------- 1. latency
@@ -233,15 +188,6 @@ def measure_throughput(recognizers: dict, paths: list[str], quick: bool) -> list
 # --------------------------------------------------------------------------- 3. memory
 
 
-def run_timeline(backend: str, audio: Path, model: Path, onnx: Path) -> dict:
-    """Run TIMELINE_CHILD in a fresh process and return its report (:func:`common.run_child`:
-    forked from a small shell, so the ``ru_maxrss`` of this process, which holds torch, two
-    models and the test files, does not carry over; ``VmHWM`` is reported as well)."""
-    args = {"backend": backend, "audio": str(audio), "model": str(model), "onnx": str(onnx),
-            "threads": TIMELINE_THREADS}  # fmt: skip
-    return common.run_child(TIMELINE_CHILD, args, what=f"timeline child ({backend})")
-
-
 def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: bool) -> dict:
     """Peak RSS of timeline() over a long file, per backend; the long file is deleted after."""
     from emofuse.pipeline import save_pipeline
@@ -251,21 +197,15 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
     save_pipeline(pipeline, model)
     audio = workdir / "long.flac"
     began = time.perf_counter()
-    size = write_long_file(audio, seconds)
+    size = common.write_long_file(audio, seconds, audio_format="FLAC")
     write_seconds = time.perf_counter() - began
     print(f"wrote a {seconds} s FLAC file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
     runs = {}
     try:
         for backend in BACKENDS:
-            snap = common.cpu_snapshot()
-            report = run_timeline(backend, audio, model, onnx)
-            report["other_processes_cores"] = common.other_processes_cores(snap)
-            report["rtf"] = report["wall_seconds"] / seconds
-            common.add_megabytes(report)
-            runs[backend] = report
-            print(
-                f"timeline {backend:>5}, {seconds} s of audio: peak RSS " + common.rss_line(report)
-            )
+            args = {"backend": backend, "audio": str(audio), "model": str(model),
+                    "onnx": str(onnx), "threads": TIMELINE_THREADS}  # fmt: skip
+            runs[backend] = common.timeline(args, seconds, f"{backend:>5}, {seconds} s of audio")
     finally:
         audio.unlink(missing_ok=True)
     return {
