@@ -565,6 +565,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
+def command_line() -> str:
+    """This run's command line as the result files quote it: ``python bench/<name>.py ...``."""
+    return "python " + " ".join(sys.argv)
+
+
 def add_results_dir(parser, default: Path = RESULTS_DIR) -> None:
     """The ``--results-dir`` option of a benchmark: where its JSON and md files go."""
     parser.add_argument("--results-dir", type=Path, default=default,

@@ -30,13 +30,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import _common as common
 import numpy as np
-from _common import machine_info, markdown_table, write_results
 
 from emofuse.config import CorpusSpec, load_config
 from emofuse.corpora import load_corpus
@@ -156,8 +155,8 @@ def summarize(rows: dict[str, dict], config, args: argparse.Namespace) -> dict:
         ),  # fmt: skip
         "config": str(Path(args.config).resolve().relative_to(REPO)),
         "normalise": args.normalise or config.train.normalise,
-        "command": "python " + " ".join(sys.argv),
-        "machine": machine_info(),
+        "command": common.command_line(),
+        "machine": common.machine_info(),
         "threads": args.threads,
     }
 
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json(rows[corpus], row_file)
         print(corpus, {k: v for k, v in rows[corpus].items() if k != "adapted_on"}, flush=True)
     summary = summarize(rows, config, args)
-    write_results("summary", summary, markdown(summary), Path(args.out), quick=args.quick)
+    common.write_results("summary", summary, markdown(summary), Path(args.out), quick=args.quick)
 
 
 def markdown(summary: dict) -> str:
@@ -211,7 +210,7 @@ def markdown(summary: dict) -> str:
     rows.append(["mean", "", percent(summary["mean_ua"]), "",
                  percent(summary.get("mean_ua" + own)), "", "", "",
                  percent(summary.get("mean_ua_adapted" + own)), "", ""])  # fmt: skip
-    table = markdown_table(
+    table = common.markdown_table(
         ["held-out corpus", "files", "UA % (7 labels)", "most-given % (7)", "UA % own labels",
          "WA %", "most-given %", "ECE", "UA % adapted", "gain", "no speech"], rows)  # fmt: skip
     machine = summary["machine"]

@@ -16,11 +16,10 @@ Writes ``results/loco4/ensemble.json`` and ``ensemble.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+import _common as common
 import numpy as np
-from _common import machine_info, markdown_table, write_results
 from loco import CORPORA, REPO, answers, held_out_files, scored
 
 from emofuse.config import load_config
@@ -60,8 +59,8 @@ def main() -> None:
     means = {f"{w:g}": float(np.mean([rows[c][f"{w:g}"]["ua"] for c in rows])) for w in WEIGHTS}
     summary = {"corpora": rows, "mean_ua": means, "weights": list(WEIGHTS),
                "accurate_models": args.accurate, "fast_models": args.fast,
-               "command": "python " + " ".join(sys.argv), "machine": machine_info()}  # fmt: skip
-    write_results("ensemble", summary, render_markdown(summary), args.out)
+               "command": common.command_line(), "machine": common.machine_info()}  # fmt: skip
+    common.write_results("ensemble", summary, render_markdown(summary), args.out)
 
 
 def render_markdown(summary: dict) -> str:
@@ -72,8 +71,9 @@ def render_markdown(summary: dict) -> str:
     rows = [[w, *[f"{pct(r[w]['ua'])} ({pct(r[w]['max_share'])})"
                   for r in summary["corpora"].values()], pct(summary["mean_ua"][w])]
             for w in (f"{w:g}" for w in summary["weights"])]  # fmt: skip
+    table = common.markdown_table(header, rows)
     return ("# Leave one corpus out: accurate, fast and their average\n\n"
-            f"{markdown_table(header, rows)}\n\nWeight 0: the accurate model alone; 1: the fast "
+            f"{table}\n\nWeight 0: the accurate model alone; 1: the fast "
             "model alone; between: probabilities averaged with that weight on the fast model. "
             f"Reproduce: `{summary['command']}`.\n")  # fmt: skip
 

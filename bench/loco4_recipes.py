@@ -20,14 +20,13 @@ Writes ``results/loco4/recipes.json`` and ``recipes.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
-from _common import machine_info, markdown_table, write_results
 from loco import CORPORA, REPO
 
 from emofuse.corpora import load_corpus
@@ -238,12 +237,12 @@ def render_markdown(results: dict) -> str:
                       f"{100 * p['max_share']:.0f}", f"{p['ece']:.3f} / {p['ece_temperature']:.3f}",
                       f"{100 * c['mean_ua']:.1f}", f"{100 * s['mean_ua']:.1f}",
                       f"{100 * s['worst_ua']:.1f}", f"{100 * s['max_share']:.0f}"])  # fmt: skip
-    table = markdown_table(
+    table = common.markdown_table(
         ["recipe (each row changes the one above or the speaker row)", "UA % alone (mean)",
          "worst", "top label % (max)", "ECE raw / temperature", "UA % corpus-adapted",
          "UA % speaker-adapted", "worst", "top label %"], cells)  # fmt: skip
     per = rows[-1]
-    detail = markdown_table(
+    detail = common.markdown_table(
         ["held-out corpus (shipped recipe)", "UA % alone", "top label %", "UA % corpus-adapted",
          "UA % speaker-adapted"],
         [[k, f"{100 * per['plain']['per_corpus'][k]['ua']:.1f}",
@@ -261,7 +260,7 @@ def render_markdown(results: dict) -> str:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Where the corpora, their degraded copies and the results are; C; threads."""
-    parser.add_argument("--corpora-root", default=str(REPO.parent / "shared" / "corpora"))
+    parser.add_argument("--corpora-root", default=str(common.CORPORA))
     parser.add_argument("--degraded", default=str(REPO / "runs" / "degraded"))
     parser.add_argument("--out", default=str(REPO / "results" / "loco4"))
     parser.add_argument("--c", type=float, default=1e-3)
@@ -296,11 +295,11 @@ def main() -> None:
         p, s = rows[-1]["plain"], rows[-1]["speaker"]
         print(f"{name}: alone {100 * p['mean_ua']:.1f} (worst {100 * p['worst_ua']:.1f}), "
               f"speaker-adapted {100 * s['mean_ua']:.1f}", flush=True)  # fmt: skip
-    command = "python " + " ".join(sys.argv)
-    machine = machine_info()
+    command = common.command_line()
+    machine = common.machine_info()
     result = {"rows": rows, "command": command, "machine": machine,
               "seconds": round(time.perf_counter() - began)}  # fmt: skip
-    write_results("recipes", result, render_markdown(result), Path(args.out))
+    common.write_results("recipes", result, render_markdown(result), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"
+CORPUS = common.CORPORA / "ravdess"
 TARGETS = {"fast": 200.0, "accurate": 100.0}  # files/s
 TARGET_RSS_MB = 600.0
 FLAT_RATIO = 1.2  # 10,000-file peak RSS / 100-file peak RSS

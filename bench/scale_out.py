@@ -36,7 +36,7 @@ import _common as common
 from train_speed import LABELS, synthetic_features
 
 REPO = Path(__file__).resolve().parents[1]
-EMODB = REPO.parent / "shared" / "corpora" / "emodb"
+EMODB = common.CORPORA / "emodb"
 
 
 def train_worker(n_clips: int, epochs: int, batch: int, precision: str, device: str,

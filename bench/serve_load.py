@@ -58,7 +58,7 @@ import soundfile as sf
 from emofuse.signal.audio import resample
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"
+CORPUS = common.CORPORA / "ravdess"
 EXAMPLES = REPO / "examples"
 CLIP_SECONDS = 3
 RATE = 16000

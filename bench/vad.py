@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import _common as common
 import numpy as np
@@ -28,7 +27,6 @@ from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector
 from emofuse.signal.vad_segmenter import VADSettings, speech_regions
 from emofuse.testing import synthetic_speech, synthetic_voice
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.flac"}
 
 
@@ -54,7 +52,7 @@ def time_speed(detector: SpeechDetector, quick: bool) -> dict:
 
 
 def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict | None:
-    folder = CORPORA / corpus
+    folder = common.CORPORA / corpus
     files = sorted(folder.glob(CORPUS_GLOBS[corpus])) if folder.is_dir() else []
     if not files:
         return None
@@ -70,7 +68,7 @@ def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict
             seconds += wave.size / SAMPLE_RATE
             if not regions:
                 dropped.append(
-                    {"file": str(path.relative_to(CORPORA)), "max_prob": float(probs.max())}
+                    {"file": str(path.relative_to(common.CORPORA)), "max_prob": float(probs.max())}
                 )
     wall = time.perf_counter() - began
     return {
@@ -141,7 +139,7 @@ def measure(threads: int, quick: bool) -> dict:
         "load_seconds": load_seconds,
         "speed": speed,
         "corpora": corpora,
-        "corpora_dir": str(CORPORA),
+        "corpora_dir": str(common.CORPORA),
         "nonspeech": synthetic,
     }
 
@@ -166,7 +164,7 @@ def _corpora_table(corpora: dict) -> str:
         if r is not None
     ]  # fmt: skip
     if not rows:
-        return f"(no corpora under {CORPORA})"
+        return f"(no corpora under {common.CORPORA})"
     headers = ["corpus", "files", "minutes", "dropped", "mean speech", "min speech", "< 50 %"]
     return common.markdown_table(headers, rows)
 

@@ -17,12 +17,11 @@ Writes ``<out>/within.json`` and ``within.md``; the features are the ones
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import _common as common
 import numpy as np
-from _common import machine_info, markdown_table, write_results
 from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled
 
 from emofuse.corpora import load_corpus
@@ -101,7 +100,7 @@ def every_corpus(data: list[Data], c: float) -> list[Scores]:
 def render_markdown(results: dict) -> str:
     """The report (the JSON, as written or read back)."""
     rows = [Scores(name, r["folds"]).cells() for name, r in results["rows"].items()]
-    table = markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
+    table = common.markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
     return ("# The default model's recipe within each corpus (speaker-independent folds)\n\n"
             f"{table}\n\nReproduce: `{results['command']}`.\n")  # fmt: skip
 
@@ -129,8 +128,8 @@ def main() -> None:
         data = load_data(args, copies=0 if args.no_degraded else 2)
     rows = every_corpus(data, args.c)
     results = {"rows": {r.name: r.to_dict() for r in rows},
-               "command": "python " + " ".join(sys.argv), "machine": machine_info()}  # fmt: skip
-    write_results("within", results, render_markdown(results), Path(args.out))
+               "command": common.command_line(), "machine": common.machine_info()}  # fmt: skip
+    common.write_results("within", results, render_markdown(results), Path(args.out))
 
 
 if __name__ == "__main__":
