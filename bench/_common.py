@@ -16,6 +16,7 @@ the folder given with ``--results-dir``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,40 +28,6 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-__all__ = [
-    "RESULTS_DIR",
-    "REPO",
-    "CORPORA",
-    "corpus_files",
-    "Run",
-    "torch_threads_kept",
-    "machine_info",
-    "load_average",
-    "cpu_snapshot",
-    "other_processes_cores",
-    "summarize_times",
-    "time_call",
-    "time_interleaved",
-    "time_passes",
-    "throughput_stats",
-    "check_predictions",
-    "write_clips",
-    "package_versions",
-    "write_long_file",
-    "CHILD_MEMORY",
-    "run_child",
-    "TIMELINE_CHILD",
-    "timeline",
-    "add_megabytes",
-    "rss_line",
-    "background_processes",
-    "Check",
-    "checks_table",
-    "markdown_table",
-    "add_results_dir",
-    "write_results",
-]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -568,6 +535,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 def command_line() -> str:
     """This run's command line as the result files quote it: ``python bench/<name>.py ...``."""
     return "python " + " ".join(sys.argv)
+
+
+def parser(doc: str, quick: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's options: its docstring's first line as the description, ``--quick`` (with
+    this help) where given, and ``--results-dir``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    add_results_dir(parser)
+    return parser
+
+
+def report(name: str, results: dict, render: Callable[[dict], str], args) -> None:
+    """:func:`write_results` of ``results`` and their markdown into ``args.results_dir``."""
+    write_results(name, results, render(results), args.results_dir, quick=args.quick)
 
 
 def add_results_dir(parser, default: Path = RESULTS_DIR) -> None:

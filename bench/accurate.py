@@ -885,7 +885,7 @@ def render_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
     parser.add_argument(
         "--model",
         default=None,
@@ -897,7 +897,6 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="torch threads for RTF, int8 and timeline (default 1)",
     )
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
     parser.add_argument("--eval-dir", default=None, help="corpus root for the int8 UA check")
     parser.add_argument("--eval-corpus", default=None, help="corpus name (emodb, emovo, ...)")
     parser.add_argument(
@@ -906,15 +905,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"at most this many utterances (--quick: {QUICK_EVAL_LIMIT})",
     )
-    common.add_results_dir(parser)
     args = parser.parse_args(argv)  # fmt: skip
     if bool(args.eval_dir) != bool(args.eval_corpus):
         parser.error("--eval-dir and --eval-corpus go together")
     if args.threads < 1 or (args.eval_limit is not None and args.eval_limit < 1):
         parser.error("--threads and --eval-limit must be positive")
     results = run(args)
-    common.write_results("accurate", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("accurate", results, render_markdown, args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ weights). Run ``python bench/inference.py`` (``--quick`` for a smoke run); write
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
@@ -457,16 +456,13 @@ def render_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
     parser.add_argument(
         "--model", default=None, help="model file (default: the bundled model, else random)"
     )
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
-    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     results = run(model=args.model, quick=args.quick)
-    common.write_results("inference", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("inference", results, render_markdown, args)
 
 
 if __name__ == "__main__":

@@ -201,15 +201,13 @@ def measure(args: argparse.Namespace, pool: list) -> tuple[list[dict], dict | No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__, quick="small loads, short streams")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each stream")
     parser.add_argument("--threads", type=int, default=2, help="the server's --threads")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--long-seconds", type=float, default=600.0)
     parser.add_argument("--long-streams", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="small loads, short streams")
-    common.add_results_dir(parser)
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.long_seconds, args.long_streams = 10.0, 20.0, 4
@@ -220,8 +218,7 @@ def main() -> None:
                "other_processes_cores": common.other_processes_cores(start_cpu),
                "threads": args.threads, "precision": args.precision, "rows": rows,
                "long_run": long_run, "capacity": capacity(rows)}  # fmt: skip
-    common.write_results("live_streams", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("live_streams", results, render_markdown, args)
 
 
 def capacity(rows: list[dict]) -> dict:

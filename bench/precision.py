@@ -13,7 +13,6 @@ Run ``python bench/precision.py [--model accurate] [--limit N]``; writes
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -98,10 +97,9 @@ def render_markdown(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--model", default="accurate")
     parser.add_argument("--limit", type=int, help="clips per corpus (default: all)")
-    common.add_results_dir(parser)
     args = parser.parse_args()
     if not common.CORPORA.is_dir():
         raise SystemExit(f"needs the corpora in {common.CORPORA}")

@@ -141,14 +141,12 @@ def render_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
+    parser = common.parser(__doc__, quick="small runs (smoke test)")
     parser.add_argument("--files", type=int, default=2000, help="files per throughput run")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--memory-files", type=int, nargs=2, default=[100, 10000], metavar="N")
-    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     n_files = 200 if args.quick else args.files
     sizes = (100, 1000) if args.quick else tuple(args.memory_files)
@@ -161,8 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                "load_after": common.load_average(), "other_processes_cores": busy,
                "throughput": throughput, "memory": memory,
                "rss_ratio": round(ratio, 3)}  # fmt: skip
-    common.write_results("predict_many", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("predict_many", results, render_markdown, args)
 
 
 if __name__ == "__main__":

@@ -144,13 +144,11 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__, quick="60 files per input")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--inputs", nargs="+", default=[*NAMES, "mixed", "cmdline", "crops"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="60 files per input")
-    common.add_results_dir(parser)
     args = parser.parse_args()
     if not common.CORPORA.is_dir():
         raise SystemExit(f"needs the shared corpora in {common.CORPORA}")
@@ -162,8 +160,7 @@ def main() -> None:
                "other_processes_cores": common.other_processes_cores(start_cpu),
                "threads": args.threads, "rows": rows, "targets": targets(rows),
                "mixed_files": [list(m) for m in MIXED]}  # fmt: skip
-    common.write_results("real_folders", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("real_folders", results, render_markdown, args)
 
 
 def targets(rows: list[dict]) -> list[dict]:

@@ -111,15 +111,13 @@ def measure_crossval(jobs: int, threads: int, epochs: int, folds: str | None,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: small and short")
+    parser = common.parser(__doc__, quick="smoke run: small and short")
     parser.add_argument("--epochs", type=int, default=2, help="cross-validation epochs (CPU)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
-    common.add_results_dir(parser)
     return parser.parse_args(argv)
 
 

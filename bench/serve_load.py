@@ -734,8 +734,7 @@ def render_markdown(results: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds per configuration")
+    parser = common.parser(__doc__, quick="a few seconds per configuration")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
@@ -749,7 +748,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flat-requests", type=int, default=10000)
     parser.add_argument("--clips", type=int, default=240, help="distinct clips to send")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
-    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = min(args.seconds, 4.0)

@@ -17,7 +17,6 @@ run); writes ``bench/results/speed.json`` and ``speed.md``.
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -241,13 +240,10 @@ def render_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
-    common.add_results_dir(parser)
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
     args = parser.parse_args(argv)
     results = run(quick=args.quick)
-    common.write_results("speed", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("speed", results, render_markdown, args)
 
 
 if __name__ == "__main__":

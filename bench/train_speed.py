@@ -20,7 +20,6 @@ Run ``python bench/train_speed.py`` (``--quick`` for a smoke run); writes
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import tempfile
@@ -259,16 +258,13 @@ def render_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
     parser.add_argument(
         "--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root for the caching timing"
     )
-    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     results = run(quick=args.quick, emodb_root=args.emodb)
-    common.write_results("train_speed", results, render_markdown(results), args.results_dir,
-                         quick=args.quick)  # fmt: skip
+    common.report("train_speed", results, render_markdown, args)
 
 
 if __name__ == "__main__":

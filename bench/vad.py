@@ -15,7 +15,6 @@ RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0), EMOVO (Costantini et al. 20
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import _common as common
@@ -203,10 +202,8 @@ def render_markdown(data: dict, quick: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run")
+    parser = common.parser(__doc__, quick="smoke run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    common.add_results_dir(parser)
     args = parser.parse_args(argv)
     data = measure(args.threads, args.quick)
     common.write_results("vad", data, render_markdown(data, args.quick), args.results_dir,
