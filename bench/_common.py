@@ -285,6 +285,34 @@ def throughput_stats(
     }
 
 
+def predict_many_passes(
+    recognizers: Mapping[tuple, object],
+    paths: Sequence[str],
+    *,
+    rounds: int,
+    file_seconds: float,
+    threads: Callable[[tuple], int],
+) -> dict[tuple, dict]:
+    """``predict_many`` over ``paths`` with each configuration's recogniser (a configuration: a
+    tuple whose last item is the batch size; ``threads(config)`` torch threads), after a warm-up
+    on two batches and every file read once (OS page cache): ``rounds`` alternating rounds
+    (:func:`time_passes`), :func:`throughput_stats` per configuration."""
+    import torch
+
+    for config, recognizer in recognizers.items():
+        torch.set_num_threads(threads(config))
+        recognizer.predict_many(paths[: 2 * config[-1]], batch_size=config[-1])
+    for path in paths:
+        Path(path).read_bytes()
+    seconds, others = time_passes(
+        list(recognizers), lambda c: recognizers[c].predict_many(paths, batch_size=c[-1]),
+        rounds=rounds, before=lambda c: torch.set_num_threads(threads(c)),
+        check=lambda c, predictions: check_predictions(predictions, f"predict_many {c}"),
+    )  # fmt: skip
+    return {c: throughput_stats(seconds[c], others[c], len(paths), file_seconds)
+            for c in recognizers}  # fmt: skip
+
+
 # ------------------------------------------------------------------------ test audio
 
 

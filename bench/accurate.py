@@ -277,31 +277,17 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
 def measure_throughput(models: dict, paths: list[str], quick: bool) -> list[dict]:
     """predict_many files/s per (threads, model, batch size), all in alternating rounds."""
     recognizers = {name: _recognizer(p) for name, p in models.items()}
-    configs = [(t, name, b) for t in MANY_THREADS for name in models for b in MANY_BATCH_SIZES]
-    for t, name, b in configs:  # warm-up
-        torch.set_num_threads(t)
-        recognizers[name].predict_many(paths[: 2 * b], batch_size=b)
-    for path in paths:  # every file in the OS page cache
-        Path(path).read_bytes()
-    seconds, others = common.time_passes(
-        configs,
-        lambda c: recognizers[c[1]].predict_many(paths, batch_size=c[2]),
-        rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
-        before=lambda c: torch.set_num_threads(c[0]),
-        check=lambda c, predictions: common.check_predictions(
-            predictions, f"predict_many ({c[1]}, batch {c[2]})"
-        ),
-    )
+    configs = {(t, name, b): recognizers[name]
+               for t in MANY_THREADS for name in models for b in MANY_BATCH_SIZES}  # fmt: skip
+    stats = common.predict_many_passes(configs, paths, file_seconds=MANY_SECONDS,
+                                       rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
+                                       threads=lambda c: c[0])  # fmt: skip
     out = []
-    for t, name, b in configs:
-        m = {"model": name, "threads": t, "batch_size": b, **common.throughput_stats(
-            seconds[(t, name, b)], others[(t, name, b)], len(paths), MANY_SECONDS)}  # fmt: skip
-        out.append(m)
-        print(
-            f"predict_many {name:>8}, batch {b:>2}, {t} thread(s): "
-            f"{m['files_per_second_median']:.1f} files/s (median of {m['passes']}), "
-            f"others {m['other_processes_cores']} cores"
-        )
+    for (t, name, b), s in stats.items():
+        out.append({"model": name, "threads": t, "batch_size": b, **s})
+        print(f"predict_many {name:>8}, batch {b:>2}, {t} thread(s): "
+              f"{s['files_per_second_median']:.1f} files/s (median of {s['passes']}), "
+              f"others {s['other_processes_cores']} cores")  # fmt: skip
     return out
 
 

@@ -156,31 +156,17 @@ def measure_latency(recognizers: dict, quick: bool) -> list[dict]:
 
 def measure_throughput(recognizers: dict, paths: list[str], quick: bool) -> list[dict]:
     """``predict_many`` files/s per (backend, batch size) at MANY_THREADS threads."""
-    torch.set_num_threads(MANY_THREADS)
-    configs = [(name, b) for name in BACKENDS for b in MANY_BATCH_SIZES]
-    rounds = QUICK_MANY_ROUNDS if quick else MANY_ROUNDS
-    for name, b in configs:  # warm-up, and every file read once (OS page cache)
-        recognizers[name][MANY_THREADS].predict_many(paths[: 2 * b], batch_size=b)
-    for path in paths:
-        Path(path).read_bytes()
-    seconds, others = common.time_passes(
-        configs,
-        lambda c: recognizers[c[0]][MANY_THREADS].predict_many(paths, batch_size=c[1]),
-        rounds=rounds,
-        check=lambda c, predictions: common.check_predictions(
-            predictions, f"predict_many ({c[0]}, batch {c[1]})"
-        ),
-    )
+    configs = {(name, b): recognizers[name][MANY_THREADS]
+               for name in BACKENDS for b in MANY_BATCH_SIZES}  # fmt: skip
+    stats = common.predict_many_passes(configs, paths, file_seconds=MANY_SECONDS,
+                                       rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
+                                       threads=lambda c: MANY_THREADS)  # fmt: skip
     out = []
-    for name, b in configs:
-        m = {"backend": name, "batch_size": b, "threads": MANY_THREADS, **common.throughput_stats(
-            seconds[(name, b)], others[(name, b)], len(paths), MANY_SECONDS)}  # fmt: skip
-        out.append(m)
-        print(
-            f"predict_many {name:>5}, batch {b:>2}, {MANY_THREADS} threads: "
-            f"{m['files_per_second_median']:.0f} files/s (median of {m['passes']}), "
-            f"others {m['other_processes_cores']} cores"
-        )
+    for (name, b), s in stats.items():
+        out.append({"backend": name, "batch_size": b, "threads": MANY_THREADS, **s})
+        print(f"predict_many {name:>5}, batch {b:>2}, {MANY_THREADS} threads: "
+              f"{s['files_per_second_median']:.0f} files/s (median of {s['passes']}), "
+              f"others {s['other_processes_cores']} cores")  # fmt: skip
     return out
 
 
