@@ -1,30 +1,21 @@
-"""Speed and memory of the ``accurate`` bundled model (frozen Whisper base encoder, layers 1-3
-of 6, plus a small learned head) beside the ``fast`` model and a wav2vec2-base-sized encoder.
+"""Speed and memory of the ``accurate`` model (frozen Whisper base encoder, layers 1-3 of 6, and
+a small head) beside the ``fast`` model and a wav2vec2-base-sized encoder, on voice-like audio
+(:func:`emofuse.testing.synthetic_voice`, VAD off: the model is timed; ``bench/predict_many.py``
+times the command on real speech):
 
-Four measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`
-(the voice activity detector off, ``vad=False``: that audio is not speech to it, and this
-benchmark times the model; ``bench/predict_many.py`` measures the command on real speech):
+1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, for the three models in
+   alternating rounds, and where the accurate model's time goes;
+2. **throughput**: ``predict_many`` files/s over 3 s WAV files, fast vs accurate, batch sizes
+   16 and 32, at 2 threads and 1;
+3. **memory**: the peak RSS of a fresh process running ``timeline`` over a 1-hour WAV file
+   (10 minutes with ``--quick``), then a shorter file at timeline batch sizes 4 and 1;
+4. **int8**: dynamic quantisation (per tensor and per channel) vs fp32: RTF, how far the
+   probabilities and hidden states move, and with ``--eval-dir/--eval-corpus`` the UA of each.
 
-1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, at ``--threads`` threads:
-   accurate, fast and ``Wav2Vec2Model(Wav2Vec2Config())`` (random init, all 12 layers, raw
-   forward), timed in alternating rounds; plus where the accurate model's time goes (Whisper
-   log-Mel, encoder, stream assembly, normaliser + head).
-2. **Throughput**: ``predict_many`` files/s over a folder of 3 s WAV files (decoding included),
-   fast vs accurate, batch sizes 16 and 32, at 2 threads and at 1 thread, all configurations in
-   alternating rounds.
-3. **Memory**: peak RSS of a fresh process that iterates ``EmotionRecognizer.timeline`` over a
-   1-hour 16 kHz WAV file (10 minutes with ``--quick``) with the accurate model; wall time. Then
-   the same on a shorter file at timeline batch sizes 4 and 1.
-4. **int8**: ``torch.ao.quantization.quantize_dynamic(pipeline, {nn.Linear}, torch.qint8)``
-   (per-tensor weight scales) and its per-channel variant vs fp32: RTF side by side, the
-   difference of the probabilities and of the Whisper hidden states on a few clips, and with
-   ``--eval-dir DIR --eval-corpus NAME`` the UA of all three on a corpus.
+The accurate model: ``--model PATH``, else the bundled one, else an untrained pipeline of
+``configs/accurate.yaml`` (speed does not depend on training).
 
-The accurate model: ``--model PATH``, else the bundled ``accurate`` model if installed, else
-an untrained pipeline of ``configs/accurate.yaml`` (real Whisper base weights from the installed
-weight packages, random head; speed does not depend on training). Run from the repository root:
-``python bench/accurate.py`` (``--quick`` for a smoke run); writes
-``bench/results/accurate.json`` and ``accurate.md``.
+    python bench/accurate.py [--quick]    # writes bench/results/accurate.{json,md}
 """
 
 from __future__ import annotations
@@ -872,25 +863,11 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.parser(__doc__, quick="few repetitions (smoke run)")
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="accurate model file (default: bundled accurate, else untrained)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads for RTF, int8 and timeline (default 1)",
-    )
-    parser.add_argument("--eval-dir", default=None, help="corpus root for the int8 UA check")
-    parser.add_argument("--eval-corpus", default=None, help="corpus name (emodb, emovo, ...)")
-    parser.add_argument(
-        "--eval-limit",
-        type=int,
-        default=None,
-        help=f"at most this many utterances (--quick: {QUICK_EVAL_LIMIT})",
-    )
+    parser.add_argument("--model", help="model file (default: bundled accurate, else untrained)")
+    parser.add_argument("--threads", type=int, default=1, help="for RTF, int8 and the timeline")
+    parser.add_argument("--eval-dir", help="corpus root for the int8 UA check")
+    parser.add_argument("--eval-corpus", help="corpus name (emodb, emovo, ...)")
+    parser.add_argument("--eval-limit", type=int, help=f"most files (--quick: {QUICK_EVAL_LIMIT})")
     args = parser.parse_args(argv)  # fmt: skip
     if bool(args.eval_dir) != bool(args.eval_corpus):
         parser.error("--eval-dir and --eval-corpus go together")

@@ -338,6 +338,14 @@ def _header(results: dict) -> list[str]:
     ]
 
 
+RATIO_HEADERS = ["clip s", "threads", "torch / onnx (median)",
+                 "max abs. probability difference torch vs onnx"]  # fmt: skip
+THROUGHPUT_HEADERS = ["backend", "batch", "threads", "files/s (median)", "files/s (best)",
+                      "audio s / s", "passes", OTHERS]  # fmt: skip
+MEMORY_HEADERS = ["backend", "after imports", "after load", "peak", "peak VmHWM", "segments",
+                  "wall s", "RTF", OTHERS]  # fmt: skip
+
+
 def _latency_section(latency: list[dict]) -> list[str]:
     rows = [
         [m["clip_seconds"], m["threads"], name, f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}",
@@ -356,15 +364,7 @@ def _latency_section(latency: list[dict]) -> list[str]:
         common.markdown_table(
             ["clip s", "threads", "backend", "median ms", "p90 ms", "RTF", "runs", OTHERS], rows
         ),  # fmt: skip
-        common.markdown_table(
-            [
-                "clip s",
-                "threads",
-                "torch / onnx (median)",
-                "max abs. probability difference torch vs onnx",
-            ],
-            ratios,
-        ),  # fmt: skip
+        common.markdown_table(RATIO_HEADERS, ratios),
     ]
 
 
@@ -378,19 +378,7 @@ def _throughput_section(throughput: list[dict]) -> list[str]:
     return [
         f"## `predict_many` throughput ({throughput[0]['files']} FLAC files of "
         f"{MANY_SECONDS:g} s, decoding included)",
-        common.markdown_table(
-            [
-                "backend",
-                "batch",
-                "threads",
-                "files/s (median)",
-                "files/s (best)",
-                "audio s / s",
-                "passes",
-                OTHERS,
-            ],
-            rows,
-        ),  # fmt: skip
+        common.markdown_table(THROUGHPUT_HEADERS, rows),
     ]
 
 
@@ -411,20 +399,7 @@ def _memory_section(memory: dict) -> list[str]:
         "the model, and at the end (the peak); `VmHWM` is the kernel's high-water mark of "
         "the same process. The difference between the peak and after-load columns is what "
         "streaming the audio and running the windows costs.",
-        common.markdown_table(
-            [
-                "backend",
-                "after imports",
-                "after load",
-                "peak",
-                "peak VmHWM",
-                "segments",
-                "wall s",
-                "RTF",
-                OTHERS,
-            ],
-            rows,
-        ),  # fmt: skip
+        common.markdown_table(MEMORY_HEADERS, rows),
     ]
 
 

@@ -1,35 +1,22 @@
 """Load test of ``emofuse serve``: throughput, latency, errors and memory of the HTTP server.
 
-Each configuration starts a fresh server, ``python -m emofuse serve --host 127.0.0.1 --port P
---model M --threads T --precision P`` (a subprocess, ``OMP_NUM_THREADS=T``), waits for
-``GET /healthz``, reads the server's RSS (``VmRSS`` of ``/proc/<pid>/status``, summed over the
-server's process tree) and then:
+Each configuration starts a fresh server (``python -m emofuse serve --model M --threads T
+--precision P``, ``OMP_NUM_THREADS=T``), waits for ``GET /healthz`` and then runs:
 
-1. **Load**: ``--clients`` (8) concurrent clients (one asyncio loop, ``httpx.AsyncClient``, one
-   connection per client) POST 3 s WAV clips to ``/v1/predict`` (multipart field ``file``) for
-   ``--seconds`` (15) after a short warm-up, as fast as the answers come back (closed loop).
-   Recorded: requests/s (2xx answers per second of the phase), p50/p90/p99 latency, every non-2xx
-   answer or transport error. Meanwhile a separate thread polls ``GET /healthz`` every 100 ms
-   (its own connection) to show that the event loop is not blocked by inference.
-2. **Bad-input mix**: ``--bad-requests`` (400) requests from the same clients, about 60% valid
-   clips and the rest bad inputs, each with the status it must get: a text file named ``.wav``,
-   an empty raw body, a truncated WAV header, a float WAV of NaNs, a body over the upload limit,
-   a request that only *declares* a body over the limit (``Content-Length``, raw socket, small
-   body: the server must answer 413 without waiting for the rest), and a silent WAV (valid:
-   200). Counted: 5xx answers (target 0) and bad requests not answered with their expected 4xx
-   and a JSON ``{"detail", "request_id"}`` body.
-3. RSS after the phases and the peak (``VmHWM``).
+1. **load**: ``--clients`` concurrent clients (one asyncio loop, ``httpx``) POST 3 s WAV clips
+   to ``/v1/predict`` for ``--seconds``, closed loop, while a thread polls ``/healthz`` every
+   100 ms (the event loop must not block): requests/s, p50/p90/p99 latency, every error;
+2. **bad-input mix**: ``--bad-requests`` requests, about 60 % valid clips and the rest bad
+   inputs (text named ``.wav``, empty or truncated bodies, NaN floats, bodies over the upload
+   limit or only declaring it, silence), each with the status it must get;
+3. the server's RSS (``/proc``, its process tree) after the phases and at its peak.
 
-Then a **flat-memory** phase (skipped with ``--quick``): a fresh fast-model server takes
-``--flat-requests`` (10,000) requests from the same clients; RSS is read after every 1,000; the
-target is RSS after 10,000 within 10% of RSS after 1,000.
+Then **flat memory** (not with ``--quick``): a fresh fast-model server takes
+``--flat-requests`` requests, its RSS read every 1,000. The clients share the machine with the
+server. Clips: the middle 3 s of RAVDESS's files (``../shared/corpora``), else the examples.
 
-The client runs on the same machine and competes with the server for its cores; its CPU use is
-reported beside the server's. The clips are the middle 3 s of RAVDESS's files (real speech,
-16 kHz, encoded once as 16-bit WAV in memory) when ``../shared/corpora/ravdess`` exists, else
-``examples/*.flac`` cut or tiled to 3 s. Run ``python bench/serve_load.py`` (``--quick`` for a
-smoke run, a few seconds per configuration); writes ``bench/results/serve_load.json`` and
-``serve_load.md``.
+    python bench/serve_load.py            # writes bench/results/serve_load.{json,md}
+    python bench/serve_load.py --quick    # a few seconds per configuration
 """
 
 from __future__ import annotations
@@ -227,22 +214,9 @@ class Server:
                  extra: tuple[str, ...] = ()):  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            sys.executable,
-            "-m",
-            "emofuse",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--model",
-            model,
-            "--threads",
-            str(threads),
-        ]
-        if precision != "fp32":
-            self.command += ["--precision", precision]  # fmt: skip
+        self.command = [sys.executable, "-m", "emofuse", "serve", "--host", "127.0.0.1", "--port",
+                        str(self.port), "--model", model, "--threads", str(threads),
+                        *(["--precision", precision] if precision != "fp32" else [])]  # fmt: skip
         self.command += list(extra)
         self.log_path = log_dir / f"serve-{model}-{precision}-{threads}.log"
         self.log = self.log_path.open("wb")
