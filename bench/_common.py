@@ -1,12 +1,22 @@
-"""Helpers shared by the benchmarks: machine description, timing, result files, test audio,
-throughput passes and the peak memory of a child process.
+"""Helpers shared by the benchmarks, in sections:
+
+- **machine and load**: what the machine is, its load average, the cores other processes keep
+  busy, installed versions, busy background processes;
+- **timing**: timed calls, alternating rounds, throughput passes;
+- **test audio**: voice-like clips written to files;
+- **child processes**: the peak memory of a fresh process, a cold ``emofuse predict``;
+- **corpora**: the shared corpora's audio files;
+- **results**: PASS/MISS checks, markdown tables, the ``--results-dir`` option and the JSON + md
+  files.
 
 Results go to ``bench/results/<name>.json`` (everything measured, with the machine and the
-load average before and after) and ``bench/results/<name>.md`` (a short readable table).
+load average before and after) and ``bench/results/<name>.md`` (a short readable table), or to
+the folder given with ``--results-dir``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -14,32 +24,17 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = [
-    "RESULTS_DIR",
-    "machine_info",
-    "load_average",
-    "cpu_snapshot",
-    "other_processes_cores",
-    "summarize_times",
-    "time_call",
-    "time_interleaved",
-    "time_passes",
-    "throughput_stats",
-    "check_predictions",
-    "write_clips",
-    "package_versions",
-    "CHILD_MEMORY",
-    "run_child",
-    "add_megabytes",
-    "rss_line",
-    "markdown_table",
-    "write_results",
-]
-
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO.parent / "shared" / "corpora"
+
+
+# ------------------------------------------------------------------------ machine and load
 
 
 def _cpu_model() -> str:
@@ -109,6 +104,87 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "torch_default_threads": torch.get_num_threads(),
     }
+
+
+def package_versions(packages: Sequence[str]) -> dict:
+    """The installed version of each package (None when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def background_processes(skip: str, *, min_cpu: float = 10.0, most: int = 8) -> list[str]:
+    """Other busy processes (``ps``: at least ``min_cpu`` % CPU, command lines cut short),
+    leaving out those whose command line holds ``skip`` (this benchmark)."""
+    try:
+        done = subprocess.run(["ps", "-eo", "pcpu=,args=", "--sort=-pcpu"], capture_output=True,
+                              text=True, check=False, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = []
+    for line in done.stdout.splitlines():
+        cpu, _, command = line.strip().partition(" ")
+        try:
+            if float(cpu) >= min_cpu and skip not in command and "ps -eo" not in command:
+                rows.append(f"{cpu}% {command.strip()[:120]}")
+        except ValueError:
+            continue
+    return rows[:most]
+
+
+@dataclass(frozen=True)
+class Run:
+    """The start of a benchmark run: when, the load average and a :func:`cpu_snapshot`;
+    :meth:`header` gives the JSON's opening keys (machine, versions, load before and after)."""
+
+    began: float
+    load_before: list[float]
+    snapshot: dict
+
+    @classmethod
+    def start(cls) -> Run:
+        return cls(time.perf_counter(), load_average(), cpu_snapshot())
+
+    def header(
+        self, benchmark: str, quick: bool, versions: dict | None = None, command: bool = False
+    ) -> dict:
+        """``benchmark``, ``quick``, the command line (with ``command``), ``machine``,
+        ``versions`` (where given), the load average before and after, the other processes'
+        cores: the opening keys of a result file, in its order."""
+        head = {"benchmark": benchmark, "quick": quick}
+        if command:
+            head["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+        head["machine"] = machine_info()
+        if versions is not None:
+            head["versions"] = versions
+        return head | {
+            "load_average_before": self.load_before, "load_average_after": load_average(),
+            "other_processes_cores": other_processes_cores(self.snapshot),
+        }  # fmt: skip
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.began
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """torch's thread count as it was, whatever the block sets it to."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------ timing
 
 
 def summarize_times(seconds: Sequence[float]) -> dict:
@@ -209,6 +285,37 @@ def throughput_stats(
     }
 
 
+def predict_many_passes(
+    recognizers: Mapping[tuple, object],
+    paths: Sequence[str],
+    *,
+    rounds: int,
+    file_seconds: float,
+    threads: Callable[[tuple], int],
+) -> dict[tuple, dict]:
+    """``predict_many`` over ``paths`` with each configuration's recogniser (a configuration: a
+    tuple whose last item is the batch size; ``threads(config)`` torch threads), after a warm-up
+    on two batches and every file read once (OS page cache): ``rounds`` alternating rounds
+    (:func:`time_passes`), :func:`throughput_stats` per configuration."""
+    import torch
+
+    for config, recognizer in recognizers.items():
+        torch.set_num_threads(threads(config))
+        recognizer.predict_many(paths[: 2 * config[-1]], batch_size=config[-1])
+    for path in paths:
+        Path(path).read_bytes()
+    seconds, others = time_passes(
+        list(recognizers), lambda c: recognizers[c].predict_many(paths, batch_size=c[-1]),
+        rounds=rounds, before=lambda c: torch.set_num_threads(threads(c)),
+        check=lambda c, predictions: check_predictions(predictions, f"predict_many {c}"),
+    )  # fmt: skip
+    return {c: throughput_stats(seconds[c], others[c], len(paths), file_seconds)
+            for c in recognizers}  # fmt: skip
+
+
+# ------------------------------------------------------------------------ test audio
+
+
 def check_predictions(predictions: Sequence[object], what: str) -> None:
     """Refuse a ``predict_many`` pass that returned None or a silent prediction for a file."""
     if any(p is None or p.silent for p in predictions):
@@ -234,17 +341,41 @@ def write_clips(
     return paths
 
 
-def package_versions(packages: Sequence[str]) -> dict:
-    """The installed version of each package (None when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
+def write_long_file(
+    path: Path, seconds: int, *, audio_format: str, quiet_every: int = 0, sample_rate: int = 16000
+) -> int:
+    """A ``seconds``-long voice-like 16-bit file, written a minute at a time (the generator stays
+    small); with ``quiet_every`` n, every n-th minute is quiet noise (-50 dBFS) instead. Returns
+    its size in bytes."""
+    import numpy as np
+    import soundfile as sf
 
-    out = {}
-    for package in packages:
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    from emofuse.testing import synthetic_voice
+
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", sample_rate, 1, subtype="PCM_16", format=audio_format) as out:
+        for i, start in enumerate(range(0, seconds, 60)):
+            chunk = min(60, seconds - start)
+            if quiet_every and i % quiet_every == quiet_every - 1:
+                out.write((0.0045 * rng.standard_normal(chunk * sample_rate)).astype(np.float32))
+            else:
+                out.write(synthetic_voice(chunk, sample_rate, pitch=110.0 + (i * 13) % 150, seed=i))
+    return path.stat().st_size
+
+
+# ------------------------------------------------------------------------ corpora
+
+
+def corpus_files(name: str | None = None, root: Path = CORPORA) -> list[Path]:
+    """Every audio file (``.flac``, ``.wav``) of the corpus ``root/name`` (of every corpus in
+    ``root`` without a name, one corpus after the other), sorted; none where it is missing."""
+    folder = root if name is None else root / name
+    if name is None:
+        return [f for c in sorted(folder.glob("*/")) for f in corpus_files(c.name, root)]
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+
+
+# ------------------------------------------------------------------------ child processes
 
 
 # The start of a child script (see run_child): imports and memory(), its RSS so far in KiB.
@@ -286,6 +417,50 @@ def run_child(script: str, args: dict, *, what: str, cwd: Path | None = None) ->
     return report
 
 
+# A child that iterates a timeline (:func:`timeline`) and reports its memory and time.
+TIMELINE_CHILD = (
+    CHILD_MEMORY
+    + r"""args = json.loads(sys.argv[1])
+import torch
+torch.set_num_threads(args["threads"])
+from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+from emofuse.pipeline import load_pipeline
+after_imports = memory()
+if args.get("backend") == "onnx":
+    from emofuse.inference.onnx import OnnxBackend
+    backend = OnnxBackend(args["onnx"], num_threads=args["threads"])
+else:
+    backend = TorchBackend(load_pipeline(args["model"]), device="cpu")
+recognizer = EmotionRecognizer(backend, vad=False)  # the synthetic voice is no speech to a VAD
+after_load = memory()
+began = time.perf_counter()
+segments = silent = 0
+end = 0.0
+for segment in recognizer.timeline(args["audio"], batch_size=args.get("batch_size")):
+    segments += 1
+    silent += segment.silent
+    end = segment.end
+wall = time.perf_counter() - began
+print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
+                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
+                  "timeline_end_seconds": end}))
+"""
+)
+
+
+def timeline(args: dict, audio_seconds: float, what: str, /, **extra: object) -> dict:
+    """:data:`TIMELINE_CHILD` in a fresh process (:func:`run_child`) with ``args`` (``audio``,
+    ``model`` or ``backend="onnx"`` and ``onnx``, ``threads``, ``batch_size``): its report with
+    the other processes' cores, ``extra``, the RTF and the memory in MB (:func:`add_megabytes`)."""
+    snap = cpu_snapshot()
+    report = run_child(TIMELINE_CHILD, args, what=f"timeline child ({what})", cwd=REPO)
+    report["other_processes_cores"] = other_processes_cores(snap)
+    report.update(extra, rtf=report["wall_seconds"] / audio_seconds)
+    add_megabytes(report)
+    print(f"timeline {what}: peak RSS " + rss_line(report))
+    return report
+
+
 def add_megabytes(
     report: dict, keys: Sequence[str] = ("after_imports", "after_load", "peak")
 ) -> None:
@@ -310,8 +485,13 @@ def rss_line(report: dict) -> str:
 
 
 def predict_process(
-    inputs: Sequence[Path | str], n: int, model: str, threads: int, out: Path,
-    precision: str = "fp32", output_format: str = "jsonl",
+    inputs: Sequence[Path | str],
+    n: int,
+    model: str,
+    threads: int,
+    out: Path,
+    precision: str = "fp32",
+    output_format: str = "jsonl",
 ) -> dict:
     """One cold ``python -m emofuse predict INPUTS`` process (``n`` files in ``inputs``, folders
     or files): wall time, files/s, its peak RSS (``ru_maxrss`` of the child) and the answers
@@ -338,6 +518,38 @@ def predict_process(
     }  # fmt: skip
 
 
+# ------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target: what it asks, what was measured, under which setting, PASS or MISS. As a
+    dict (:meth:`to_dict`) it is the ``{"target", "measured", "setting", "status"}`` of the
+    result files."""
+
+    target: str
+    measured: str
+    setting: str
+    status: str
+
+    @classmethod
+    def of(cls, target: str, measured: str, setting: str, ok: bool) -> Check:
+        return cls(target, measured, setting, "PASS" if ok else "MISS")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def row(self) -> list[str]:
+        return [self.target, self.measured, self.setting, self.status]
+
+
+def checks_table(checks: Iterable[Check | Mapping]) -> str:
+    """The markdown table of targets (:class:`Check` or their dicts read back from JSON)."""
+    rows = [c.row() if isinstance(c, Check) else [c["target"], c["measured"], c["setting"],
+                                                  c["status"]] for c in checks]  # fmt: skip
+    return markdown_table(["target", "measured", "setting", "status"], rows)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub markdown table; floats are written as given (format them before)."""
     lines = [
@@ -346,6 +558,32 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def command_line() -> str:
+    """This run's command line as the result files quote it: ``python bench/<name>.py ...``."""
+    return "python " + " ".join(sys.argv)
+
+
+def parser(doc: str, quick: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's options: its docstring's first line as the description, ``--quick`` (with
+    this help) where given, and ``--results-dir``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    add_results_dir(parser)
+    return parser
+
+
+def report(name: str, results: dict, render: Callable[[dict], str], args) -> None:
+    """:func:`write_results` of ``results`` and their markdown into ``args.results_dir``."""
+    write_results(name, results, render(results), args.results_dir, quick=args.quick)
+
+
+def add_results_dir(parser, default: Path = RESULTS_DIR) -> None:
+    """The ``--results-dir`` option of a benchmark: where its JSON and md files go."""
+    parser.add_argument("--results-dir", type=Path, default=default,
+                        help=f"where to write the result files (default {default})")  # fmt: skip
 
 
 def write_results(

@@ -1,30 +1,21 @@
-"""Speed and memory of the ``accurate`` bundled model (frozen Whisper base encoder, layers 1-3
-of 6, plus a small learned head) beside the ``fast`` model and a wav2vec2-base-sized encoder.
+"""Speed and memory of the ``accurate`` model (frozen Whisper base encoder, layers 1-3 of 6, and
+a small head) beside the ``fast`` model and a wav2vec2-base-sized encoder, on voice-like audio
+(:func:`emofuse.testing.synthetic_voice`, VAD off: the model is timed; ``bench/predict_many.py``
+times the command on real speech):
 
-Four measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`
-(the voice activity detector off, ``vad=False``: that audio is not speech to it, and this
-benchmark times the model; ``bench/predict_many.py`` measures the command on real speech):
+1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, for the three models in
+   alternating rounds, and where the accurate model's time goes;
+2. **throughput**: ``predict_many`` files/s over 3 s WAV files, fast vs accurate, batch sizes
+   16 and 32, at 2 threads and 1;
+3. **memory**: the peak RSS of a fresh process running ``timeline`` over a 1-hour WAV file
+   (10 minutes with ``--quick``), then a shorter file at timeline batch sizes 4 and 1;
+4. **int8**: dynamic quantisation (per tensor and per channel) vs fp32: RTF, how far the
+   probabilities and hidden states move, and with ``--eval-dir/--eval-corpus`` the UA of each.
 
-1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, at ``--threads`` threads:
-   accurate, fast and ``Wav2Vec2Model(Wav2Vec2Config())`` (random init, all 12 layers, raw
-   forward), timed in alternating rounds; plus where the accurate model's time goes (Whisper
-   log-Mel, encoder, stream assembly, normaliser + head).
-2. **Throughput**: ``predict_many`` files/s over a folder of 3 s WAV files (decoding included),
-   fast vs accurate, batch sizes 16 and 32, at 2 threads and at 1 thread, all configurations in
-   alternating rounds.
-3. **Memory**: peak RSS of a fresh process that iterates ``EmotionRecognizer.timeline`` over a
-   1-hour 16 kHz WAV file (10 minutes with ``--quick``) with the accurate model; wall time. Then
-   the same on a shorter file at timeline batch sizes 4 and 1.
-4. **int8**: ``torch.ao.quantization.quantize_dynamic(pipeline, {nn.Linear}, torch.qint8)``
-   (per-tensor weight scales) and its per-channel variant vs fp32: RTF side by side, the
-   difference of the probabilities and of the Whisper hidden states on a few clips, and with
-   ``--eval-dir DIR --eval-corpus NAME`` the UA of all three on a corpus.
+The accurate model: ``--model PATH``, else the bundled one, else an untrained pipeline of
+``configs/accurate.yaml`` (speed does not depend on training).
 
-The accurate model: ``--model PATH``, else the bundled ``accurate`` model if installed, else
-an untrained pipeline of ``configs/accurate.yaml`` (real Whisper base weights from the installed
-weight packages, random head; speed does not depend on training). Run from the repository root:
-``python bench/accurate.py`` (``--quick`` for a smoke run); writes
-``bench/results/accurate.json`` and ``accurate.md``.
+    python bench/accurate.py [--quick]    # writes bench/results/accurate.{json,md}
 """
 
 from __future__ import annotations
@@ -32,21 +23,15 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
 from torch import nn
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/accurate.py``: bench/ itself is on sys.path
-    import _common as common
 
 REPO = Path(__file__).resolve().parent.parent
 ACCURATE_CONFIG = REPO / "configs" / "accurate.yaml"
@@ -66,7 +51,6 @@ MANY_BATCH_SIZES = (16, 32)
 MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1
 
 LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 600
-LONG_CHUNK_SECONDS = 60
 TIMELINE_BATCH = None  # EmotionRecognizer.timeline's default (about 30 s of audio per pass)
 DIAG_SECONDS, QUICK_DIAG_SECONDS = 300, 120  # shorter file, smaller timeline batches
 DIAG_BATCHES = (4, 1)
@@ -81,32 +65,7 @@ TARGET_RTF = 0.02  # accurate, 10 s clip, batch 1, 1 thread
 TARGET_FILES_PER_SECOND = 100.0  # accurate, best batch size, 2 threads
 TARGET_PEAK_RSS_MB = 600.0  # accurate, 1-hour timeline, MB = 10**6 bytes
 
-# Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = common.CHILD_MEMORY + r"""args = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(args["threads"])
-from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
-from emofuse.pipeline import load_pipeline
-after_imports = memory()
-pipeline = load_pipeline(args["model"])
-recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)  # synthetic audio
-after_load = memory()
-began = time.perf_counter()
-segments = silent = 0
-end = 0.0
-for segment in recognizer.timeline(args["audio"], batch_size=args["batch_size"]):
-    segments += 1
-    silent += segment.silent
-    end = segment.end
-wall = time.perf_counter() - began
-print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
-                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
-                  "timeline_end_seconds": end}))
-"""
-
-
 # --------------------------------------------------------------------------- models and files
-
 
 
 def _describe(pipeline: nn.Module, about: dict) -> dict:
@@ -160,25 +119,6 @@ def build_wav2vec2() -> nn.Module:
 
     torch.manual_seed(0)
     return Wav2Vec2Model(Wav2Vec2Config()).eval()
-
-
-def write_long_file(path: Path, seconds: int) -> int:
-    """A ``seconds``-long 16-bit WAV file written minute by minute: voice-like minutes, every
-    fifth one quiet noise (-50 dBFS) instead; returns its size in bytes."""
-    import soundfile as sf
-
-    from emofuse.testing import synthetic_voice
-
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="WAV") as out:
-        for i, start in enumerate(range(0, seconds, LONG_CHUNK_SECONDS)):
-            chunk = min(LONG_CHUNK_SECONDS, seconds - start)
-            if i % 5 == 4:
-                block = (0.0045 * rng.standard_normal(chunk * SAMPLE_RATE)).astype(np.float32)
-            else:
-                block = synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i)
-            out.write(block)
-    return path.stat().st_size
 
 
 def _recognizer(pipeline: nn.Module):
@@ -328,43 +268,21 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
 def measure_throughput(models: dict, paths: list[str], quick: bool) -> list[dict]:
     """predict_many files/s per (threads, model, batch size), all in alternating rounds."""
     recognizers = {name: _recognizer(p) for name, p in models.items()}
-    configs = [(t, name, b) for t in MANY_THREADS for name in models for b in MANY_BATCH_SIZES]
-    for t, name, b in configs:  # warm-up
-        torch.set_num_threads(t)
-        recognizers[name].predict_many(paths[: 2 * b], batch_size=b)
-    for path in paths:  # every file in the OS page cache
-        Path(path).read_bytes()
-    seconds, others = common.time_passes(
-        configs,
-        lambda c: recognizers[c[1]].predict_many(paths, batch_size=c[2]),
-        rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
-        before=lambda c: torch.set_num_threads(c[0]),
-        check=lambda c, predictions: common.check_predictions(
-            predictions, f"predict_many ({c[1]}, batch {c[2]})"
-        ),
-    )
+    configs = {(t, name, b): recognizers[name]
+               for t in MANY_THREADS for name in models for b in MANY_BATCH_SIZES}  # fmt: skip
+    stats = common.predict_many_passes(configs, paths, file_seconds=MANY_SECONDS,
+                                       rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
+                                       threads=lambda c: c[0])  # fmt: skip
     out = []
-    for t, name, b in configs:
-        m = {"model": name, "threads": t, "batch_size": b, **common.throughput_stats(
-            seconds[(t, name, b)], others[(t, name, b)], len(paths), MANY_SECONDS)}  # fmt: skip
-        out.append(m)
-        print(
-            f"predict_many {name:>8}, batch {b:>2}, {t} thread(s): "
-            f"{m['files_per_second_median']:.1f} files/s (median of {m['passes']}), "
-            f"others {m['other_processes_cores']} cores"
-        )
+    for (t, name, b), s in stats.items():
+        out.append({"model": name, "threads": t, "batch_size": b, **s})
+        print(f"predict_many {name:>8}, batch {b:>2}, {t} thread(s): "
+              f"{s['files_per_second_median']:.1f} files/s (median of {s['passes']}), "
+              f"others {s['other_processes_cores']} cores")  # fmt: skip
     return out
 
 
 # --------------------------------------------------------------------------- 3. memory
-
-
-def run_timeline(audio: Path, model: Path, threads: int, batch_size: int) -> dict:
-    """Run TIMELINE_CHILD in a fresh process (:func:`common.run_child`: forked from a small
-    shell, so its ``ru_maxrss`` is its own) and return its report."""
-    args = {"audio": str(audio), "model": str(model), "threads": threads,
-            "batch_size": batch_size}  # fmt: skip
-    return common.run_child(TIMELINE_CHILD, args, what="timeline child", cwd=REPO)
 
 
 def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int,
@@ -387,20 +305,16 @@ def measure_memory(workdir: Path, pipeline: nn.Module, about: dict, threads: int
     for seconds_, batches in ((seconds, (TIMELINE_BATCH,)), (diag_seconds, DIAG_BATCHES)):
         audio = workdir / f"long-{seconds_}.wav"
         began = time.perf_counter()
-        size = write_long_file(audio, seconds_)
+        size = common.write_long_file(audio, seconds_, audio_format="WAV", quiet_every=5)
         write_seconds = time.perf_counter() - began
         print(f"wrote a {seconds_} s WAV file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
         try:
             for batch_size in batches:
-                snap = common.cpu_snapshot()
-                report = run_timeline(audio, model, threads, batch_size)
-                report["other_processes_cores"] = common.other_processes_cores(snap)
-                report.update(audio_seconds=seconds_, file_bytes=size, batch_size=batch_size,
-                              rtf=report["wall_seconds"] / seconds_)  # fmt: skip
-                common.add_megabytes(report)
-                runs.append(report)
-                print(f"timeline accurate, {seconds_} s of audio, batch {batch_size}: peak RSS "
-                      + common.rss_line(report))
+                args = {"audio": str(audio), "model": str(model), "threads": threads,
+                        "batch_size": batch_size}  # fmt: skip
+                runs.append(common.timeline(
+                    args, seconds_, f"accurate, {seconds_} s of audio, batch {batch_size}",
+                    audio_seconds=seconds_, file_bytes=size, batch_size=batch_size))  # fmt: skip
         finally:
             audio.unlink(missing_ok=True)
     w = pipeline.windows
@@ -448,13 +362,151 @@ def _predicted(predictions: list, labels: tuple[str, ...]) -> np.ndarray:
                      for p in predictions], dtype=np.int64)  # fmt: skip
 
 
+INT8_NOTES = {
+    "variants": {
+        "int8": "quantize_dynamic(pipeline, {nn.Linear}, dtype=torch.qint8): per-tensor "
+        "weight scales",
+        "int8-perchannel": "quantize_dynamic(pipeline, {nn.Linear: "
+        "per_channel_dynamic_qconfig}, dtype=torch.qint8): one weight scale per output row",
+    },
+    "note": "int8 weights; activations quantised per tensor at run time; the Whisper conv "
+    "stem and the head's convolutions stay fp32",
+}
+
+
+def _int8_rtf(rec: dict, threads: int, quick: bool) -> dict:
+    """fp32 and the int8 variants' predict RTF on a 10 s clip, in alternating rounds."""
+    from emofuse.testing import synthetic_voice
+
+    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
+    calls = {k: (lambda r=r: r.predict(wave, sample_rate=SAMPLE_RATE)) for k, r in rec.items()}
+    snap = common.cpu_snapshot()
+    runs, warmup = (QUICK_INT8_RUNS, QUICK_WARMUP) if quick else (INT8_RUNS, WARMUP)
+    stats = common.time_interleaved(calls, runs=runs, warmup=warmup)
+    for s in stats.values():
+        s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
+        s["speedup_over_fp32"] = stats["fp32"]["median_ms"] / s["median_ms"]
+    print(f"int8 vs fp32, {CLIP_SECONDS:g} s clip, {threads} thread(s): " + ", ".join(
+        f"{k} {s['median_ms']:.1f} ms ({s['speedup_over_fp32']:.2f}x)"
+        for k, s in stats.items()))  # fmt: skip
+    return {"threads": threads, "clip_seconds": CLIP_SECONDS, "systems": stats,
+            "other_processes_cores": common.other_processes_cores(snap)}  # fmt: skip
+
+
+def _hidden_closeness(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Relative L2 error and lowest per-frame cosine of one layer's hidden states (W, T)."""
+    return {
+        "relative_l2_error": float((a - b).norm() / a.norm()),
+        "min_frame_cosine": float(nn.functional.cosine_similarity(a, b, dim=0).min()),
+    }
+
+
+def _int8_clip(models: dict, rec: dict, seconds: float, pitch: float, seed: int) -> dict:
+    """How close each int8 variant's probabilities and Whisper hidden states are to fp32's on
+    one synthetic clip."""
+    from emofuse.testing import synthetic_voice
+
+    extractors = models["fp32"].frontend.extractors
+    (name,) = extractors.keys()
+    width, layers = extractors[name].settings.width, extractors[name].settings.layers
+    clip = synthetic_voice(seconds, SAMPLE_RATE, pitch=pitch, seed=seed)
+    preds = {k: r.predict(clip, sample_rate=SAMPLE_RATE) for k, r in rec.items()}
+    w = torch.from_numpy(clip - clip.mean())[None]
+    n = torch.tensor([w.shape[1]])
+    with torch.inference_mode():
+        hidden = {k: m.frontend(w, n)[name][0][0] for k, m in models.items()}  # (L W, T)
+    row = {"seconds": seconds, "pitch": pitch, "seed": seed,
+           "fp32_top_probability": preds["fp32"].confidence, "variants": {}}  # fmt: skip
+    for variant in INT8_VARIANTS:
+        per_layer = {}
+        for i, k in enumerate(layers):
+            rows = slice(i * width, (i + 1) * width)
+            per_layer[str(k)] = _hidden_closeness(hidden["fp32"][rows], hidden[variant][rows])
+        p32, p8 = preds["fp32"], preds[variant]
+        row["variants"][variant] = {
+            "max_abs_probability_difference": max(
+                abs(p32.probabilities[c] - p8.probabilities[c]) for c in p32.probabilities
+            ),
+            "same_label": p32.label == p8.label,
+            "hidden_states": per_layer,
+        }
+    return row
+
+
+def _int8_summary(clips: list[dict], layers) -> dict:
+    """Per variant the largest probability difference and hidden-state error over the clips."""
+    summary = {
+        v: {
+            "max_abs_probability_difference": max(
+                c["variants"][v]["max_abs_probability_difference"] for c in clips
+            ),
+            "max_hidden_relative_l2_error": {
+                str(k): max(
+                    c["variants"][v]["hidden_states"][str(k)]["relative_l2_error"] for c in clips
+                )
+                for k in layers
+            },
+        }
+        for v in INT8_VARIANTS
+    }
+    for v, s in summary.items():
+        print(f"{v}: max |p32 - p8| over {len(clips)} clips "
+              f"{s['max_abs_probability_difference']:.2e}, hidden-state relative L2 error by "
+              f"layer {s['max_hidden_relative_l2_error']}")  # fmt: skip
+    return summary
+
+
+def _int8_verdict(variant: str, change: float, trained: bool) -> str:
+    keep = abs(change) < UA_TOLERANCE_POINTS
+    verdict = (f"{'keep' if keep else 'do not keep'} {variant}: UA moved {change:+.2f} points "
+               f"(tolerance {UA_TOLERANCE_POINTS})")  # fmt: skip
+    if not trained:
+        verdict += (
+            " -- but the accurate model is UNTRAINED (random head): its UA is chance "
+            "level, so this says nothing about the trained model"
+        )
+    return verdict
+
+
+def _int8_eval(rec: dict, labels: tuple[str, ...], trained: bool, eval_dir: str,
+               eval_corpus: str, eval_limit: int | None) -> dict:  # fmt: skip
+    """UA and WA of fp32 and the int8 variants on a corpus, and a keep/drop verdict each."""
+    from emofuse.metrics import unweighted_accuracy, weighted_accuracy
+
+    data = _eval_set(eval_corpus, eval_dir, labels, eval_limit)
+    print(f"eval on {eval_corpus}: {data['summary']}; using {len(data['paths'])} files")
+    y = data["targets"]
+    result = {"corpus": eval_corpus, "root": str(Path(eval_dir).resolve()),
+              "task": data["task"], "selection": data["summary"], "files": len(y),
+              "limit": eval_limit, "systems": {}, "verdicts": {}}  # fmt: skip
+    predicted = {}
+    for key, r in rec.items():
+        began = time.perf_counter()
+        predictions = r.predict_many(data["paths"], batch_size=16)
+        elapsed = time.perf_counter() - began
+        predicted[key] = _predicted(predictions, labels)
+        result["systems"][key] = {
+            "ua": unweighted_accuracy(y, predicted[key]),
+            "wa": weighted_accuracy(y, predicted[key]),
+            "seconds": elapsed,
+            "files_per_second": len(y) / elapsed,
+        }
+    for v in INT8_VARIANTS:
+        change = 100 * (result["systems"][v]["ua"] - result["systems"]["fp32"]["ua"])
+        result["systems"][v]["ua_change_points"] = change
+        result["systems"][v]["prediction_agreement"] = float(
+            np.mean(predicted["fp32"] == predicted[v])
+        )
+        result["verdicts"][v] = verdict = _int8_verdict(v, change, trained)
+        print(f"eval: UA fp32 {result['systems']['fp32']['ua']:.4f}, {v} "
+              f"{result['systems'][v]['ua']:.4f}; {verdict}")  # fmt: skip
+    return result
+
+
 def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str | None,
                  eval_corpus: str | None, eval_limit: int | None) -> dict:  # fmt: skip
     """Dynamic int8 quantisation of the accurate pipeline's Linear layers vs fp32: per-tensor
     weight scales (``quantize_dynamic``'s default) and per-channel weight scales."""
-    from emofuse.metrics import unweighted_accuracy, weighted_accuracy
-    from emofuse.testing import synthetic_voice
-
     torch.set_num_threads(threads)
     models, quantize_seconds = {"fp32": accurate}, {}
     for variant in INT8_VARIANTS:
@@ -466,61 +518,11 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
     quantized_names = [n for n, m in models[INT8_VARIANTS[0]].named_modules()
                        if isinstance(m, dynamic)]  # fmt: skip
     rec = {k: _recognizer(m) for k, m in models.items()}
-
-    wave = synthetic_voice(CLIP_SECONDS, SAMPLE_RATE)
-    calls = {k: (lambda r=r: r.predict(wave, sample_rate=SAMPLE_RATE)) for k, r in rec.items()}
-    snap = common.cpu_snapshot()
-    runs, warmup = (QUICK_INT8_RUNS, QUICK_WARMUP) if quick else (INT8_RUNS, WARMUP)
-    stats = common.time_interleaved(calls, runs=runs, warmup=warmup)
-    for s in stats.values():
-        s["rtf"] = s["median_ms"] / 1e3 / CLIP_SECONDS
-        s["speedup_over_fp32"] = stats["fp32"]["median_ms"] / s["median_ms"]
-    rtf = {"threads": threads, "clip_seconds": CLIP_SECONDS, "systems": stats,
-           "other_processes_cores": common.other_processes_cores(snap)}  # fmt: skip
-    print(f"int8 vs fp32, {CLIP_SECONDS:g} s clip, {threads} thread(s): " + ", ".join(
-        f"{k} {s['median_ms']:.1f} ms ({s['speedup_over_fp32']:.2f}x)"
-        for k, s in stats.items()))  # fmt: skip
-
-    (name,) = accurate.frontend.extractors.keys()
-    width = accurate.frontend.extractors[name].settings.width
-    layers = accurate.frontend.extractors[name].settings.layers
-    clips = []
-    for seconds, pitch, seed in INT8_CLIPS:
-        clip = synthetic_voice(seconds, SAMPLE_RATE, pitch=pitch, seed=seed)
-        preds = {k: r.predict(clip, sample_rate=SAMPLE_RATE) for k, r in rec.items()}
-        w = torch.from_numpy(clip - clip.mean())[None]
-        n = torch.tensor([w.shape[1]])
-        with torch.inference_mode():
-            hidden = {k: m.frontend(w, n)[name][0][0] for k, m in models.items()}  # (L W, T)
-        row = {"seconds": seconds, "pitch": pitch, "seed": seed,
-               "fp32_top_probability": preds["fp32"].confidence, "variants": {}}  # fmt: skip
-        for variant in INT8_VARIANTS:
-            per_layer = {}
-            for i, k in enumerate(layers):
-                a = hidden["fp32"][i * width : (i + 1) * width]
-                b = hidden[variant][i * width : (i + 1) * width]
-                per_layer[str(k)] = {
-                    "relative_l2_error": float((a - b).norm() / a.norm()),
-                    "min_frame_cosine": float(nn.functional.cosine_similarity(a, b, dim=0).min()),
-                }
-            p32, p8 = preds["fp32"], preds[variant]
-            row["variants"][variant] = {
-                "max_abs_probability_difference": max(
-                    abs(p32.probabilities[c] - p8.probabilities[c]) for c in p32.probabilities
-                ),
-                "same_label": p32.label == p8.label,
-                "hidden_states": per_layer,
-            }
-        clips.append(row)
+    rtf = _int8_rtf(rec, threads, quick)
+    clips = [_int8_clip(models, rec, *clip) for clip in INT8_CLIPS]
+    (extractor,) = accurate.frontend.extractors.values()
     out = {
-        "variants": {
-            "int8": "quantize_dynamic(pipeline, {nn.Linear}, dtype=torch.qint8): per-tensor "
-            "weight scales",
-            "int8-perchannel": "quantize_dynamic(pipeline, {nn.Linear: "
-            "per_channel_dynamic_qconfig}, dtype=torch.qint8): one weight scale per output row",
-        },
-        "note": "int8 weights; activations quantised per tensor at run time; the Whisper conv "
-        "stem and the head's convolutions stay fp32",
+        **INT8_NOTES,
         "quantize_seconds": quantize_seconds,
         "linear_layers": len(linear),
         "quantized_linear_layers": len(quantized_names),
@@ -528,66 +530,12 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
         "state_dict_mb": {k: _state_mb(m) for k, m in models.items()},
         "rtf": rtf,
         "clips": clips,
-        "summary": {
-            v: {
-                "max_abs_probability_difference": max(
-                    c["variants"][v]["max_abs_probability_difference"] for c in clips
-                ),
-                "max_hidden_relative_l2_error": {
-                    str(k): max(
-                        c["variants"][v]["hidden_states"][str(k)]["relative_l2_error"]
-                        for c in clips
-                    )
-                    for k in layers
-                },  # fmt: skip
-            }
-            for v in INT8_VARIANTS
-        },
+        "summary": _int8_summary(clips, extractor.settings.layers),
+        "eval": None,
     }
-    for v, s in out["summary"].items():
-        print(f"{v}: max |p32 - p8| over {len(clips)} clips "
-              f"{s['max_abs_probability_difference']:.2e}, hidden-state relative L2 error by "
-              f"layer {s['max_hidden_relative_l2_error']}")  # fmt: skip
-
-    out["eval"] = None
     if eval_dir:
-        labels = tuple(accurate.labels)
-        data = _eval_set(eval_corpus, eval_dir, labels, eval_limit)
-        print(f"eval on {eval_corpus}: {data['summary']}; using {len(data['paths'])} files")
-        y = data["targets"]
-        result = {"corpus": eval_corpus, "root": str(Path(eval_dir).resolve()),
-                  "task": data["task"], "selection": data["summary"], "files": len(y),
-                  "limit": eval_limit, "systems": {}, "verdicts": {}}  # fmt: skip
-        predicted = {}
-        for key, r in rec.items():
-            began = time.perf_counter()
-            predictions = r.predict_many(data["paths"], batch_size=16)
-            elapsed = time.perf_counter() - began
-            predicted[key] = _predicted(predictions, labels)
-            result["systems"][key] = {
-                "ua": unweighted_accuracy(y, predicted[key]),
-                "wa": weighted_accuracy(y, predicted[key]),
-                "seconds": elapsed,
-                "files_per_second": len(y) / elapsed,
-            }
-        for v in INT8_VARIANTS:
-            change = 100 * (result["systems"][v]["ua"] - result["systems"]["fp32"]["ua"])
-            result["systems"][v]["ua_change_points"] = change
-            result["systems"][v]["prediction_agreement"] = float(
-                np.mean(predicted["fp32"] == predicted[v])
-            )
-            keep = abs(change) < UA_TOLERANCE_POINTS
-            verdict = (f"{'keep' if keep else 'do not keep'} {v}: UA moved {change:+.2f} points "
-                       f"(tolerance {UA_TOLERANCE_POINTS})")  # fmt: skip
-            if not about["trained"]:
-                verdict += (
-                    " -- but the accurate model is UNTRAINED (random head): its UA is chance "
-                    "level, so this says nothing about the trained model"
-                )
-            result["verdicts"][v] = verdict
-            print(f"eval: UA fp32 {result['systems']['fp32']['ua']:.4f}, {v} "
-                  f"{result['systems'][v]['ua']:.4f}; {verdict}")  # fmt: skip
-        out["eval"] = result
+        out["eval"] = _int8_eval(rec, tuple(accurate.labels), about["trained"], eval_dir,
+                                 eval_corpus, eval_limit)  # fmt: skip
     return out
 
 
@@ -601,193 +549,125 @@ def _versions() -> dict:
 
 
 def _background() -> list[str]:
-    """Other busy processes (command lines cut short) as seen by ``ps``."""
-    try:
-        done = subprocess.run(["ps", "-eo", "pcpu=,args=", "--sort=-pcpu"], capture_output=True,
-                              text=True, check=False, timeout=10)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return []
-    rows = []
-    for line in done.stdout.splitlines():
-        cpu, _, command = line.strip().partition(" ")
-        try:
-            if float(cpu) >= 10 and "bench/accurate.py" not in command and "ps -eo" not in command:
-                rows.append(f"{cpu}% {command.strip()[:120]}")
-        except ValueError:
-            continue
-    return rows[:8]
+    """Other busy processes as seen by ``ps``."""
+    return common.background_processes("bench/accurate.py")
 
 
-def run(args: argparse.Namespace) -> dict:
-    began = time.perf_counter()
-    load_before = common.load_average()
-    background_before = _background()
-    whole_run = common.cpu_snapshot()
-    initial_threads = torch.get_num_threads()
-    quick = args.quick
-    accurate, about = build_accurate(args.model)
+NOTES = [
+    "accurate and fast are timed through EmotionRecognizer.predict(array, "
+    "sample_rate=16000) with TorchBackend(device='cpu'): the accurate model's windows "
+    "are 10 s every 5 s (a 10 s clip is one window), the fast model's 3 s every 1.5 s "
+    "(a 10 s clip is 6 windows in one batch).",
+    "Systems are timed in alternating rounds; latencies are medians.",
+    "predict_many files/s includes reading and decoding each WAV file (OS page cache).",
+    "timeline: a fresh process forked from a small shell; peak RSS = its ru_maxrss, "
+    "VmHWM beside it. MB = 10**6 bytes.",
+]
+
+
+def build_models(model: str | None) -> dict:
+    """The accurate, fast and wav2vec2 models, with what each is (``about``)."""
+    accurate, about = build_accurate(model)
     fast, about_fast = build_fast()
     wav2vec2 = build_wav2vec2()
     w2v_params = sum(p.numel() for p in wav2vec2.parameters())
     print(f"accurate: {about['source']} ({about['parameters']:,} parameters, "
           f"{about['head_parameters']:,} in the head); fast: {about_fast['parameters']:,} "
           f"parameters; wav2vec2: {w2v_params:,} parameters")  # fmt: skip
+    about_w2v = {
+        "source": "transformers Wav2Vec2Model(Wav2Vec2Config()), random init, "
+        "all 12 layers, raw forward under inference_mode",
+        "parameters": w2v_params,
+    }
+    return {"accurate": accurate, "fast": fast, "wav2vec2": wav2vec2,
+            "about": {"accurate": about, "fast": about_fast, "wav2vec2": about_w2v}}  # fmt: skip
+
+
+def measure_all(models: dict, workdir: Path, args: argparse.Namespace) -> dict:
+    """RTF, the accurate model's parts, predict_many throughput, int8 and timeline memory."""
+    accurate, about, quick = models["accurate"], models["about"]["accurate"], args.quick
+    with common.torch_threads_kept():
+        rtf = measure_rtf(accurate, models["fast"], models.pop("wav2vec2"), args.threads, quick)
+        parts = measure_parts(accurate, args.threads, quick)
+        paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
+                                   MANY_SECONDS, sample_rate=SAMPLE_RATE,
+                                   audio_format="WAV")  # fmt: skip
+        throughput = measure_throughput({"fast": models["fast"], "accurate": accurate}, paths,
+                                        quick)  # fmt: skip
+        shutil.rmtree(workdir / "clips")
+        limit = args.eval_limit or (QUICK_EVAL_LIMIT if quick else None)
+        int8 = measure_int8(accurate, about, args.threads, quick, args.eval_dir,
+                            args.eval_corpus, limit)  # fmt: skip
+    memory = measure_memory(workdir, accurate, about, args.threads, quick)
+    return {"rtf": rtf, "accurate_parts": parts, "throughput": throughput, "memory": memory,
+            "int8": int8}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict:
+    started = common.Run.start()
+    background_before = _background()
+    models = build_models(args.model)
     workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-accurate-"))
     try:
-        try:
-            rtf = measure_rtf(accurate, fast, wav2vec2, args.threads, quick)
-            del wav2vec2
-            parts = measure_parts(accurate, args.threads, quick)
-            paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
-                                       MANY_SECONDS, sample_rate=SAMPLE_RATE,
-                                       audio_format="WAV")  # fmt: skip
-            throughput = measure_throughput({"fast": fast, "accurate": accurate}, paths, quick)
-            shutil.rmtree(workdir / "clips")
-            limit = args.eval_limit or (QUICK_EVAL_LIMIT if quick else None)
-            int8 = measure_int8(accurate, about, args.threads, quick, args.eval_dir,
-                                args.eval_corpus, limit)  # fmt: skip
-        finally:
-            torch.set_num_threads(initial_threads)
-        memory = measure_memory(workdir, accurate, about, args.threads, quick)
+        measured = measure_all(models, workdir, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = {
-        "benchmark": "accurate",
-        "quick": quick,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": common.machine_info(),
-        "versions": _versions(),
-        "load_average_before": load_before,
-        "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run),
+    results = started.header("accurate", args.quick, _versions(), command=True) | {
         "background_processes_before": background_before,
         "background_processes_after": _background(),
         "sample_rate": SAMPLE_RATE,
         "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
         "loudness, noise), 16-bit WAV for the file measurements",
-        "models": {
-            "accurate": about,
-            "fast": about_fast,
-            "wav2vec2": {
-                "source": "transformers Wav2Vec2Model(Wav2Vec2Config()), random init, "
-                "all 12 layers, raw forward under inference_mode",
-                "parameters": w2v_params,
-            },
-        },  # fmt: skip
-        "notes": [
-            "accurate and fast are timed through EmotionRecognizer.predict(array, "
-            "sample_rate=16000) with TorchBackend(device='cpu'): the accurate model's windows "
-            "are 10 s every 5 s (a 10 s clip is one window), the fast model's 3 s every 1.5 s "
-            "(a 10 s clip is 6 windows in one batch).",
-            "Systems are timed in alternating rounds; latencies are medians.",
-            "predict_many files/s includes reading and decoding each WAV file (OS page cache).",
-            "timeline: a fresh process forked from a small shell; peak RSS = its ru_maxrss, "
-            "VmHWM beside it. MB = 10**6 bytes.",
-        ],
-        "rtf": rtf,
-        "accurate_parts": parts,
-        "throughput": throughput,
-        "memory": memory,
-        "int8": int8,
-        "elapsed_seconds": time.perf_counter() - began,
+        "models": models["about"],
+        "notes": NOTES,
+        **measured,
+        "elapsed_seconds": started.elapsed(),
     }
     results["targets"] = check_targets(results)
     return results
 
 
 def check_targets(results: dict) -> list[dict]:
+    """RTF, files/s and timeline peak RSS against their targets, as the JSON's dicts."""
     rtf = results["rtf"]["systems"]["accurate"]["rtf"]
     threads = results["rtf"]["threads"]
     two = [m for m in results["throughput"] if m["model"] == "accurate" and m["threads"] == 2]
     best = max(two, key=lambda m: m["files_per_second_median"])
     memory = results["memory"]
     peak = memory["report"]["peak"]["ru_maxrss_mb"]
-    targets = [
-        (f"accurate RTF <= {TARGET_RTF} (10 s clip, batch 1, {threads} thread(s))",
-         f"{rtf:.4f}", "predict, fp32", rtf <= TARGET_RTF),
-        (f"accurate predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, 2 threads)",
-         f"{best['files_per_second_median']:.1f}", f"batch {best['batch_size']}",
-         best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
-        (f"accurate timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB "
-         f"({memory['audio_seconds'] / 60:g} min file)",
-         f"{peak:.0f} MB", f"{memory['threads']} thread(s)", peak < TARGET_PEAK_RSS_MB),
+    checks = [
+        common.Check.of(f"accurate RTF <= {TARGET_RTF} (10 s clip, batch 1, {threads} thread(s))",
+                        f"{rtf:.4f}", "predict, fp32", rtf <= TARGET_RTF),
+        common.Check.of(f"accurate predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s "
+                        "clips, 2 threads)", f"{best['files_per_second_median']:.1f}",
+                        f"batch {best['batch_size']}",
+                        best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
+        common.Check.of(f"accurate timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB "
+                        f"({memory['audio_seconds'] / 60:g} min file)", f"{peak:.0f} MB",
+                        f"{memory['threads']} thread(s)", peak < TARGET_PEAK_RSS_MB),
     ]  # fmt: skip
-    return [
-        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
-        for t, m, s, ok in targets
-    ]
+    return [check.to_dict() for check in checks]
 
 
 def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def render_markdown(results: dict) -> str:
+MODEL_LINES = {
+    "bundled": "the bundled model (`emofuse/pretrained/accurate.pt`)",
+    "untrained-config": "an UNTRAINED pipeline of `configs/accurate.yaml` (no bundled accurate "
+    "model installed; real Whisper base weights, random head; speed does not depend on "
+    "training)",
+}
+
+
+def _header(results: dict) -> list[str]:
+    """Title, machine and load, the three models and the command."""
     machine, versions, models = results["machine"], results["versions"], results["models"]
     about = models["accurate"]
     quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
-    model_line = {
-        "file": f"the model file `{about['path']}`",
-        "bundled": "the bundled model (`emofuse/pretrained/accurate.pt`)",
-        "untrained-config": "an UNTRAINED pipeline of `configs/accurate.yaml` (no bundled "
-        "accurate model installed; real Whisper base weights, random head; speed does not "
-        "depend on training)",
-    }[about["source"]]
-    rtf = results["rtf"]
-    rtf_rows = [
-        [name, _fmt_params(models[name]["parameters"]), f"{s['median_ms']:.1f}",
-         f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
-         f"{s['median_ms'] / rtf['systems']['accurate']['median_ms']:.2f}", s["runs"]]
-        for name, s in rtf["systems"].items()
-    ]  # fmt: skip
-    parts = results["accurate_parts"]
-    part_rows = [
-        [name, f"{s['median_ms']:.1f}", f"{100 * s['share_of_pipeline']:.0f}%", s["runs"]]
-        for name, s in parts["parts"].items()
-    ]
-    many_rows = [
-        [m["model"], m["threads"], m["batch_size"], f"{m['files_per_second_median']:.1f}",
-         f"{m['files_per_second_best']:.1f}", f"{m['audio_seconds_per_second_median']:.0f}",
-         m["passes"], m["other_processes_cores"]]
-        for m in results["throughput"]
-    ]  # fmt: skip
-    memory = results["memory"]
-    mem_rows = [
-        [f"{r['audio_seconds'] / 60:g}", r["batch_size"] or "default",
-         f"{r['after_imports']['ru_maxrss_mb']:.0f}", f"{r['after_load']['ru_maxrss_mb']:.0f}",
-         f"{r['peak']['ru_maxrss_mb']:.0f}",
-         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
-         r["segments"], r["silent_segments"], f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}",
-         r["other_processes_cores"]]
-        for r in [memory["report"], *memory["smaller_batches"]]
-    ]  # fmt: skip
-    int8 = results["int8"]
-    q = int8["rtf"]
-    int8_rows = [
-        [name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
-         f"{s['speedup_over_fp32']:.2f}x", s["runs"], f"{int8['state_dict_mb'][name]:.1f}"]
-        for name, s in q["systems"].items()
-    ]  # fmt: skip
-    clip_rows = [
-        [v, f"{c['seconds']:g}", f"{d['max_abs_probability_difference']:.1e}",
-         "yes" if d["same_label"] else "NO",
-         ", ".join(f"{k}: {x['relative_l2_error']:.3f}" for k, x in d["hidden_states"].items()),
-         f"{min(x['min_frame_cosine'] for x in d['hidden_states'].values()):.4f}"]
-        for v in int8["summary"]
-        for c in int8["clips"]
-        for d in [c["variants"][v]]
-    ]  # fmt: skip
-    untrained_note = (
-        " The accurate model here is untrained: its head gives near-uniform probabilities "
-        f"(top {max(c['fp32_top_probability'] for c in int8['clips']):.3f} for 7 classes), so "
-        "the probability differences say little; the hidden-state error is the measure that "
-        "carries over to the trained model."
-        if not about["trained"]
-        else ""
-    )
-    target_rows = [[t["target"], t["measured"], t["setting"], t["status"]]
-                   for t in results["targets"]]  # fmt: skip
-    sections = [
+    model_line = MODEL_LINES.get(about["source"], f"the model file `{about['path']}`")
+    return [
         f"# emofuse `accurate` model: speed, throughput, memory, int8{quick}",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; Python "
         f"{machine['python']}, emofuse {versions['emofuse']}, torch {versions['torch']}, "
@@ -805,15 +685,35 @@ def render_markdown(results: dict) -> str:
         f"`Wav2Vec2Model(Wav2Vec2Config())`, random init, {models['wav2vec2']['parameters']:,} "
         "parameters, all 12 layers. Command: "
         f"`{results['command']}`.",
-        "## Targets",
-        common.markdown_table(["target", "measured", "setting", "status"], target_rows),
+    ]
+
+
+def _rtf_section(results: dict) -> list[str]:
+    rtf, models = results["rtf"], results["models"]
+    rows = [
+        [name, _fmt_params(models[name]["parameters"]), f"{s['median_ms']:.1f}",
+         f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
+         f"{s['median_ms'] / rtf['systems']['accurate']['median_ms']:.2f}", s["runs"]]
+        for name, s in rtf["systems"].items()
+    ]  # fmt: skip
+    return [
         f"## RTF: one {rtf['clip_seconds']:g} s clip, batch 1, {rtf['threads']} thread(s)",
         "accurate and fast via `EmotionRecognizer.predict(array, sample_rate=16000)`; wav2vec2 "
         "as a raw encoder forward. RTF = median latency / audio duration. Other processes kept "
         f"{rtf['other_processes_cores']} cores busy during this table.",
         common.markdown_table(
-            ["system", "params", "median ms", "p90 ms", "RTF", "x accurate", "runs"], rtf_rows
+            ["system", "params", "median ms", "p90 ms", "RTF", "x accurate", "runs"], rows
         ),
+    ]
+
+
+def _parts_section(results: dict) -> list[str]:
+    parts = results["accurate_parts"]
+    rows = [
+        [name, f"{s['median_ms']:.1f}", f"{100 * s['share_of_pipeline']:.0f}%", s["runs"]]
+        for name, s in parts["parts"].items()
+    ]
+    return [
         f"## Where the accurate model's time goes ({parts['clip_seconds']:g} s clip, "
         f"{parts['threads']} thread(s))",
         "Each part timed on its own, all in alternating rounds; share = median / pipeline "
@@ -821,22 +721,45 @@ def render_markdown(results: dict) -> str:
         f"{'' if parts['stream_output_contiguous'] else 'not '}contiguous "
         f"({parts['stream_output_shape']}); the diagnostic row copies it to contiguous memory "
         "before the head (copy included).",
-        common.markdown_table(["part", "median ms", "share", "runs"], part_rows),
+        common.markdown_table(["part", "median ms", "share", "runs"], rows),
+    ]
+
+
+THROUGHPUT_HEADERS = ["model", "threads", "batch", "files/s (median)", "files/s (best)",
+                      "audio s / s", "passes", "cores busy with other processes"]  # fmt: skip
+
+
+def _throughput_section(results: dict) -> list[str]:
+    rows = [
+        [m["model"], m["threads"], m["batch_size"], f"{m['files_per_second_median']:.1f}",
+         f"{m['files_per_second_best']:.1f}", f"{m['audio_seconds_per_second_median']:.0f}",
+         m["passes"], m["other_processes_cores"]]
+        for m in results["throughput"]
+    ]  # fmt: skip
+    return [
         f"## `predict_many` throughput ({results['throughput'][0]['files']} WAV files of "
         f"{MANY_SECONDS:g} s, decoding included)",
-        common.markdown_table(
-            [
-                "model",
-                "threads",
-                "batch",
-                "files/s (median)",
-                "files/s (best)",
-                "audio s / s",
-                "passes",
-                "cores busy with other processes",
-            ],
-            many_rows,
-        ),  # fmt: skip
+        common.markdown_table(THROUGHPUT_HEADERS, rows),
+    ]
+
+
+MEMORY_HEADERS = ["file min", "batch", "after imports", "after load", "peak", "peak VmHWM",
+                  "segments", "silent", "wall s", "RTF",
+                  "cores busy with other processes"]  # fmt: skip
+
+
+def _memory_section(results: dict) -> list[str]:
+    memory = results["memory"]
+    rows = [
+        [f"{r['audio_seconds'] / 60:g}", r["batch_size"] or "default",
+         f"{r['after_imports']['ru_maxrss_mb']:.0f}", f"{r['after_load']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
+         r["segments"], r["silent_segments"], f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}",
+         r["other_processes_cores"]]
+        for r in [memory["report"], *memory["smaller_batches"]]
+    ]  # fmt: skip
+    return [
         f"## `timeline` memory (accurate model, {memory['threads']} thread(s))",
         "A fresh process iterates `recognizer.timeline(path)` "
         f"({memory['timeline_defaults']}) over a 16 kHz WAV file; the first row is the target "
@@ -844,22 +767,18 @@ def render_markdown(results: dict) -> str:
         "does not grow with the file's length). RSS in MB (10^6 bytes) from `ru_maxrss` after "
         "the imports, after loading the model and at the end (the peak); `VmHWM` is the "
         "kernel's high-water mark of the same process.",
-        common.markdown_table(
-            [
-                "file min",
-                "batch",
-                "after imports",
-                "after load",
-                "peak",
-                "peak VmHWM",
-                "segments",
-                "silent",
-                "wall s",
-                "RTF",
-                "cores busy with other processes",
-            ],
-            mem_rows,
-        ),  # fmt: skip
+        common.markdown_table(MEMORY_HEADERS, rows),
+    ]
+
+
+def _int8_rtf_section(int8: dict) -> list[str]:
+    q = int8["rtf"]
+    rows = [
+        [name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['rtf']:.4f}",
+         f"{s['speedup_over_fp32']:.2f}x", s["runs"], f"{int8['state_dict_mb'][name]:.1f}"]
+        for name, s in q["systems"].items()
+    ]  # fmt: skip
+    return [
         "## int8 dynamic quantisation of the accurate model",
         f"`quantize_dynamic(pipeline, {{nn.Linear}}, dtype=torch.qint8)` (`int8`, per-tensor "
         "weight scales) and the same with `per_channel_dynamic_qconfig` (`int8-perchannel`): "
@@ -869,83 +788,93 @@ def render_markdown(results: dict) -> str:
         f"{q['threads']} thread(s), alternating rounds; state dict size as saved by "
         "`torch.save`):",
         common.markdown_table(
-            ["model", "median ms", "p90 ms", "RTF", "speed-up", "runs", "state dict MB"],
-            int8_rows,
+            ["model", "median ms", "p90 ms", "RTF", "speed-up", "runs", "state dict MB"], rows
         ),
+    ]
+
+
+CLOSENESS_HEADERS = ["variant", "clip s", "max abs prob. diff", "same label",
+                     "hidden-state rel. L2 error by layer", "min frame cosine"]  # fmt: skip
+
+
+def _int8_closeness_section(int8: dict, trained: bool) -> list[str]:
+    rows = [
+        [v, f"{c['seconds']:g}", f"{d['max_abs_probability_difference']:.1e}",
+         "yes" if d["same_label"] else "NO",
+         ", ".join(f"{k}: {x['relative_l2_error']:.3f}" for k, x in d["hidden_states"].items()),
+         f"{min(x['min_frame_cosine'] for x in d['hidden_states'].values()):.4f}"]
+        for v in int8["summary"]
+        for c in int8["clips"]
+        for d in [c["variants"][v]]
+    ]  # fmt: skip
+    untrained_note = (
+        " The accurate model here is untrained: its head gives near-uniform probabilities "
+        f"(top {max(c['fp32_top_probability'] for c in int8['clips']):.3f} for 7 classes), so "
+        "the probability differences say little; the hidden-state error is the measure that "
+        "carries over to the trained model."
+        if not trained
+        else ""
+    )
+    return [
         "Closeness to fp32 on synthetic clips: largest |p_fp32 - p_int8| over the classes, the "
         "same top label, relative L2 error of the Whisper hidden states per layer, and the "
         f"lowest per-frame cosine similarity.{untrained_note}",
-        common.markdown_table(
-            [
-                "variant",
-                "clip s",
-                "max abs prob. diff",
-                "same label",
-                "hidden-state rel. L2 error by layer",
-                "min frame cosine",
-            ],
-            clip_rows,
-        ),  # fmt: skip
+        common.markdown_table(CLOSENESS_HEADERS, rows),
     ]
-    ev = int8["eval"]
-    if ev:
-        sections += [
-            f"UA on `{ev['corpus']}` ({ev['files']} files, task `{ev['task']}`"
-            f"{', an even spread over the corpus' if ev['limit'] else ''}):",
-            common.markdown_table(
-                ["model", "UA", "WA", "UA change (points)", "agreement with fp32", "files/s"],
-                [
-                    [
-                        k,
-                        f"{100 * s['ua']:.2f}",
-                        f"{100 * s['wa']:.2f}",
-                        f"{s['ua_change_points']:+.2f}" if "ua_change_points" in s else "",
-                        f"{100 * s['prediction_agreement']:.1f}%"
-                        if "prediction_agreement" in s
-                        else "",
-                        f"{s['files_per_second']:.1f}",
-                    ]
-                    for k, s in ev["systems"].items()
-                ],
-            ),  # fmt: skip
-            "**Verdict**: " + "; ".join(ev["verdicts"].values()) + ".",
-        ]
-    else:
-        sections.append(
-            "No `--eval-dir`/`--eval-corpus` given: UA not measured, no keep/drop verdict."
-        )
+
+
+def _eval_section(ev: dict | None) -> list[str]:
+    if not ev:
+        return ["No `--eval-dir`/`--eval-corpus` given: UA not measured, no keep/drop verdict."]
+    rows = [
+        [k, f"{100 * s['ua']:.2f}", f"{100 * s['wa']:.2f}",
+         f"{s['ua_change_points']:+.2f}" if "ua_change_points" in s else "",
+         f"{100 * s['prediction_agreement']:.1f}%" if "prediction_agreement" in s else "",
+         f"{s['files_per_second']:.1f}"]
+        for k, s in ev["systems"].items()
+    ]  # fmt: skip
+    return [
+        f"UA on `{ev['corpus']}` ({ev['files']} files, task `{ev['task']}`"
+        f"{', an even spread over the corpus' if ev['limit'] else ''}):",
+        common.markdown_table(
+            ["model", "UA", "WA", "UA change (points)", "agreement with fp32", "files/s"], rows
+        ),
+        "**Verdict**: " + "; ".join(ev["verdicts"].values()) + ".",
+    ]
+
+
+def render_markdown(results: dict) -> str:
+    """The report of a run (its JSON, as written or read back): one section per measurement."""
+    int8 = results["int8"]
+    sections = [
+        *_header(results),
+        "## Targets",
+        common.checks_table(results["targets"]),
+        *_rtf_section(results),
+        *_parts_section(results),
+        *_throughput_section(results),
+        *_memory_section(results),
+        *_int8_rtf_section(int8),
+        *_int8_closeness_section(int8, results["models"]["accurate"]["trained"]),
+        *_eval_section(int8["eval"]),
+    ]
     return "\n\n".join(sections)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="accurate model file (default: bundled accurate, else untrained)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads for RTF, int8 and timeline (default 1)",
-    )
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
-    parser.add_argument("--eval-dir", default=None, help="corpus root for the int8 UA check")
-    parser.add_argument("--eval-corpus", default=None, help="corpus name (emodb, emovo, ...)")
-    parser.add_argument(
-        "--eval-limit",
-        type=int,
-        default=None,
-        help=f"at most this many utterances (--quick: {QUICK_EVAL_LIMIT})",
-    )
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
+    parser.add_argument("--model", help="model file (default: bundled accurate, else untrained)")
+    parser.add_argument("--threads", type=int, default=1, help="for RTF, int8 and the timeline")
+    parser.add_argument("--eval-dir", help="corpus root for the int8 UA check")
+    parser.add_argument("--eval-corpus", help="corpus name (emodb, emovo, ...)")
+    parser.add_argument("--eval-limit", type=int, help=f"most files (--quick: {QUICK_EVAL_LIMIT})")
     args = parser.parse_args(argv)  # fmt: skip
     if bool(args.eval_dir) != bool(args.eval_corpus):
         parser.error("--eval-dir and --eval-corpus go together")
     if args.threads < 1 or (args.eval_limit is not None and args.eval_limit < 1):
         parser.error("--threads and --eval-limit must be positive")
     results = run(args)
-    common.write_results("accurate", results, render_markdown(results), quick=args.quick)
+    common.report("accurate", results, render_markdown, args)
 
 
 if __name__ == "__main__":

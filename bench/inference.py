@@ -20,19 +20,14 @@ weights). Run ``python bench/inference.py`` (``--quick`` for a smoke run); write
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import _common as common
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/inference.py``: bench/ itself is on sys.path
-    import _common as common
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = (3, 10)
@@ -49,7 +44,6 @@ MANY_THREADS = 2
 MANY_ROUNDS, QUICK_MANY_ROUNDS = 3, 1  # passes over the folder per configuration
 
 LONG_SECONDS, QUICK_LONG_SECONDS = 3600, 300  # the timeline file
-LONG_CHUNK_SECONDS = 60  # written chunk by chunk, so the generator stays small
 TIMELINE_THREADS = 1
 
 # the 7-class task (emofuse.corpora.labels); used only for the randomly initialised fallback model
@@ -59,34 +53,6 @@ TARGET_RTF = 0.005  # faster backend, 1 thread, 10 s clip
 TARGET_FILES_PER_SECOND = 200.0  # best predict_many configuration, 2 threads
 TARGET_PEAK_RSS_MB = 500.0  # timeline over 1 hour, MB = 10**6 bytes
 HEADLINE = (10, 1)  # (clip seconds, threads) of the RTF target
-
-# Run in a fresh process (see run_timeline): iterate a timeline, report memory and time.
-TIMELINE_CHILD = common.CHILD_MEMORY + r"""args = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(args["threads"])
-from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
-after_imports = memory()
-if args["backend"] == "onnx":
-    from emofuse.inference.onnx import OnnxBackend
-    backend = OnnxBackend(args["onnx"], num_threads=args["threads"])
-else:
-    from emofuse.pipeline import load_pipeline
-    backend = TorchBackend(load_pipeline(args["model"]), device="cpu")
-recognizer = EmotionRecognizer(backend, vad=False)  # the synthetic voice is no speech to a VAD
-after_load = memory()
-began = time.perf_counter()
-segments = silent = 0
-end = 0.0
-for segment in recognizer.timeline(args["audio"]):
-    segments += 1
-    silent += segment.silent
-    end = segment.end
-wall = time.perf_counter() - began
-print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak": memory(),
-                  "wall_seconds": wall, "segments": segments, "silent_segments": silent,
-                  "timeline_end_seconds": end}))
-"""
-
 
 # --------------------------------------------------------------------------- model and files
 
@@ -131,21 +97,6 @@ def random_default_pipeline(seed: int = 0) -> torch.nn.Module:
         norms["logmel"].mean.fill_(-6.0)
         norms["logmel"].std.fill_(3.0)
     return pipeline.eval()
-
-
-def write_long_file(path: Path, seconds: int) -> int:
-    """A ``seconds``-long voice-like 16-bit FLAC file, written chunk by chunk; returns bytes."""
-    import soundfile as sf
-
-    from emofuse.testing import synthetic_voice
-
-    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="FLAC") as out:
-        for i, start in enumerate(range(0, seconds, LONG_CHUNK_SECONDS)):
-            chunk = min(LONG_CHUNK_SECONDS, seconds - start)
-            out.write(synthetic_voice(chunk, SAMPLE_RATE, pitch=110.0 + (i * 13) % 150, seed=i))
-    return path.stat().st_size
-
-
 
 
 # --------------------------------------------------------------------------- 1. latency
@@ -205,44 +156,21 @@ def measure_latency(recognizers: dict, quick: bool) -> list[dict]:
 
 def measure_throughput(recognizers: dict, paths: list[str], quick: bool) -> list[dict]:
     """``predict_many`` files/s per (backend, batch size) at MANY_THREADS threads."""
-    torch.set_num_threads(MANY_THREADS)
-    configs = [(name, b) for name in BACKENDS for b in MANY_BATCH_SIZES]
-    rounds = QUICK_MANY_ROUNDS if quick else MANY_ROUNDS
-    for name, b in configs:  # warm-up, and every file read once (OS page cache)
-        recognizers[name][MANY_THREADS].predict_many(paths[: 2 * b], batch_size=b)
-    for path in paths:
-        Path(path).read_bytes()
-    seconds, others = common.time_passes(
-        configs,
-        lambda c: recognizers[c[0]][MANY_THREADS].predict_many(paths, batch_size=c[1]),
-        rounds=rounds,
-        check=lambda c, predictions: common.check_predictions(
-            predictions, f"predict_many ({c[0]}, batch {c[1]})"
-        ),
-    )
+    configs = {(name, b): recognizers[name][MANY_THREADS]
+               for name in BACKENDS for b in MANY_BATCH_SIZES}  # fmt: skip
+    stats = common.predict_many_passes(configs, paths, file_seconds=MANY_SECONDS,
+                                       rounds=QUICK_MANY_ROUNDS if quick else MANY_ROUNDS,
+                                       threads=lambda c: MANY_THREADS)  # fmt: skip
     out = []
-    for name, b in configs:
-        m = {"backend": name, "batch_size": b, "threads": MANY_THREADS, **common.throughput_stats(
-            seconds[(name, b)], others[(name, b)], len(paths), MANY_SECONDS)}  # fmt: skip
-        out.append(m)
-        print(
-            f"predict_many {name:>5}, batch {b:>2}, {MANY_THREADS} threads: "
-            f"{m['files_per_second_median']:.0f} files/s (median of {m['passes']}), "
-            f"others {m['other_processes_cores']} cores"
-        )
+    for (name, b), s in stats.items():
+        out.append({"backend": name, "batch_size": b, "threads": MANY_THREADS, **s})
+        print(f"predict_many {name:>5}, batch {b:>2}, {MANY_THREADS} threads: "
+              f"{s['files_per_second_median']:.0f} files/s (median of {s['passes']}), "
+              f"others {s['other_processes_cores']} cores")  # fmt: skip
     return out
 
 
 # --------------------------------------------------------------------------- 3. memory
-
-
-def run_timeline(backend: str, audio: Path, model: Path, onnx: Path) -> dict:
-    """Run TIMELINE_CHILD in a fresh process and return its report (:func:`common.run_child`:
-    forked from a small shell, so the ``ru_maxrss`` of this process, which holds torch, two
-    models and the test files, does not carry over; ``VmHWM`` is reported as well)."""
-    args = {"backend": backend, "audio": str(audio), "model": str(model), "onnx": str(onnx),
-            "threads": TIMELINE_THREADS}  # fmt: skip
-    return common.run_child(TIMELINE_CHILD, args, what=f"timeline child ({backend})")
 
 
 def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: bool) -> dict:
@@ -254,20 +182,15 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
     save_pipeline(pipeline, model)
     audio = workdir / "long.flac"
     began = time.perf_counter()
-    size = write_long_file(audio, seconds)
+    size = common.write_long_file(audio, seconds, audio_format="FLAC")
     write_seconds = time.perf_counter() - began
     print(f"wrote a {seconds} s FLAC file ({size / 1e6:.1f} MB) in {write_seconds:.1f} s")
     runs = {}
     try:
         for backend in BACKENDS:
-            snap = common.cpu_snapshot()
-            report = run_timeline(backend, audio, model, onnx)
-            report["other_processes_cores"] = common.other_processes_cores(snap)
-            report["rtf"] = report["wall_seconds"] / seconds
-            common.add_megabytes(report)
-            runs[backend] = report
-            print(f"timeline {backend:>5}, {seconds} s of audio: peak RSS "
-                  + common.rss_line(report))
+            args = {"backend": backend, "audio": str(audio), "model": str(model),
+                    "onnx": str(onnx), "threads": TIMELINE_THREADS}  # fmt: skip
+            runs[backend] = common.timeline(args, seconds, f"{backend:>5}, {seconds} s of audio")
     finally:
         audio.unlink(missing_ok=True)
     return {
@@ -283,76 +206,74 @@ def measure_memory(workdir: Path, pipeline: torch.nn.Module, onnx: Path, quick: 
 # --------------------------------------------------------------------------- run and report
 
 
-def run(model: str | None = None, quick: bool = False) -> dict:
-    """All three measurements; returns the results dict."""
-    from emofuse.inference.onnx import OnnxBackend, export_onnx
-    from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+NOTES = [
+    "Latency: EmotionRecognizer.predict(array, sample_rate=16000): 3 s windows every "
+    "1.5 s, batched together (a 10 s clip is 6 windows, a 3 s clip 1).",
+    "torch threads via torch.set_num_threads; onnx via "
+    "OnnxBackend(path, num_threads=n) (intra-op threads; inter-op 1).",
+    "Backends are timed in alternating rounds; latencies are medians.",
+    "predict_many: files/s includes reading and decoding each FLAC file (from the OS page cache).",
+    "timeline: a fresh process per backend; peak RSS = ru_maxrss of that process "
+    "(launched through a forking shell so it does not inherit this process's "
+    "high-water mark); VmHWM reported beside it. MB = 10**6 bytes.",
+]
+
+
+def export(pipeline: torch.nn.Module, onnx: Path) -> float:
+    """Export ``pipeline`` to ``onnx``; the seconds it took."""
+    from emofuse.inference.onnx import export_onnx
 
     began = time.perf_counter()
-    load_before = common.load_average()
-    whole_run = common.cpu_snapshot()
-    initial_threads = torch.get_num_threads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(pipeline, onnx)
+    seconds = time.perf_counter() - began
+    print(f"exported ONNX ({onnx.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
+    return seconds
+
+
+def recognizers(pipeline: torch.nn.Module, onnx: Path) -> dict:
+    """Per backend and thread count, the recogniser to time (torch's: one for all)."""
+    from emofuse.inference.onnx import OnnxBackend
+    from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
+
+    torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
+    return {
+        "torch": {n: torch_recognizer for n in THREADS},
+        "onnx": {n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n), vad=False)
+                 for n in THREADS},
+    }  # fmt: skip
+
+
+def run(model: str | None = None, quick: bool = False) -> dict:
+    """All three measurements; returns the results dict."""
+    started = common.Run.start()
     pipeline, about = build_pipeline(model)
     print(f"model: {about['source']} ({about['parameters']:,} parameters, "
           f"{len(about['labels'])} classes)")  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-inference-"))
     try:
         onnx = workdir / "model.onnx"
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx(pipeline, onnx)
-        export_seconds = time.perf_counter() - t0
-        print(f"exported ONNX ({onnx.stat().st_size / 1e6:.1f} MB) in {export_seconds:.1f} s")
-        torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
-        recognizers = {
-            "torch": {n: torch_recognizer for n in THREADS},
-            "onnx": {
-                n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n), vad=False) for n in THREADS
-            },
-        }
-        try:
-            latency = measure_latency(recognizers, quick)
+        export_seconds = export(pipeline, onnx)
+        with common.torch_threads_kept():
+            by_backend = recognizers(pipeline, onnx)
+            latency = measure_latency(by_backend, quick)
             paths = common.write_clips(workdir / "clips", QUICK_MANY_FILES if quick else MANY_FILES,
                                        MANY_SECONDS, sample_rate=SAMPLE_RATE,
                                        audio_format="FLAC")  # fmt: skip
-            throughput = measure_throughput(recognizers, paths, quick)
+            throughput = measure_throughput(by_backend, paths, quick)
             shutil.rmtree(workdir / "clips")
-        finally:
-            torch.set_num_threads(initial_threads)
         memory = measure_memory(workdir, pipeline, onnx, quick)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = {
-        "benchmark": "inference",
-        "quick": quick,
-        "machine": common.machine_info(),
-        "versions": _versions(),
-        "load_average_before": load_before,
-        "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run),
+    results = started.header("inference", quick, _versions()) | {
         "sample_rate": SAMPLE_RATE,
         "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
         "loudness, noise), 16-bit FLAC for the file measurements",
-        "model": about,
-        "onnx_export_seconds": export_seconds,
-        "notes": [
-            "Latency: EmotionRecognizer.predict(array, sample_rate=16000): 3 s windows every "
-            "1.5 s, batched together (a 10 s clip is 6 windows, a 3 s clip 1).",
-            "torch threads via torch.set_num_threads; onnx via "
-            "OnnxBackend(path, num_threads=n) (intra-op threads; inter-op 1).",
-            "Backends are timed in alternating rounds; latencies are medians.",
-            "predict_many: files/s includes reading and decoding each FLAC file "
-            "(from the OS page cache).",
-            "timeline: a fresh process per backend; peak RSS = ru_maxrss of that process "
-            "(launched through a forking shell so it does not inherit this process's "
-            "high-water mark); VmHWM reported beside it. MB = 10**6 bytes.",
-        ],
-        "latency": latency,
-        "throughput": throughput,
-        "memory": memory,
-        "elapsed_seconds": time.perf_counter() - began,
-    }
+        "model": about, "onnx_export_seconds": export_seconds, "notes": NOTES,
+        "latency": latency, "throughput": throughput, "memory": memory,
+        "elapsed_seconds": started.elapsed(),
+    }  # fmt: skip
     results["targets"] = check_targets(results)
     return results
 
@@ -363,194 +284,146 @@ def _versions() -> dict:
 
 
 def check_targets(results: dict) -> list[dict]:
-    """Each target with the measured number and PASS/MISS."""
+    """Each target with the measured number and PASS/MISS, as the JSON's dicts."""
     head = next(m for m in results["latency"] if (m["clip_seconds"], m["threads"]) == HEADLINE)
     fastest = min(BACKENDS, key=lambda n: head["backends"][n]["rtf"])
     best = max(results["throughput"], key=lambda m: m["files_per_second_median"])
     memory = results["memory"]
     minutes = memory["audio_seconds"] / 60
-    targets = [
-        (f"predict RTF <= {TARGET_RTF} (10 s clip, 1 thread, faster backend)",
-         f"{head['backends'][fastest]['rtf']:.4f}", fastest,
-         head["backends"][fastest]["rtf"] <= TARGET_RTF),
-        (f"predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, "
-         f"{MANY_THREADS} threads)",
-         f"{best['files_per_second_median']:.0f}",
-         f"{best['backend']}, batch {best['batch_size']}",
-         best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
+    checks = [
+        common.Check.of(f"predict RTF <= {TARGET_RTF} (10 s clip, 1 thread, faster backend)",
+                        f"{head['backends'][fastest]['rtf']:.4f}", fastest,
+                        head["backends"][fastest]["rtf"] <= TARGET_RTF),
+        common.Check.of(f"predict_many >= {TARGET_FILES_PER_SECOND:g} files/s (3 s clips, "
+                        f"{MANY_THREADS} threads)", f"{best['files_per_second_median']:.0f}",
+                        f"{best['backend']}, batch {best['batch_size']}",
+                        best["files_per_second_median"] >= TARGET_FILES_PER_SECOND),
     ]  # fmt: skip
     for name, report in memory["backends"].items():
         peak = report["peak"]["ru_maxrss_mb"]
-        targets.append(
-            (
-                f"timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB ({minutes:g} min file)",
-                f"{peak:.0f} MB",
-                name,
-                peak < TARGET_PEAK_RSS_MB,
-            )  # fmt: skip
-        )
+        checks.append(common.Check.of(
+            f"timeline peak RSS < {TARGET_PEAK_RSS_MB:g} MB ({minutes:g} min file)",
+            f"{peak:.0f} MB", name, peak < TARGET_PEAK_RSS_MB))  # fmt: skip
+    return [check.to_dict() for check in checks]
+
+
+MODEL_LINES = {
+    "bundled": "the bundled model (`emofuse/pretrained/bundled.pt`)",
+    "random-default": "a randomly initialised default-size pipeline (no bundled model "
+    "installed; speed does not depend on the weights)",
+}
+OTHERS = "cores busy with other processes"
+
+
+def _header(results: dict) -> list[str]:
+    """Title, machine and load, the model and the ONNX export."""
+    machine, versions, about = results["machine"], results["versions"], results["model"]
+    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
+    model_line = MODEL_LINES.get(about["source"], f"the model file `{about['path']}`")
     return [
-        {"target": t, "measured": m, "setting": s, "status": "PASS" if ok else "MISS"}
-        for t, m, s, ok in targets
+        f"# emofuse inference: latency, throughput, memory{quick}",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
+        f"Python {machine['python']}, emofuse {versions['emofuse']}, torch "
+        f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, numpy "
+        f"{versions['numpy']}. Load average (1/5/15 min) before "
+        f"{results['load_average_before']}, after {results['load_average_after']}; other "
+        f"processes kept {results['other_processes_cores']} cores busy on average during "
+        "the run. Where other jobs occupy the cores, the 2-thread numbers measure "
+        "contention more than the code.",
+        f"Model: {model_line}; {about['parameters']:,} parameters, {len(about['labels'])} "
+        f"classes. ONNX: exported once with `export_onnx` "
+        f"({results['onnx_export_seconds']:.1f} s), run by `OnnxBackend(path, "
+        "num_threads=n)`. Audio: `emofuse.testing.synthetic_voice` at "
+        f"{results['sample_rate']} Hz.",
+    ]
+
+
+RATIO_HEADERS = ["clip s", "threads", "torch / onnx (median)",
+                 "max abs. probability difference torch vs onnx"]  # fmt: skip
+THROUGHPUT_HEADERS = ["backend", "batch", "threads", "files/s (median)", "files/s (best)",
+                      "audio s / s", "passes", OTHERS]  # fmt: skip
+MEMORY_HEADERS = ["backend", "after imports", "after load", "peak", "peak VmHWM", "segments",
+                  "wall s", "RTF", OTHERS]  # fmt: skip
+
+
+def _latency_section(latency: list[dict]) -> list[str]:
+    rows = [
+        [m["clip_seconds"], m["threads"], name, f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}",
+         f"{s['rtf']:.5f}", s["runs"], m["other_processes_cores"]]
+        for m in latency
+        for name, s in m["backends"].items()
+    ]  # fmt: skip
+    ratios = [
+        [m["clip_seconds"], m["threads"], f"{m['ratio_torch_over_onnx']:.2f}x",
+         f"{m['max_probability_difference']:.1e}"]
+        for m in latency
+    ]  # fmt: skip
+    return [
+        "## `predict` latency (one clip, array input)",
+        "RTF = median latency / audio duration. Backends timed in alternating rounds.",
+        common.markdown_table(
+            ["clip s", "threads", "backend", "median ms", "p90 ms", "RTF", "runs", OTHERS], rows
+        ),  # fmt: skip
+        common.markdown_table(RATIO_HEADERS, ratios),
+    ]
+
+
+def _throughput_section(throughput: list[dict]) -> list[str]:
+    rows = [
+        [m["backend"], m["batch_size"], m["threads"], f"{m['files_per_second_median']:.0f}",
+         f"{m['files_per_second_best']:.0f}", f"{m['audio_seconds_per_second_median']:.0f}",
+         m["passes"], m["other_processes_cores"]]
+        for m in throughput
+    ]  # fmt: skip
+    return [
+        f"## `predict_many` throughput ({throughput[0]['files']} FLAC files of "
+        f"{MANY_SECONDS:g} s, decoding included)",
+        common.markdown_table(THROUGHPUT_HEADERS, rows),
+    ]
+
+
+def _memory_section(memory: dict) -> list[str]:
+    rows = [
+        [name, f"{r['after_imports']['ru_maxrss_mb']:.0f}",
+         f"{r['after_load']['ru_maxrss_mb']:.0f}", f"{r['peak']['ru_maxrss_mb']:.0f}",
+         f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a", r["segments"],
+         f"{r['wall_seconds']:.1f}", f"{r['rtf']:.4f}", r["other_processes_cores"]]
+        for name, r in memory["backends"].items()
+    ]  # fmt: skip
+    return [
+        f"## `timeline` memory ({memory['audio_seconds'] / 60:g} min 16 kHz FLAC, "
+        f"{memory['file_bytes'] / 1e6:.0f} MB)",
+        "A fresh process per backend iterates `recognizer.timeline(path)` "
+        f"({memory['timeline_defaults']}) at {memory['threads']} thread(s). RSS in MB "
+        "(10^6 bytes) from `ru_maxrss` after the imports (torch, emofuse), after loading "
+        "the model, and at the end (the peak); `VmHWM` is the kernel's high-water mark of "
+        "the same process. The difference between the peak and after-load columns is what "
+        "streaming the audio and running the windows costs.",
+        common.markdown_table(MEMORY_HEADERS, rows),
     ]
 
 
 def render_markdown(results: dict) -> str:
-    machine, versions, about = results["machine"], results["versions"], results["model"]
-    quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
-    model_line = {
-        "file": f"the model file `{about['path']}`",
-        "bundled": "the bundled model (`emofuse/pretrained/bundled.pt`)",
-        "random-default": "a randomly initialised default-size pipeline (no bundled model "
-        "installed; speed does not depend on the weights)",
-    }[about["source"]]
-    latency_rows = [
-        [
-            m["clip_seconds"],
-            m["threads"],
-            name,
-            f"{s['median_ms']:.2f}",
-            f"{s['p90_ms']:.2f}",
-            f"{s['rtf']:.5f}",
-            s["runs"],
-            m["other_processes_cores"],
-        ]  # fmt: skip
-        for m in results["latency"]
-        for name, s in m["backends"].items()
+    """The report of a run (its JSON, as written or read back): one section per measurement."""
+    sections = [
+        *_header(results),
+        "## Targets",
+        common.checks_table(results["targets"]),
+        *_latency_section(results["latency"]),
+        *_throughput_section(results["throughput"]),
+        *_memory_section(results["memory"]),
     ]
-    ratio_rows = [
-        [
-            m["clip_seconds"],
-            m["threads"],
-            f"{m['ratio_torch_over_onnx']:.2f}x",
-            f"{m['max_probability_difference']:.1e}",
-        ]  # fmt: skip
-        for m in results["latency"]
-    ]
-    many_rows = [
-        [
-            m["backend"],
-            m["batch_size"],
-            m["threads"],
-            f"{m['files_per_second_median']:.0f}",
-            f"{m['files_per_second_best']:.0f}",
-            f"{m['audio_seconds_per_second_median']:.0f}",
-            m["passes"],
-            m["other_processes_cores"],
-        ]  # fmt: skip
-        for m in results["throughput"]
-    ]
-    memory = results["memory"]
-    mem_rows = []
-    for name, r in memory["backends"].items():
-        mem_rows.append(
-            [
-                name,
-                f"{r['after_imports']['ru_maxrss_mb']:.0f}",
-                f"{r['after_load']['ru_maxrss_mb']:.0f}",
-                f"{r['peak']['ru_maxrss_mb']:.0f}",
-                f"{r['peak']['vm_hwm_mb']:.0f}" if r["peak"]["vm_hwm_mb"] else "n/a",
-                r["segments"],
-                f"{r['wall_seconds']:.1f}",
-                f"{r['rtf']:.4f}",
-                r["other_processes_cores"],
-            ]  # fmt: skip
-        )
-    target_rows = [
-        [t["target"], t["measured"], t["setting"], t["status"]] for t in results["targets"]
-    ]
-    return "\n\n".join(
-        [
-            f"# emofuse inference: latency, throughput, memory{quick}",
-            f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
-            f"Python {machine['python']}, emofuse {versions['emofuse']}, torch "
-            f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, numpy "
-            f"{versions['numpy']}. Load average (1/5/15 min) before "
-            f"{results['load_average_before']}, after {results['load_average_after']}; other "
-            f"processes kept {results['other_processes_cores']} cores busy on average during "
-            "the run. Where other jobs occupy the cores, the 2-thread numbers measure "
-            "contention more than the code.",
-            f"Model: {model_line}; {about['parameters']:,} parameters, {len(about['labels'])} "
-            f"classes. ONNX: exported once with `export_onnx` "
-            f"({results['onnx_export_seconds']:.1f} s), run by `OnnxBackend(path, "
-            "num_threads=n)`. Audio: `emofuse.testing.synthetic_voice` at "
-            f"{results['sample_rate']} Hz.",
-            "## Targets",
-            common.markdown_table(["target", "measured", "setting", "status"], target_rows),
-            "## `predict` latency (one clip, array input)",
-            "RTF = median latency / audio duration. Backends timed in alternating rounds.",
-            common.markdown_table(
-                [
-                    "clip s",
-                    "threads",
-                    "backend",
-                    "median ms",
-                    "p90 ms",
-                    "RTF",
-                    "runs",
-                    "cores busy with other processes",
-                ],  # fmt: skip
-                latency_rows,
-            ),
-            common.markdown_table(
-                [
-                    "clip s",
-                    "threads",
-                    "torch / onnx (median)",
-                    "max abs. probability difference torch vs onnx",
-                ],
-                ratio_rows,
-            ),
-            f"## `predict_many` throughput ({results['throughput'][0]['files']} FLAC files of "
-            f"{MANY_SECONDS:g} s, decoding included)",
-            common.markdown_table(
-                [
-                    "backend",
-                    "batch",
-                    "threads",
-                    "files/s (median)",
-                    "files/s (best)",
-                    "audio s / s",
-                    "passes",
-                    "cores busy with other processes",
-                ],  # fmt: skip
-                many_rows,
-            ),
-            f"## `timeline` memory ({memory['audio_seconds'] / 60:g} min 16 kHz FLAC, "
-            f"{memory['file_bytes'] / 1e6:.0f} MB)",
-            "A fresh process per backend iterates `recognizer.timeline(path)` "
-            f"({memory['timeline_defaults']}) at {memory['threads']} thread(s). RSS in MB "
-            "(10^6 bytes) from `ru_maxrss` after the imports (torch, emofuse), after loading "
-            "the model, and at the end (the peak); `VmHWM` is the kernel's high-water mark of "
-            "the same process. The difference between the peak and after-load columns is what "
-            "streaming the audio and running the windows costs.",
-            common.markdown_table(
-                [
-                    "backend",
-                    "after imports",
-                    "after load",
-                    "peak",
-                    "peak VmHWM",
-                    "segments",
-                    "wall s",
-                    "RTF",
-                    "cores busy with other processes",
-                ],  # fmt: skip
-                mem_rows,
-            ),
-        ]
-    )
+    return "\n\n".join(sections)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
     parser.add_argument(
         "--model", default=None, help="model file (default: the bundled model, else random)"
     )
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
     args = parser.parse_args(argv)
     results = run(model=args.model, quick=args.quick)
-    common.write_results("inference", results, render_markdown(results), quick=args.quick)
+    common.report("inference", results, render_markdown, args)
 
 
 if __name__ == "__main__":

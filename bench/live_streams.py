@@ -27,19 +27,15 @@ import argparse
 import asyncio
 import json
 import math
-import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import _common as common
 import numpy as np
+from serve_load import Server, _ms, cpu_seconds, memory, percentile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common  # noqa: E402
-from serve_load import Server, _ms, cpu_seconds, memory, percentile  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "corpora"
 RATE = 16000
 CHUNK_SECONDS = 0.1
 LADDERS = {"fast": [25, 50, 100, 150], "accurate": [5, 10, 20, 30]}
@@ -50,8 +46,8 @@ def speech_pool(limit: int = 400) -> list[np.ndarray]:
     """Real speech clips: files spread over the shared corpora, else the bundled examples."""
     from emofuse.signal.audio import load_audio
 
-    files = sorted(CORPORA.glob("*/**/*.flac")) if CORPORA.is_dir() else []
-    files = files[:: max(1, len(files) // limit)] or sorted((REPO / "examples").glob("*.flac"))
+    files = common.corpus_files()
+    files = files[:: max(1, len(files) // limit)] or common.corpus_files("examples", common.REPO)
     return [load_audio(f, RATE) for f in files]
 
 
@@ -110,21 +106,52 @@ async def load(url: str, audios: list[bytes], hop: float) -> list:
     return await asyncio.gather(*streams, return_exceptions=True)
 
 
-def run_load(server: Server, model: str, streams: int, seconds: float, pool: list) -> dict:
-    """``streams`` streams of ``seconds`` each against ``server``; latency, drops, CPU, RSS."""
-    audios = [stream_audio(pool, seconds, seed) for seed in range(streams)]
-    url = server.url.replace("http", "ws") + "/v1/stream"
-    rss: list[float] = []
-    cpu0, client0, began = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
+@dataclass(frozen=True)
+class Load:
+    """One load: ``streams`` streams of ``seconds`` against one server (a row of the JSON)."""
 
-    async def sampled() -> list:
+    model: str
+    streams: int
+    seconds: float
+    events: int
+    segments: int
+    dropped: int
+    late_over_1s: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    behind_p50_s: float | None
+    behind_p95_s: float | None
+    server_cores: float
+    client_cores: float
+    rss_first_mb: float | None
+    rss_max_mb: float | None
+    rss_last_mb: float | None
+    held: bool
+    errors: list[str]
+
+
+def sampled(server: Server, model: str, audios: list[bytes], rss: list[float]) -> list:
+    """The streams' results (or exceptions), sampling the server's RSS into ``rss`` each second."""
+    url = server.url.replace("http", "ws") + "/v1/stream"
+
+    async def run() -> list:
         task = asyncio.create_task(load(url, audios, HOPS[model]))
         while not task.done():
             rss.append(memory(server.pid)["rss_mb"])
             await asyncio.sleep(1.0)
         return await task
 
-    results = asyncio.run(sampled())
+    return asyncio.run(run())
+
+
+def run_load(server: Server, model: str, streams: int, seconds: float, pool: list) -> Load:
+    """``streams`` streams of ``seconds`` each against ``server``; latency, drops, CPU, RSS."""
+    audios = [stream_audio(pool, seconds, seed) for seed in range(streams)]
+    rss: list[float] = []
+    cpu0, client0, began = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
+    results = sampled(server, model, audios, rss)
     wall = time.perf_counter() - began
     failed = [r for r in results if isinstance(r, BaseException)]
     done = [r for r in results if not isinstance(r, BaseException)]
@@ -133,21 +160,16 @@ def run_load(server: Server, model: str, streams: int, seconds: float, pool: lis
     latency = [e["latency"] for e in events]
     behind = [e["behind"] for e in segments if e.get("label") != "no speech"]
     dropped = len(failed) + sum(r["code"] != 1000 for r in done)
-    p95 = percentile(latency, 95)
-    late = sum(x > 1.0 for x in latency)
-    row = {"model": model, "streams": streams, "seconds": seconds, "events": len(events),
-           "segments": len(segments), "dropped": dropped, "late_over_1s": late,
-           "latency_p50_ms": _ms(percentile(latency, 50)), "latency_p95_ms": _ms(p95),
-           "latency_p99_ms": _ms(percentile(latency, 99)), "latency_max_ms": _ms(max(latency,
-                                                                                     default=None)),
-           "behind_p50_s": _s(percentile(behind, 50)), "behind_p95_s": _s(percentile(behind, 95)),
-           "server_cores": round((cpu_seconds(server.pid) - cpu0) / wall, 2),
-           "client_cores": round((time.process_time() - client0) / wall, 2),
-           "rss_first_mb": rss[0] if rss else None, "rss_max_mb": max(rss, default=None),
-           "rss_last_mb": rss[-1] if rss else None,
-           "held": dropped == 0 and late == 0 and p95 is not None and p95 < 0.5,
-           "errors": [repr(e)[:200] for e in failed[:3]]}  # fmt: skip
-    print(json.dumps(row), flush=True)
+    p95, late = percentile(latency, 95), sum(x > 1.0 for x in latency)
+    row = Load(model, streams, seconds, len(events), len(segments), dropped, late,
+               _ms(percentile(latency, 50)), _ms(p95), _ms(percentile(latency, 99)),
+               _ms(max(latency, default=None)), _s(percentile(behind, 50)),
+               _s(percentile(behind, 95)), round((cpu_seconds(server.pid) - cpu0) / wall, 2),
+               round((time.process_time() - client0) / wall, 2), rss[0] if rss else None,
+               max(rss, default=None), rss[-1] if rss else None,
+               dropped == 0 and late == 0 and p95 is not None and p95 < 0.5,
+               [repr(e)[:200] for e in failed[:3]])  # fmt: skip
+    print(json.dumps(asdict(row)), flush=True)
     return row
 
 
@@ -155,20 +177,9 @@ def _s(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of each stream")
-    parser.add_argument("--threads", type=int, default=2, help="the server's --threads")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--long-seconds", type=float, default=600.0)
-    parser.add_argument("--long-streams", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="small loads, short streams")
-    args = parser.parse_args()
-    if args.quick:
-        args.seconds, args.long_seconds, args.long_streams = 10.0, 20.0, 4
-    pool = speech_pool()
-    start_cpu, before = common.cpu_snapshot(), common.load_average()
+def measure(args: argparse.Namespace, pool: list) -> tuple[list[dict], dict | None]:
+    """The ladder of loads per model, each against its own cold server (stopping far beyond
+    capacity), and the long run on the first model's server."""
     rows, long_run = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
@@ -178,19 +189,36 @@ def main() -> None:
             try:
                 for streams in ladder:
                     row = run_load(server, model, streams, args.seconds, pool)
-                    rows.append({**row, "startup_seconds": server.startup_seconds})
-                    if row["dropped"] > streams // 2:
+                    rows.append(asdict(row) | {"startup_seconds": server.startup_seconds})
+                    if row.dropped > streams // 2:
                         break  # far beyond capacity: no need to go higher
                 if model == args.models[0]:
-                    long_run = run_load(server, model, args.long_streams, args.long_seconds, pool)
+                    long_run = asdict(run_load(server, model, args.long_streams,
+                                               args.long_seconds, pool))  # fmt: skip
             finally:
                 server.stop()
+    return rows, long_run
+
+
+def main() -> None:
+    parser = common.parser(__doc__, quick="small loads, short streams")
+    parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each stream")
+    parser.add_argument("--threads", type=int, default=2, help="the server's --threads")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--long-seconds", type=float, default=600.0)
+    parser.add_argument("--long-streams", type=int, default=20)
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.long_seconds, args.long_streams = 10.0, 20.0, 4
+    start_cpu, before = common.cpu_snapshot(), common.load_average()
+    rows, long_run = measure(args, speech_pool())
     results = {"machine": common.machine_info(), "load_before": before,
                "load_after": common.load_average(),
                "other_processes_cores": common.other_processes_cores(start_cpu),
                "threads": args.threads, "precision": args.precision, "rows": rows,
                "long_run": long_run, "capacity": capacity(rows)}  # fmt: skip
-    common.write_results("live_streams", results, markdown(results), quick=args.quick)
+    common.report("live_streams", results, render_markdown, args)
 
 
 def capacity(rows: list[dict]) -> dict:
@@ -202,7 +230,8 @@ def capacity(rows: list[dict]) -> dict:
     return out
 
 
-def markdown(results: dict) -> str:
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
     keys = ["model", "streams", "held", "dropped", "late_over_1s", "latency_p50_ms",
             "latency_p95_ms", "latency_p99_ms", "behind_p50_s", "behind_p95_s", "server_cores",
             "client_cores", "rss_max_mb"]  # fmt: skip

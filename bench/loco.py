@@ -30,25 +30,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import _common as common
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-
-from emofuse.config import CorpusSpec, load_config  # noqa: E402
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.experiments.deployable import train_final  # noqa: E402
-from emofuse.experiments.loading import evenly_spread  # noqa: E402
-from emofuse.files import write_json  # noqa: E402
-from emofuse.inference import EmotionRecognizer  # noqa: E402
-from emofuse.metrics import (  # noqa: E402
+from emofuse.config import CorpusSpec, load_config
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.experiments.deployable import train_final
+from emofuse.experiments.loading import evenly_spread
+from emofuse.files import write_json
+from emofuse.inference import EmotionRecognizer
+from emofuse.metrics import (
     expected_calibration_error,
     max_share,
     unweighted_accuracy,
@@ -105,79 +102,99 @@ def held_out_files(corpus: str, spec: CorpusSpec, task_name: str, limit: int | N
     return [str(u.path) for u in utterances], np.array([task.index(u.label) for u in utterances])
 
 
-def main() -> None:
+ADAPTED_KEYS = ("ua", "wa", "max_share", "ece")
+
+
+def held_out_row(config, corpus: str, args: argparse.Namespace) -> dict:
+    """Train on every configured corpus but ``corpus``, score the held-out files plain and
+    after adaptation; the row of the summary."""
+    began = time.perf_counter()
+    specs = config.data.corpora
+    original = next(s for s in specs if s.name == corpus)
+    trained_on = [s for s in specs if s.name != corpus]
+    held = dataclasses.replace(config, data=dataclasses.replace(config.data, corpora=trained_on))
+    held.train = dataclasses.replace(held.train, num_threads=args.threads,
+                                     normalise=args.normalise or held.train.normalise)  # fmt: skip
+    model_dir = Path(args.work) / corpus
+    report = train_final(held, model_dir, progress=False)
+    paths, labels = held_out_files(corpus, original, config.data.task, 60 if args.quick else None)
+    recognizer = EmotionRecognizer.load(model_dir / "model.pt", device="cpu")
+    plain = score(recognizer, paths, labels)
+    adapted_recognizer = recognizer.adapt(paths, min_seconds=30.0 if args.quick else 60.0)
+    adapted = score(adapted_recognizer, paths, labels)
+    return {
+        **plain,
+        **{f"{k}_adapted": adapted[k] for k in ADAPTED_KEYS},
+        **{f"{k}_adapted_own_labels": adapted[f"{k}_own_labels"] for k in ADAPTED_KEYS},
+        "adapted_on": adapted_recognizer.adaptation,
+        "files": len(paths),
+        "trained_on": sorted({s.name for s in trained_on}),
+        "train_utterances": sum(report["train_utterances"].values()),
+        "temperature": report.get("temperature"),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+
+
+def summarize(rows: dict[str, dict], config, args: argparse.Namespace) -> dict:
+    """Means and worst cases over the held-out corpora, with the run's settings."""
+    values = lambda key: [r[key] for r in rows.values()]  # noqa: E731
+    mean = lambda key: float(np.mean(values(key)))  # noqa: E731
+    own = "_own_labels"
+    return {
+        "corpora": rows,
+        "mean_ua": mean("ua"),
+        "worst_ua": float(np.min(values("ua"))),
+        "mean_ua_adapted": mean("ua_adapted"),
+        "mean_ua_own_labels": mean("ua" + own),
+        "worst_ua_own_labels": float(np.min(values("ua" + own))),
+        "mean_ua_adapted_own_labels": mean("ua_adapted" + own),
+        "max_share_own_labels": float(np.max(values("max_share" + own))),
+        "max_ece_own_labels": float(np.max(values("ece" + own))),
+        "worst_adaptation_gain_own_labels": float(
+            np.min([r["ua_adapted" + own] - r["ua" + own] for r in rows.values()])
+        ),  # fmt: skip
+        "config": str(Path(args.config).resolve().relative_to(REPO)),
+        "normalise": args.normalise or config.train.normalise,
+        "command": common.command_line(),
+        "machine": common.machine_info(),
+        "threads": args.threads,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, object, list[str]]:
+    """The options, the config and the held-out corpora to run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "accurate.yaml"))
     parser.add_argument("--corpora", nargs="+", help="held-out corpora (default: every one)")
     parser.add_argument("--out", default=str(REPO / "results" / "loco8"))
     parser.add_argument("--work", default=str(REPO / "runs" / "loco8"))
     parser.add_argument("--normalise", choices=("global", "speaker"),
-                        help="override the config's train.normalise")
+                        help="override the config's train.normalise")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="60 held-out files per corpus")
-    args = parser.parse_args()
-    set_threads(args.threads)
+    args = parser.parse_args(argv)
     config = load_config(args.config)
     configured = list(dict.fromkeys(s.name for s in config.data.corpora))
     unknown = sorted(set(args.corpora or ()) - set(configured))
     if unknown:
         parser.error(f"--corpora {unknown} not in {args.config}: {configured}")
+    return args, config, args.corpora or configured
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, config, corpora = parse_args(argv)
+    set_threads(args.threads)
     rows = {}
-    for corpus in args.corpora or configured:
+    for corpus in corpora:
         row_file = Path(args.work) / corpus / ("row-quick.json" if args.quick else "row.json")
         if row_file.is_file():  # finished before (another process, an interrupted run)
             rows[corpus] = json.loads(row_file.read_text())
             continue
-        began = time.perf_counter()
-        specs = config.data.corpora
-        original = next(s for s in specs if s.name == corpus)
-        trained_on = [s for s in specs if s.name != corpus]
-        data = dataclasses.replace(config.data, corpora=trained_on)
-        held = dataclasses.replace(config, data=data)
-        held.train = dataclasses.replace(held.train, num_threads=args.threads,
-                                         normalise=args.normalise or held.train.normalise)
-        model_dir = Path(args.work) / corpus
-        report = train_final(held, model_dir, progress=False)
-        limit = 60 if args.quick else None
-        paths, labels = held_out_files(corpus, original, config.data.task, limit)
-        recognizer = EmotionRecognizer.load(model_dir / "model.pt", device="cpu")
-        plain = score(recognizer, paths, labels)
-        adapted_recognizer = recognizer.adapt(paths, min_seconds=30.0 if args.quick else 60.0)
-        adapted = score(adapted_recognizer, paths, labels)
-        rows[corpus] = {
-            **plain,
-            **{f"{k}_adapted": adapted[k] for k in ("ua", "wa", "max_share", "ece")},
-            **{f"{k}_adapted_own_labels": adapted[f"{k}_own_labels"]
-               for k in ("ua", "wa", "max_share", "ece")},  # fmt: skip
-            "adapted_on": adapted_recognizer.adaptation,
-            "files": len(paths),
-            "trained_on": sorted({s.name for s in trained_on}),
-            "train_utterances": sum(report["train_utterances"].values()),
-            "temperature": report.get("temperature"),
-            "seconds": round(time.perf_counter() - began, 1),
-        }
+        rows[corpus] = held_out_row(config, corpus, args)
         write_json(rows[corpus], row_file)
         print(corpus, {k: v for k, v in rows[corpus].items() if k != "adapted_on"}, flush=True)
-    mean = lambda key: float(np.mean([r[key] for r in rows.values()]))  # noqa: E731
-    summary = {
-        "corpora": rows,
-        "mean_ua": mean("ua"),
-        "worst_ua": float(np.min([r["ua"] for r in rows.values()])),
-        "mean_ua_adapted": mean("ua_adapted"),
-        "mean_ua_own_labels": mean("ua_own_labels"),
-        "worst_ua_own_labels": float(np.min([r["ua_own_labels"] for r in rows.values()])),
-        "mean_ua_adapted_own_labels": mean("ua_adapted_own_labels"),
-        "max_share_own_labels": float(np.max([r["max_share_own_labels"] for r in rows.values()])),
-        "max_ece_own_labels": float(np.max([r["ece_own_labels"] for r in rows.values()])),
-        "worst_adaptation_gain_own_labels": float(np.min(
-            [r["ua_adapted_own_labels"] - r["ua_own_labels"] for r in rows.values()])),
-        "config": str(Path(args.config).resolve().relative_to(REPO)),
-        "normalise": args.normalise or config.train.normalise,
-        "command": "python " + " ".join(sys.argv),
-        "machine": machine_info(),
-        "threads": args.threads,
-    }
-    write_results("summary", summary, markdown(summary), Path(args.out), quick=args.quick)
+    summary = summarize(rows, config, args)
+    common.write_results("summary", summary, markdown(summary), Path(args.out), quick=args.quick)
 
 
 def markdown(summary: dict) -> str:
@@ -193,7 +210,7 @@ def markdown(summary: dict) -> str:
     rows.append(["mean", "", percent(summary["mean_ua"]), "",
                  percent(summary.get("mean_ua" + own)), "", "", "",
                  percent(summary.get("mean_ua_adapted" + own)), "", ""])  # fmt: skip
-    table = markdown_table(
+    table = common.markdown_table(
         ["held-out corpus", "files", "UA % (7 labels)", "most-given % (7)", "UA % own labels",
          "WA %", "most-given %", "ECE", "UA % adapted", "gain", "no speech"], rows)  # fmt: skip
     machine = summary["machine"]

@@ -20,25 +20,23 @@ Writes ``results/loco4/recipes.json`` and ``recipes.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
+from loco import CORPORA, REPO
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco import CORPORA, REPO  # noqa: E402
-
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
-from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
-from emofuse.pipeline.cache import StreamCache  # noqa: E402
-from emofuse.signal.streams import stream_spec  # noqa: E402
-from emofuse.training.linear_head import (  # noqa: E402
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.metrics import expected_calibration_error, max_share
+from emofuse.metrics import unweighted_accuracy as ua
+from emofuse.pipeline.cache import StreamCache
+from emofuse.signal.streams import stream_spec
+from emofuse.training.linear_head import (
     balanced_weights,
     fit_logistic,
     fit_temperature,
@@ -76,13 +74,26 @@ class Data:
         self.frames, self.labels = np.array(frames), np.array(labels)
         self.corpus, self.speaker = np.array(corpora), np.array(speakers)
 
+    @classmethod
+    def of(cls, **columns: object) -> Data:
+        """A Data from its arrays (``mean``, ``var``, ``frames``, ``labels``, ...) as given."""
+        data = cls.__new__(cls)
+        data.__dict__.update(columns)
+        return data
+
     def moments(self, index: np.ndarray, layers: list[int]) -> list:
         return [(self.mean[i, layers].ravel(), self.var[i, layers].ravel(), self.frames[i])
                 for i in index]  # fmt: skip
 
 
-def pooled(data: Data, index: np.ndarray, layers: list[int], groups: np.ndarray | None,
-           prior: tuple | None, prior_seconds: float = PRIOR_SECONDS) -> np.ndarray:
+def pooled(
+    data: Data,
+    index: np.ndarray,
+    layers: list[int],
+    groups: np.ndarray | None,
+    prior: tuple | None,
+    prior_seconds: float = PRIOR_SECONDS,
+) -> np.ndarray:
     """Pooled statistics of ``index``: each group standardised with its own statistics (shrunk
     to ``prior`` by ``prior_seconds`` when given), or all with ``prior`` when ``groups`` is None."""
     moments = data.moments(index, layers)
@@ -118,7 +129,8 @@ class MLP:
         for _ in range(60):
             for batch in torch.randperm(len(x)).split(128):
                 loss = torch.nn.functional.cross_entropy(
-                    self.net(x[batch]), y[batch], reduction="none", label_smoothing=0.1)
+                    self.net(x[batch]), y[batch], reduction="none", label_smoothing=0.1
+                )
                 optimiser.zero_grad()
                 (loss * w[batch]).mean().backward()
                 optimiser.step()
@@ -145,57 +157,79 @@ RECIPES = {
 }
 
 
+@dataclass(frozen=True)
+class Score:
+    """One held-out corpus, scored one way: UA, the most-given label's share, ECE raw and after
+    the temperature."""
+
+    ua: float
+    max_share: float
+    ece: float
+    ece_temperature: float
+
+    @classmethod
+    def of(cls, z: np.ndarray, y: np.ndarray, temperature: float) -> Score:
+        raw = torch.softmax(torch.tensor(z), -1).numpy()
+        scaled = torch.softmax(torch.tensor(z) / temperature, -1).numpy()
+        return cls(ua(y, z.argmax(1)), max_share(z.argmax(1)),
+                   expected_calibration_error(raw, y),
+                   expected_calibration_error(scaled, y))  # fmt: skip
+
+
+def summary(per: list[Score]) -> dict:
+    """The JSON's record of one way of scoring: per corpus, means, worst UA, largest share."""
+    return {
+        "per_corpus": {c: asdict(score) for c, score in zip(CORPORA, per, strict=True)},
+        "mean_ua": float(np.mean([r.ua for r in per])),
+        "worst_ua": float(np.min([r.ua for r in per])),
+        "max_share": float(np.max([r.max_share for r in per])),
+        "ece": float(np.mean([r.ece for r in per])),
+        "ece_temperature": float(np.mean([r.ece_temperature for r in per])),
+    }
+
+
+def trained_head(recipe: tuple, data: list[Data], held: str, c: float):
+    """The recipe's head trained without ``held``: a function from features to logits."""
+    layers, norm, by_corpus, head, copies = recipe
+    xs, ys, corpus_parts = [], [], []
+    for d in data[: copies + 1]:
+        train = np.flatnonzero(d.corpus != held)
+        groups = {"global": None, "corpus": d.corpus, "speaker": d.speaker}[norm]
+        prior = pooled_moments(d.moments(train, layers)) if groups is None else None
+        xs.append(pooled(d, train, layers, None if groups is None else groups[train], prior))
+        ys.append(d.labels[train])
+        corpus_parts.append(d.corpus[train])
+    x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(corpus_parts)
+    n = len(get_task("bundled7").labels)
+    strata = s if by_corpus else np.zeros_like(s)  # one stratum: class-balanced only
+    if head == "mlp":
+        return MLP().fit(x, y, balanced_weights(y, strata), n).logits
+    weight, bias = fit_logistic(x, y, strata, n, c)
+    return lambda v: v @ weight.T + bias
+
+
 def evaluate(name: str, data: list[Data], c: float) -> dict:
-    layers, norm, by_corpus, head, copies = RECIPES[name]
-    original = data[0]
-    results = {"plain": [], "corpus": [], "speaker": []}
-    logits_seen, labels_seen = {k: [] for k in results}, {k: [] for k in results}
+    """One recipe, each corpus held out in turn, scored alone, corpus- and speaker-adapted."""
+    layers, original = RECIPES[name][0], data[0]
+    logits = {"plain": [], "corpus": [], "speaker": []}
+    labels = [original.labels[original.corpus == held] for held in CORPORA]
     for held in CORPORA:
-        xs, ys, corpus_parts = [], [], []
-        for d in data[: copies + 1]:
-            train = np.flatnonzero(d.corpus != held)
-            groups = {"global": None, "corpus": d.corpus, "speaker": d.speaker}[norm]
-            prior = pooled_moments(d.moments(train, layers)) if groups is None else None
-            xs.append(pooled(d, train, layers, None if groups is None else groups[train], prior))
-            ys.append(d.labels[train])
-            corpus_parts.append(d.corpus[train])
-        x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(corpus_parts)
-        n = len(get_task("bundled7").labels)
-        strata = s if by_corpus else np.zeros_like(s)  # one stratum: class-balanced only
-        if head == "lr":
-            weight, bias = fit_logistic(x, y, strata, n, c)
-            predict = lambda v, w=weight, b=bias: v @ w.T + b  # noqa: E731
-        else:
-            model = MLP().fit(x, y, balanced_weights(y, strata), n)
-            predict = model.logits
+        predict = trained_head(RECIPES[name], data, held, c)
         test = np.flatnonzero(original.corpus == held)
         prior = pooled_moments(original.moments(np.flatnonzero(original.corpus != held), layers))
         for how, groups in (("plain", None), ("corpus", original.corpus[test]),
                             ("speaker", original.speaker[test])):  # fmt: skip
-            z = predict(pooled(original, test, layers, groups, prior))
-            logits_seen[how].append(z)
-            labels_seen[how].append(original.labels[test])
-    temperature = fit_temperature(np.concatenate(logits_seen["plain"]),
-                                  np.concatenate(labels_seen["plain"]))  # fmt: skip
+            logits[how].append(predict(pooled(original, test, layers, groups, prior)))
+    temperature = fit_temperature(np.concatenate(logits["plain"]), np.concatenate(labels))
     row = {"recipe": name, "temperature_fitted_on_held_out": round(temperature, 3)}
-    for how in results:
-        per = []
-        for z, y in zip(logits_seen[how], labels_seen[how], strict=True):
-            p = torch.softmax(torch.tensor(z) / temperature, -1).numpy()
-            raw = torch.softmax(torch.tensor(z), -1).numpy()
-            per.append({"ua": ua(y, z.argmax(1)), "max_share": max_share(z.argmax(1)),
-                        "ece": expected_calibration_error(raw, y),
-                        "ece_temperature": expected_calibration_error(p, y)})  # fmt: skip
-        row[how] = {"per_corpus": dict(zip(CORPORA, per, strict=True)),
-                    "mean_ua": float(np.mean([r["ua"] for r in per])),
-                    "worst_ua": float(np.min([r["ua"] for r in per])),
-                    "max_share": float(np.max([r["max_share"] for r in per])),
-                    "ece": float(np.mean([r["ece"] for r in per])),
-                    "ece_temperature": float(np.mean([r["ece_temperature"] for r in per]))}
+    for how, zs in logits.items():
+        row[how] = summary([Score.of(z, y, temperature) for z, y in zip(zs, labels, strict=True)])
     return row
 
 
-def markdown(rows: list[dict], command: str, machine: dict) -> str:
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
+    rows, command, machine = results["rows"], results["command"], results["machine"]
     cells = []
     for r in rows:
         p, c, s = r["plain"], r["corpus"], r["speaker"]
@@ -203,12 +237,12 @@ def markdown(rows: list[dict], command: str, machine: dict) -> str:
                       f"{100 * p['max_share']:.0f}", f"{p['ece']:.3f} / {p['ece_temperature']:.3f}",
                       f"{100 * c['mean_ua']:.1f}", f"{100 * s['mean_ua']:.1f}",
                       f"{100 * s['worst_ua']:.1f}", f"{100 * s['max_share']:.0f}"])  # fmt: skip
-    table = markdown_table(
+    table = common.markdown_table(
         ["recipe (each row changes the one above or the speaker row)", "UA % alone (mean)",
          "worst", "top label % (max)", "ECE raw / temperature", "UA % corpus-adapted",
          "UA % speaker-adapted", "worst", "top label %"], cells)  # fmt: skip
     per = rows[-1]
-    detail = markdown_table(
+    detail = common.markdown_table(
         ["held-out corpus (shipped recipe)", "UA % alone", "top label %", "UA % corpus-adapted",
          "UA % speaker-adapted"],
         [[k, f"{100 * per['plain']['per_corpus'][k]['ua']:.1f}",
@@ -226,7 +260,7 @@ def markdown(rows: list[dict], command: str, machine: dict) -> str:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Where the corpora, their degraded copies and the results are; C; threads."""
-    parser.add_argument("--corpora-root", default=str(REPO.parent / "shared" / "corpora"))
+    parser.add_argument("--corpora-root", default=str(common.CORPORA))
     parser.add_argument("--degraded", default=str(REPO / "runs" / "degraded"))
     parser.add_argument("--out", default=str(REPO / "results" / "loco4"))
     parser.add_argument("--c", type=float, default=1e-3)
@@ -240,8 +274,10 @@ def load_data(args: argparse.Namespace, copies: int = 2) -> list[Data]:
         roots = {c: Path(args.degraded) / str(seed) / c for c in CORPORA}
         missing = [str(r) for r in roots.values() if not r.is_dir()]
         if missing:
-            raise SystemExit(f"degraded copies missing: {missing}; make them with "
-                             "scripts/degrade_corpus.py (see bench/loco4_recipes.py)")
+            raise SystemExit(
+                f"degraded copies missing: {missing}; make them with "
+                "scripts/degrade_corpus.py (see bench/loco4_recipes.py)"
+            )
         data.append(Data(roots, f"degraded{seed}", "bundled7"))
     return data
 
@@ -259,11 +295,11 @@ def main() -> None:
         p, s = rows[-1]["plain"], rows[-1]["speaker"]
         print(f"{name}: alone {100 * p['mean_ua']:.1f} (worst {100 * p['worst_ua']:.1f}), "
               f"speaker-adapted {100 * s['mean_ua']:.1f}", flush=True)  # fmt: skip
-    command = "python " + " ".join(sys.argv)
-    machine = machine_info()
+    command = common.command_line()
+    machine = common.machine_info()
     result = {"rows": rows, "command": command, "machine": machine,
               "seconds": round(time.perf_counter() - began)}  # fmt: skip
-    write_results("recipes", result, markdown(rows, command, machine), Path(args.out))
+    common.write_results("recipes", result, render_markdown(result), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -27,29 +27,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
+from loco import REPO
+from loco4_recipes import FRAME_RATE, LAYERS, WIDTH, Data, pooled
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco import REPO  # noqa: E402
-from loco4_recipes import FRAME_RATE, LAYERS, WIDTH, Data, pooled  # noqa: E402
-
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.experiments.loading import evenly_spread  # noqa: E402
-from emofuse.metrics import expected_calibration_error, max_share  # noqa: E402
-from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
-from emofuse.pipeline.cache import StreamCache  # noqa: E402
-from emofuse.signal.streams import stream_spec  # noqa: E402
-from emofuse.training.linear_head import (  # noqa: E402
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.experiments.loading import evenly_spread
+from emofuse.metrics import expected_calibration_error, max_share
+from emofuse.metrics import unweighted_accuracy as ua
+from emofuse.pipeline.cache import StreamCache
+from emofuse.signal.streams import stream_spec
+from emofuse.training.linear_head import (
     fit_logistic,
     fit_temperature,
     pooled_moments,
     utterance_moments,
 )
-from emofuse.training.speech import SpeechRegions, speech_frames  # noqa: E402
+from emofuse.training.speech import SpeechRegions, speech_frames
 
 SHARED = ("emodb", "ravdess", "emovo", "ased")
 CLONED = ("spanish", "korean", "turkish", "commands")
@@ -108,31 +106,22 @@ def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
                                ("speaker", f"original/{corpus}/{u.speaker}"),
                                ("place", u.extras.get("place", ""))):  # fmt: skip
                 columns[key].append(value)
-    out = []
-    for key in ("whole", "speech"):
-        data = Data.__new__(Data)
-        data.mean = np.stack([m.reshape(len(LAYERS), WIDTH) for m, _, _ in moments[key]])
-        data.var = np.stack([v.reshape(len(LAYERS), WIDTH) for _, v, _ in moments[key]])
-        data.frames = np.array([n for _, _, n in moments[key]])
-        for name, values in columns.items():
-            setattr(data, name, np.array(values))
-        data.roots, data.utterances = roots, utterances
-        out.append(data)
-    return out[0], out[1]
+    return tuple(
+        Data.of(mean=np.stack([m.reshape(len(LAYERS), WIDTH) for m, _, _ in moments[key]]),
+                var=np.stack([v.reshape(len(LAYERS), WIDTH) for _, v, _ in moments[key]]),
+                frames=np.array([n for _, _, n in moments[key]]), roots=roots,
+                utterances=utterances, **{k: np.array(v) for k, v in columns.items()})
+        for key in ("whole", "speech")
+    )  # fmt: skip
 
 
 def load_data(roots: dict[str, Path], keep: Path | None) -> tuple[Data, Data]:
     """:func:`read_moments`, or the copy in ``keep`` written by an earlier run."""
     names = ("mean", "var", "frames", "labels", "corpus", "speaker", "place")
     if keep is not None and keep.is_file():
-        out = []
         with np.load(keep) as stored:
-            for key in ("whole", "speech"):
-                data = Data.__new__(Data)
-                for name in names:
-                    setattr(data, name, stored[f"{key}_{name}"])
-                out.append(data)
-        return out[0], out[1]
+            return tuple(Data.of(**{name: stored[f"{key}_{name}"] for name in names})
+                         for key in ("whole", "speech"))  # fmt: skip
     whole, speech = read_moments(roots)
     if keep is not None:
         np.savez(keep, **{f"{key}_{name}": getattr(data, name)
@@ -243,7 +232,10 @@ def evaluate(name: str, data: tuple[Data, Data], prior_seconds: float) -> dict:
     return row
 
 
-def markdown(rows: list[dict], command: str, machine: dict, prior_seconds: float) -> str:
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
+    rows, prior_seconds = results["rows"], results["prior_seconds"]
+    command, machine = results["command"], results["machine"]
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     cells = [[r["recipe"], pct(r["mean_ua"]), pct(r["mean_ua_own_labels"]),
               pct(r["worst_ua_own_labels"]), f"{100 * r['max_share_own_labels']:.0f}",
@@ -251,18 +243,18 @@ def markdown(rows: list[dict], command: str, machine: dict, prior_seconds: float
               pct(r["worst_corpus_gain"]), pct(r["mean_speaker_ua_own_labels"]),
               pct(r["worst_speaker_gain"])]
              for r in rows]  # fmt: skip
-    table = markdown_table(
+    table = common.markdown_table(
         ["recipe (each row changes the first)", "UA % alone, 7 labels", "own labels (mean)",
          "worst", "top label % (max)", "ECE (max)", "UA % corpus-adapted", "worst gain",
          "UA % speaker-adapted", "worst gain"], cells)  # fmt: skip
     first = rows[0]["per_corpus"]
-    detail = markdown_table(
+    detail = common.markdown_table(
         ["held-out corpus (first row)", "UA % 7 labels", "UA % own labels", "top label %",
          "ECE", "temperature", "corpus-adapted", "speaker-adapted"],
         [[k, pct(r["ua"]), pct(r["ua_own_labels"]), f"{100 * r['max_share_own_labels']:.0f}",
           f"{r['ece_own_labels']:.3f}", r["temperature"], pct(r["corpus_ua_own_labels"]),
           pct(r["speaker_ua_own_labels"])] for k, r in first.items()])  # fmt: skip
-    adaptation = markdown_table(
+    adaptation = common.markdown_table(
         ["held-out corpus (first row)", "UA % alone", *[f"adapted to the corpus, prior {s:g} s"
          for s in (prior_seconds, *FOLDER_PRIORS)], f"adapted to each speaker, prior "
          f"{prior_seconds:g} s"],
@@ -280,9 +272,17 @@ def markdown(rows: list[dict], command: str, machine: dict, prior_seconds: float
             f"{machine.get('cpu_model')}, {machine.get('usable_cores')} cores.\n")  # fmt: skip
 
 
+def progress(name: str, r: dict) -> str:
+    return (f"{name}: own labels {100 * r['mean_ua_own_labels']:.1f} (worst "
+            f"{100 * r['worst_ua_own_labels']:.1f}), 7 labels {100 * r['mean_ua']:.1f}, "
+            f"top {100 * r['max_share_own_labels']:.0f} %, corpus-adapted "
+            f"{100 * r['mean_corpus_ua_own_labels']:.1f} (worst gain "
+            f"{100 * r['worst_corpus_gain']:.1f})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpora-root", default=str(REPO.parent / "shared" / "corpora"))
+    parser.add_argument("--corpora-root", default=str(common.CORPORA))
     parser.add_argument("--extra-root", default=str(REPO.parent / "corpora-extra"))
     parser.add_argument("--out", default=str(REPO / "results" / "loco8"))
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
@@ -294,22 +294,18 @@ def main() -> None:
     began = time.perf_counter()
     roots = {c: Path(args.corpora_root if c in SHARED else args.extra_root) / c for c in CORPORA}
     data = load_data(roots, Path(args.moments) if args.moments else None)
-    rows = []
-    command = "python " + shlex.join(sys.argv)
-    machine = machine_info()
+    results = {
+        "rows": [],
+        "command": "python " + shlex.join(sys.argv),
+        "machine": common.machine_info(),
+        "prior_seconds": args.prior_seconds,
+    }
     for name in args.recipes:
-        rows.append(evaluate(name, data, args.prior_seconds))
-        r = rows[-1]
-        print(f"{name}: own labels {100 * r['mean_ua_own_labels']:.1f} (worst "
-              f"{100 * r['worst_ua_own_labels']:.1f}), 7 labels {100 * r['mean_ua']:.1f}, "
-              f"top {100 * r['max_share_own_labels']:.0f} %, corpus-adapted "
-              f"{100 * r['mean_corpus_ua_own_labels']:.1f} (worst gain "
-              f"{100 * r['worst_corpus_gain']:.1f})", flush=True)  # fmt: skip
-        result = {"rows": rows, "command": command, "machine": machine,
-                  "prior_seconds": args.prior_seconds,
-                  "seconds": round(time.perf_counter() - began)}  # fmt: skip
-        write_results("recipes", result, markdown(rows, command, machine, args.prior_seconds),
-                      Path(args.out))  # fmt: skip (after every row: a long search keeps its rows)
+        results["rows"].append(evaluate(name, data, args.prior_seconds))
+        print(progress(name, results["rows"][-1]), flush=True)
+        results["seconds"] = round(time.perf_counter() - began)
+        # after every row: a long search keeps its rows
+        common.write_results("recipes", results, render_markdown(results), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -23,16 +23,12 @@ import os
 import tempfile
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import soundfile as sf
 
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/predict_many.py``: bench/ itself is on sys.path
-    import _common as common
-
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"
+CORPUS = common.CORPORA / "ravdess"
 TARGETS = {"fast": 200.0, "accurate": 100.0}  # files/s
 TARGET_RSS_MB = 600.0
 FLAT_RATIO = 1.2  # 10,000-file peak RSS / 100-file peak RSS
@@ -76,20 +72,9 @@ def make_folder(workdir: Path, sources: list[Path], n: int) -> Path:
     return folder
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
-    parser.add_argument("--files", type=int, default=2000, help="files per throughput run")
-    parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--memory-files", type=int, nargs=2, default=[100, 10000], metavar="N")
-    args = parser.parse_args()
-    n_files = 200 if args.quick else args.files
-    small, large = (100, 1000) if args.quick else args.memory_files
-
-    start_cpu = common.cpu_snapshot()
-    before = common.load_average()
+def measure(args: argparse.Namespace, n_files: int, sizes: tuple[int, int]) -> tuple:
+    """Throughput per model, precision and threads over ``n_files`` files; the fast model's
+    peak RSS over each of ``sizes`` files; where the clips come from."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sources, about = clip_sources(workdir)
@@ -103,50 +88,78 @@ def main() -> None:
                     print(row, flush=True)
                     throughput.append(row)
         memory = []
-        for n in (small, large):
+        for n in sizes:
             row = common.predict_process([make_folder(workdir, sources, n)], n, "fast", 1, out)
             print(row, flush=True)
             memory.append(row)
-    ratio = memory[1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
-    busy = common.other_processes_cores(start_cpu)
+    return throughput, memory, about
 
-    targets = []
+
+def target_checks(throughput: list[dict], memory: list[dict]) -> list[common.Check]:
+    """Files/s and peak RSS per model; the flat-memory ratio of the two memory runs."""
+    checks = []
     for model, goal in TARGETS.items():
         runs = [r for r in throughput if r["model"] == model]
         if runs:
             best = max(runs, key=lambda r: r["files_per_second"])
-            targets.append([f"{model}: >= {goal:g} files/s", f"{best['files_per_second']:g}",
-                            f"{best['threads']} thread(s), {best['precision']}",
-                            "PASS" if best["files_per_second"] >= goal else "MISS"])  # fmt: skip
+            checks.append(common.Check.of(
+                f"{model}: >= {goal:g} files/s", f"{best['files_per_second']:g}",
+                f"{best['threads']} thread(s), {best['precision']}",
+                best["files_per_second"] >= goal))  # fmt: skip
             peak = max(r["peak_rss_mb"] for r in runs)
-            targets.append([f"{model}: peak RSS < {TARGET_RSS_MB:g} MB", f"{peak:g} MB", "",
-                            "PASS" if peak < TARGET_RSS_MB else "MISS"])  # fmt: skip
-    targets.append([f"peak RSS over {large:,} files <= {FLAT_RATIO:g} x over {small:,}",
-                    f"{ratio:.2f} x", "fast, 1 thread",
-                    "PASS" if ratio <= FLAT_RATIO else "MISS"])  # fmt: skip
+            checks.append(common.Check.of(f"{model}: peak RSS < {TARGET_RSS_MB:g} MB",
+                                          f"{peak:g} MB", "", peak < TARGET_RSS_MB))  # fmt: skip
+    small, large = memory
+    ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+    checks.append(common.Check.of(
+        f"peak RSS over {large['files']:,} files <= {FLAT_RATIO:g} x over {small['files']:,}",
+        f"{ratio:.2f} x", "fast, 1 thread", ratio <= FLAT_RATIO))  # fmt: skip
+    return checks
 
-    machine = common.machine_info()
-    results = {"machine": machine, "clips": about, "load_before": before,
-               "load_after": common.load_average(), "other_processes_cores": busy,
-               "throughput": throughput, "memory": memory,
-               "rss_ratio": round(ratio, 3)}  # fmt: skip
-    keys = ["model", "precision", "threads", "files", "seconds", "files_per_second",
-            "peak_rss_mb"]
-    markdown = "\n\n".join([
+
+KEYS = ["model", "precision", "threads", "files", "seconds", "files_per_second", "peak_rss_mb"]
+
+
+def render_markdown(results: dict) -> str:
+    """The report of a run (its JSON, as written or read back)."""
+    machine, rows = results["machine"], lambda runs: [[r[k] for k in KEYS] for r in runs]
+    return "\n\n".join([
         "# `emofuse predict` over many files: throughput and memory (cold process)",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
         f"torch {machine['torch']}. "
-        f"Load average before {before}, after {results['load_after']}; other processes kept "
-        f"{busy} cores busy on average. Clips: {about}. Command per row: `python -m emofuse "
+        f"Load average before {results['load_before']}, after {results['load_after']}; other "
+        f"processes kept {results['other_processes_cores']} cores busy on average. Clips: "
+        f"{results['clips']}. Command per row: `python -m emofuse "
         "predict DIR --model M --threads T --precision P --format jsonl --output OUT` in a fresh "
         "process "
         "(start-up and model loading included). Reproduce: `python bench/predict_many.py`.",
-        "## Targets", common.markdown_table(["target", "measured", "setting", "status"], targets),
-        "## Throughput", common.markdown_table(keys, [[r[k] for k in keys] for r in throughput]),
-        "## Memory (fast model, 1 thread)",
-        common.markdown_table(keys, [[r[k] for k in keys] for r in memory]),
+        "## Targets",
+        common.checks_table(target_checks(results["throughput"], results["memory"])),
+        "## Throughput", common.markdown_table(KEYS, rows(results["throughput"])),
+        "## Memory (fast model, 1 thread)", common.markdown_table(KEYS, rows(results["memory"])),
     ])  # fmt: skip
-    common.write_results("predict_many", results, markdown, quick=args.quick)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = common.parser(__doc__, quick="small runs (smoke test)")
+    parser.add_argument("--files", type=int, default=2000, help="files per throughput run")
+    parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--memory-files", type=int, nargs=2, default=[100, 10000], metavar="N")
+    args = parser.parse_args(argv)
+    n_files = 200 if args.quick else args.files
+    sizes = (100, 1000) if args.quick else tuple(args.memory_files)
+    start_cpu = common.cpu_snapshot()
+    before = common.load_average()
+    throughput, memory, about = measure(args, n_files, sizes)
+    busy = common.other_processes_cores(start_cpu)
+    ratio = memory[1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
+    results = {"machine": common.machine_info(), "clips": about, "load_before": before,
+               "load_after": common.load_average(), "other_processes_cores": busy,
+               "throughput": throughput, "memory": memory,
+               "rss_ratio": round(ratio, 3)}  # fmt: skip
+    common.report("predict_many", results, render_markdown, args)
 
 
 if __name__ == "__main__":

@@ -23,32 +23,46 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import asdict, dataclass
+from itertools import product
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import soundfile as sf
 
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/real_folders.py``: bench/ itself is on sys.path
-    import _common as common
-
-REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "corpora"
 NAMES = ("emodb", "ravdess", "emovo", "ased")
 RATE = 16000
 TARGET_RSS_MB = 600.0
-TARGETS = {("accurate", "fp32"): 60.0, ("accurate", "bf16"): 100.0,
-           ("fast", "fp32"): 200.0, ("fast", "bf16"): 200.0}  # files/s, the corpora together
+TARGETS = {
+    ("accurate", "fp32"): 60.0,
+    ("accurate", "bf16"): 100.0,
+    ("fast", "fp32"): 200.0,
+    ("fast", "bf16"): 200.0,
+}  # files/s, the corpora together
 MIXED = ((1.0, 40), (14.0, 20), (60.0, 5), (600.0, 1))  # (seconds, files)
 
 
-def audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+@dataclass(frozen=True)
+class Input:
+    """One input: what goes on the command line, its files, their audio seconds, the format."""
+
+    args: list
+    files: list[Path]
+    format: str = "jsonl"
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(sum(sf.info(str(f)).duration for f in self.files))
 
 
-def seconds_of(files: list[Path]) -> float:
-    return float(sum(sf.info(str(f)).duration for f in files))
+@dataclass(frozen=True)
+class Target:
+    """A target and what was measured (``met``: reached), as the JSON's ``targets`` hold it."""
+
+    target: str
+    measured: object
+    met: bool
 
 
 def speech_stream(files: list[Path], rng: np.random.Generator):
@@ -86,26 +100,21 @@ def make_crops(folder: Path, sources: list[Path]) -> list[Path]:
     return files
 
 
-def inputs(workdir: Path, quick: bool) -> dict[str, dict]:
-    """Per input name: what goes on the command line, its files, audio seconds, format."""
-    found = {name: audio_files(CORPORA / name) for name in NAMES}
+def inputs(workdir: Path, quick: bool) -> dict[str, Input]:
+    """Per input name: what goes on the command line, its files and the output format."""
+    found = {name: common.corpus_files(name) for name in NAMES}
     limit = 60 if quick else None
     sets = {}
     for name, files in found.items():
         files = files[:: max(1, len(files) // limit)][:limit] if limit else files
-        folder = CORPORA / name if not limit else _linked(workdir / name, files)
-        sets[name] = {"args": [folder], "files": files, "format": "jsonl"}
-    mixed = make_mixed(workdir / "mixed", found["emodb"] + found["emovo"])
-    sets["mixed"] = {"args": [workdir / "mixed"], "files": mixed[:limit] if limit else mixed,
-                     "format": "jsonl"}  # fmt: skip
-    if limit:
-        sets["mixed"]["args"] = [str(f) for f in sets["mixed"]["files"]]
+        sets[name] = Input([_linked(workdir / name, files) if limit else common.CORPORA / name],
+                           files)  # fmt: skip
+    mixed = make_mixed(workdir / "mixed", found["emodb"] + found["emovo"])[:limit]
+    sets["mixed"] = Input([str(f) for f in mixed] if limit else [workdir / "mixed"], mixed)
     listed = (found["ravdess"] + found["emovo"])[:limit]
-    sets["cmdline"] = {"args": [str(f) for f in listed], "files": listed, "format": "json"}
+    sets["cmdline"] = Input([str(f) for f in listed], listed, "json")
     crops = make_crops(workdir / "crops", found["ravdess"][:limit])
-    sets["crops"] = {"args": [workdir / "crops"], "files": crops, "format": "jsonl"}
-    for entry in sets.values():
-        entry["audio_seconds"] = seconds_of(entry["files"])
+    sets["crops"] = Input([workdir / "crops"], crops)
     return sets
 
 
@@ -116,38 +125,42 @@ def _linked(folder: Path, files: list[Path]) -> Path:
     return folder
 
 
+def measure(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    """One cold ``emofuse predict`` process per model, precision and input."""
+    sets, rows = inputs(workdir, args.quick), []
+    seconds = {name: sets[name].audio_seconds for name in args.inputs}
+    for model, precision, name in product(args.models, args.precisions, args.inputs):
+        entry, out = sets[name], workdir / f"out.{sets[name].format}"
+        row = common.predict_process(entry.args, len(entry.files), model, args.threads, out,
+                                     precision, entry.format)  # fmt: skip
+        row.update(
+            input=name,
+            audio_seconds=round(seconds[name], 1),
+            audio_seconds_per_second=round(seconds[name] / row["seconds"], 1),
+        )
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__, quick="60 files per input")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--inputs", nargs="+", default=[*NAMES, "mixed", "cmdline", "crops"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="60 files per input")
     args = parser.parse_args()
-    if not CORPORA.is_dir():
-        raise SystemExit(f"needs the shared corpora in {CORPORA}")
+    if not common.CORPORA.is_dir():
+        raise SystemExit(f"needs the shared corpora in {common.CORPORA}")
     start_cpu, before = common.cpu_snapshot(), common.load_average()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        sets = inputs(Path(tmp), args.quick)
-        for model in args.models:
-            for precision in args.precisions:
-                for name in args.inputs:
-                    entry = sets[name]
-                    out = Path(tmp) / f"out.{entry['format']}"
-                    row = common.predict_process(entry["args"], len(entry["files"]), model,
-                                                 args.threads, out, precision, entry["format"])
-                    row.update(input=name, audio_seconds=round(entry["audio_seconds"], 1),
-                               audio_seconds_per_second=round(entry["audio_seconds"]
-                                                              / row["seconds"], 1))  # fmt: skip
-                    print(row, flush=True)
-                    rows.append(row)
-    busy = common.other_processes_cores(start_cpu)
+        rows = measure(args, Path(tmp))
     results = {"machine": common.machine_info(), "load_before": before,
-               "load_after": common.load_average(), "other_processes_cores": busy,
+               "load_after": common.load_average(),
+               "other_processes_cores": common.other_processes_cores(start_cpu),
                "threads": args.threads, "rows": rows, "targets": targets(rows),
                "mixed_files": [list(m) for m in MIXED]}  # fmt: skip
-    common.write_results("real_folders", results, markdown(results), quick=args.quick)
+    common.report("real_folders", results, render_markdown, args)
 
 
 def targets(rows: list[dict]) -> list[dict]:
@@ -159,23 +172,27 @@ def targets(rows: list[dict]) -> list[dict]:
                 and r["input"] in NAMES]  # fmt: skip
         if runs:
             speed = sum(r["files"] for r in runs) / sum(r["seconds"] for r in runs)
-            checks.append({"target": f"{model} {precision}: >= {goal:g} files/s on the corpora",
-                           "measured": round(speed, 1), "met": speed >= goal})  # fmt: skip
+            checks.append(Target(f"{model} {precision}: >= {goal:g} files/s on the corpora",
+                                 round(speed, 1), speed >= goal))  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in rows):
         worst = max((r for r in rows if r["model"] == model), key=lambda r: r["peak_rss_mb"])
-        checks.append({"target": f"{model}: peak RSS < {TARGET_RSS_MB:g} MB on every input",
-                       "measured": f"{worst['peak_rss_mb']:g} MB ({worst['input']}, "
-                                   f"{worst['precision']})",
-                       "met": worst["peak_rss_mb"] < TARGET_RSS_MB})  # fmt: skip
-    return checks
+        checks.append(
+            Target(
+                f"{model}: peak RSS < {TARGET_RSS_MB:g} MB on every input",
+                f"{worst['peak_rss_mb']:g} MB ({worst['input']}, {worst['precision']})",
+                worst["peak_rss_mb"] < TARGET_RSS_MB,
+            )
+        )
+    return [asdict(check) for check in checks]
 
 
-def markdown(results: dict) -> str:
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
     keys = ["model", "precision", "input", "files", "audio_seconds", "seconds",
             "files_per_second", "audio_seconds_per_second", "peak_rss_mb"]  # fmt: skip
     machine = results["machine"]
-    checks = [[c["target"], c["measured"], "met" if c["met"] else "MISSED"]
-              for c in results["targets"]]  # fmt: skip
+    checks = [[c.target, c.measured, "met" if c.met else "MISSED"]
+              for c in (Target(**t) for t in results["targets"])]  # fmt: skip
     mixed = ", ".join(f"{n} x {s:g} s" for s, n in results["mixed_files"])
     return "\n\n".join([
         "# `emofuse predict` on real folders: memory and speed (cold processes)",

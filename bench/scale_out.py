@@ -32,15 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from bench import _common as common
-    from bench.train_speed import LABELS, synthetic_features
-except ImportError:  # run as ``python bench/scale_out.py``: bench/ itself is on sys.path
-    import _common as common
-    from train_speed import LABELS, synthetic_features
+import _common as common
+from train_speed import LABELS, synthetic_features
 
 REPO = Path(__file__).resolve().parents[1]
-EMODB = REPO.parent / "shared" / "corpora" / "emodb"
+EMODB = common.CORPORA / "emodb"
 
 
 def train_worker(n_clips: int, epochs: int, batch: int, precision: str, device: str,
@@ -114,44 +110,52 @@ def measure_crossval(jobs: int, threads: int, epochs: int, folds: str | None,
                 "mean_ua": summary["mean"]["ua"]}  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: small and short")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = common.parser(__doc__, quick="smoke run: small and short")
     parser.add_argument("--epochs", type=int, default=2, help="cross-validation epochs (CPU)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        train_worker(args.clips, 3 if args.quick else 4, args.batch, args.precision,
-                     args.device, args.worker)  # fmt: skip
-        return
+    return parser.parse_args(argv)
 
-    import torch
 
-    before = common.load_average()
-    clips = 128 if args.quick else 512
-    epochs = 3 if args.quick else 4
+def measure_cpu(quick: bool, crossval_epochs: int) -> tuple[list[dict], list[dict]]:
+    """Training in 1 x 1, 1 x 2 and 2 x 1 processes x threads; crossval (if EmoDB is here)."""
+    clips, epochs = (128, 3) if quick else (512, 4)
     training = [measure_training(p, t, clips, epochs, 32) for p, t in ((1, 1), (1, 2), (2, 1))]
     for row in training:
         print(f"train: {row['processes']} process(es) x {row['torch_threads']} thread(s): "
               f"{row['clips_per_second']:.1f} clips/s", flush=True)  # fmt: skip
     crossval = []
     if EMODB.is_dir():
-        folds = "0,1" if args.quick else None
+        folds = "0,1" if quick else None
         for jobs, threads in ((1, 2), (1, 1), (2, 1)):
-            crossval.append(measure_crossval(jobs, threads, args.epochs, folds))
+            crossval.append(measure_crossval(jobs, threads, crossval_epochs, folds))
             row = crossval[-1]
             print(f"crossval: --jobs {jobs} --threads {threads}: {row['wall_seconds']:.1f} s",
                   flush=True)  # fmt: skip
-    gpu = {}
-    if torch.cuda.is_available():
-        gpu["training"] = [measure_training(1, 4, 4096, epochs, batch, precision, "cuda")
-                           for batch in (32, 256) for precision in ("fp32", "bf16")]  # fmt: skip
-        gpu["emodb_10fold_30_epochs"] = measure_crossval(1, 4, 30, None, "cuda")
+    return training, crossval
 
+
+def measure_gpu(quick: bool) -> dict:
+    """Training at two batch sizes in fp32 and bf16 and a full crossval on CUDA, if present."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    epochs = 3 if quick else 4
+    return {
+        "training": [measure_training(1, 4, 4096, epochs, batch, precision, "cuda")
+                     for batch in (32, 256) for precision in ("fp32", "bf16")],
+        "emodb_10fold_30_epochs": measure_crossval(1, 4, 30, None, "cuda"),
+    }  # fmt: skip
+
+
+def table_rows(data: dict) -> list[list[str]]:
+    """One row per training run and crossval, ratios against the first of each."""
+    training, crossval, gpu = data["training"], data["crossval"], data["gpu"]
     base = training[0]["clips_per_second"]
     rows = [[f"train, {r['processes']} process(es) x {r['torch_threads']} thread(s)",
              f"{r['clips_per_second']:.1f} clips/s", f"{r['clips_per_second'] / base:.2f}x"]
@@ -168,18 +172,20 @@ def main() -> None:
         c = gpu["emodb_10fold_30_epochs"]
         rows.append(["EmoDB crossval, 10 folds x 30 epochs, CUDA",
                      f"{c['wall_seconds']:.0f} s wall", ""])  # fmt: skip
-    identical = None
-    if len(crossval) == 3:
-        identical = crossval[1]["fold_ua"] == crossval[2]["fold_ua"]
-    machine = common.machine_info()
-    markdown = "\n".join([
-        f"# Scale-out{' (quick)' if args.quick else ''}",
+    return rows
+
+
+def render_markdown(data: dict, quick: bool = False) -> str:
+    """The report of a run (its JSON, as written or read back)."""
+    machine, identical = data["machine"], data["crossval_identical"]
+    return "\n".join([
+        f"# Scale-out{' (quick)' if quick else ''}",
         "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores, torch "
-        f"{machine['torch']}; CUDA: {'yes' if gpu else 'none'}. Load average before "
-        f"{before}, after {common.load_average()}.",
+        f"{machine['torch']}; CUDA: {'yes' if data['gpu'] else 'none'}. Load average before "
+        f"{data['load_before']}, after {data['load_after']}.",
         "",
-        common.markdown_table(["what", "measured", "vs first row"], rows),
+        common.markdown_table(["what", "measured", "vs first row"], table_rows(data)),
         "",
         "Training: default network, synthetic 3 s clips, global batch 32; 2 processes = "
         "torchrun DDP over gloo. Cross-validation: fresh `emofuse crossval` process, warm "
@@ -188,10 +194,25 @@ def main() -> None:
            f" Fold UAs of `--jobs 1 --threads 1` and `--jobs 2 --threads 1` identical: "
            f"{'yes' if identical else 'NO'}."),
     ])  # fmt: skip
-    data = {"machine": machine, "load_before": before, "load_after": common.load_average(),
-            "training": training, "crossval": crossval, "crossval_identical": identical,
-            "gpu": gpu}  # fmt: skip
-    common.write_results("scale_out", data, markdown, quick=args.quick)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        train_worker(args.clips, 3 if args.quick else 4, args.batch, args.precision,
+                     args.device, args.worker)  # fmt: skip
+        return
+    before = common.load_average()
+    training, crossval = measure_cpu(args.quick, args.epochs)
+    gpu = measure_gpu(args.quick)
+    identical = None
+    if len(crossval) == 3:
+        identical = crossval[1]["fold_ua"] == crossval[2]["fold_ua"]
+    data = {"machine": common.machine_info(), "load_before": before,
+            "load_after": common.load_average(), "training": training, "crossval": crossval,
+            "crossval_identical": identical, "gpu": gpu}  # fmt: skip
+    common.write_results("scale_out", data, render_markdown(data, args.quick), args.results_dir,
+                         quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":

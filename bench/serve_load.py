@@ -1,35 +1,22 @@
 """Load test of ``emofuse serve``: throughput, latency, errors and memory of the HTTP server.
 
-Each configuration starts a fresh server, ``python -m emofuse serve --host 127.0.0.1 --port P
---model M --threads T --precision P`` (a subprocess, ``OMP_NUM_THREADS=T``), waits for
-``GET /healthz``, reads the server's RSS (``VmRSS`` of ``/proc/<pid>/status``, summed over the
-server's process tree) and then:
+Each configuration starts a fresh server (``python -m emofuse serve --model M --threads T
+--precision P``, ``OMP_NUM_THREADS=T``), waits for ``GET /healthz`` and then runs:
 
-1. **Load**: ``--clients`` (8) concurrent clients (one asyncio loop, ``httpx.AsyncClient``, one
-   connection per client) POST 3 s WAV clips to ``/v1/predict`` (multipart field ``file``) for
-   ``--seconds`` (15) after a short warm-up, as fast as the answers come back (closed loop).
-   Recorded: requests/s (2xx answers per second of the phase), p50/p90/p99 latency, every non-2xx
-   answer or transport error. Meanwhile a separate thread polls ``GET /healthz`` every 100 ms
-   (its own connection) to show that the event loop is not blocked by inference.
-2. **Bad-input mix**: ``--bad-requests`` (400) requests from the same clients, about 60% valid
-   clips and the rest bad inputs, each with the status it must get: a text file named ``.wav``,
-   an empty raw body, a truncated WAV header, a float WAV of NaNs, a body over the upload limit,
-   a request that only *declares* a body over the limit (``Content-Length``, raw socket, small
-   body: the server must answer 413 without waiting for the rest), and a silent WAV (valid:
-   200). Counted: 5xx answers (target 0) and bad requests not answered with their expected 4xx
-   and a JSON ``{"detail", "request_id"}`` body.
-3. RSS after the phases and the peak (``VmHWM``).
+1. **load**: ``--clients`` concurrent clients (one asyncio loop, ``httpx``) POST 3 s WAV clips
+   to ``/v1/predict`` for ``--seconds``, closed loop, while a thread polls ``/healthz`` every
+   100 ms (the event loop must not block): requests/s, p50/p90/p99 latency, every error;
+2. **bad-input mix**: ``--bad-requests`` requests, about 60 % valid clips and the rest bad
+   inputs (text named ``.wav``, empty or truncated bodies, NaN floats, bodies over the upload
+   limit or only declaring it, silence), each with the status it must get;
+3. the server's RSS (``/proc``, its process tree) after the phases and at its peak.
 
-Then a **flat-memory** phase (skipped with ``--quick``): a fresh fast-model server takes
-``--flat-requests`` (10,000) requests from the same clients; RSS is read after every 1,000; the
-target is RSS after 10,000 within 10% of RSS after 1,000.
+Then **flat memory** (not with ``--quick``): a fresh fast-model server takes
+``--flat-requests`` requests, its RSS read every 1,000. The clients share the machine with the
+server. Clips: the middle 3 s of RAVDESS's files (``../shared/corpora``), else the examples.
 
-The client runs on the same machine and competes with the server for its cores; its CPU use is
-reported beside the server's. The clips are the middle 3 s of RAVDESS's files (real speech,
-16 kHz, encoded once as 16-bit WAV in memory) when ``../shared/corpora/ravdess`` exists, else
-``examples/*.flac`` cut or tiled to 3 s. Run ``python bench/serve_load.py`` (``--quick`` for a
-smoke run, a few seconds per configuration); writes ``bench/results/serve_load.json`` and
-``serve_load.md``.
+    python bench/serve_load.py            # writes bench/results/serve_load.{json,md}
+    python bench/serve_load.py --quick    # a few seconds per configuration
 """
 
 from __future__ import annotations
@@ -46,19 +33,19 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import _common as common
 import httpx
 import numpy as np
 import soundfile as sf
 
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/serve_load.py``: bench/ itself is on sys.path
-    import _common as common
+from emofuse.signal.audio import resample
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpora" / "ravdess"
+CORPUS = common.CORPORA / "ravdess"
 EXAMPLES = REPO / "examples"
 CLIP_SECONDS = 3
 RATE = 16000
@@ -82,9 +69,7 @@ def _fit(wave: np.ndarray, rate: int) -> np.ndarray:
     """The middle 3 s of ``wave`` (tiled first when shorter), resampled to 16 kHz if needed."""
     if wave.ndim > 1:
         wave = wave.mean(axis=1)
-    if rate != RATE:
-        positions = np.arange(0, wave.shape[0], rate / RATE)
-        wave = np.interp(positions, np.arange(wave.shape[0]), wave).astype(np.float32)
+    wave = resample(np.ascontiguousarray(wave, dtype=np.float32), rate, RATE)
     n = CLIP_SECONDS * RATE
     if wave.shape[0] < n:
         wave = np.tile(wave, -(-n // wave.shape[0]))
@@ -229,22 +214,9 @@ class Server:
                  extra: tuple[str, ...] = ()):  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            sys.executable,
-            "-m",
-            "emofuse",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--model",
-            model,
-            "--threads",
-            str(threads),
-        ]
-        if precision != "fp32":
-            self.command += ["--precision", precision]  # fmt: skip
+        self.command = [sys.executable, "-m", "emofuse", "serve", "--host", "127.0.0.1", "--port",
+                        str(self.port), "--model", model, "--threads", str(threads),
+                        *(["--precision", precision] if precision != "fp32" else [])]  # fmt: skip
         self.command += list(extra)
         self.log_path = log_dir / f"serve-{model}-{precision}-{threads}.log"
         self.log = self.log_path.open("wb")
@@ -374,6 +346,30 @@ async def _send(client: httpx.AsyncClient, port: int, kind: dict, clip: bytes) -
     return answer.status_code, answer.content
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request of a phase: its bad-input kind, when it started (s into the phase), the HTTP
+    status (None: transport error), the latency (s) and the answer's start or the error."""
+
+    kind: str
+    start: float
+    status: int | None
+    latency: float
+    body: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def status_key(self) -> str:
+        return str(self.status) if self.status is not None else "transport error"
+
+    def fields(self, *names: str) -> dict:
+        return {name: getattr(self, name) for name in names}
+
+
 async def _drive(
     url: str,
     port: int,
@@ -389,7 +385,7 @@ async def _drive(
     """``clients`` closed-loop clients until ``seconds`` pass or ``max_requests`` are sent (or
     the ``schedule`` of bad-input kinds runs out). Returns one record per request and the wall
     time of the phase."""
-    records: list[dict] = []
+    records: list[Request] = []
     counter = iter(range(10**12))
     began = time.perf_counter()
     deadline = began + seconds if seconds else math.inf
@@ -406,18 +402,16 @@ async def _drive(
             name = schedule[i] if schedule is not None else "valid"
             kind = kinds[name] if schedule is not None else valid
             start = time.perf_counter()
-            record = {"kind": name, "start": start - began}
+            status, text, error = None, None, None
             try:
                 status, body = await _send(client, port, kind, clips[i % len(clips)])
-                record["status"] = status
                 if status != 200 or name != "valid":
-                    record["body"] = body[:300].decode(errors="replace")
+                    text = body[:300].decode(errors="replace")
             except (httpx.HTTPError, OSError, asyncio.TimeoutError, ValueError,
-                    IndexError) as error:  # fmt: skip
-                record["status"] = None
-                record["error"] = f"{type(error).__name__}: {error}"[:300]
-            record["latency"] = time.perf_counter() - start
-            records.append(record)
+                    IndexError) as failure:  # fmt: skip
+                error = f"{type(failure).__name__}: {failure}"[:300]
+            records.append(Request(name, start - began, status, time.perf_counter() - start,
+                                   text, error))  # fmt: skip
             if on_count is not None:
                 on_count(len(records))
 
@@ -427,7 +421,7 @@ async def _drive(
     return records, time.perf_counter() - began
 
 
-def drive(*args, **kwargs) -> tuple[list[dict], float]:
+def drive(*args, **kwargs) -> tuple[list[Request], float]:
     return asyncio.run(_drive(*args, **kwargs))
 
 
@@ -453,24 +447,33 @@ def load_phase(server: Server, clips: list[bytes], clients: int, seconds: float,
     if snapshot["busy"] is not None and end["busy"] is not None:
         busy = (end["busy"] - snapshot["busy"]) / (end["wall"] - snapshot["wall"])
         others = round(max(0.0, busy - server_cores - client_cores), 2)
-    ok = [r["latency"] for r in records if r["status"] is not None and 200 <= r["status"] < 300]
-    failed = [r for r in records if r["status"] is None or not 200 <= r["status"] < 300]
-    statuses: dict[str, int] = {}
-    for r in records:
-        key = str(r["status"]) if r["status"] is not None else "transport error"
-        statuses[key] = statuses.get(key, 0) + 1
+    ok = [r.latency for r in records if r.ok]
+    failed = [r for r in records if not r.ok]
+    statuses = dict(Counter(r.status_key for r in records))
     return {
         "requests": len(records), "ok": len(ok), "seconds": round(wall, 2),
         "requests_per_second": round(len(ok) / wall, 1),
         "p50_ms": _ms(percentile(ok, 50)), "p90_ms": _ms(percentile(ok, 90)),
         "p99_ms": _ms(percentile(ok, 99)), "max_ms": _ms(max(ok, default=None)),
         "non_2xx": len(failed), "statuses": statuses,
-        "failure_examples": [{k: r.get(k) for k in ("status", "body", "error")}
-                             for r in failed[:5]],
+        "failure_examples": [r.fields("status", "body", "error") for r in failed[:5]],
         "healthz": poller.summary(),
         "server_cores": round(server_cores, 2), "client_cores": round(client_cores, 2),
         "other_cores": others,
     }  # fmt: skip
+
+
+def _as_expected(request: Request, expect: set[int]) -> bool:
+    """The status is one ``expect``ed, and an error answer carries detail and request_id."""
+    if request.status not in expect:
+        return False
+    if request.status < 400:
+        return True
+    try:
+        body = json.loads(request.body or "")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "detail" in body and "request_id" in body
 
 
 def bad_mix_phase(server: Server, clips: list[bytes], clients: int, n: int) -> dict:
@@ -482,26 +485,17 @@ def bad_mix_phase(server: Server, clips: list[bytes], clients: int, n: int) -> d
     per_kind: dict[str, dict] = {}
     server_errors, unexpected = 0, []
     for r in records:
-        kind = kinds[r["kind"]]
-        row = per_kind.setdefault(r["kind"], {"sent": 0, "as_expected": 0, "statuses": {},
-                                              "expected": sorted(kind["expect"])})  # fmt: skip
+        kind = kinds[r.kind]
+        row = per_kind.setdefault(r.kind, {"sent": 0, "as_expected": 0, "statuses": {},
+                                           "expected": sorted(kind["expect"])})  # fmt: skip
         row["sent"] += 1
-        status = r["status"]
-        key = str(status) if status is not None else "transport error"
-        row["statuses"][key] = row["statuses"].get(key, 0) + 1
-        if status is not None and status >= 500:
+        row["statuses"][r.status_key] = row["statuses"].get(r.status_key, 0) + 1
+        if r.status is not None and r.status >= 500:
             server_errors += 1
-        good = status in kind["expect"]
-        if good and status >= 400:  # an error answer must carry detail and request_id
-            try:
-                body = json.loads(r.get("body", ""))
-                good = isinstance(body, dict) and "detail" in body and "request_id" in body
-            except ValueError:
-                good = False
-        if good:
+        if _as_expected(r, kind["expect"]):
             row["as_expected"] += 1
         else:
-            unexpected.append({k: r.get(k) for k in ("kind", "status", "body", "error")})
+            unexpected.append(r.fields("kind", "status", "body", "error"))
     return {"requests": len(records), "seconds": round(wall, 2), "5xx": server_errors,
             "not_as_expected": len(unexpected), "unexpected_examples": unexpected[:8],
             "per_kind": per_kind}  # fmt: skip
@@ -551,7 +545,7 @@ def flat_phase(clips: list[bytes], args, log_dir: Path) -> dict:
         alive = server.process.poll() is None
     finally:
         server.stop()
-    failed = sum(1 for r in records if r["status"] is None or not 200 <= r["status"] < 300)
+    failed = sum(1 for r in records if not r.ok)
     first = next((m for m in marks if m["requests"] == step), marks[0])
     ratio = marks[-1]["rss_mb"] / first["rss_mb"] if first["rss_mb"] else None
     return {"model": "fast", "precision": "fp32", "threads": threads, "clients": args.clients,
@@ -567,9 +561,154 @@ def _fmt(value: object) -> object:
     return "-" if value is None else value
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds per configuration")
+def _best_run(runs: list[dict], goal_p99: float) -> dict:
+    """The configuration with the most requests/s among those meeting the p99 goal (else all)."""
+    meeting = [r for r in runs if r["load"]["p99_ms"] is not None
+               and r["load"]["p99_ms"] < goal_p99]  # fmt: skip
+    return max(meeting or runs, key=lambda r: r["load"]["requests_per_second"])
+
+
+def speed_checks(rows: list[dict], clients: int) -> list[common.Check]:
+    """Requests/s and p99 of each model's best configuration against :data:`TARGETS`."""
+    checks = []
+    for model, (goal_rps, goal_p99) in TARGETS.items():
+        runs = [r for r in rows if r["model"] == model and "load" in r]
+        if not runs:
+            continue
+        best = _best_run(runs, goal_p99)
+        load = best["load"]
+        p99 = load["p99_ms"]
+        ok = load["requests_per_second"] >= goal_rps and p99 is not None and p99 < goal_p99
+        checks.append(common.Check.of(
+            f"{model}: >= {goal_rps:g} requests/s with p99 < {goal_p99:g} ms, {clients} clients",
+            f"{load['requests_per_second']:g} /s, p99 {load['p99_ms']} ms",
+            f"{best['threads']} thread(s), {best['precision']}", ok))  # fmt: skip
+    return checks
+
+
+def error_checks(rows: list[dict]) -> list[common.Check]:
+    """No 5xx (or transport error) under load; each bad input its expected 4xx."""
+    loaded = [r for r in rows if "load" in r]
+    mixed = [r for r in rows if "bad_mix" in r]
+    broken = any("error" in r for r in rows)
+    under_load = sum(c for r in loaded for s, c in r["load"]["statuses"].items()
+                     if s.startswith("5"))  # fmt: skip
+    transport = sum(r["load"]["statuses"].get("transport error", 0) for r in loaded)
+    in_mix = sum(r["bad_mix"]["5xx"] for r in mixed)
+    wrong = sum(r["bad_mix"]["not_as_expected"] for r in mixed)
+    return [
+        common.Check.of("zero 5xx under load", f"{under_load} 5xx, {transport} transport errors",
+                        "all configurations",
+                        bool(loaded) and not under_load and not transport and not broken),
+        common.Check.of("zero 5xx in the bad-input mix; each bad input its 4xx",
+                        f"{in_mix} 5xx, {wrong} not as expected", "all configurations",
+                        bool(mixed) and not in_mix and not wrong and not broken),
+    ]  # fmt: skip
+
+
+def flat_check(flat: dict, flat_requests: int) -> common.Check:
+    """RSS after ``flat_requests`` requests within :data:`FLAT_RATIO` of RSS after 1,000."""
+    ratio = flat.get("rss_ratio")
+    return common.Check.of(
+        f"RSS after {flat_requests:,} requests <= {FLAT_RATIO:g} x after 1,000",
+        f"{ratio} x" if ratio else flat.get("error", "-")[:80],
+        f"fast, {flat.get('threads')} thread(s)",
+        bool(ratio) and ratio <= FLAT_RATIO and not flat["non_2xx"])  # fmt: skip
+
+
+def target_checks(results: dict) -> list[common.Check]:
+    settings, rows, flat = results["settings"], results["configs"], results["flat"]
+    checks = speed_checks(rows, settings["clients"]) + error_checks(rows)
+    if flat is not None:
+        checks.append(flat_check(flat, settings["flat_requests"]))
+    return checks
+
+
+def load_row(r: dict) -> list[object]:
+    """One configuration's row of the load table (or its error)."""
+    if "load" not in r:
+        error = "error: " + r.get("error", "?").splitlines()[0][:120]
+        return [r["model"], r["precision"], r["threads"], error] + [""] * 8
+    load, mix = r["load"], r.get("bad_mix", {})
+    after = r.get("memory_after", r["memory_after_load"])
+    return [r["model"], r["precision"], r["threads"], load["requests_per_second"],
+            _fmt(load["p50_ms"]), _fmt(load["p90_ms"]), _fmt(load["p99_ms"]), load["non_2xx"],
+            _fmt(mix.get("5xx")),
+            f"{r['memory_before']['rss_mb']:g} / {after['rss_mb']:g} / {after['hwm_mb']:g}",
+            _fmt(load["healthz"]["p99_ms"]),
+            f"{load['server_cores']} / {load['client_cores']} / {_fmt(load['other_cores'])}",
+            ]  # fmt: skip
+
+
+def kinds_table(rows: list[dict]) -> str:
+    """The bad-input mix of all configurations together, one row per kind."""
+    kinds: dict[str, dict] = {}
+    for r in rows:
+        for name, k in r.get("bad_mix", {}).get("per_kind", {}).items():
+            row = kinds.setdefault(name, {"sent": 0, "as_expected": 0, "statuses": Counter(),
+                                          "expected": k["expected"]})  # fmt: skip
+            row["sent"] += k["sent"]
+            row["as_expected"] += k["as_expected"]
+            row["statuses"].update(k["statuses"])
+    table = [[name, "/".join(map(str, k["expected"])), k["sent"], k["as_expected"],
+              ", ".join(f"{s}: {c}" for s, c in sorted(k["statuses"].items()))]
+             for name, k in kinds.items()]  # fmt: skip
+    return common.markdown_table(["kind", "expected", "sent", "as expected", "statuses"], table)
+
+
+def _intro(results: dict) -> str:
+    machine, args = results["machine"], results["settings"]
+    return (
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; torch "
+        f"{machine['torch']}. Load average before {results['load_before']}, after "
+        f"{results['load_after']}. Clips: {results['clips']}. Per configuration: a fresh "
+        f"`python -m emofuse serve --model M --threads T [--precision P]`; {args['warmup']} "
+        f"warm-up requests, then {args['clients']} closed-loop clients (one asyncio loop, httpx, "
+        f"same machine: the client's CPU use is in the last column) POST `/v1/predict` for "
+        f"{args['seconds']:g} s while a thread polls `/healthz` every 100 ms; then a bad-input "
+        f"mix of {args['bad_requests']} requests. RSS is the server's (VmRSS, peak = VmHWM). "
+        f"Reproduce: `python bench/serve_load.py{' --quick' if args['quick'] else ''}`."
+    )
+
+
+def _flat_section(flat: dict) -> list[str]:
+    return [f"## Flat memory: fast model, {flat['threads']} thread(s), {flat['requests']:,} "
+            f"requests at {flat['requests_per_second']} /s, {flat['non_2xx']} non-2xx",
+            common.markdown_table(["after requests", "RSS MB", "peak MB"],
+                                  [[f"{m['requests']:,}", m["rss_mb"], m["hwm_mb"]]
+                                   for m in flat["marks"]])]  # fmt: skip
+
+
+LOAD_HEADERS = ["model", "precision", "threads", "requests/s", "p50 ms", "p90 ms", "p99 ms",
+                "non-2xx (valid)", "5xx (bad mix)", "RSS before/after/peak MB", "healthz p99 ms",
+                "cores server/client/other"]  # fmt: skip
+
+
+def render_markdown(results: dict) -> str:
+    """The report of a run (its JSON, as written or read back)."""
+    rows, flat = results["configs"], results["flat"]
+    broken = [r for r in rows if "error" in r]
+    sections = [
+        "# `emofuse serve` under load: throughput, latency, errors, memory",
+        _intro(results),
+        "## Targets",
+        common.checks_table(target_checks(results)),
+        "## Load (valid 3 s clips)",
+        common.markdown_table(LOAD_HEADERS, [load_row(r) for r in rows]),
+        "## Bad-input mix (all configurations together)",
+        kinds_table(rows),
+    ]
+    if flat is not None and "marks" in flat:
+        sections += _flat_section(flat)
+    if broken:
+        sections += ["## Errors", "\n".join(f"- {r['model']} {r['precision']} {r['threads']}: "
+                                            f"{r['error'].splitlines()[0][:300]}"
+                                            for r in broken)]  # fmt: skip
+    return "\n\n".join(sections)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = common.parser(__doc__, quick="a few seconds per configuration")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
@@ -583,147 +722,46 @@ def main() -> None:
     parser.add_argument("--flat-requests", type=int, default=10000)
     parser.add_argument("--clips", type=int, default=240, help="distinct clips to send")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seconds = min(args.seconds, 4.0)
         args.bad_requests = min(args.bad_requests, 100)
         args.warmup = min(args.warmup, 8)
         args.clips = min(args.clips, 48)
+    return args
 
-    before = common.load_average()
-    clips, about = load_clips(args.clips)
+
+def measure(args: argparse.Namespace, clips: list[bytes], log_dir: Path) -> tuple[list, dict]:
+    """Every configuration, then (unless ``--quick``) the flat-memory phase."""
     configs = [(m, t, p) for m in args.models for p in args.precisions for t in args.threads
                if p == "fp32" or m == "accurate"]  # fmt: skip
     rows = []
+    for model, threads, precision in configs:
+        row = run_config(model, threads, precision, clips, args, log_dir)
+        print(json.dumps({k: v for k, v in row.items() if k != "log_tail"}), flush=True)
+        rows.append(row)
+    flat = None
+    if not args.quick:
+        try:
+            flat = flat_phase(clips, args, log_dir)
+        except RuntimeError as error:
+            flat = {"error": str(error)}
+        print(json.dumps(flat), flush=True)
+    return rows, flat
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    before = common.load_average()
+    clips, about = load_clips(args.clips)
     with tempfile.TemporaryDirectory() as tmp:
-        for model, threads, precision in configs:
-            row = run_config(model, threads, precision, clips, args, Path(tmp))
-            print(json.dumps({k: v for k, v in row.items() if k != "log_tail"}), flush=True)
-            rows.append(row)
-        flat = None
-        if not args.quick:
-            try:
-                flat = flat_phase(clips, args, Path(tmp))
-            except RuntimeError as error:
-                flat = {"error": str(error)}
-            print(json.dumps(flat), flush=True)
-
-    targets = []
-    for model, (goal_rps, goal_p99) in TARGETS.items():
-        runs = [r for r in rows if r["model"] == model and "load" in r]
-        if not runs:
-            continue
-        meeting = [r for r in runs if r["load"]["p99_ms"] is not None
-                   and r["load"]["p99_ms"] < goal_p99]  # fmt: skip
-        best = max(meeting or runs, key=lambda r: r["load"]["requests_per_second"])
-        load = best["load"]
-        ok = (
-            load["requests_per_second"] >= goal_rps
-            and load["p99_ms"] is not None
-            and load["p99_ms"] < goal_p99
-        )
-        targets.append([f"{model}: >= {goal_rps:g} requests/s with p99 < {goal_p99:g} ms, "
-                        f"{args.clients} clients", f"{load['requests_per_second']:g} /s, p99 "
-                        f"{load['p99_ms']} ms", f"{best['threads']} thread(s), "
-                        f"{best['precision']}", "PASS" if ok else "MISS"])  # fmt: skip
-    loaded = [r for r in rows if "load" in r]
-    mixed = [r for r in rows if "bad_mix" in r]
-    under_load = sum(r["load"]["statuses"].get(s, 0) for r in loaded for s in r["load"]["statuses"]
-                     if s.startswith("5"))  # fmt: skip
-    transport = sum(r["load"]["statuses"].get("transport error", 0) for r in loaded)
-    broken = [r for r in rows if "error" in r]
-    targets.append(["zero 5xx under load", f"{under_load} 5xx, {transport} transport errors",
-                    "all configurations",
-                    "PASS" if loaded and not under_load and not transport and not broken
-                    else "MISS"])  # fmt: skip
-    in_mix = sum(r["bad_mix"]["5xx"] for r in mixed)
-    wrong = sum(r["bad_mix"]["not_as_expected"] for r in mixed)
-    targets.append(["zero 5xx in the bad-input mix; each bad input its 4xx",
-                    f"{in_mix} 5xx, {wrong} not as expected", "all configurations",
-                    "PASS" if mixed and not in_mix and not wrong and not broken
-                    else "MISS"])  # fmt: skip
-    if flat is not None:
-        ratio = flat.get("rss_ratio")
-        targets.append([f"RSS after {args.flat_requests:,} requests <= {FLAT_RATIO:g} x after "
-                        "1,000", f"{ratio} x" if ratio else flat.get("error", "-")[:80],
-                        f"fast, {flat.get('threads')} thread(s)",
-                        "PASS" if ratio and ratio <= FLAT_RATIO and not flat["non_2xx"]
-                        else "MISS"])  # fmt: skip
-
-    machine = common.machine_info()
-    results = {"machine": machine, "clips": about, "load_before": before,
-               "load_after": common.load_average(), "settings": vars(args),
+        rows, flat = measure(args, clips, Path(tmp))
+    settings = {k: v for k, v in vars(args).items() if k != "results_dir"}
+    results = {"machine": common.machine_info(), "clips": about, "load_before": before,
+               "load_after": common.load_average(), "settings": settings,
                "configs": rows, "flat": flat}  # fmt: skip
-    headers = ["model", "precision", "threads", "requests/s", "p50 ms", "p90 ms", "p99 ms",
-               "non-2xx (valid)", "5xx (bad mix)", "RSS before/after/peak MB", "healthz p99 ms",
-               "cores server/client/other"]  # fmt: skip
-    table = []
-    for r in rows:
-        if "load" not in r:
-            table.append(
-                [
-                    r["model"],
-                    r["precision"],
-                    r["threads"],
-                    "error: " + r.get("error", "?").splitlines()[0][:120],
-                ]
-                + [""] * 8
-            )
-            continue
-        load, mix = r["load"], r.get("bad_mix", {})
-        after = r.get("memory_after", r["memory_after_load"])
-        table.append([r["model"], r["precision"], r["threads"], load["requests_per_second"],
-                      _fmt(load["p50_ms"]), _fmt(load["p90_ms"]), _fmt(load["p99_ms"]),
-                      load["non_2xx"], _fmt(mix.get("5xx")),
-                      f"{r['memory_before']['rss_mb']:g} / {after['rss_mb']:g} / "
-                      f"{after['hwm_mb']:g}", _fmt(load["healthz"]["p99_ms"]),
-                      f"{load['server_cores']} / {load['client_cores']} / "
-                      f"{_fmt(load['other_cores'])}"])  # fmt: skip
-    kinds = {}
-    for r in mixed:
-        for name, k in r["bad_mix"]["per_kind"].items():
-            row = kinds.setdefault(name, {"sent": 0, "as_expected": 0, "statuses": {},
-                                          "expected": k["expected"]})  # fmt: skip
-            row["sent"] += k["sent"]
-            row["as_expected"] += k["as_expected"]
-            for s, c in k["statuses"].items():
-                row["statuses"][s] = row["statuses"].get(s, 0) + c
-    kind_table = [[name, "/".join(map(str, k["expected"])), k["sent"], k["as_expected"],
-                   ", ".join(f"{s}: {c}" for s, c in sorted(k["statuses"].items()))]
-                  for name, k in kinds.items()]  # fmt: skip
-    sections = [
-        "# `emofuse serve` under load: throughput, latency, errors, memory",
-        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; torch "
-        f"{machine['torch']}. Load average before {before}, after {results['load_after']}. "
-        f"Clips: {about}. Per configuration: a fresh `python -m emofuse serve --model M "
-        f"--threads T [--precision P]`; {args.warmup} warm-up requests, then {args.clients} "
-        f"closed-loop clients (one asyncio loop, httpx, same machine: the client's CPU use is in "
-        f"the last column) POST `/v1/predict` for {args.seconds:g} s while a thread polls "
-        f"`/healthz` every 100 ms; then a bad-input mix of {args.bad_requests} requests. RSS is "
-        f"the server's (VmRSS, peak = VmHWM). Reproduce: `python bench/serve_load.py"
-        + (" --quick" if args.quick else "")
-        + "`.",
-        "## Targets",
-        common.markdown_table(["target", "measured", "setting", "status"], targets),
-        "## Load (valid 3 s clips)",
-        common.markdown_table(headers, table),
-        "## Bad-input mix (all configurations together)",
-        common.markdown_table(
-            ["kind", "expected", "sent", "as expected", "statuses"], kind_table
-        ),  # fmt: skip
-    ]
-    if flat is not None and "marks" in flat:
-        sections += [f"## Flat memory: fast model, {flat['threads']} thread(s), "
-                     f"{flat['requests']:,} requests at {flat['requests_per_second']} /s, "
-                     f"{flat['non_2xx']} non-2xx",
-                     common.markdown_table(["after requests", "RSS MB", "peak MB"],
-                                           [[f"{m['requests']:,}", m["rss_mb"], m["hwm_mb"]]
-                                            for m in flat["marks"]])]  # fmt: skip
-    if broken:
-        sections += ["## Errors", "\n".join(f"- {r['model']} {r['precision']} {r['threads']}: "
-                                            f"{r['error'].splitlines()[0][:300]}"
-                                            for r in broken)]  # fmt: skip
-    common.write_results("serve_load", results, "\n\n".join(sections), quick=args.quick)
+    common.write_results("serve_load", results, render_markdown(results),
+                         Path(args.results_dir), quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":

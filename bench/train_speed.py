@@ -20,7 +20,6 @@ Run ``python bench/train_speed.py`` (``--quick`` for a smoke run); writes
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import tempfile
@@ -28,18 +27,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/train_speed.py``: bench/ itself is on sys.path
-    import _common as common
 
 THREADS = (2, 1)
 LABELS = ("angry", "happy", "neutral", "sad")
 CLIP_FRAMES = 300  # 3 s at 100 frames per second
-DEFAULT_EMODB = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora" / "emodb"
+DEFAULT_EMODB = common.CORPORA / "emodb"
 FULL = {"train_clips": 96, "train_repeats": 3, "eval_clips": 192, "eval_repeats": 3,
         "cache_files": None}  # fmt: skip
 QUICK = {"train_clips": 64, "train_repeats": 1, "eval_clips": 64, "eval_repeats": 1,
@@ -167,68 +162,84 @@ def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     }
 
 
+def measured(fn, *args) -> dict:
+    """``fn(*args)``'s result with the cores other processes kept busy meanwhile."""
+    snapshot = common.cpu_snapshot()
+    return fn(*args) | {"other_processes_cores": common.other_processes_cores(snapshot)}
+
+
+def measure_all(threads: int, sizes: dict, emodb_root: Path) -> tuple[dict, dict, dict | None]:
+    """Training, evaluation and (where EmoDB is) caching at ``threads`` torch threads."""
+    training = measured(measure_training, sizes["train_clips"], sizes["train_repeats"], threads)
+    print(f"train, {threads} thread(s): {training['clips_per_second']:.1f} clips/s")
+    evaluation = measured(measure_evaluation, sizes["eval_clips"], sizes["eval_repeats"], threads)
+    print(f"eval, {threads} thread(s): {evaluation['clips_per_second']:.1f} clips/s")
+    if not emodb_root.is_dir():
+        return training, evaluation, None
+    caching = measured(measure_caching, emodb_root, sizes["cache_files"], threads)
+    print(f"cache, {threads} thread(s): {caching['cold_files_per_second']:.1f} files/s cold")
+    return training, evaluation, caching
+
+
 def run(quick: bool = False, emodb_root: Path = DEFAULT_EMODB) -> dict:
     from emofuse.config import TrainConfig
     from emofuse.model import ModelConfig
 
-    sizes = QUICK if quick else FULL
-    began = time.perf_counter()
-    load_before = common.load_average()
-    initial_threads = torch.get_num_threads()
-    whole_run = common.cpu_snapshot()
-    training, evaluation, caching = [], [], []
-
-    def measured(fn, *args) -> dict:  # adds the cores other processes kept busy meanwhile
-        snapshot = common.cpu_snapshot()
-        result = fn(*args)
-        return {
-            **result,
-            "other_processes_cores": common.other_processes_cores(snapshot),
-        }
-
-    try:
-        for threads in THREADS:
-            training.append(
-                measured(measure_training, sizes["train_clips"], sizes["train_repeats"], threads)
-            )
-            print(f"train, {threads} thread(s): {training[-1]['clips_per_second']:.1f} clips/s")
-            evaluation.append(
-                measured(measure_evaluation, sizes["eval_clips"], sizes["eval_repeats"], threads)
-            )
-            print(f"eval, {threads} thread(s): {evaluation[-1]['clips_per_second']:.1f} clips/s")
-            if emodb_root.is_dir():
-                caching.append(measured(measure_caching, emodb_root, sizes["cache_files"], threads))
-                print(
-                    f"cache, {threads} thread(s): {caching[-1]['cold_files_per_second']:.1f} "
-                    "files/s cold"
-                )
-    finally:
-        torch.set_num_threads(initial_threads)
-    return {
-        "benchmark": "train_speed",
-        "quick": quick,
-        "machine": common.machine_info(),
-        "load_average_before": load_before,
-        "load_average_after": common.load_average(),
-        "other_processes_cores": common.other_processes_cores(whole_run),
+    started = common.Run.start()
+    with common.torch_threads_kept():
+        rounds = [measure_all(t, QUICK if quick else FULL, emodb_root) for t in THREADS]
+    training, evaluation, caching = (list(column) for column in zip(*rounds, strict=True))
+    return started.header("train_speed", quick) | {
         "train_config": asdict(TrainConfig(device="cpu")),
         "model_config": ModelConfig().to_dict(),
         "clip_frames": CLIP_FRAMES,
         "training": training,
         "evaluation": evaluation,
-        "caching": caching,
+        "caching": [c for c in caching if c is not None],
         "emodb_root": str(emodb_root.resolve()) if emodb_root.is_dir() else None,
-        "elapsed_seconds": time.perf_counter() - began,
+        "elapsed_seconds": started.elapsed(),
     }
 
 
 BUSY = "cores busy with other processes"
 
 
+def _training_table(rows: list[dict]) -> str:
+    cells = [[t["torch_threads"], f"{t['clips_per_second']:.1f}", f"{t['ms_per_step']:.0f}",
+              t["clips_per_epoch"], t["epochs_timed"], t["other_processes_cores"]]
+             for t in rows]  # fmt: skip
+    headers = ["threads", "clips/s", "ms/step", "clips per epoch", "epochs timed", BUSY]
+    return common.markdown_table(headers, cells)
+
+
+def _evaluation_table(rows: list[dict]) -> str:
+    cells = [[e["torch_threads"], f"{e['clips_per_second']:.1f}", e["clips"], e["repeats"],
+              e["other_processes_cores"]] for e in rows]  # fmt: skip
+    return common.markdown_table(["threads", "clips/s", "clips", "repeats", BUSY], cells)
+
+
+def _caching_section(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["EmoDB not found: feature caching not measured."]
+    cells = [[c["torch_threads"], c["files"], f"{c['audio_seconds']:.0f}",
+              f"{c['cold_files_per_second']:.1f}", f"{c['cold_audio_seconds_per_second']:.0f}",
+              f"{c['warm_files_per_second']:.0f}", c["other_processes_cores"]]
+             for c in rows]  # fmt: skip
+    headers = ["threads", "files", "audio s", "cold files/s", "cold audio s/s", "warm files/s",
+               BUSY]  # fmt: skip
+    return [
+        "## Feature extraction + caching of EmoDB (FeatureCache.get_many, temporary folder)",
+        "Cold: decode + extract + write each file; warm: read the cached streams back. "
+        "Audio files were read once beforehand (OS page cache warm).",
+        common.markdown_table(headers, cells),
+    ]
+
+
 def render_markdown(results: dict) -> str:
+    """The report of a run (its JSON, as written or read back)."""
     machine = results["machine"]
     quick = " (QUICK smoke run: too few repetitions to quote)" if results["quick"] else ""
-    parts = [
+    return "\n\n".join([
         f"# emofuse training throughput{quick}",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
         f"Python {machine['python']}, torch {machine['torch']}, numpy {machine['numpy']}. "
@@ -239,78 +250,21 @@ def render_markdown(results: dict) -> str:
         "measure contention more than the code.",
         "## Training (train_one_epoch, default TrainConfig augmentation, AdamW)",
         "Synthetic raw features (104, 300) = 3 s clips, random crops, batches of 32.",
-        common.markdown_table(
-            ["threads", "clips/s", "ms/step", "clips per epoch", "epochs timed", BUSY],
-            [
-                [
-                    t["torch_threads"],
-                    f"{t['clips_per_second']:.1f}",
-                    f"{t['ms_per_step']:.0f}",
-                    t["clips_per_epoch"],
-                    t["epochs_timed"],
-                    t["other_processes_cores"],
-                ]  # fmt: skip
-                for t in results["training"]
-            ],
-        ),
+        _training_table(results["training"]),
         "## Evaluation (predict_posteriors, batches of 64, one 3 s window per clip)",
-        common.markdown_table(
-            ["threads", "clips/s", "clips", "repeats", BUSY],
-            [
-                [
-                    e["torch_threads"],
-                    f"{e['clips_per_second']:.1f}",
-                    e["clips"],
-                    e["repeats"],
-                    e["other_processes_cores"],
-                ]
-                for e in results["evaluation"]
-            ],
-        ),
-    ]
-    if results["caching"]:
-        parts += [
-            "## Feature extraction + caching of EmoDB (FeatureCache.get_many, temporary folder)",
-            "Cold: decode + extract + write each file; warm: read the cached streams back. "
-            "Audio files were read once beforehand (OS page cache warm).",
-            common.markdown_table(
-                [
-                    "threads",
-                    "files",
-                    "audio s",
-                    "cold files/s",
-                    "cold audio s/s",
-                    "warm files/s",
-                    BUSY,
-                ],  # fmt: skip
-                [
-                    [
-                        c["torch_threads"],
-                        c["files"],
-                        f"{c['audio_seconds']:.0f}",
-                        f"{c['cold_files_per_second']:.1f}",
-                        f"{c['cold_audio_seconds_per_second']:.0f}",
-                        f"{c['warm_files_per_second']:.0f}",
-                        c["other_processes_cores"],
-                    ]  # fmt: skip
-                    for c in results["caching"]
-                ],
-            ),
-        ]
-    else:
-        parts.append("EmoDB not found: feature caching not measured.")
-    return "\n\n".join(parts)
+        _evaluation_table(results["evaluation"]),
+        *_caching_section(results["caching"]),
+    ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    parser = common.parser(__doc__, quick="few repetitions (smoke run)")
     parser.add_argument(
         "--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root for the caching timing"
     )
     args = parser.parse_args(argv)
     results = run(quick=args.quick, emodb_root=args.emodb)
-    common.write_results("train_speed", results, render_markdown(results), quick=args.quick)
+    common.report("train_speed", results, render_markdown, args)
 
 
 if __name__ == "__main__":

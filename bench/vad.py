@@ -15,24 +15,17 @@ RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0), EMOVO (Costantini et al. 20
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
+import _common as common
 import numpy as np
 import torch
-
-try:
-    from bench import _common as common
-except ImportError:  # run as ``python bench/vad.py``: bench/ itself is on sys.path
-    import _common as common
 
 from emofuse.signal.audio import load_audio
 from emofuse.signal.vad import CHUNK, SAMPLE_RATE, SpeechDetector
 from emofuse.signal.vad_segmenter import VADSettings, speech_regions
 from emofuse.testing import synthetic_speech, synthetic_voice
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 CORPUS_GLOBS = {"emodb": "wav/*.flac", "ravdess": "**/*.flac", "emovo": "**/*.flac"}
 
 
@@ -58,7 +51,7 @@ def time_speed(detector: SpeechDetector, quick: bool) -> dict:
 
 
 def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict | None:
-    folder = CORPORA / corpus
+    folder = common.CORPORA / corpus
     files = sorted(folder.glob(CORPUS_GLOBS[corpus])) if folder.is_dir() else []
     if not files:
         return None
@@ -74,7 +67,7 @@ def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict
             seconds += wave.size / SAMPLE_RATE
             if not regions:
                 dropped.append(
-                    {"file": str(path.relative_to(CORPORA)), "max_prob": float(probs.max())}
+                    {"file": str(path.relative_to(common.CORPORA)), "max_prob": float(probs.max())}
                 )
     wall = time.perf_counter() - began
     return {
@@ -119,27 +112,24 @@ def nonspeech(detector: SpeechDetector) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def measure(threads: int, quick: bool) -> dict:
+    """Load the detector, time it, run it over the corpora and the synthetic signals."""
+    torch.set_num_threads(threads)
     machine = common.machine_info()
     load_before, cpu_before = common.load_average(), common.cpu_snapshot()
     began = time.perf_counter()
     detector = SpeechDetector.load()
     load_seconds = time.perf_counter() - began
-    speed = time_speed(detector, args.quick)
+    speed = time_speed(detector, quick)
     corpora = {
-        name: corpus_run(detector, name, 20 if args.quick else None)
+        name: corpus_run(detector, name, 20 if quick else None)
         for name in ("emodb", "ravdess", "emovo")
     }
     synthetic = nonspeech(detector)
     cpu_after = common.cpu_snapshot()
-    data = {
+    return {
         "machine": machine,
-        "threads": args.threads,
+        "threads": threads,
         "load_average_before": load_before,
         "load_average_after": common.load_average(),
         "other_processes_cores": common.other_processes_cores(cpu_before, cpu_after),
@@ -148,69 +138,76 @@ def main() -> None:
         "load_seconds": load_seconds,
         "speed": speed,
         "corpora": corpora,
-        "corpora_dir": str(CORPORA),
+        "corpora_dir": str(common.CORPORA),
         "nonspeech": synthetic,
     }
+
+
+def _speed_table(speed: dict) -> str:
+    rows = [
+        [name, f"{t['median_ms']:.1f}", f"{t['p90_ms']:.1f}", f"{t['ms_per_audio_second']:.2f}",
+         f"{(64 if '64' in name else 1) / t['median_ms'] * 1e3:.0f}"]
+        for name, t in speed.items()
+    ]  # fmt: skip
+    return common.markdown_table(
+        ["input", "median ms", "p90 ms", "ms per s of audio", "files/s"], rows
+    )
+
+
+def _corpora_table(corpora: dict) -> str:
+    rows = [
+        [name, r["files"], f"{r['audio_minutes']:.1f}", r["dropped"],
+         f"{r['mean_speech_share']:.1%}", f"{r['min_speech_share']:.1%}",
+         r["files_under_50pct_speech"]]
+        for name, r in corpora.items()
+        if r is not None
+    ]  # fmt: skip
+    if not rows:
+        return f"(no corpora under {common.CORPORA})"
+    headers = ["corpus", "files", "minutes", "dropped", "mean speech", "min speech", "< 50 %"]
+    return common.markdown_table(headers, rows)
+
+
+def _synthetic_table(synthetic: dict) -> str:
+    rows = [[k, f"{v['max_prob']:.3f}", f"{v['speech_share']:.0%}"] for k, v in synthetic.items()]
+    return common.markdown_table(["signal", "max probability", "speech share"], rows)
+
+
+def render_markdown(data: dict, quick: bool = False) -> str:
+    """The report of a run (its JSON, as written or read back)."""
+    machine = data["machine"]
     lines = [
-        f"# Silero VAD in emofuse{' (quick)' if args.quick else ''}",
+        f"# Silero VAD in emofuse{' (quick)' if quick else ''}",
         "",
         f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, torch "
-        f"{machine['torch']}, {args.threads} thread(s); other processes kept "
+        f"{machine['torch']}, {data['threads']} thread(s); other processes kept "
         f"{data['other_processes_cores']} cores busy on average.",
         "",
         "## Speed (median)",
         "",
-        common.markdown_table(
-            ["input", "median ms", "p90 ms", "ms per s of audio", "files/s"],
-            [
-                [
-                    name,
-                    f"{t['median_ms']:.1f}",
-                    f"{t['p90_ms']:.1f}",
-                    f"{t['ms_per_audio_second']:.2f}",
-                    f"{(64 if '64' in name else 1) / t['median_ms'] * 1e3:.0f}",
-                ]
-                for name, t in speed.items()
-            ],
-        ),
+        _speed_table(data["speed"]),
         "",
         "## Real speech (every file, default settings)",
         "",
-    ]
-    rows = [
-        [
-            name,
-            r["files"],
-            f"{r['audio_minutes']:.1f}",
-            r["dropped"],
-            f"{r['mean_speech_share']:.1%}",
-            f"{r['min_speech_share']:.1%}",
-            r["files_under_50pct_speech"],
-        ]
-        for name, r in corpora.items()
-        if r is not None
-    ]
-    lines.append(
-        common.markdown_table(
-            ["corpus", "files", "minutes", "dropped", "mean speech", "min speech", "< 50 %"],
-            rows,
-        )
-        if rows
-        else f"(no corpora under {CORPORA})"
-    )
-    lines += [
+        _corpora_table(data["corpora"]),
         "",
         "## Synthetic signals (5 s)",
         "",
-        common.markdown_table(
-            ["signal", "max probability", "speech share"],
-            [[k, f"{v['max_prob']:.3f}", f"{v['speech_share']:.0%}"] for k, v in synthetic.items()],
-        ),
+        _synthetic_table(data["nonspeech"]),
         "",
         "Corpora: EmoDB (Burkhardt et al. 2005), RAVDESS (Livingstone & Russo 2018, "
         "CC BY-NC-SA 4.0), EMOVO (Costantini et al. 2014). Weights: silero-vad (MIT, Silero Team).",
     ]
-    common.write_results("vad", data, "\n".join(lines), quick=args.quick)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = common.parser(__doc__, quick="smoke run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    data = measure(args.threads, args.quick)
+    common.write_results("vad", data, render_markdown(data, args.quick), args.results_dir,
+                         quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":

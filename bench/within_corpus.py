@@ -17,21 +17,19 @@ Writes ``<out>/within.json`` and ``within.md``; the features are the ones
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import _common as common
 import numpy as np
+from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, write_results  # noqa: E402
-from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled  # noqa: E402
-
-from emofuse.corpora import load_corpus  # noqa: E402
-from emofuse.corpora.labels import apply_task, get_task  # noqa: E402
-from emofuse.device import set_threads  # noqa: E402
-from emofuse.experiments.splits import default_protocol, make_folds  # noqa: E402
-from emofuse.metrics import unweighted_accuracy as ua  # noqa: E402
-from emofuse.training.linear_head import fit_logistic, pooled_moments  # noqa: E402
+from emofuse.corpora import load_corpus
+from emofuse.corpora.labels import apply_task, get_task
+from emofuse.device import set_threads
+from emofuse.experiments.splits import default_protocol, make_folds
+from emofuse.metrics import unweighted_accuracy as ua
+from emofuse.training.linear_head import fit_logistic, pooled_moments
 
 LAYERS = [0, 1, 2]  # Whisper layers 1-3, as shipped
 
@@ -67,14 +65,60 @@ def fold_scores(data: list[Data], corpus: str, c: float, train_filter=None, test
     return np.array(scores)
 
 
+@dataclass(frozen=True)
+class Scores:
+    """One row: UA alone and speaker-adapted per fold (``folds``: pairs, as the JSON keeps them)."""
+
+    name: str
+    folds: list[list[float]]
+
+    def cells(self) -> list:
+        scores = np.array(self.folds)
+        mean, std = 100 * scores.mean(0), 100 * scores.std(0)
+        return [self.name, len(scores), f"{mean[0]:.1f} +- {std[0]:.1f}",
+                f"{mean[1]:.1f} +- {std[1]:.1f}"]  # fmt: skip
+
+    def to_dict(self) -> dict:
+        mean = 100 * np.array(self.folds).mean(0)
+        return {"folds": self.folds, "ua_alone": mean[0], "ua_speaker": mean[1]}
+
+
+def every_corpus(data: list[Data], c: float) -> list[Scores]:
+    """Each corpus on its own folds, and ASED's common sentences trained on the others."""
+    common_sentence = lambda u: u.extras.get("common", True)  # noqa: E731
+    specific = lambda u: not u.extras.get("common", True)  # noqa: E731
+    runs = [(c, c, None, None) for c in CORPORA]
+    runs.append(("ased, common sentences (trained on the others)", "ased", specific,
+                 common_sentence))  # fmt: skip
+    rows = []
+    for name, corpus, train_filter, test_filter in runs:
+        rows.append(Scores(name, fold_scores(data, corpus, c, train_filter, test_filter).tolist()))
+        print(rows[-1].cells(), flush=True)
+    return rows
+
+
+def render_markdown(results: dict) -> str:
+    """The report (the JSON, as written or read back)."""
+    rows = [Scores(name, r["folds"]).cells() for name, r in results["rows"].items()]
+    table = common.markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
+    return ("# The default model's recipe within each corpus (speaker-independent folds)\n\n"
+            f"{table}\n\nReproduce: `{results['command']}`.\n")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(parser)
-    parser.add_argument("--no-degraded", action="store_true",
-                        help="train on the original clips only (the eight-corpus recipe)")
-    parser.add_argument("--speech-only", action="store_true",
-                        help="statistics of the speech frames only (implies --no-degraded)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--no-degraded",
+        action="store_true",
+        help="train on the original clips only (the eight-corpus recipe)",
+    )
+    parser.add_argument(
+        "--speech-only",
+        action="store_true",
+        help="statistics of the speech frames only (implies --no-degraded)",
+    )
+    args = parser.parse_args()  # fmt: skip
     set_threads(args.threads)
     if args.speech_only:
         from loco8_recipes import read_moments
@@ -82,24 +126,10 @@ def main() -> None:
         data = [read_moments({c: Path(args.corpora_root) / c for c in CORPORA})[1]]
     else:
         data = load_data(args, copies=0 if args.no_degraded else 2)
-    rows, result = [], {}
-    common = lambda u: u.extras.get("common", True)  # noqa: E731
-    specific = lambda u: not u.extras.get("common", True)  # noqa: E731
-    runs = [(c, c, None, None) for c in CORPORA]
-    runs.append(("ased, common sentences (trained on the others)", "ased", specific, common))
-    for name, corpus, train_filter, test_filter in runs:
-        scores = fold_scores(data, corpus, args.c, train_filter, test_filter)
-        mean, std = 100 * scores.mean(0), 100 * scores.std(0)
-        result[name] = {"folds": scores.tolist(), "ua_alone": mean[0], "ua_speaker": mean[1]}
-        rows.append([name, len(scores), f"{mean[0]:.1f} +- {std[0]:.1f}",
-                     f"{mean[1]:.1f} +- {std[1]:.1f}"])  # fmt: skip
-        print(rows[-1], flush=True)
-    command = "python " + " ".join(sys.argv)
-    table = markdown_table(["corpus", "folds", "UA % alone", "UA % speaker-adapted"], rows)
-    markdown = ("# The default model's recipe within each corpus (speaker-independent folds)\n\n"
-                f"{table}\n\nReproduce: `{command}`.\n")  # fmt: skip
-    write_results("within", {"rows": result, "command": command, "machine": machine_info()},
-                  markdown, Path(args.out))  # fmt: skip
+    rows = every_corpus(data, args.c)
+    results = {"rows": {r.name: r.to_dict() for r in rows},
+               "command": common.command_line(), "machine": common.machine_info()}  # fmt: skip
+    common.write_results("within", results, render_markdown(results), Path(args.out))
 
 
 if __name__ == "__main__":
