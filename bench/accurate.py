@@ -73,7 +73,7 @@ def _describe(pipeline: nn.Module, about: dict) -> dict:
     about["parameters"] = sum(p.numel() for p in pipeline.parameters())
     about["frontend_parameters"] = sum(p.numel() for p in pipeline.frontend.parameters())
     about["head_parameters"] = about["parameters"] - about["frontend_parameters"]
-    about["streams"] = [s.to_dict() for s in pipeline.streams]
+    about["features"] = [s.to_dict() for s in pipeline.features]
     about["eval_windows"] = pipeline.windows.to_dict()
     return about
 
@@ -215,8 +215,8 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
     n = torch.tensor([w.shape[1]])
     with torch.inference_mode():
         mel, frame_lengths = whisper.log_mel(w, n)
-        streams = accurate.frontend(w, n)
-        contiguous = {k: (x.contiguous(), ln) for k, (x, ln) in streams.items()}
+        features = accurate.frontend(w, n)
+        contiguous = {k: (x.contiguous(), ln) for k, (x, ln) in features.items()}
 
     def inference(fn):
         def call():
@@ -233,10 +233,10 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
             lambda: whisper.encoder(mel, frame_lengths, layers)
         ),
         "whisper stream (log-Mel + encoder + stacking)": inference(lambda: accurate.frontend(w, n)),
-        "normaliser + head": inference(lambda: accurate.forward_features(streams)),
+        "normaliser + head": inference(lambda: accurate.forward_features(features)),
         "normaliser + head, input made contiguous (diagnostic)": inference(
             lambda: accurate.forward_features(
-                {k: (x.contiguous(), ln) for k, (x, ln) in streams.items()}
+                {k: (x.contiguous(), ln) for k, (x, ln) in features.items()}
             )
         ),
     }
@@ -247,14 +247,15 @@ def measure_parts(accurate, threads: int, quick: bool) -> dict:
     total = stats["pipeline forward"]["median_ms"]
     for s in stats.values():
         s["share_of_pipeline"] = s["median_ms"] / total
-    x, _ = streams[name]
+    x, _ = features[name]
     out = {
         "clip_seconds": CLIP_SECONDS,
         "threads": threads,
         "other_processes_cores": common.other_processes_cores(snap),
+        # key names as in the committed bench/results/accurate.json (written before "features")
         "stream_output_shape": list(x.shape),
         "stream_output_contiguous": bool(x.is_contiguous()),
-        "contiguous_check_close": _same_logits(accurate, streams, contiguous),
+        "contiguous_check_close": _same_logits(accurate, features, contiguous),
         "parts": stats,
     }
     print("accurate, where the time goes: " + ", ".join(

@@ -74,7 +74,7 @@ def build_pipeline(model: str | None) -> tuple[torch.nn.Module, dict]:
                 "source": "random-default",
                 "path": None,
                 "note": "no bundled model installed: randomly initialised default-size "
-                "default-config EmotionPipeline (MFCC + log-Mel streams, 7 classes) with typical "
+                "default-config EmotionPipeline (MFCC + log-Mel features, 7 classes) with typical "
                 "normalisation statistics; speed does not depend on the weights",
             }
     about["labels"] = list(pipeline.labels)

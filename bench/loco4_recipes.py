@@ -8,7 +8,7 @@ unlabelled audio (its own statistics, shrunk towards the prior by 20 s), and aft
 each held-out speaker's audio (what a recording of one speaker gets as it goes). Reported: mean
 and worst UA over the four, the largest share of one label among the answers, ECE (15 bins).
 
-Features come from the stream cache (the Whisper layers of every file, computed once); the
+Features come from the feature cache (the Whisper layers of every file, computed once); the
 degraded copies must exist first (``scripts/degrade_corpus.py``, seeds 0 and 1, into
 ``runs/degraded/<seed>/<corpus>``).
 
@@ -32,10 +32,10 @@ from loco import CORPORA, REPO
 from emofuse.corpora import load_corpus
 from emofuse.corpora.labels import apply_task, get_task
 from emofuse.device import set_threads
+from emofuse.features import feature_spec
 from emofuse.metrics import expected_calibration_error, max_share
 from emofuse.metrics import unweighted_accuracy as ua
-from emofuse.pipeline.cache import StreamCache
-from emofuse.signal.streams import stream_spec
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.training.linear_head import (
     balanced_weights,
     fit_logistic,
@@ -56,7 +56,7 @@ class Data:
 
     def __init__(self, roots: dict[str, Path], copy: str, task_name: str) -> None:
         task = get_task(task_name)
-        cache = StreamCache([stream_spec("whisper", layers=list(LAYERS))], None,
+        cache = FeatureCache([feature_spec("whisper", layers=list(LAYERS))], None,
                             torch.device("cpu"))  # fmt: skip
         means, variances, frames, labels, corpora, speakers = [], [], [], [], [], []
         self.roots, self.utterances = roots, []

@@ -11,7 +11,7 @@ the seven labels and over the held-out corpus's own labels (the answer restricte
 ``--labels`` does). The temperature of a held-out corpus is fitted on the other seven's held-out
 logits (never on itself, never on training corpora).
 
-Features come from the stream cache (the Whisper layers of every file, computed once).
+Features come from the feature cache (the Whisper layers of every file, computed once).
 
     python bench/loco8_recipes.py --threads 1
 
@@ -37,10 +37,10 @@ from emofuse.corpora import load_corpus
 from emofuse.corpora.labels import apply_task, get_task
 from emofuse.device import set_threads
 from emofuse.experiments.loading import evenly_spread
+from emofuse.features import feature_spec
 from emofuse.metrics import expected_calibration_error, max_share
 from emofuse.metrics import unweighted_accuracy as ua
-from emofuse.pipeline.cache import StreamCache
-from emofuse.signal.streams import stream_spec
+from emofuse.pipeline.cache import FeatureCache
 from emofuse.training.linear_head import (
     fit_logistic,
     fit_temperature,
@@ -87,10 +87,10 @@ RECIPES = {
 
 def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
     """Per clip, the moments of all its frames and of its speech frames only
-    (:func:`emofuse.training.speech.speech_frames`), from the stream cache (Whisper layers 1-4,
+    (:func:`emofuse.training.speech.speech_frames`), from the feature cache (Whisper layers 1-4,
     computed on a miss)."""
     task = get_task("bundled7")
-    cache = StreamCache([stream_spec("whisper", layers=list(LAYERS))], None, "cpu")
+    cache = FeatureCache([feature_spec("whisper", layers=list(LAYERS))], None, "cpu")
     regions = SpeechRegions(cache.root)  # the same regions (and cache) as train.speech_only
     columns: dict[str, list] = {k: [] for k in ("labels", "corpus", "speaker", "place")}
     moments: dict[str, list] = {"whole": [], "speech": []}

@@ -65,7 +65,7 @@ class Target:
     met: bool
 
 
-def speech_stream(files: list[Path], rng: np.random.Generator):
+def joined_speech(files: list[Path], rng: np.random.Generator):
     """Corpus clips in random order, each followed by 0.2-0.8 s of silence, forever."""
     while True:
         for i in rng.permutation(len(files)):
@@ -75,14 +75,14 @@ def speech_stream(files: list[Path], rng: np.random.Generator):
 
 
 def make_mixed(folder: Path, sources: list[Path]) -> list[Path]:
-    """The ``MIXED`` files: each cut from a stream of joined corpus clips."""
+    """The ``MIXED`` files: each cut from corpus clips joined end to end."""
     folder.mkdir()
-    stream, files = speech_stream(sources, np.random.default_rng(0)), []
+    speech, files = joined_speech(sources, np.random.default_rng(0)), []
     for seconds, count in MIXED:
         for i in range(count):
             need, parts = round(seconds * RATE), []
             while sum(p.size for p in parts) < need:
-                parts.append(next(stream))
+                parts.append(next(speech))
             files.append(folder / f"{seconds:g}s_{i:02d}.flac")
             sf.write(files[-1], np.concatenate(parts)[:need], RATE)
     return files

@@ -3,9 +3,9 @@
 Systems, batch 1, one clip of synthetic speech-like audio at 16 kHz, 3 s and 10 s, at 1 and
 2 torch threads, timed in alternating rounds so background load hits all of them alike:
 
-- ``emofuse_features``: the pipeline's stream front end alone (MFCC + log-Mel).
-- ``emofuse_pipeline``: :class:`emofuse.pipeline.EmotionPipeline` of the default config (streams and
-  model), eval mode, ``torch.inference_mode`` (waveform -> logits).
+- ``emofuse_features``: the pipeline's feature front end alone (MFCC + log-Mel).
+- ``emofuse_pipeline``: :class:`emofuse.pipeline.EmotionPipeline` of the default config (features
+  and model), eval mode, ``torch.inference_mode`` (waveform -> logits).
 - ``egemaps``: openSMILE eGeMAPSv02 functionals, ``Smile.process_signal``; single-threaded
   whatever torch's thread count is.
 - ``wav2vec2``: ``transformers.Wav2Vec2Model(Wav2Vec2Config())``, base-sized (about 94 M

@@ -8,7 +8,7 @@
 - Evaluation: ``emofuse.training.train.predict_posteriors`` (one 3 s window per clip,
   batches of 64);
   clips per second.
-- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.pipeline.cache.StreamCache``
+- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.pipeline.cache.FeatureCache``
   ``.get_many``
   into a temporary cache folder, decode + extract + write (cold) and read back (warm); files/s
   and audio seconds/s. The audio files are read once beforehand so the OS page cache is warm
@@ -132,9 +132,9 @@ def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
 def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     """Cold (decode + extract + write) and warm (read) ``FeatureCache.get_many`` on EmoDB."""
     from emofuse.corpora import emodb
-    from emofuse.pipeline.cache import StreamCache
+    from emofuse.features import default_features
+    from emofuse.pipeline.cache import FeatureCache
     from emofuse.signal.audio import audio_duration
-    from emofuse.signal.streams import default_streams
 
     torch.set_num_threads(threads)
     paths = [u.path for u in emodb.prepare(root)][:max_files]
@@ -142,7 +142,7 @@ def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     for p in paths:  # warm the OS page cache so every pass reads from memory
         Path(p).read_bytes()
     with tempfile.TemporaryDirectory(prefix="emofuse-bench-cache-") as tmp:
-        cache = StreamCache(default_streams(), root=tmp)
+        cache = FeatureCache(default_features(), root=tmp)
         began = time.perf_counter()
         cache.get_many(paths)
         cold = time.perf_counter() - began
@@ -229,7 +229,7 @@ def _caching_section(rows: list[dict]) -> list[str]:
                BUSY]  # fmt: skip
     return [
         "## Feature extraction + caching of EmoDB (FeatureCache.get_many, temporary folder)",
-        "Cold: decode + extract + write each file; warm: read the cached streams back. "
+        "Cold: decode + extract + write each file; warm: read the cached features back. "
         "Audio files were read once beforehand (OS page cache warm).",
         common.markdown_table(headers, cells),
     ]

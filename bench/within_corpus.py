@@ -10,7 +10,7 @@ sentences only (the words then give nothing away).
     python bench/within_corpus.py --speech-only --out results/loco8 --threads 1
 
 Writes ``<out>/within.json`` and ``within.md``; the features are the ones
-``bench/loco4_recipes.py`` reads (the stream cache and, without ``--no-degraded``,
+``bench/loco4_recipes.py`` reads (the feature cache and, without ``--no-degraded``,
 ``runs/degraded``).
 """
 
