@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install emofuse with the pinned CPU build of torch.
 # Usage: bash scripts/setup.sh [EXTRAS]   (default extras: plot,onnx; CI adds baseline,whisper,
-# serve,ray,test; ray: emofuse predict --ray)
+# serve,ray,test; ray: emofuse archive)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-plot,onnx}"

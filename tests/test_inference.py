@@ -373,3 +373,10 @@ def test_prefetch_holds_a_budget_of_audio_not_only_a_count_of_files():
     # one taken, two held (200 <= 250) and one read that waits for room: not 32 ahead
     assert first.size == 100 and len(computed) == 4
     assert len(list(results)) == 9
+
+
+@pytest.mark.parametrize("rate", [4000, 384_000, 16000.0])
+def test_arrays_take_the_one_sample_rate_range(recognizer, rate):
+    """Arrays, live streams, ``emofuse live --rate`` and the service share 8,000-192,000 Hz."""
+    with pytest.raises(ValueError, match=f"from 8000 to 192000 Hz, got {rate}"):
+        recognizer.predict(synthetic_voice(1.0), sample_rate=rate)

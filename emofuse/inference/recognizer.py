@@ -55,7 +55,7 @@ from emofuse.inference.timeline import TimelineEngine, WindowJob, timeline_segme
 from emofuse.inference.windows import MIN_SECONDS, as_mono, batches, padded, prepare, window_spans
 from emofuse.pipeline import load_model
 from emofuse.pipeline.modelfile import BUNDLED_MODELS
-from emofuse.signal.audio import AudioError, iter_blocks, load_audio, resample
+from emofuse.signal.audio import AudioError, check_sample_rate, iter_blocks, load_audio, resample
 from emofuse.signal.vad import SAMPLE_RATE as VAD_RATE
 from emofuse.signal.vad import SpeechDetector
 from emofuse.signal.vad_segmenter import Scorer, SpeechSegmenter, VADSettings
@@ -234,7 +234,8 @@ class EmotionRecognizer:
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise ValueError("an audio array needs its sample_rate")
-            return Clip(0, resample(as_mono(audio), sample_rate, self.sample_rate), None)
+            rate = check_sample_rate(sample_rate)
+            return Clip(0, resample(as_mono(audio), rate, self.sample_rate), None)
         if sample_rate is not None:
             raise ValueError("sample_rate is for arrays; a file's own rate is used")
         return Clip(0, load_audio(audio, self.sample_rate), str(audio))

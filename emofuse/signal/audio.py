@@ -50,8 +50,9 @@ class AudioError(ValueError):
 def check_sample_rate(value: object, name: str = "sample_rate") -> int:
     """``value`` as an int when it is a whole number of Hz from :data:`MIN_SAMPLE_RATE` to
     :data:`MAX_SAMPLE_RATE` (a Python or NumPy integer, not a bool or float), else a ValueError
-    naming ``name`` and the value. The one range of live streams in the library, ``emofuse
-    predict --stream --rate`` and the service's ``WS /v1/stream``.
+    naming ``name`` and the value. The one range of arrays and live streams in the library,
+    ``emofuse live --rate`` and the service's ``WS /v1/stream`` (files at any rate are
+    resampled as they are read).
 
     Why 8-192 kHz: below 8 kHz (telephone audio) speech has lost the band that voice activity
     detection (Silero, which runs at 8 or 16 kHz) and the models' features (mels up to 8 kHz)
