@@ -162,7 +162,7 @@ class ArchivePredictor:
         model: str,
         backend: str = "auto",
         threads: int = 1,
-        precision: str = "fp32",
+        precision: str = "auto",
         vad: bool = True,
         batch_size: int | None = None,
     ) -> None:
@@ -288,7 +288,7 @@ def predict_archive(
     threads_per_worker: int = 1,
     files_per_batch: int = 64,
     batch_size: int | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     vad: bool = True,
     part_rows: int = 1000,
     progress: bool = True,
