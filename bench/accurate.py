@@ -1,19 +1,10 @@
 """Speed and memory of the ``accurate`` model (frozen Whisper base encoder, layers 1-3 of 6, and
 a small head) beside the ``fast`` model and a wav2vec2-base-sized encoder, on voice-like audio
-(:func:`emofuse.testing.synthetic_voice`, VAD off: the model is timed; ``bench/predict_many.py``
-times the command on real speech):
-
-1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, for the three models in
-   alternating rounds, and where the accurate model's time goes;
-2. **throughput**: ``predict_many`` files/s over 3 s WAV files, fast vs accurate, batch sizes
-   16 and 32, at 2 threads and 1;
-3. **memory**: the peak RSS of a fresh process running ``timeline`` over a 1-hour WAV file
-   (10 minutes with ``--quick``), then a shorter file at timeline batch sizes 4 and 1;
-4. **int8**: dynamic quantisation (per tensor and per channel) vs fp32: RTF, how far the
-   probabilities and hidden states move, and with ``--eval-dir/--eval-corpus`` the UA of each.
-
-The accurate model: ``--model PATH``, else the bundled one, else an untrained pipeline of
-``configs/accurate.yaml`` (speed does not depend on training).
+(VAD off): predict RTF on a 10 s clip and where the time goes; ``predict_many`` files/s (batch
+16 and 32, 2 threads and 1); the peak RSS of a fresh process running ``timeline`` over a 1-hour
+WAV file (10 min with ``--quick``); int8 dynamic quantisation vs fp32 (RTF, closeness, UA with
+``--eval-dir/--eval-corpus``). The model: ``--model PATH``, else the bundled one, else an
+untrained pipeline of ``configs/accurate.yaml`` (speed does not depend on training).
 
     python bench/accurate.py [--quick]    # writes bench/results/accurate.{json,md}
 """

@@ -1,22 +1,11 @@
 """Load test of ``emofuse serve``: throughput, latency, errors and memory of the HTTP server.
 
-Each configuration starts a fresh server (``python -m emofuse serve --model M --threads T
---precision P``, ``OMP_NUM_THREADS=T``), waits for ``GET /healthz`` and then runs:
+Per configuration a fresh ``python -m emofuse serve --model M --threads T --precision P``:
+``--clients`` closed-loop clients POST 3 s WAV clips for ``--seconds`` while ``/healthz`` is
+polled; then a mix of valid and bad inputs, each with its expected status; the server's RSS.
+Then (not with ``--quick``) flat memory: RSS every 1,000 of ``--flat-requests`` requests.
 
-1. **load**: ``--clients`` concurrent clients (one asyncio loop, ``httpx``) POST 3 s WAV clips
-   to ``/v1/predict`` for ``--seconds``, closed loop, while a thread polls ``/healthz`` every
-   100 ms (the event loop must not block): requests/s, p50/p90/p99 latency, every error;
-2. **bad-input mix**: ``--bad-requests`` requests, about 60 % valid clips and the rest bad
-   inputs (text named ``.wav``, empty or truncated bodies, NaN floats, bodies over the upload
-   limit or only declaring it, silence), each with the status it must get;
-3. the server's RSS (``/proc``, its process tree) after the phases and at its peak.
-
-Then **flat memory** (not with ``--quick``): a fresh fast-model server takes
-``--flat-requests`` requests, its RSS read every 1,000. The clients share the machine with the
-server. Clips: the middle 3 s of RAVDESS's files (``../shared/corpora``), else the examples.
-
-    python bench/serve_load.py            # writes bench/results/serve_load.{json,md}
-    python bench/serve_load.py --quick    # a few seconds per configuration
+    python bench/serve_load.py [--quick]    # writes bench/results/serve_load.{json,md}
 """
 
 from __future__ import annotations
