@@ -409,9 +409,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.parser(__doc__, quick="few repetitions (smoke run)")
-    parser.add_argument(
-        "--model", default=None, help="model file (default: the bundled model, else random)"
-    )
+    parser.add_argument("--model", help="model file (default: the bundled model, else random)")
     args = parser.parse_args(argv)
     results = run(model=args.model, quick=args.quick)
     common.report("inference", results, render_markdown, args)

@@ -714,9 +714,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = common.parser(__doc__, quick="a few seconds per configuration")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument(
-        "--precisions", nargs="+", default=["fp32"], help="bf16 is run for the accurate model only"
-    )
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], help="bf16: accurate only")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0, help="timed load per config")
     parser.add_argument("--max-requests", type=int, default=None, help="cap per load phase")

@@ -248,9 +248,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.parser(__doc__, quick="few repetitions (smoke run)")
-    parser.add_argument(
-        "--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root for the caching timing"
-    )
+    parser.add_argument("--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root (caching)")
     args = parser.parse_args(argv)
     results = run(quick=args.quick, emodb_root=args.emodb)
     common.report("train_speed", results, render_markdown, args)
