@@ -218,7 +218,8 @@ class Server:
         return self.process.pid
 
     def log_tail(self, n: int = 3000) -> str:
-        self.log.flush()
+        if not self.log.closed:  # after stop() the file is complete
+            self.log.flush()
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
     def stop(self) -> int | None:
