@@ -1,17 +1,6 @@
-"""Helpers shared by the benchmarks, in sections:
-
-- **machine and load**: what the machine is, its load average, the cores other processes keep
-  busy, installed versions, busy background processes;
-- **timing**: timed calls, alternating rounds, throughput passes;
-- **test audio**: voice-like clips written to files;
-- **child processes**: the peak memory of a fresh process, a cold ``emofuse predict``;
-- **corpora**: the shared corpora's audio files;
-- **results**: PASS/MISS checks, markdown tables, the ``--results-dir`` option and the JSON + md
-  files.
-
-Results go to ``bench/results/<name>.json`` (everything measured, with the machine and the
-load average before and after) and ``bench/results/<name>.md`` (a short readable table), or to
-the folder given with ``--results-dir``.
+"""Helpers shared by the benchmarks: the machine and its load, timing, test audio, child
+processes, the shared corpora, and the results (PASS/MISS checks, markdown tables, the JSON and
+md files in ``bench/results/`` or ``--results-dir``).
 """
 
 from __future__ import annotations
@@ -198,18 +187,6 @@ def summarize_times(seconds: Sequence[float]) -> dict:
         "min_ms": ordered[0] * 1e3,
         "runs": n,
     }
-
-
-def time_call(fn: Callable[[], object], *, runs: int, warmup: int = 2) -> dict:
-    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times with ``time.perf_counter``."""
-    for _ in range(warmup):
-        fn()
-    seconds = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - began)
-    return summarize_times(seconds)
 
 
 def time_interleaved(
@@ -571,19 +548,14 @@ def parser(doc: str, quick: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     if quick is not None:
         parser.add_argument("--quick", action="store_true", help=quick)
-    add_results_dir(parser)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help=f"where the result files go (default {RESULTS_DIR})")  # fmt: skip
     return parser
 
 
 def report(name: str, results: dict, render: Callable[[dict], str], args) -> None:
     """:func:`write_results` of ``results`` and their markdown into ``args.results_dir``."""
     write_results(name, results, render(results), args.results_dir, quick=args.quick)
-
-
-def add_results_dir(parser, default: Path = RESULTS_DIR) -> None:
-    """The ``--results-dir`` option of a benchmark: where its JSON and md files go."""
-    parser.add_argument("--results-dir", type=Path, default=default,
-                        help=f"where to write the result files (default {default})")  # fmt: skip
 
 
 def write_results(

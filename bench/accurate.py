@@ -1,19 +1,10 @@
 """Speed and memory of the ``accurate`` model (frozen Whisper base encoder, layers 1-3 of 6, and
 a small head) beside the ``fast`` model and a wav2vec2-base-sized encoder, on voice-like audio
-(:func:`emofuse.testing.synthetic_voice`, VAD off: the model is timed; ``bench/predict_many.py``
-times the command on real speech):
-
-1. **RTF** of ``EmotionRecognizer.predict`` on a 10 s clip, batch 1, for the three models in
-   alternating rounds, and where the accurate model's time goes;
-2. **throughput**: ``predict_many`` files/s over 3 s WAV files, fast vs accurate, batch sizes
-   16 and 32, at 2 threads and 1;
-3. **memory**: the peak RSS of a fresh process running ``timeline`` over a 1-hour WAV file
-   (10 minutes with ``--quick``), then a shorter file at timeline batch sizes 4 and 1;
-4. **int8**: dynamic quantisation (per tensor and per channel) vs fp32: RTF, how far the
-   probabilities and hidden states move, and with ``--eval-dir/--eval-corpus`` the UA of each.
-
-The accurate model: ``--model PATH``, else the bundled one, else an untrained pipeline of
-``configs/accurate.yaml`` (speed does not depend on training).
+(VAD off): predict RTF on a 10 s clip and where the time goes; ``predict_many`` files/s (batch
+16 and 32, 2 threads and 1); the peak RSS of a fresh process running ``timeline`` over a 1-hour
+WAV file (10 min with ``--quick``); int8 dynamic quantisation vs fp32 (RTF, closeness, UA with
+``--eval-dir/--eval-corpus``). The model: ``--model PATH``, else the bundled one, else an
+untrained pipeline of ``configs/accurate.yaml`` (speed does not depend on training).
 
     python bench/accurate.py [--quick]    # writes bench/results/accurate.{json,md}
 """
@@ -78,6 +69,13 @@ def _describe(pipeline: nn.Module, about: dict) -> dict:
     return about
 
 
+UNTRAINED_NOTE = (
+    "no bundled accurate model installed: pipeline_from_config(configs/accurate.yaml) with the "
+    "real Whisper base encoder weights (installed weight packages) and a randomly initialised "
+    "head; speed does not depend on training"
+)
+
+
 def build_accurate(model: str | None) -> tuple[nn.Module, dict]:
     """The accurate pipeline to benchmark and where it came from."""
     from emofuse.config import load_config
@@ -94,15 +92,8 @@ def build_accurate(model: str | None) -> tuple[nn.Module, dict]:
         except ModelFileError:
             torch.manual_seed(0)
             pipeline = pipeline_from_config(load_config(ACCURATE_CONFIG), labels=SEVEN_LABELS)
-            about = {
-                "source": "untrained-config",
-                "path": None,
-                "trained": False,
-                "note": "no bundled accurate model installed: pipeline_from_config("
-                "configs/accurate.yaml) with the real Whisper base encoder weights (installed "
-                "weight packages) and a randomly initialised head; speed does not depend on "
-                "training",
-            }
+            about = {"source": "untrained-config", "path": None, "trained": False,
+                     "note": UNTRAINED_NOTE}  # fmt: skip
     return pipeline.eval(), _describe(pipeline, about)
 
 
@@ -543,15 +534,7 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
 # --------------------------------------------------------------------------- run and report
 
 
-def _versions() -> dict:
-    return common.package_versions(
-        ("emofuse", "torch", "numpy", "transformers", "soundfile", "soxr")
-    )
-
-
-def _background() -> list[str]:
-    """Other busy processes as seen by ``ps``."""
-    return common.background_processes("bench/accurate.py")
+VERSIONS = ("emofuse", "torch", "numpy", "transformers", "soundfile", "soxr")
 
 
 NOTES = [
@@ -606,16 +589,18 @@ def measure_all(models: dict, workdir: Path, args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     started = common.Run.start()
-    background_before = _background()
+    background_before = common.background_processes("bench/accurate.py")
     models = build_models(args.model)
     workdir = Path(tempfile.mkdtemp(prefix="emofuse-bench-accurate-"))
     try:
         measured = measure_all(models, workdir, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = started.header("accurate", args.quick, _versions(), command=True) | {
+    results = started.header(
+        "accurate", args.quick, common.package_versions(VERSIONS), command=True
+    ) | {
         "background_processes_before": background_before,
-        "background_processes_after": _background(),
+        "background_processes_after": common.background_processes("bench/accurate.py"),
         "sample_rate": SAMPLE_RATE,
         "signal": "emofuse.testing.synthetic_voice (gliding harmonic tone, syllable-rate "
         "loudness, noise), 16-bit WAV for the file measurements",

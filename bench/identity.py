@@ -1,13 +1,10 @@
 """Does a change leave the bundled models' answers bitwise the same?
 
-Runs both bundled models (``accurate``, ``fast``), through torch and through a fresh ONNX
-export, on the bundled example clips and the first 200 files of EmoDB (``../shared/corpora``,
-sorted by path): every probability of ``predict_many`` and of the example clips' timelines.
-``--save FILE`` writes them (``.npz``); ``--against FILE`` compares with a saved run and exits 1
-unless every array is bitwise equal. A refactor is checked by saving before and comparing after,
-on the same machine and thread count.
+Both bundled models, through torch and a fresh ONNX export, on the example clips and the first
+200 EmoDB files: every ``predict_many`` probability and the examples' timelines. ``--save FILE``
+writes them (``.npz``); ``--against FILE`` exits 1 unless every array is bitwise equal.
 
-Run ``python bench/identity.py --save runs/identity/before.npz`` (about 10 min on 1 thread).
+    python bench/identity.py --save runs/identity/before.npz    # about 10 min on 1 thread
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Inference speed and memory of emofuse's public API: EmotionRecognizer, torch vs onnxruntime.
 
-Three measurements on CPU, with voice-like audio from :func:`emofuse.testing.synthetic_voice`:
+On voice-like audio (VAD off: the model is timed): ``predict`` latency on 3 s and 10 s clips at
+1 and 2 threads, torch vs ONNX in alternating rounds; ``predict_many`` files/s over 3 s FLAC
+files (batch 16 and 64, 2 threads); the peak RSS of a fresh process iterating ``timeline`` over
+a 1-hour FLAC file. The model: ``--model PATH``, else the bundled one, else a random
+default-size pipeline.
 
-1. **Latency**: ``EmotionRecognizer.predict(array, sample_rate=16000)`` on a 3 s and a 10 s clip,
-   torch backend vs onnxruntime backend (the model exported once with
-   :func:`emofuse.inference.onnx.export_onnx`), at 1 and 2 threads, timed in alternating rounds.
-2. **Throughput**: ``EmotionRecognizer.predict_many`` over a folder of 3 s FLAC files (decoding
-   included), both backends, batch sizes 16 and 64, 2 threads; files per second.
-3. **Memory**: peak RSS of a separate process that iterates ``EmotionRecognizer.timeline`` over
-   a 1-hour 16 kHz FLAC file, beside its RSS after the imports and after loading the model.
-
-The voice activity detector is off (``vad=False``): the synthetic voice is not speech to it,
-and this benchmark times the model; ``bench/predict_many.py`` measures the whole command, VAD
-included, on real speech. The model: ``--model PATH``, else the bundled model if installed,
-else a randomly initialised default-size pipeline (7 classes; speed does not depend on the
-weights). Run ``python bench/inference.py`` (``--quick`` for a smoke run); writes
-``bench/results/inference.json`` and ``inference.md``.
+    python bench/inference.py [--quick]    # writes bench/results/inference.{json,md}
 """
 
 from __future__ import annotations
@@ -418,9 +409,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.parser(__doc__, quick="few repetitions (smoke run)")
-    parser.add_argument(
-        "--model", default=None, help="model file (default: the bundled model, else random)"
-    )
+    parser.add_argument("--model", help="model file (default: the bundled model, else random)")
     args = parser.parse_args(argv)
     results = run(model=args.model, quick=args.quick)
     common.report("inference", results, render_markdown, args)

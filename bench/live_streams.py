@@ -1,24 +1,13 @@
 """Live streams: N concurrent WebSocket streams (``WS /v1/stream``), each paced at real time by
 its client, against one cold ``emofuse serve`` on the same machine (clients included).
 
-Each stream sends real corpus speech (files of the shared corpora joined with pauses of 0.3-2 s;
-the bundled examples without them) as 100 ms chunks of 16 kHz PCM, on schedule; streams start
-spread over one model hop. For every event the client measures:
+Each stream sends corpus speech as 100 ms chunks of 16 kHz PCM on schedule; per event the
+client measures *latency* (arrival minus the sending of the audio that decided it) and *behind*
+(arrival minus the sending of the audio at its ``end``). A load is *held* when no stream is
+dropped, no event comes more than 1 s late and p95 latency < 500 ms. A last run samples the
+server's RSS over ``--long-seconds``.
 
-- *latency*: its arrival minus the moment the client sent the audio that decided it (the event
-  says how much audio it had heard, ``heard``): the server's processing delay;
-- *behind*: its arrival minus the moment the audio at its ``end`` was sent: what a user sees,
-  the processing delay plus the wait for the next window (a segment is final once the speech
-  reaches past the following window: about one hop).
-
-A load is *held* when no stream is dropped (every one ends with code 1000), no event comes more
-than 1 s after its deciding audio, and the p95 latency is under 500 ms. A last run keeps a few
-streams going for ``--long-seconds`` and samples the server's RSS.
-
-    python bench/live_streams.py                 # about 15 min on 2 cores
-    python bench/live_streams.py --quick         # a smoke run
-
-Writes ``bench/results/live_streams.{json,md}``.
+    python bench/live_streams.py [--quick]    # writes bench/results/live_streams.{json,md}
 """
 
 from __future__ import annotations

@@ -1,28 +1,15 @@
 """Leave one corpus out over every corpus of a config, as a user's files go (the deployment
 benchmark of the default model): the eight corpora of ``configs/accurate.yaml`` by default.
 
-For each held-out corpus: the recipe of ``--config`` is trained on every other configured
-corpus (their degraded copies included, none of the held-out one's; the temperature is fitted
-on the training corpora's own leave-one-corpus-out logits, never on the held-out one), then
-every held-out file goes through ``EmotionRecognizer.predict_many`` (voice activity detection
-on, each clip on its own), then through the same recogniser after ``adapt`` on the held-out
-corpus's audio (labels unused). Per corpus: UA, WA, the share and name of the most-given
-label, expected calibration error (15 bins; clips answered "no speech" count as errors in UA
-and WA and are left out of ECE), the adapted UA, WA and share; and the same with the answer
-restricted to the labels the held-out corpus has (``*_own_labels``: probabilities renormalised
-over them, as ``predict --labels`` gives a user who knows them).
+Per held-out corpus: train ``--config`` on the others, score every held-out file through
+``EmotionRecognizer.predict_many`` (VAD on) and again after ``adapt`` on its audio: UA, WA,
+most-given label and share, ECE, also over the corpus's own labels (``*_own_labels``).
 
     python bench/loco.py --threads 1                              # the eight corpora
     python bench/loco.py --corpora emovo --quick                  # one corpus, 60 files
-    python bench/loco.py --config configs/bundled.yaml --out results/loco8/fast \
-        --work runs/loco8-fast
 
-Each held-out corpus's scores are kept in ``<work>/<corpus>/row.json`` and read back instead of
-recomputed, so an interrupted run resumes and processes given disjoint ``--corpora`` share the
-work (a last run over all of them writes the summary). Writes ``<out>/summary.json`` and
-``summary.md`` (``-quick`` files for smoke runs); models
-under ``<work>/<corpus>/``. Needs the corpora the config names (``../shared/corpora``, the
-clones of docs/corpora.md in ``../corpora-extra``).
+Rows are kept in ``<work>/<corpus>/row.json`` and read back (runs resume and can share the
+work); writes ``<out>/summary.json`` and ``summary.md`` (``-quick`` for smoke runs).
 """
 
 from __future__ import annotations

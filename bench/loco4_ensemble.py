@@ -1,16 +1,10 @@
 """Leave one corpus out: the accurate model, the fast model, and their probabilities averaged.
 
-The issue's lever "an ensemble with the fast model" (their errors differ on unseen corpora).
-For each held-out corpus, the two models ``bench/loco4.py`` trained without it (accurate under
-``--accurate``, fast under ``--fast``: run ``bench/loco4.py`` for both first) predict every
-held-out file through the recogniser (voice activity detection on, each clip on its own); the
-ensemble's probabilities are ``(1 - w) * accurate + w * fast`` for each weight ``w``. Per corpus
-and weight: UA, WA, the most-given label and its share and ECE (15 bins), as
-``bench/loco4.py`` scores them.
+For each held-out corpus, the two models ``bench/loco4.py`` trained without it (``--accurate``,
+``--fast``) predict every held-out file; the ensemble is ``(1 - w) * accurate + w * fast`` per
+weight ``w``, scored as ``bench/loco4.py`` scores.
 
-    python bench/loco4_ensemble.py --threads 1        # about 10 min on one core
-
-Writes ``results/loco4/ensemble.json`` and ``ensemble.md``.
+    python bench/loco4_ensemble.py --threads 1    # writes results/loco4/ensemble.{json,md}
 """
 
 from __future__ import annotations

@@ -2,19 +2,11 @@
 on the frozen Whisper base features (mean and std of each layer's normalised hidden states over
 the clip), one row per change.
 
-Every row trains on three corpora and tests on the fourth, four times, and is scored three ways:
-each clip alone (the training statistics as the prior), after adapting to the held-out corpus's
-unlabelled audio (its own statistics, shrunk towards the prior by 20 s), and after adapting to
-each held-out speaker's audio (what a recording of one speaker gets as it goes). Reported: mean
-and worst UA over the four, the largest share of one label among the answers, ECE (15 bins).
+Each row is scored per clip, adapted to the held-out corpus and adapted per speaker: mean and
+worst UA, largest label share, ECE. Needs the feature cache and the degraded copies
+(``scripts/degrade_corpus.py``, seeds 0 and 1, into ``runs/degraded/<seed>/<corpus>``).
 
-Features come from the feature cache (the Whisper layers of every file, computed once); the
-degraded copies must exist first (``scripts/degrade_corpus.py``, seeds 0 and 1, into
-``runs/degraded/<seed>/<corpus>``).
-
-    python bench/loco4_recipes.py --threads 1    # about 20 min on 2 cores once cached
-
-Writes ``results/loco4/recipes.json`` and ``recipes.md``.
+    python bench/loco4_recipes.py --threads 1    # writes results/loco4/recipes.{json,md}
 """
 
 from __future__ import annotations

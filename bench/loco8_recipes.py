@@ -1,21 +1,12 @@
 """The recipe search behind the default model, on the eight-corpus benchmark: leave one corpus
 out over the four shared corpora and the four cloned from public repositories (docs/corpora.md),
-on the frozen Whisper base features (mean and std of each layer's normalised hidden states over
-the clip), one row per change.
+on the frozen Whisper base features, one row per change.
 
-Every row trains on seven corpora and tests on the eighth, eight times, and scores each held-out
-corpus three ways: each clip alone (the training statistics as the prior), after adapting to the
-held-out corpus's unlabelled audio (its own statistics, shrunk towards the prior by
-``--prior-seconds``), and after adapting to each held-out speaker's audio. Each is scored over
-the seven labels and over the held-out corpus's own labels (the answer restricted to them, as
-``--labels`` does). The temperature of a held-out corpus is fitted on the other seven's held-out
-logits (never on itself, never on training corpora).
+Each held-out corpus is scored per clip, adapted to the corpus (shrunk towards the prior by
+``--prior-seconds``) and per speaker, over seven labels and its own; the temperature comes from
+the other seven's held-out logits. Features come from the feature cache.
 
-Features come from the feature cache (the Whisper layers of every file, computed once).
-
-    python bench/loco8_recipes.py --threads 1
-
-Writes ``results/loco8/recipes.json`` and ``recipes.md``.
+    python bench/loco8_recipes.py --threads 1    # writes results/loco8/recipes.{json,md}
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """What ``--precision bf16`` changes: the accurate model's answers in bfloat16 vs float32.
 
-For every clip of EmoDB, RAVDESS and EMOVO (``../shared/corpora``; their default label tasks),
-``EmotionRecognizer.load(model, precision=P, vad=False).predict_many`` is run in float32 and in
-bfloat16 (``torch.autocast``), two workers of one thread each. Reported per corpus: the share of
-clips given the same label, the largest probability difference, UA of each against the corpus
-labels (the bundled models saw most of these clips in training: UA here shows only that the two
-precisions agree, not how accurate the model is) and the time each took.
+Every clip of EmoDB, RAVDESS and EMOVO through ``predict_many`` in float32 and bfloat16: the
+share of same labels, the largest probability difference, UA of each (agreement, not accuracy:
+the models saw most clips) and the time.
 
-Run ``python bench/precision.py [--model accurate] [--limit N]``; writes
-``bench/results/precision.json`` and ``precision.md``.
+    python bench/precision.py [--model accurate] [--limit N]    # bench/results/precision.*
 """
 
 from __future__ import annotations

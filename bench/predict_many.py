@@ -1,19 +1,11 @@
 """Throughput and memory of ``emofuse predict`` over many short files, from a cold process.
 
-Each measurement launches ``python -m emofuse predict DIR --model M --threads T --format jsonl``
-in a fresh process (start-up, model loading and decoding included) and records the wall time,
-files per second and the process's peak RSS (``ru_maxrss`` of the child).
+Each row is a fresh ``python -m emofuse predict DIR --model M --threads T --format jsonl``: wall
+time, files/s, peak RSS. Throughput of both models over ``--files`` 3 s clips at 1 and 2
+threads; flat memory: the fast model's peak over 100 and 10,000 files. Clips: the middle 3 s of
+RAVDESS's files (else synthetic voice).
 
-1. **Throughput**: the fast and the accurate model over ``--files`` (2,000) clips of 3 s, at 1
-   and 2 threads. Targets: >= 200 files/s (fast), >= 100 (accurate), peak RSS < 600 MB.
-2. **Flat memory**: peak RSS of the fast model over 100 and over 10,000 files; target: the
-   10,000-file peak within 20% of the 100-file peak.
-
-The clips are 3 s of real speech, the middle of each of RAVDESS's 1,440 files (16 kHz FLAC),
-linked again and again under new names, when ``../shared/corpora/ravdess`` exists; otherwise
-synthetic voice-like FLAC files (:func:`emofuse.testing.synthetic_voice`). Run
-``python bench/predict_many.py`` (``--quick`` for a smoke run); writes
-``bench/results/predict_many.json`` and ``predict_many.md``.
+    python bench/predict_many.py [--quick]    # writes bench/results/predict_many.{json,md}
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """Memory and speed of ``emofuse predict`` on real folders, as users have them, from cold processes.
 
-Every row is one fresh ``python -m emofuse predict INPUTS --model M --precision P --threads 2
---format jsonl --output OUT`` process (start-up, model loading, decoding, voice activity
-detection included): wall time, files/s, audio seconds/s and the child's peak RSS. Inputs:
+Each row is a fresh ``python -m emofuse predict INPUTS --model M --precision P --threads 2``:
+wall time, files/s, audio seconds/s, peak RSS. Inputs: each shared corpus, ``mixed`` (1 s to
+10 min files), ``cmdline`` (2,028 paths, ``--format json``), ``crops`` (3 s RAVDESS crops).
 
-- each shared corpus as it is (every file of EmoDB, RAVDESS, EMOVO and ASED: 1-14 s, mixed);
-- ``mixed``: one folder mixing 1 s, 14 s, 60 s and 10 min files (cut from and joined of corpus
-  speech), each predicted whole (no ``--timeline``);
-- ``cmdline``: every RAVDESS and EMOVO file as 2,028 paths on the command line, ``--format json``;
-- ``crops``: the middle 3 s of each RAVDESS file, the tidy clips earlier benchmarks used.
-
-Targets: peak RSS < 600 MB for every input and both models; on the four corpora together,
-accurate >= 60 files/s in fp32 and >= 100 in bf16, fast >= 200.
-
-    python bench/real_folders.py                     # both models, fp32 and bf16 (~30 min)
-    python bench/real_folders.py --quick             # 60 files per input: a smoke run
-
-Writes ``bench/results/real_folders.json`` and ``.md``. Needs ``../shared/corpora``.
+    python bench/real_folders.py [--quick]    # writes bench/results/real_folders.{json,md}
 """
 
 from __future__ import annotations

@@ -1,23 +1,12 @@
 """Scale-out: training throughput in 1 vs 2 data-parallel processes, and cross-validation wall
 time with folds run one at a time vs two at once.
 
-- Training: ``emofuse.training.train.fit`` of the default network (the paper's, as in
-  ``configs/``) on synthetic 3 s clips (MFCC (40, 300) and log-Mel (64, 300) raw frames, as
-  ``bench/train_speed.py``), global batch 32, default augmentation; one process, or two under
-  ``torchrun --standalone --nproc_per_node 2`` (DistributedDataParallel, gloo on the CPU).
-  Training clips per second from the epochs after the first (the first warms up), validation on
-  16 clips excluded.
-- Cross-validation: ``emofuse crossval`` on EmoDB (10 folds, leave one speaker out) with
-  ``--epochs E`` (default 2: the full 30 would take hours here; the ratio is what is measured)
-  as a fresh process: ``--jobs 1 --threads 2``, ``--jobs 1 --threads 1`` and
-  ``--jobs 2 --threads 1``; wall time of the whole command with a warm feature cache, and
-  whether the per-fold results of the two ``--threads 1`` rows are identical.
-- With CUDA: training clips/s on the GPU (fp32 and bf16, global batch 32 and 256) and the wall
-  time of a full EmoDB 10-fold run (30 epochs) there.
+Training: ``fit`` of the default network on synthetic 3 s clips, global batch 32, in one process
+or two under ``torchrun`` (gloo); clips/s after the first epoch. Cross-validation: ``emofuse
+crossval`` on EmoDB with ``--epochs E``, ``--jobs 1/2`` and ``--threads 1/2``: wall time, and
+whether the two ``--threads 1`` rows agree. With CUDA: GPU clips/s and a full EmoDB run.
 
-Run ``python bench/scale_out.py`` (``--quick``: fewer clips, 2 folds); writes
-``bench/results/scale_out.json`` and ``scale_out.md``. Needs ``../shared/corpora/emodb`` for
-the cross-validation rows (skipped without it).
+    python bench/scale_out.py [--quick]    # writes bench/results/scale_out.{json,md}
 """
 
 from __future__ import annotations

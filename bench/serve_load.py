@@ -1,22 +1,11 @@
 """Load test of ``emofuse serve``: throughput, latency, errors and memory of the HTTP server.
 
-Each configuration starts a fresh server (``python -m emofuse serve --model M --threads T
---precision P``, ``OMP_NUM_THREADS=T``), waits for ``GET /healthz`` and then runs:
+Per configuration a fresh ``python -m emofuse serve --model M --threads T --precision P``:
+``--clients`` closed-loop clients POST 3 s WAV clips for ``--seconds`` while ``/healthz`` is
+polled; then a mix of valid and bad inputs, each with its expected status; the server's RSS.
+Then (not with ``--quick``) flat memory: RSS every 1,000 of ``--flat-requests`` requests.
 
-1. **load**: ``--clients`` concurrent clients (one asyncio loop, ``httpx``) POST 3 s WAV clips
-   to ``/v1/predict`` for ``--seconds``, closed loop, while a thread polls ``/healthz`` every
-   100 ms (the event loop must not block): requests/s, p50/p90/p99 latency, every error;
-2. **bad-input mix**: ``--bad-requests`` requests, about 60 % valid clips and the rest bad
-   inputs (text named ``.wav``, empty or truncated bodies, NaN floats, bodies over the upload
-   limit or only declaring it, silence), each with the status it must get;
-3. the server's RSS (``/proc``, its process tree) after the phases and at its peak.
-
-Then **flat memory** (not with ``--quick``): a fresh fast-model server takes
-``--flat-requests`` requests, its RSS read every 1,000. The clients share the machine with the
-server. Clips: the middle 3 s of RAVDESS's files (``../shared/corpora``), else the examples.
-
-    python bench/serve_load.py            # writes bench/results/serve_load.{json,md}
-    python bench/serve_load.py --quick    # a few seconds per configuration
+    python bench/serve_load.py [--quick]    # writes bench/results/serve_load.{json,md}
 """
 
 from __future__ import annotations
@@ -34,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import _common as common
@@ -97,54 +86,37 @@ def load_clips(limit: int) -> tuple[list[bytes], str]:
     return clips, f"{len(clips)} files of examples/ cut or tiled to {CLIP_SECONDS} s, 16-bit WAV"
 
 
-def bad_inputs(clip: bytes) -> dict[str, dict]:
-    """The bad-input kinds: how each is sent, the statuses it may get, its share of the mix."""
+@dataclass(frozen=True)
+class Kind:
+    """A bad-input kind: how it is sent, the statuses it may get, its share of the mix."""
+
+    send: tuple
+    expect: set[int]
+    weight: int
+
+
+def bad_inputs(clip: bytes) -> dict[str, Kind]:
+    """The bad-input kinds by name (the first: valid clips)."""
     nan = np.full(CLIP_SECONDS * RATE, np.nan, dtype=np.float32)
+    silence = _wav_bytes(np.zeros(CLIP_SECONDS * RATE, np.float32))
+    text = b"this is not audio\n" * 40
     oversize = int((MAX_UPLOAD_MB + 1) * 2**20)
     return {
-        "valid": {"send": ("file", "clip.wav", None), "expect": {200}, "weight": 60},
-        "silence": {
-            "send": ("file", "silence.wav", _wav_bytes(np.zeros(CLIP_SECONDS * RATE, np.float32))),
-            "expect": {200},
-            "weight": 4,
-        },  # fmt: skip
-        "text_named_wav": {
-            "send": ("file", "notes.wav", b"this is not audio\n" * 40),
-            "expect": {400, 415, 422},
-            "weight": 8,
-        },  # fmt: skip
-        "empty_body": {
-            "send": ("raw", "audio/wav", b""),
-            "expect": {400, 411, 415, 422},
-            "weight": 8,
-        },  # fmt: skip
-        "truncated_wav": {
-            "send": ("file", "cut.wav", clip[:30]),
-            "expect": {400, 415, 422},
-            "weight": 6,
-        },  # fmt: skip
-        "nan_wav": {
-            "send": ("file", "nan.wav", _wav_bytes(nan, "FLOAT")),
-            "expect": {400, 422},
-            "weight": 8,
-        },  # fmt: skip
-        "oversize_body": {
-            "send": ("raw", "audio/wav", b"\0" * oversize),
-            "expect": {413},
-            "weight": 1,
-        },  # fmt: skip
-        "oversize_declared": {
-            "send": ("declared", "audio/wav", 100 * 2**20),
-            "expect": {413},
-            "weight": 5,
-        },  # fmt: skip
-    }
+        "valid": Kind(("file", "clip.wav", None), {200}, 60),
+        "silence": Kind(("file", "silence.wav", silence), {200}, 4),
+        "text_named_wav": Kind(("file", "notes.wav", text), {400, 415, 422}, 8),
+        "empty_body": Kind(("raw", "audio/wav", b""), {400, 411, 415, 422}, 8),
+        "truncated_wav": Kind(("file", "cut.wav", clip[:30]), {400, 415, 422}, 6),
+        "nan_wav": Kind(("file", "nan.wav", _wav_bytes(nan, "FLOAT")), {400, 422}, 8),
+        "oversize_body": Kind(("raw", "audio/wav", b"\0" * oversize), {413}, 1),
+        "oversize_declared": Kind(("declared", "audio/wav", 100 * 2**20), {413}, 5),
+    }  # fmt: skip
 
 
-def mix_schedule(kinds: dict[str, dict], n: int, seed: int = 0) -> list[str]:
+def mix_schedule(kinds: dict[str, Kind], n: int, seed: int = 0) -> list[str]:
     """``n`` kind names drawn by weight (every kind at least once), shuffled reproducibly."""
     names = list(kinds)
-    weights = np.array([kinds[k]["weight"] for k in names], dtype=float)
+    weights = np.array([kinds[k].weight for k in names], dtype=float)
     counts = np.maximum(1, np.floor(weights / weights.sum() * n)).astype(int)
     counts[0] += n - counts.sum()  # the rest are valid
     schedule = [name for name, c in zip(names, counts, strict=True) for _ in range(c)]
@@ -246,7 +218,8 @@ class Server:
         return self.process.pid
 
     def log_tail(self, n: int = 3000) -> str:
-        self.log.flush()
+        if not self.log.closed:  # after stop() the file is complete
+            self.log.flush()
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
     def stop(self) -> int | None:
@@ -333,8 +306,8 @@ async def _declared_oversize(port: int, content_type: str, declared: int) -> tup
     return int(status_line.split()[1]), body
 
 
-async def _send(client: httpx.AsyncClient, port: int, kind: dict, clip: bytes) -> tuple[int, bytes]:
-    how, name_or_type, payload = kind["send"]
+async def _send(client: httpx.AsyncClient, port: int, kind: Kind, clip: bytes) -> tuple[int, bytes]:
+    how, name_or_type, payload = kind.send
     if how == "file":
         files = {"file": (name_or_type, clip if payload is None else payload, "audio/wav")}
         answer = await client.post("/v1/predict", files=files)
@@ -379,9 +352,9 @@ async def _drive(
     seconds: float | None,
     max_requests: int | None,
     schedule: list[str] | None = None,
-    kinds: dict | None = None,
+    kinds: dict[str, Kind] | None = None,
     on_count: object = None,
-) -> tuple[list[dict], float]:
+) -> tuple[list[Request], float]:
     """``clients`` closed-loop clients until ``seconds`` pass or ``max_requests`` are sent (or
     the ``schedule`` of bad-input kinds runs out). Returns one record per request and the wall
     time of the phase."""
@@ -389,7 +362,7 @@ async def _drive(
     counter = iter(range(10**12))
     began = time.perf_counter()
     deadline = began + seconds if seconds else math.inf
-    valid = {"send": ("file", "clip.wav", None), "expect": {200}}
+    valid = Kind(("file", "clip.wav", None), {200}, 1)
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
 
     async def one_client(client: httpx.AsyncClient) -> None:
@@ -428,8 +401,29 @@ def drive(*args, **kwargs) -> tuple[list[Request], float]:
 # ---------------------------------------------------------------- phases
 
 
+@dataclass(frozen=True)
+class Load:
+    """The timed load of one configuration (latencies of the 2xx answers, in ms)."""
+
+    requests: int
+    ok: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    non_2xx: int
+    statuses: dict
+    failure_examples: list
+    healthz: dict
+    server_cores: float
+    client_cores: float
+    other_cores: float | None
+
+
 def load_phase(server: Server, clips: list[bytes], clients: int, seconds: float,
-               max_requests: int | None, warmup: int) -> dict:  # fmt: skip
+               max_requests: int | None, warmup: int) -> Load:  # fmt: skip
     """Warm-up, then the timed closed-loop load with the /healthz poller beside it."""
     drive(server.url, server.port, clips, clients, seconds=None, max_requests=warmup)
     poller = HealthPoller(server.url)
@@ -450,17 +444,11 @@ def load_phase(server: Server, clips: list[bytes], clients: int, seconds: float,
     ok = [r.latency for r in records if r.ok]
     failed = [r for r in records if not r.ok]
     statuses = dict(Counter(r.status_key for r in records))
-    return {
-        "requests": len(records), "ok": len(ok), "seconds": round(wall, 2),
-        "requests_per_second": round(len(ok) / wall, 1),
-        "p50_ms": _ms(percentile(ok, 50)), "p90_ms": _ms(percentile(ok, 90)),
-        "p99_ms": _ms(percentile(ok, 99)), "max_ms": _ms(max(ok, default=None)),
-        "non_2xx": len(failed), "statuses": statuses,
-        "failure_examples": [r.fields("status", "body", "error") for r in failed[:5]],
-        "healthz": poller.summary(),
-        "server_cores": round(server_cores, 2), "client_cores": round(client_cores, 2),
-        "other_cores": others,
-    }  # fmt: skip
+    return Load(len(records), len(ok), round(wall, 2), round(len(ok) / wall, 1),
+                _ms(percentile(ok, 50)), _ms(percentile(ok, 90)), _ms(percentile(ok, 99)),
+                _ms(max(ok, default=None)), len(failed), statuses,
+                [r.fields("status", "body", "error") for r in failed[:5]], poller.summary(),
+                round(server_cores, 2), round(client_cores, 2), others)  # fmt: skip
 
 
 def _as_expected(request: Request, expect: set[int]) -> bool:
@@ -487,12 +475,12 @@ def bad_mix_phase(server: Server, clips: list[bytes], clients: int, n: int) -> d
     for r in records:
         kind = kinds[r.kind]
         row = per_kind.setdefault(r.kind, {"sent": 0, "as_expected": 0, "statuses": {},
-                                           "expected": sorted(kind["expect"])})  # fmt: skip
+                                           "expected": sorted(kind.expect)})  # fmt: skip
         row["sent"] += 1
         row["statuses"][r.status_key] = row["statuses"].get(r.status_key, 0) + 1
         if r.status is not None and r.status >= 500:
             server_errors += 1
-        if _as_expected(r, kind["expect"]):
+        if _as_expected(r, kind.expect):
             row["as_expected"] += 1
         else:
             unexpected.append(r.fields("kind", "status", "body", "error"))
@@ -512,8 +500,8 @@ def run_config(model: str, threads: int, precision: str, clips: list[bytes], arg
     try:
         row["startup_seconds"] = server.startup_seconds
         row["memory_before"] = memory(server.pid)
-        row["load"] = load_phase(server, clips, args.clients, args.seconds, args.max_requests,
-                                 args.warmup)  # fmt: skip
+        row["load"] = asdict(load_phase(server, clips, args.clients, args.seconds,
+                                        args.max_requests, args.warmup))  # fmt: skip
         row["memory_after_load"] = memory(server.pid)
         row["bad_mix"] = bad_mix_phase(server, clips, args.clients, args.bad_requests)
         row["memory_after"] = memory(server.pid)
@@ -524,6 +512,23 @@ def run_config(model: str, threads: int, precision: str, clips: list[bytes], arg
         row["exit_code"] = server.stop()
         row["log_tail"] = server.log_tail(1500) if "error" in row else None
     return row
+
+
+@dataclass(frozen=True)
+class Flat:
+    """The flat-memory phase: a fast fp32 server's RSS every 1,000 requests (``marks``)."""
+
+    model: str
+    precision: str
+    threads: int
+    clients: int
+    requests: int
+    non_2xx: int
+    seconds: float
+    requests_per_second: float
+    server_alive: bool
+    marks: list
+    rss_ratio: float | None
 
 
 def flat_phase(clips: list[bytes], args, log_dir: Path) -> dict:
@@ -548,10 +553,9 @@ def flat_phase(clips: list[bytes], args, log_dir: Path) -> dict:
     failed = sum(1 for r in records if not r.ok)
     first = next((m for m in marks if m["requests"] == step), marks[0])
     ratio = marks[-1]["rss_mb"] / first["rss_mb"] if first["rss_mb"] else None
-    return {"model": "fast", "precision": "fp32", "threads": threads, "clients": args.clients,
-            "requests": len(records), "non_2xx": failed, "seconds": round(wall, 1),
-            "requests_per_second": round(len(records) / wall, 1), "server_alive": alive,
-            "marks": marks, "rss_ratio": round(ratio, 3) if ratio else None}  # fmt: skip
+    return asdict(Flat("fast", "fp32", threads, args.clients, len(records), failed, round(wall, 1),
+                       round(len(records) / wall, 1), alive, marks,
+                       round(ratio, 3) if ratio else None))  # fmt: skip
 
 
 # ---------------------------------------------------------------- report
@@ -711,9 +715,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = common.parser(__doc__, quick="a few seconds per configuration")
     parser.add_argument("--models", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument(
-        "--precisions", nargs="+", default=["fp32"], help="bf16 is run for the accurate model only"
-    )
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], help="bf16: accurate only")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0, help="timed load per config")
     parser.add_argument("--max-requests", type=int, default=None, help="cap per load phase")

@@ -1,18 +1,9 @@
 """Inference latency and real-time factor of emofuse beside the peers a user would pick.
 
-Systems, batch 1, one clip of synthetic speech-like audio at 16 kHz, 3 s and 10 s, at 1 and
-2 torch threads, timed in alternating rounds so background load hits all of them alike:
+Batch 1, synthetic voice at 16 kHz, 3 s and 10 s, 1 and 2 threads, in alternating rounds: the
+feature front end, the default pipeline, openSMILE eGeMAPSv02 and a random base-sized wav2vec2.
 
-- ``emofuse_features``: the pipeline's feature front end alone (MFCC + log-Mel).
-- ``emofuse_pipeline``: :class:`emofuse.pipeline.EmotionPipeline` of the default config (features
-  and model), eval mode, ``torch.inference_mode`` (waveform -> logits).
-- ``egemaps``: openSMILE eGeMAPSv02 functionals, ``Smile.process_signal``; single-threaded
-  whatever torch's thread count is.
-- ``wav2vec2``: ``transformers.Wav2Vec2Model(Wav2Vec2Config())``, base-sized (about 94 M
-  parameters), random weights (nothing is downloaded), forward on the raw waveform.
-
-RTF = processing time / audio duration. Run ``python bench/speed.py`` (``--quick`` for a smoke
-run); writes ``bench/results/speed.json`` and ``speed.md``.
+    python bench/speed.py [--quick]    # writes bench/results/speed.{json,md}
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """CPU training and evaluation throughput of the default model, and feature caching speed.
 
-- Training: ``emofuse.training.train.train_one_epoch`` (random 3 s crops, default ``TrainConfig``
-  augmentation, class-weighted loss, forward + backward + gradient clipping + AdamW step) over
-  a synthetic :class:`emofuse.training.batches.FeatureSet` (MFCC (40, 300) and log-Mel
-  (64, 300) raw frames), batches of 32;
-  3 s clips per second at 2 and 1 torch threads.
-- Evaluation: ``emofuse.training.train.predict_posteriors`` (one 3 s window per clip,
-  batches of 64);
-  clips per second.
-- Caching (when ``../shared/corpora/emodb`` exists): ``emofuse.pipeline.cache.FeatureCache``
-  ``.get_many``
-  into a temporary cache folder, decode + extract + write (cold) and read back (warm); files/s
-  and audio seconds/s. The audio files are read once beforehand so the OS page cache is warm
-  for every timed pass.
+Training (``train_one_epoch`` on synthetic 3 s MFCC and log-Mel frames, batch 32) and evaluation
+(``predict_posteriors``, batch 64) clips/s at 2 and 1 threads; with ``../shared/corpora/emodb``,
+``FeatureCache.get_many`` cold and warm files/s.
 
-Run ``python bench/train_speed.py`` (``--quick`` for a smoke run); writes
-``bench/results/train_speed.json`` and ``train_speed.md``.
+    python bench/train_speed.py [--quick]    # writes bench/results/train_speed.{json,md}
 """
 
 from __future__ import annotations
@@ -259,9 +248,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.parser(__doc__, quick="few repetitions (smoke run)")
-    parser.add_argument(
-        "--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root for the caching timing"
-    )
+    parser.add_argument("--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB root (caching)")
     args = parser.parse_args(argv)
     results = run(quick=args.quick, emodb_root=args.emodb)
     common.report("train_speed", results, render_markdown, args)

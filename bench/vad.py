@@ -1,16 +1,10 @@
 """Silero VAD in emofuse (:mod:`emofuse.signal.vad`): speed, real speech kept, non-speech rejected.
 
-1. Speed at ``--threads`` torch threads (default 1): :meth:`SpeechDetector.probabilities` on
-   64 clips of 3 s in one batch and one at a time, and on one 60 s file; ms per second of audio.
-2. If ``../shared/corpora`` (beside the repository) exists: every file of EmoDB, RAVDESS and
-   EMOVO through the detector and :func:`speech_regions` (default settings): files with no speech
-   region ("dropped"), mean and minimum speech share, max probability of the dropped.
-3. The maximum speech probability of synthetic non-speech signals (silence, noise, hum, clicks,
-   tone) and of ``emofuse.testing.synthetic_voice``.
+Speed of ``SpeechDetector.probabilities`` (64 x 3 s, one at a time, 60 s); with the shared
+corpora, every EmoDB, RAVDESS and EMOVO file through ``speech_regions`` (files dropped, speech
+share); the maximum speech probability of synthetic non-speech signals.
 
-Run ``python bench/vad.py`` (``--quick`` for a smoke run: fewer rounds, 20 files per corpus);
-writes ``bench/results/vad.json`` and ``vad.md``. Corpora: EmoDB (Burkhardt et al. 2005),
-RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0), EMOVO (Costantini et al. 2014).
+    python bench/vad.py [--quick]    # writes bench/results/vad.{json,md}
 """
 
 from __future__ import annotations

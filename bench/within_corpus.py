@@ -1,17 +1,9 @@
 """The default model's recipe within each corpus, speaker-independent: the project's folds
-(EmoDB 10 x leave one speaker out, RAVDESS 6 x 4 actors, EMOVO 6 x leave one speaker out, ASED
-5 x 13 speakers), trained per corpus on the training speakers (and the degraded copies of their
-clips), tested on the unseen speakers: each clip alone and adapted to each test speaker.
-ASED is also tested on its two common sentences alone, trained on its emotion-specific
-sentences only (the words then give nothing away).
+(trained per corpus on the training speakers and their degraded copies), tested on the unseen
+speakers alone and speaker-adapted; ASED also on its two common sentences.
 
-    python bench/within_corpus.py --threads 1
-
+    python bench/within_corpus.py --threads 1    # writes <out>/within.{json,md}
     python bench/within_corpus.py --speech-only --out results/loco8 --threads 1
-
-Writes ``<out>/within.json`` and ``within.md``; the features are the ones
-``bench/loco4_recipes.py`` reads (the feature cache and, without ``--no-degraded``,
-``runs/degraded``).
 """
 
 from __future__ import annotations

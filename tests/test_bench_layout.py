@@ -87,3 +87,37 @@ def test_docstring_says_how_to_run(path: Path):
     assert f"bench/{path.name}" in doc or f"bench.{path.stem}" in doc, (
         f"{path.name}: the docstring does not say how to run it (python bench/{path.name} ...)"
     )
+
+
+MAX_ROW_KEYS = 8
+# Functions whose dict literal is the result file's top level (its keys are the JSON's), not a row.
+DOCUMENT_BUILDERS = {"main", "run", "summarize"}
+# Dicts of more keys that are not yet records (or not rows), by file and function.
+NOT_YET_RECORDS = {
+    ("vad.py", "nonspeech"),  # the synthetic signals by name, not a row
+    ("vad.py", "measure"),  # the result file's top level
+    ("accurate.py", "measure_int8"),
+    ("train_speed.py", "measure_caching"),
+}
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_rows_are_records(path: Path):
+    """A row of results with more than MAX_ROW_KEYS string keys is a frozen dataclass
+    (``asdict`` at the JSON edge), not a dict literal; renderers (which read the JSON back) and
+    the builders of a result file's top level are exempt."""
+    for function in ast.walk(_tree(path)):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        name = function.name
+        if "render" in name or "markdown" in name or "section" in name or "table" in name:
+            continue
+        if name in DOCUMENT_BUILDERS or (path.name, name) in NOT_YET_RECORDS:
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Dict):
+                keys = sum(isinstance(k, ast.Constant) and isinstance(k.value, str)
+                           for k in node.keys)  # fmt: skip
+                assert keys <= MAX_ROW_KEYS, (
+                    f"{path.name}:{node.lineno} {name}() builds a {keys}-key dict: make it a record"
+                )
