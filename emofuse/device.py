@@ -30,7 +30,6 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-
 @functools.cache
 def native_bf16(device_type: str = "cpu") -> str | None:
     """What computes bfloat16 natively on ``device_type`` (``cpu`` or ``cuda``): ``AMX``,

@@ -119,7 +119,7 @@ def test_the_cli_says_the_choice_once(capsys, tmp_path):
     assert main(["predict", str(clip), str(clip), "--model", str(model), "--no-vad"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
     assert notes == ["emofuse: precision fp32: the model file carries no measured bfloat16 "
-                     "agreement (bench/precision.py --save-into)"]  # fmt: skip
+                     "agreement (bench/precision.py --save-into-models)"]  # fmt: skip
     assert main(["predict", str(clip), "--model", str(model), "--precision", "fp32"]) == 0
     assert "precision" not in capsys.readouterr().err
 

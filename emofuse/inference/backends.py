@@ -81,7 +81,6 @@ class Backend(Protocol):
         ...
 
 
-
 class TorchBackend:
     """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present).
 

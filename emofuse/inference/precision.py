@@ -3,7 +3,8 @@ computes it natively and the model's answers were measured to agree with float32
 elsewhere; ``fp32`` and ``bf16`` are taken as asked.
 
 The measurement travels in the model file: ``extra["bf16_agreement"]``, the share of clips of
-each corpus given the same label in bfloat16 as in float32 (``bench/precision.py --save-into``).
+each corpus given the same label in bfloat16 as in float32 (written by ``python
+bench/precision.py --save-into-models``).
 A model without it stays in float32.
 
 >>> choose_precision("auto", "cpu", {"emodb": 0.97}, native="AVX512-BF16").used
@@ -45,7 +46,8 @@ def choose_precision(
 ) -> PrecisionChoice:
     """The precision to run in on ``device_type`` (``cpu`` or ``cuda``). ``agreement``: the
     model's measured ``bf16_agreement`` (corpus -> share of equal labels), or None. ``native``:
-    what computes bfloat16 natively (default False: ask :func:`emofuse.device.native_bf16`)."""
+    what computes bfloat16 natively, None for nothing (default: ask
+    :func:`emofuse.device.native_bf16`; tests pass it)."""
     if requested not in PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}; expected auto, fp32 or bf16")
     if requested != "auto":
@@ -56,7 +58,7 @@ def choose_precision(
                                "bfloat16 (neither AMX nor AVX512-BF16)")  # fmt: skip
     if not agreement:
         return PrecisionChoice("auto", "fp32", "the model file carries no measured bfloat16 "
-                               "agreement (bench/precision.py --save-into)")  # fmt: skip
+                               "agreement (bench/precision.py --save-into-models)")  # fmt: skip
     corpus, worst = min(agreement.items(), key=lambda item: item[1])
     if worst < BF16_MIN_AGREEMENT:
         return PrecisionChoice("auto", "fp32", f"in bfloat16 its labels agree with float32 on "
