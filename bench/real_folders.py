@@ -120,8 +120,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[dict]:
     seconds = {name: sets[name].audio_seconds for name in args.inputs}
     for model, precision, name in product(args.models, args.precisions, args.inputs):
         entry, out = sets[name], workdir / f"out.{sets[name].format}"
-        row = common.predict_process(entry.args, len(entry.files), model, args.threads, out,
-                                     precision, entry.format)  # fmt: skip
+        row = asdict(common.predict_process(entry.args, len(entry.files), model, args.threads,
+                                            out, precision, entry.format))  # fmt: skip
         row.update(
             input=name,
             audio_seconds=round(seconds[name], 1),
