@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -461,6 +462,21 @@ def rss_line(report: dict) -> str:
     )
 
 
+@dataclass(frozen=True)
+class PredictRun:
+    """One cold ``emofuse predict`` process (a row of the JSON, with ``dataclasses.asdict``)."""
+
+    model: str
+    precision: str
+    precision_used: str  # what ``auto`` chose, as the process said on stderr
+    threads: int
+    files: int
+    answers: int
+    seconds: float
+    files_per_second: float
+    peak_rss_mb: float
+
+
 def predict_process(
     inputs: Sequence[Path | str],
     n: int,
@@ -469,10 +485,11 @@ def predict_process(
     out: Path,
     precision: str = "fp32",
     output_format: str = "jsonl",
-) -> dict:
+) -> PredictRun:
     """One cold ``python -m emofuse predict INPUTS`` process (``n`` files in ``inputs``, folders
-    or files): wall time, files/s, its peak RSS (``ru_maxrss`` of the child) and the answers
-    written (lines of JSONL, rows of CSV, items of JSON)."""  # fmt: skip
+    or files): wall time, files/s, its peak RSS (``ru_maxrss`` of the child), the answers
+    written (lines of JSONL, rows of CSV, items of JSON) and the precision it ran in (what
+    ``auto`` chose, as it says on stderr)."""  # fmt: skip
     command = [sys.executable, "-m", "emofuse", "predict", *map(str, inputs), "--model", model,
                "--threads", str(threads), "--format", output_format, "--output", str(out),
                "--precision", precision]  # fmt: skip
@@ -488,11 +505,10 @@ def predict_process(
     text = out.read_text()
     answers = {"jsonl": lambda: len(text.splitlines()), "csv": lambda: len(text.splitlines()) - 1,
                "json": lambda: len(json.loads(text))}[output_format]()  # fmt: skip
-    return {
-        "model": model, "precision": precision, "threads": threads, "files": n,
-        "answers": answers, "seconds": round(seconds, 2),
-        "files_per_second": round(n / seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-    }  # fmt: skip
+    chosen = re.search(r"^emofuse: precision (\w+):", stderr, re.MULTILINE)
+    return PredictRun(model, precision, chosen[1] if chosen else precision, threads, n, answers,
+                      round(seconds, 2), round(n / seconds, 1),
+                      round(usage.ru_maxrss / 1024, 1))  # fmt: skip
 
 
 # ------------------------------------------------------------------------ results

@@ -55,7 +55,9 @@ def run(limit: int) -> dict[str, np.ndarray]:
         for model in ("accurate", "fast"):
             onnx_path = export_onnx(load_model(model), Path(tmp) / f"{model}.onnx")
             for backend, source in (("torch", model), ("onnx", onnx_path)):
-                recognizer = EmotionRecognizer.load(source, backend=backend, threads=1)
+                recognizer = EmotionRecognizer.load(
+                    source, backend=backend, threads=1, precision="fp32"
+                )
                 for name, array in answers(recognizer, paths, examples).items():
                     result[f"{model}/{backend}/{name}"] = array
                 print(f"{model} {backend}: {len(paths)} clips", file=sys.stderr)

@@ -1,10 +1,14 @@
-"""What ``--precision bf16`` changes: the accurate model's answers in bfloat16 vs float32.
+"""What bfloat16 changes: each bundled model's answers in bfloat16 vs float32, per shared corpus.
 
-Every clip of EmoDB, RAVDESS and EMOVO through ``predict_many`` in float32 and bfloat16: the
-share of same labels, the largest probability difference, UA of each (agreement, not accuracy:
-the models saw most clips) and the time.
+Every clip of EmoDB, RAVDESS, EMOVO and ASED through ``predict_many`` (no VAD) in float32 and
+in bfloat16: the share of clips given the same label, the largest probability difference, UA of
+each (agreement, not accuracy: the models saw most clips) and the time. ``--precision auto``
+picks bfloat16 for a model only when its share is at least 98.5 % on every corpus; with
+``--save-into-models`` each model's shares are written into its model file
+(``extra["bf16_agreement"]``; the bundled ones in ``emofuse/pretrained/``), where ``auto`` reads
+them. Also timed: deciding ``auto`` (what start-up pays for it).
 
-    python bench/precision.py [--model accurate] [--limit N]    # bench/results/precision.*
+    python bench/precision.py [--models accurate fast] [--limit N] [--save-into-models]
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import _common as common
 import numpy as np
 import torch
 
-NAMES = ("emodb", "ravdess", "emovo")
+NAMES = ("emodb", "ravdess", "emovo", "ased")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One corpus: how far bf16's answers are from fp32's (a row of the JSON and the table)."""
+    """One model on one corpus: how far bf16's answers are from fp32's."""
 
+    model: str
     corpus: str
     clips: int
     same_label: float
@@ -44,9 +49,8 @@ def model_ua(predicted: list[str], truth: list[str], labels: tuple[str, ...]) ->
     return unweighted_accuracy(y_true, y_pred)
 
 
-def predictions(corpus: str, model: str, limit: int | None) -> tuple[dict, dict, list, tuple]:
-    """Per precision the answers for the corpus's clips and the seconds they took; the labels
-    of the clips and the model's labels."""
+def compare(corpus: str, model: str, limit: int | None) -> Row:
+    """Every clip of ``corpus`` (its default task) in fp32 and bf16."""
     from emofuse.corpora import load_corpus
     from emofuse.corpora.labels import apply_task, default_task
     from emofuse.inference import EmotionRecognizer
@@ -59,16 +63,13 @@ def predictions(corpus: str, model: str, limit: int | None) -> tuple[dict, dict,
         start = time.perf_counter()
         answers[precision] = recognizer.predict_many([u.path for u in utterances], workers=2)
         seconds[precision] = round(time.perf_counter() - start, 1)
-    return answers, seconds, [u.label for u in utterances], recognizer.labels
-
-
-def compare(corpus: str, model: str, limit: int | None) -> Row:
-    answers, seconds, truth, labels = predictions(corpus, model, limit)
-    kept = [(a, b, label) for a, b, label in zip(answers["fp32"], answers["bf16"], truth,
-                                                   strict=True) if not a.silent]  # fmt: skip
+    labels = recognizer.labels
+    kept = [(a, b, u.label) for a, b, u in zip(answers["fp32"], answers["bf16"], utterances,
+                                                 strict=True) if not a.silent]  # fmt: skip
     expected = [label for _, _, label in kept]
+    same = float(np.mean([a.label == b.label for a, b, _ in kept]))
     return Row(
-        corpus, len(kept), round(float(np.mean([a.label == b.label for a, b, _ in kept])), 4),
+        model, corpus, len(kept), round(same, 4),
         round(max(abs(a.probabilities[k] - b.probabilities[k]) for a, b, _ in kept
                   for k in labels), 4),
         round(model_ua([a.label for a, _, _ in kept], expected, labels), 4),
@@ -77,39 +78,73 @@ def compare(corpus: str, model: str, limit: int | None) -> Row:
     )  # fmt: skip
 
 
+def save_agreement(model: str, rows: list[Row]) -> str:
+    """Write ``model``'s shares into its model file (``extra["bf16_agreement"]``); its path."""
+    from emofuse.pipeline import load_model, save_pipeline
+    from emofuse.pipeline.modelfile import BUNDLED_MODELS, PRETRAINED_DIR
+
+    path = PRETRAINED_DIR / f"{model}.pt" if model in BUNDLED_MODELS else model
+    pipeline = load_model(path)
+    agreement = {row.corpus: row.same_label for row in rows if row.model == model}
+    save_pipeline(pipeline, path, **{**pipeline.extra, "bf16_agreement": agreement})
+    return str(path)
+
+
+def decision_ms() -> dict:
+    """What ``auto`` costs at start-up: detecting the native bfloat16 unit, then choosing."""
+    from emofuse.device import native_bf16
+    from emofuse.inference.precision import choose_precision
+
+    native_bf16.cache_clear()
+    start = time.perf_counter()
+    unit = native_bf16("cpu")
+    choose_precision("auto", "cpu", {"emodb": 0.99})
+    return {"native_bf16": unit, "decision_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+
 def render_markdown(results: dict) -> str:
     """The report (the JSON, as written or read back)."""
     machine, keys = results["machine"], [f.name for f in fields(Row)]
+    rows = results["rows"]
+    worst = {m: min(r["same_label"] for r in rows if r["model"] == m) for m in results["models"]}
+    verdicts = [[m, f"{100 * share:.1f} %", "bf16" if share >= 0.985 else "fp32"]
+                for m, share in worst.items()]  # fmt: skip
     return "\n\n".join([
-        f"# `--precision bf16` vs fp32: the {results['model']} model's answers",
+        "# bfloat16 vs float32: the bundled models' answers",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; torch "
-        f"{machine['torch']}; other processes kept {results['other_processes_cores']} cores "
-        "busy on average. Every clip of each corpus (default label task), "
-        "`predict_many(workers=2)`, one torch thread, no VAD. The bundled models saw most of "
-        "these clips in training: the UA columns show that the precisions agree, not how "
-        "accurate the model is. Reproduce: `python bench/precision.py`.",
-        common.markdown_table(keys, [[r[k] for k in keys] for r in results["rows"]]),
+        f"{machine['torch']}; native bfloat16: {results['detection']['native_bf16']}; other "
+        f"processes kept {results['other_processes_cores']} cores busy on average. Every clip "
+        "of each corpus (default label task), `predict_many(workers=2)`, one torch thread, no "
+        "VAD. The bundled models saw most of these clips in training: the UA columns show that "
+        "the precisions agree, not how accurate the model is. Deciding `--precision auto` took "
+        f"{results['detection']['decision_ms']} ms. Reproduce: `python bench/precision.py`.",
+        "## What `--precision auto` may pick (at least 98.5 % same labels on every corpus)",
+        common.markdown_table(["model", "least same-label share", "auto on native bfloat16"],
+                              verdicts),  # fmt: skip
+        "## Per corpus",
+        common.markdown_table(keys, [[r[k] for k in keys] for r in rows]),
     ])  # fmt: skip
 
 
 def main() -> None:
     parser = common.parser(__doc__)
-    parser.add_argument("--model", default="accurate")
+    parser.add_argument("--models", nargs="+", default=["accurate", "fast"])
     parser.add_argument("--limit", type=int, help="clips per corpus (default: all)")
+    parser.add_argument("--save-into-models", action="store_true",
+                        help="write each model's shares into its model file")  # fmt: skip
     args = parser.parse_args()
     if not common.CORPORA.is_dir():
         raise SystemExit(f"needs the corpora in {common.CORPORA}")
     torch.set_num_threads(1)
     before, start = common.load_average(), common.cpu_snapshot()
     names = [name for name in NAMES if (common.CORPORA / name).is_dir()]
-    rows = [asdict(compare(name, args.model, args.limit)) for name in names]
+    rows = [compare(name, model, args.limit) for model in args.models for name in names]
+    saved = [save_agreement(model, rows) for model in args.models] if args.save_into_models else []
     results = {
-        "machine": common.machine_info(),
-        "model": args.model,
-        "load_before": before,
+        "machine": common.machine_info(), "models": args.models, "load_before": before,
         "other_processes_cores": common.other_processes_cores(start),
-        "rows": rows,
-    }
+        "detection": decision_ms(), "saved_into": saved, "rows": [asdict(r) for r in rows],
+    }  # fmt: skip
     common.write_results("precision", results, render_markdown(results), args.results_dir,
                          quick=args.limit is not None)  # fmt: skip
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import _common as common
@@ -76,12 +77,14 @@ def measure(args: argparse.Namespace, n_files: int, sizes: tuple[int, int]) -> t
         for model in args.models:
             for precision in args.precisions:
                 for threads in args.threads:
-                    row = common.predict_process([folder], n_files, model, threads, out, precision)
+                    row = asdict(common.predict_process([folder], n_files, model, threads, out,
+                                                        precision))  # fmt: skip
                     print(row, flush=True)
                     throughput.append(row)
         memory = []
         for n in sizes:
-            row = common.predict_process([make_folder(workdir, sources, n)], n, "fast", 1, out)
+            row = asdict(common.predict_process([make_folder(workdir, sources, n)], n, "fast", 1,
+                                                out))  # fmt: skip
             print(row, flush=True)
             memory.append(row)
     return throughput, memory, about

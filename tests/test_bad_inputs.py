@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from cli_output import error_lines
 
 from emofuse.cli import main
 from emofuse.inference.recognizer import EmotionRecognizer
@@ -105,7 +106,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, list[str]]:
     status = main(list(argv))
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "Traceback" not in captured.out
-    return status, captured.out, captured.err.strip().splitlines()
+    return status, captured.out, error_lines(captured.err)
 
 
 def _assert_named(err: list[str], path: object, reason: str) -> None:

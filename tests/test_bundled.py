@@ -51,7 +51,7 @@ def test_the_accurate_model_carries_its_truncated_encoder_in_float16():
 def test_the_fast_model_is_the_paper_network_trained_per_speaker():
     with resources.as_file(PRETRAINED / "fast.pt") as path:
         payload = torch.load(path, weights_only=True)
-    assert payload["format_version"] == 2
+    assert payload["format_version"] == 3
     pipeline = load_bundled_pipeline("fast")
     assert pipeline.features == default_features()  # the paper's two features, default settings
     assert pipeline.windows == EvalWindows()  # 3 s windows, hop 1.5 s

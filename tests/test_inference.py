@@ -279,7 +279,7 @@ def test_onnx_backend_is_selected_through_the_interface(model_path, monkeypatch)
     """A stand-in ``emofuse.inference.onnx`` with the agreed ``OnnxBackend(path)`` interface."""
     opened = []
 
-    def fake_onnx_backend(path, num_threads=None):
+    def fake_onnx_backend(path, num_threads=None, precision="auto"):
         opened.append((path, num_threads))
         return TorchBackend(load_pipeline(model_path), device="cpu")
 

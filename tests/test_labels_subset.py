@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_output import error_lines
 from real_audio import EXAMPLES
 
 from emofuse.cli import main
@@ -184,7 +185,7 @@ def _predict(capsys, *args: str) -> tuple[int, str, list[str]]:
     status = main(["predict", *args, "--no-vad"])
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
-    return status, captured.out, captured.err.strip().splitlines()
+    return status, captured.out, error_lines(captured.err)
 
 
 def test_cli_labels_in_files_and_timeline(capsys, model, tmp_path):
@@ -217,7 +218,7 @@ def test_cli_stream_with_labels(capsys, model, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pcm)))
     status = main(["live", "--no-vad", "--model", str(model), "--labels", "neutral,sad"])
     captured = capsys.readouterr()
-    out, err = captured.out, captured.err.strip().splitlines()
+    out, err = captured.out, error_lines(captured.err)
     events = [json.loads(line) for line in out.splitlines()]
     assert status == 0 and err == []
     answered = [e for e in events if e["type"] in ("partial", "segment")]
@@ -236,7 +237,7 @@ def test_cli_bad_label_is_one_error_line(capsys, model, tmp_path, monkeypatch, m
     command = ["live"] if mode == ["live"] else ["predict", str(clip), *mode]
     status = main([*command, "--no-vad", "--model", str(model), "--labels", "happy,bored"])
     captured = capsys.readouterr()
-    out, err = captured.out, captured.err.strip().splitlines()
+    out, err = captured.out, error_lines(captured.err)
     assert status == 1 and out == ""
     assert err == [f"emofuse: error: unknown label 'bored': the model's labels are {MODEL_LIST}"]
 

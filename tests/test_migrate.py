@@ -11,7 +11,7 @@ import torch
 from emofuse.config import ConfigError, load_config, save_config
 from emofuse.inference import EmotionRecognizer, TorchBackend
 from emofuse.pipeline import load_model
-from emofuse.pipeline.modelfile import FORMAT_VERSION
+from emofuse.pipeline.modelfile import FORMAT_VERSION, PRETRAINED_DIR
 from emofuse.testing import synthetic_voice
 
 DATA = Path(__file__).parent / "data"
@@ -33,10 +33,14 @@ def test_a_model_file_written_before_the_rename_gives_the_same_probabilities():
 
 
 @pytest.mark.parametrize("name", ["accurate", "fast"])
-def test_the_bundled_models_are_version_2_files_and_load(name):
-    assert torch.load(load_model.__globals__["PRETRAINED_DIR"] / f"{name}.pt",
-                      weights_only=True)["format_version"] == 2  # fmt: skip
-    assert load_model(name).features
+def test_the_bundled_models_carry_their_measured_bf16_agreement(name):
+    """Re-saved (format 3) with ``bench/precision.py --save-into-models``: the same weights,
+    plus the share of equal labels per shared corpus that ``--precision auto`` reads."""
+    payload = torch.load(PRETRAINED_DIR / f"{name}.pt", weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION
+    agreement = load_model(name).extra["bf16_agreement"]
+    assert set(agreement) == {"emodb", "ravdess", "emovo", "ased"}
+    assert all(0.9 < share <= 1.0 for share in agreement.values())
 
 
 def test_resaved_model_files_are_the_current_version(tmp_path):

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_output import error_lines
 
 from emofuse.cli import main
 from emofuse.pipeline import modelfile
@@ -43,7 +44,7 @@ def _run(capsys, *args: str) -> tuple[int, str, list[str]]:
     status = main(["predict", *args, "--no-vad"])
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
-    return status, captured.out, captured.err.strip().splitlines()
+    return status, captured.out, error_lines(captured.err)
 
 
 def test_table(capsys, model, audio):

@@ -76,9 +76,9 @@ def test_backends_declare_every_capability_the_protocol_names():
     members = set(Backend.__annotations__) | {m for m in vars(Backend) if not m.startswith("_")}
     torch_backend = TorchBackend(tiny_pipeline(), device="cpu")
     assert {m for m in members if not hasattr(torch_backend, m)} == set()
-    # what OnnxBackend.__init__ reads from the sidecar aside, the class declares the rest
+    # what OnnxBackend.__init__ sets (from the sidecar) aside, the class declares the rest
     from_sidecar = {"labels", "sample_rate", "window_seconds", "hop_seconds", "speech_only",
-                    "metadata", "normalised_per"}  # fmt: skip
+                    "metadata", "normalised_per", "precision_choice"}  # fmt: skip
     assert {m for m in members - from_sidecar if not hasattr(OnnxBackend, m)} == set()
     assert torch_backend.can_embed and torch_backend.can_adapt
     assert not OnnxBackend.can_embed and not OnnxBackend.can_adapt

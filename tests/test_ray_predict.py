@@ -22,7 +22,9 @@ from emofuse.inference.archive import ArchiveError, list_inputs, predict_archive
 from emofuse.inference.recognizer import EmotionRecognizer
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("examples/*.flac"))
-RUN = {"model": "fast", "files_per_batch": 2, "part_rows": 2, "progress": False}
+# float32: bfloat16 answers move in the last digits with the batching
+RUN = {"model": "fast", "files_per_batch": 2, "part_rows": 2, "progress": False,
+       "precision": "fp32"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def recognizer() -> EmotionRecognizer:
-    return EmotionRecognizer.load("fast")
+    return EmotionRecognizer.load("fast", precision="fp32")
 
 
 @pytest.fixture
@@ -123,11 +125,13 @@ def test_cli_with_a_manifest(ray_cluster, recognizer, clips, tmp_path, capsys):
         writer.writerow(["path", "speaker"])
         writer.writerows([["clips/broken.wav", "x"], [str(clips / EXAMPLES[2].name), "y"]])
     out = tmp_path / "out.parquet"
-    argv = ["archive", str(manifest), "--output", str(out), "--model", "fast"]
+    argv = ["archive", str(manifest), "--output", str(out), "--model", "fast",
+            "--precision", "fp32"]  # fmt: skip
     status = main([*argv, "--workers", "1"])
     captured = capsys.readouterr()
     assert status == 1 and "Traceback" not in captured.err  # the broken file failed
     assert captured.out.startswith(f"{out}: 1 files predicted, 1 failed (see the error column)")
+    assert captured.out.rstrip().endswith("(fp32)")  # the precision every worker ran in
     rows = read_rows(out)
     assert sorted(rows) == [str(clips / "broken.wav"), str(clips / EXAMPLES[2].name)]
     assert_single_process(rows, recognizer)

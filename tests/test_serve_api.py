@@ -22,6 +22,7 @@ pytest.importorskip("python_multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from emofuse.inference import EmotionRecognizer, Prediction  # noqa: E402
+from emofuse.inference.precision import PrecisionChoice
 from emofuse.serve.app import create_app  # noqa: E402
 from emofuse.signal.audio import AudioError, decode_audio, load_audio  # noqa: E402
 from emofuse.testing import save_tiny_pipeline, tiny_pipeline  # noqa: E402
@@ -53,8 +54,10 @@ class SlowRecognizer:
 
     labels = ("angry", "happy")
     sample_rate = 16000
-    backend = SimpleNamespace(name="fake", window_seconds=3.0, hop_seconds=1.5, metadata={},
-                              normalised_per=None)  # fmt: skip
+    backend = SimpleNamespace(
+        name="fake", window_seconds=3.0, hop_seconds=1.5, metadata={}, normalised_per=None,
+        precision_choice=PrecisionChoice("fp32", "fp32", "asked"),
+    )  # fmt: skip
     vad = None
     source = None
 
@@ -109,6 +112,7 @@ def test_healthz_and_model(client, recognizer):
     # a user's model file: its own metadata, no bundled card
     assert info["source"] == "file" and info["model_card"] is None and info["training"] is None
     assert info["backend"] == "torch" and info["metadata"]["features"] == ["mfcc", "logmel"]
+    assert info["precision"]["requested"] == "auto" and info["precision"]["used"] == "fp32"
     assert info["adapts_to_recording"] is False
 
 

@@ -26,7 +26,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     errors = summary["errors"]
     print(f"{summary['out']}: {summary['predicted']} files predicted, {errors} failed"
           f"{' (see the error column)' if errors else ''}, {summary['done_before']} done before; "
-          f"{summary['total']} in all, {summary['seconds']:.1f} s")  # fmt: skip
+          f"{summary['total']} in all, {summary['seconds']:.1f} s "
+          f"({summary['precision']})")  # fmt: skip
     return 1 if errors else 0
 
 

@@ -46,10 +46,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="what runs the model (default: auto, onnxruntime for a .onnx file, else torch)",
     )  # fmt: skip
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="fp32 (default) or bf16: bfloat16 matrix products, faster for the accurate model "
-        "on CPUs with bfloat16 units (AMX, AVX512-BF16), slower elsewhere; speed-up and label "
-        "agreement as measured: docs/benchmarks.md (torch backend)",
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
+        help="auto (default): bf16 where the CPU (AMX, AVX512-BF16) or GPU computes bfloat16 "
+        "natively and the model's labels were measured to agree with fp32, else fp32; said on "
+        "stderr. bf16 is slower where bfloat16 is emulated. Speed-up and agreement: "
+        "docs/benchmarks.md (torch backend; onnx runs fp32)",
     )  # fmt: skip
     parser.add_argument(
         "--no-vad", action="store_true",
@@ -60,13 +61,18 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def load_recognizer(args: argparse.Namespace, threads: int) -> EmotionRecognizer:
     """The recogniser :func:`add_model_args`'s options name, on ``--device``, with ``threads``
-    onnxruntime threads (torch's are set by :func:`apply_runtime` or the command)."""
+    onnxruntime threads (torch's are set by :func:`apply_runtime` or the command). The
+    precision ``auto`` chose is said once on stderr."""
     from emofuse.inference.recognizer import EmotionRecognizer
 
-    return EmotionRecognizer.load(
+    recognizer = EmotionRecognizer.load(
         args.model, backend=args.backend, device=args.device,
         threads=threads, precision=args.precision, vad=not args.no_vad,
     )  # fmt: skip
+    choice = recognizer.backend.precision_choice
+    if choice.requested == "auto":
+        print(f"emofuse: precision {choice.used}: {choice.reason}", file=sys.stderr)
+    return recognizer
 
 
 def deprecated(old: str, new: str) -> None:

@@ -284,8 +284,8 @@ def adapt_recognizer(
         backend.pipeline, paths, min_seconds=min_seconds, silence_db=recognizer.silence_db,
         prior_seconds=prior_seconds, on_error=on_error, keep=keep,
     )  # fmt: skip
-    adapted = EmotionRecognizer(TorchBackend(pipeline, str(backend.device), backend.precision),
-                                silence_db=recognizer.silence_db, vad=vad or False,
+    torch_backend = TorchBackend(pipeline, str(backend.device), backend.precision_choice.requested)
+    adapted = EmotionRecognizer(torch_backend, silence_db=recognizer.silence_db, vad=vad or False,
                                 vad_settings=settings)  # fmt: skip
     adapted.adaptation = report
     return adapted

@@ -162,7 +162,7 @@ class ArchivePredictor:
         model: str,
         backend: str = "auto",
         threads: int = 1,
-        precision: str = "fp32",
+        precision: str = "auto",
         vad: bool = True,
         batch_size: int | None = None,
     ) -> None:
@@ -288,7 +288,7 @@ def predict_archive(
     threads_per_worker: int = 1,
     files_per_batch: int = 64,
     batch_size: int | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     vad: bool = True,
     part_rows: int = 1000,
     progress: bool = True,
@@ -304,8 +304,9 @@ def predict_archive(
     ``PART_SECONDS`` seconds, whichever comes first. ``progress``: Ray Data's progress bars.
 
     Returns:
-        ``{"total", "done_before", "predicted", "errors", "seconds", "out"}``: files in
-        ``source``, already in ``out``, answered now, failed now (recorded, not retried).
+        ``{"total", "done_before", "predicted", "errors", "seconds", "out", "precision"}``:
+        files in ``source``, already in ``out``, answered now, failed now (recorded, not
+        retried); the precision every worker ran in (``auto`` decided on this machine).
 
     Raises:
         ArchiveError: a bad source or output folder. ModelFileError: a bad model file.
@@ -320,13 +321,16 @@ def predict_archive(
     started = time.monotonic()
     files = list_inputs(source)
     model = _model_name(model)
-    # A bad model or setting fails here with its own message, not in every worker.
-    EmotionRecognizer.load(model, backend=backend, device="cpu", precision=precision, vad=False)
+    # A bad model or setting fails here with its own message, not in every worker; ``auto`` is
+    # decided here, so every worker of a cluster runs in one precision.
+    checked = EmotionRecognizer.load(model, backend=backend, device="cpu", precision=precision,
+                                     vad=False)  # fmt: skip
+    precision = checked.backend.precision_choice.used
     out = Path(out)
     done, number = _prepare_output(out, {"model": model, "precision": precision, "vad": vad})
     todo = [path for path in files if path not in done]
     summary = {"total": len(files), "done_before": len(files) - len(todo), "predicted": 0,
-               "errors": 0, "seconds": 0.0, "out": str(out)}  # fmt: skip
+               "errors": 0, "seconds": 0.0, "out": str(out), "precision": precision}  # fmt: skip
     if todo:
         predictor = {"model": model, "backend": backend, "threads": threads_per_worker,
                      "precision": precision, "vad": vad, "batch_size": batch_size}  # fmt: skip

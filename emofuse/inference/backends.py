@@ -12,10 +12,11 @@ import torch
 
 from emofuse.device import resolve_device
 from emofuse.inference.adapt import RunningAdaptation, logit_scale
+from emofuse.inference.precision import PrecisionChoice, choose_precision
 from emofuse.inference.windows import padded
 from emofuse.pipeline import EmotionPipeline
 
-__all__ = ["Backend", "BackendUnsupported", "PRECISIONS", "TorchBackend", "window_probabilities"]
+__all__ = ["Backend", "BackendUnsupported", "TorchBackend", "window_probabilities"]
 
 
 class BackendUnsupported(ValueError):
@@ -39,6 +40,7 @@ class Backend(Protocol):
         metadata: what the model file stores besides its weights (for ``GET /v1/model``).
         normalised_per: ``speaker`` when the model was trained with each speaker standardised
             by their own statistics (so a recording adapts to itself), else None.
+        precision_choice: the precision asked for, the one it runs in and why.
         can_embed: :meth:`embeddings` works.
         can_adapt: :meth:`adapting_probabilities` works and ``pipeline`` is the model's
             :class:`~emofuse.pipeline.EmotionPipeline` (whose normalisation can be re-estimated).
@@ -54,6 +56,7 @@ class Backend(Protocol):
     batch_windows: int | None
     metadata: dict[str, Any]
     normalised_per: str | None
+    precision_choice: PrecisionChoice
     can_embed: bool
     can_adapt: bool
     pipeline: EmotionPipeline | None
@@ -78,16 +81,14 @@ class Backend(Protocol):
         ...
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
 class TorchBackend:
     """An :class:`EmotionPipeline` (moved to ``device``; ``auto``: CUDA when present).
 
-    ``precision="bf16"`` runs matrix products and convolutions in bfloat16 (``torch.autocast``):
-    on CPUs with bfloat16 units (AMX, AVX512-BF16) faster for the accurate model, with slightly
-    different probabilities (the measured speed-up and agreement: docs/benchmarks.md);
-    on CPUs without bfloat16 units it is slower.
+    ``precision``: ``auto`` (default; :func:`~emofuse.inference.precision.choose_precision`),
+    ``fp32`` or ``bf16``. bfloat16 runs matrix products and convolutions in bfloat16
+    (``torch.autocast``): on hardware with bfloat16 units (AMX, AVX512-BF16, CUDA) faster for the
+    accurate model, with slightly different probabilities (the measured speed-up and agreement:
+    docs/benchmarks.md); where bfloat16 is emulated it is slower.
     """
 
     name = "torch"
@@ -95,12 +96,12 @@ class TorchBackend:
     can_adapt = True
 
     def __init__(
-        self, pipeline: EmotionPipeline, device: str = "auto", precision: str = "fp32"
+        self, pipeline: EmotionPipeline, device: str = "auto", precision: str = "auto"
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; expected fp32 or bf16")
         self.device = resolve_device(device)
-        self.precision = precision
+        agreement = pipeline.extra.get("bf16_agreement")
+        self.precision_choice = choose_precision(precision, self.device.type, agreement)
+        self.precision = self.precision_choice.used
         self.pipeline = pipeline.to(self.device).eval()
         self.labels = tuple(pipeline.labels)
         self.sample_rate = pipeline.sample_rate

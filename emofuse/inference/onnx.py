@@ -45,6 +45,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emofuse.files import atomic_path
 from emofuse.inference.backends import BackendUnsupported
+from emofuse.inference.precision import PrecisionChoice
 from emofuse.migrate import features_from_v2
 from emofuse.model import Conv1dBranch
 from emofuse.model.temporal import BiLSTM
@@ -274,7 +275,14 @@ class OnnxBackend:
     pipeline = None
     batch_windows = None
 
-    def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, num_threads: int | None = None, precision: str = "auto"
+    ) -> None:
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"the onnx backend runs in float32; precision {precision!r} applies "
+                             "to the torch backend")  # fmt: skip
+        self.precision_choice = PrecisionChoice(precision, "fp32", "onnxruntime runs the export "
+                                                "in float32")  # fmt: skip
         try:
             import onnxruntime
         except ImportError:

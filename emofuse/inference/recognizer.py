@@ -106,15 +106,16 @@ class EmotionRecognizer:
         backend: str = "auto",
         device: str = "auto",
         threads: int | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         silence_db: float = -60.0,
         vad: bool = True,
     ) -> EmotionRecognizer:
         """A bundled model (``"accurate"``, the default, or ``"fast"``), a model file, or an
         exported ``.onnx`` file. ``backend``: ``auto`` (onnx for a ``.onnx`` path, else torch),
         ``torch`` or ``onnx``. ``threads``: onnxruntime's threads (for torch, set
-        ``torch.set_num_threads``). ``precision``: ``fp32`` or ``bf16`` (torch backend;
-        :class:`TorchBackend`).
+        ``torch.set_num_threads``). ``precision``: ``auto`` (bfloat16 where the hardware computes
+        it natively and the model file's measured agreement allows,
+        :mod:`emofuse.inference.precision`; else float32), ``fp32`` or ``bf16`` (torch backend).
 
         Nothing is fetched: the bundled models are package data (``emofuse/pretrained/``).
 
@@ -127,13 +128,13 @@ class EmotionRecognizer:
         if backend == "onnx":
             if path is None or str(path) in BUNDLED_MODELS:
                 raise ValueError("backend 'onnx' needs the path of an exported .onnx file")
-            if device not in ("auto", "cpu") or precision != "fp32":
+            if device not in ("auto", "cpu") or precision not in ("auto", "fp32"):
                 raise ValueError("the onnx backend runs in float32 on the CPU; device and "
                                  "precision apply to the torch backend")  # fmt: skip
             from emofuse.inference.onnx import OnnxBackend
 
-            return cls(OnnxBackend(path, num_threads=threads), silence_db=silence_db, vad=vad,
-                       source=str(path))  # fmt: skip
+            onnx = OnnxBackend(path, num_threads=threads, precision=precision)
+            return cls(onnx, silence_db=silence_db, vad=vad, source=str(path))
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; expected auto, torch or onnx")
         if onnx_file:

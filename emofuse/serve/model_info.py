@@ -54,6 +54,7 @@ def model_description(recognizer: EmotionRecognizer, name: str | None = None) ->
         "window_seconds": backend.window_seconds,
         "hop_seconds": backend.hop_seconds,
         "backend": backend.name,
+        "precision": backend.precision_choice.to_dict(),
         "vad": recognizer.vad is not None,
         "adapts_to_recording": backend.normalised_per == "speaker",
         "metadata": metadata,
