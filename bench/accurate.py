@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import _common as common
@@ -115,7 +116,7 @@ def build_wav2vec2() -> nn.Module:
 def _recognizer(pipeline: nn.Module):
     from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 
-    return EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
+    return EmotionRecognizer(TorchBackend(pipeline, device="cpu", precision="fp32"), vad=False)
 
 
 def _quantized(pipeline: nn.Module, variant: str) -> nn.Module:
@@ -495,6 +496,21 @@ def _int8_eval(rec: dict, labels: tuple[str, ...], trained: bool, eval_dir: str,
     return result
 
 
+@dataclass(frozen=True)
+class Int8:
+    """int8 vs fp32 (the JSON's ``int8`` after :data:`INT8_NOTES`)."""
+
+    quantize_seconds: dict
+    linear_layers: int
+    quantized_linear_layers: int
+    quantized_in_encoder: int
+    state_dict_mb: dict
+    rtf: dict
+    clips: list
+    summary: dict
+    eval: dict | None
+
+
 def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str | None,
                  eval_corpus: str | None, eval_limit: int | None) -> dict:  # fmt: skip
     """Dynamic int8 quantisation of the accurate pipeline's Linear layers vs fp32: per-tensor
@@ -513,22 +529,13 @@ def measure_int8(accurate, about: dict, threads: int, quick: bool, eval_dir: str
     rtf = _int8_rtf(rec, threads, quick)
     clips = [_int8_clip(models, rec, *clip) for clip in INT8_CLIPS]
     (extractor,) = accurate.frontend.extractors.values()
-    out = {
-        **INT8_NOTES,
-        "quantize_seconds": quantize_seconds,
-        "linear_layers": len(linear),
-        "quantized_linear_layers": len(quantized_names),
-        "quantized_in_encoder": sum(".encoder." in n for n in quantized_names),
-        "state_dict_mb": {k: _state_mb(m) for k, m in models.items()},
-        "rtf": rtf,
-        "clips": clips,
-        "summary": _int8_summary(clips, extractor.settings.layers),
-        "eval": None,
-    }
-    if eval_dir:
-        out["eval"] = _int8_eval(rec, tuple(accurate.labels), about["trained"], eval_dir,
-                                 eval_corpus, eval_limit)  # fmt: skip
-    return out
+    ev = None if not eval_dir else _int8_eval(rec, tuple(accurate.labels), about["trained"],
+                                              eval_dir, eval_corpus, eval_limit)  # fmt: skip
+    return INT8_NOTES | asdict(Int8(
+        quantize_seconds, len(linear), len(quantized_names),
+        sum(".encoder." in n for n in quantized_names),
+        {k: _state_mb(m) for k, m in models.items()}, rtf, clips,
+        _int8_summary(clips, extractor.settings.layers), ev))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- run and report

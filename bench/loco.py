@@ -19,6 +19,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import _common as common
@@ -62,20 +63,29 @@ def scored(probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]) 
             **{f"{k}_own_labels": v for k, v in mine.items()}}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Score:
+    """A held-out corpus scored (a row's columns): "no speech" answers count as errors in UA
+    and WA and are left out of ECE."""
+
+    ua: float
+    wa: float
+    max_share: float
+    most_given: str
+    ece: float | None
+    no_speech: int
+
+
 def _scored(probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict:
     spoken = ~np.isnan(probabilities).any(axis=1)
     predicted = np.where(spoken, np.nan_to_num(probabilities).argmax(axis=1), -1)
     given, counts = np.unique(predicted, return_counts=True)
-    return {
-        "ua": unweighted_accuracy(labels, predicted),
-        "wa": weighted_accuracy(labels, predicted),
-        "max_share": max_share(predicted),
-        "most_given": names[given[counts.argmax()]] if given[counts.argmax()] >= 0
-        else "no speech",
-        "ece": expected_calibration_error(probabilities[spoken], labels[spoken])
-        if spoken.any() else None,
-        "no_speech": int((~spoken).sum()),
-    }  # fmt: skip
+    most = given[counts.argmax()]
+    return asdict(Score(
+        unweighted_accuracy(labels, predicted), weighted_accuracy(labels, predicted),
+        max_share(predicted), names[most] if most >= 0 else "no speech",
+        expected_calibration_error(probabilities[spoken], labels[spoken]) if spoken.any()
+        else None, int((~spoken).sum())))  # fmt: skip
 
 
 def score(recognizer: EmotionRecognizer, paths: list[str], labels: np.ndarray) -> dict:

@@ -13,7 +13,7 @@ import math
 import statistics
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import _common as common
@@ -118,6 +118,21 @@ def measure_evaluation(n_clips: int, repeats: int, threads: int) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Caching:
+    """Cold and warm ``FeatureCache.get_many`` over ``files`` files (a row of the JSON)."""
+
+    torch_threads: int
+    files: int
+    audio_seconds: float
+    cold_seconds: float
+    cold_files_per_second: float
+    cold_audio_seconds_per_second: float
+    warm_seconds: float
+    warm_files_per_second: float
+    warm_audio_seconds_per_second: float
+
+
 def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
     """Cold (decode + extract + write) and warm (read) ``FeatureCache.get_many`` on EmoDB."""
     from emofuse.corpora import emodb
@@ -138,17 +153,9 @@ def measure_caching(root: Path, max_files: int | None, threads: int) -> dict:
         began = time.perf_counter()
         cache.get_many(paths)
         warm = time.perf_counter() - began
-    return {
-        "torch_threads": torch.get_num_threads(),
-        "files": len(paths),
-        "audio_seconds": audio_seconds,
-        "cold_seconds": cold,
-        "cold_files_per_second": len(paths) / cold,
-        "cold_audio_seconds_per_second": audio_seconds / cold,
-        "warm_seconds": warm,
-        "warm_files_per_second": len(paths) / warm,
-        "warm_audio_seconds_per_second": audio_seconds / warm,
-    }
+    n = len(paths)
+    return asdict(Caching(torch.get_num_threads(), n, audio_seconds, cold, n / cold,
+                          audio_seconds / cold, warm, n / warm, audio_seconds / warm))  # fmt: skip
 
 
 def measured(fn, *args) -> dict:

@@ -10,6 +10,7 @@ share); the maximum speech probability of synthetic non-speech signals.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 
 import _common as common
 import numpy as np
@@ -44,6 +45,20 @@ def time_speed(detector: SpeechDetector, quick: bool) -> dict:
     return timings
 
 
+@dataclass(frozen=True)
+class CorpusRun:
+    """A corpus through ``speech_regions``: files dropped, speech shares (a row of the JSON)."""
+
+    files: int
+    audio_minutes: float
+    dropped: int
+    dropped_files: list
+    mean_speech_share: float
+    min_speech_share: float
+    files_under_50pct_speech: int
+    wall_seconds_incl_decoding: float
+
+
 def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict | None:
     folder = common.CORPORA / corpus
     files = sorted(folder.glob(CORPUS_GLOBS[corpus])) if folder.is_dir() else []
@@ -63,17 +78,9 @@ def corpus_run(detector: SpeechDetector, corpus: str, limit: int | None) -> dict
                 dropped.append(
                     {"file": str(path.relative_to(common.CORPORA)), "max_prob": float(probs.max())}
                 )
-    wall = time.perf_counter() - began
-    return {
-        "files": len(files),
-        "audio_minutes": seconds / 60,
-        "dropped": len(dropped),
-        "dropped_files": dropped,
-        "mean_speech_share": float(np.mean(shares)),
-        "min_speech_share": float(np.min(shares)),
-        "files_under_50pct_speech": int(np.sum(np.array(shares) < 0.5)),
-        "wall_seconds_incl_decoding": wall,
-    }
+    share, wall = np.array(shares), time.perf_counter() - began
+    return asdict(CorpusRun(len(files), seconds / 60, len(dropped), dropped, float(share.mean()),
+                            float(share.min()), int(np.sum(share < 0.5)), wall))  # fmt: skip
 
 
 def nonspeech(detector: SpeechDetector) -> dict:
