@@ -36,6 +36,7 @@ from emofuse.training.linear_head import (
     pooled_statistics,
     utterance_moments,
 )
+from emofuse.training.speech import SpeechRegions, speech_frames
 
 LAYERS = (1, 2, 3, 4)
 WIDTH = 512
@@ -44,38 +45,46 @@ FRAME_RATE = 50.0
 
 
 class Data:
-    """Per-utterance moments of the Whisper layers (N, 4, W) with labels and groups."""
+    """Per-utterance moments of the Whisper layers (``mean``, ``var``: N x 4 x W; ``frames``)
+    with their columns (``labels``, ``corpus``, ``speaker``, ...), as given."""
 
-    def __init__(self, roots: dict[str, Path], copy: str, task_name: str) -> None:
-        task = get_task(task_name)
-        cache = FeatureCache([feature_spec("whisper", layers=list(LAYERS))], None,
-                            torch.device("cpu"))  # fmt: skip
-        means, variances, frames, labels, corpora, speakers = [], [], [], [], [], []
-        self.roots, self.utterances = roots, []
-        for corpus, root in roots.items():
-            for u in apply_task(load_corpus(corpus, root), task).utterances:
-                self.utterances.append(u)
-                mean, var, count = utterance_moments(cache.get(u.path)["whisper"])
-                means.append(mean.reshape(len(LAYERS), WIDTH))
-                variances.append(var.reshape(len(LAYERS), WIDTH))
-                frames.append(count)
-                labels.append(task.index(u.label))
-                corpora.append(corpus)
-                speakers.append(f"{copy}/{corpus}/{u.speaker}")
-        self.mean, self.var = np.stack(means), np.stack(variances)
-        self.frames, self.labels = np.array(frames), np.array(labels)
-        self.corpus, self.speaker = np.array(corpora), np.array(speakers)
-
-    @classmethod
-    def of(cls, **columns: object) -> Data:
-        """A Data from its arrays (``mean``, ``var``, ``frames``, ``labels``, ...) as given."""
-        data = cls.__new__(cls)
-        data.__dict__.update(columns)
-        return data
+    def __init__(self, **columns: object) -> None:
+        self.__dict__.update(columns)
 
     def moments(self, index: np.ndarray, layers: list[int]) -> list:
         return [(self.mean[i, layers].ravel(), self.var[i, layers].ravel(), self.frames[i])
                 for i in index]  # fmt: skip
+
+
+def read_moments(roots: dict[str, Path], copy: str = "original", speech: bool = True) -> list:
+    """Per clip, the moments of all its frames and (``speech``) of its speech frames only
+    (:func:`emofuse.training.speech.speech_frames`), from the feature cache (Whisper layers 1-4,
+    computed on a miss): ``[whole]`` or ``[whole, speech]``; speakers are ``copy/corpus/id``."""
+    task = get_task("bundled7")
+    cache = FeatureCache([feature_spec("whisper", layers=list(LAYERS))], None, "cpu")
+    regions = SpeechRegions(cache.root)  # the same regions (and cache) as train.speech_only
+    columns: dict[str, list] = {k: [] for k in ("labels", "corpus", "speaker", "place")}
+    moments: dict[str, list] = {"whole": [], "speech": []}
+    utterances = []
+    for corpus, root in roots.items():
+        for u in apply_task(load_corpus(corpus, root), task).utterances:
+            utterances.append(u)
+            frames = cache.get(u.path)["whisper"]
+            moments["whole"].append(utterance_moments(frames))
+            if speech:
+                kept = speech_frames(frames, regions(u.path), FRAME_RATE)
+                moments["speech"].append(utterance_moments(kept))
+            for key, value in (("labels", task.index(u.label)), ("corpus", corpus),
+                               ("speaker", f"{copy}/{corpus}/{u.speaker}"),
+                               ("place", u.extras.get("place", ""))):  # fmt: skip
+                columns[key].append(value)
+    return [
+        Data(mean=np.stack([m.reshape(len(LAYERS), WIDTH) for m, _, _ in moments[key]]),
+             var=np.stack([v.reshape(len(LAYERS), WIDTH) for _, v, _ in moments[key]]),
+             frames=np.array([n for _, _, n in moments[key]]), roots=roots,
+             utterances=utterances, **{k: np.array(v) for k, v in columns.items()})
+        for key in ("whole", "speech") if moments[key]
+    ]  # fmt: skip
 
 
 def pooled(
@@ -261,7 +270,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def load_data(args: argparse.Namespace, copies: int = 2) -> list[Data]:
     """The original corpora, then ``copies`` of their degraded copies (seeds 0 and 1)."""
-    data = [Data({c: Path(args.corpora_root) / c for c in CORPORA}, "original", "bundled7")]
+    data = read_moments({c: Path(args.corpora_root) / c for c in CORPORA}, speech=False)
     for seed in range(copies):
         roots = {c: Path(args.degraded) / str(seed) / c for c in CORPORA}
         missing = [str(r) for r in roots.values() if not r.is_dir()]
@@ -270,7 +279,7 @@ def load_data(args: argparse.Namespace, copies: int = 2) -> list[Data]:
                 f"degraded copies missing: {missing}; make them with "
                 "scripts/degrade_corpus.py (see bench/loco4_recipes.py)"
             )
-        data.append(Data(roots, f"degraded{seed}", "bundled7"))
+        data += read_moments(roots, f"degraded{seed}", speech=False)
     return data
 
 

@@ -22,23 +22,13 @@ import _common as common
 import numpy as np
 import torch
 from loco import REPO
-from loco4_recipes import FRAME_RATE, LAYERS, WIDTH, Data, pooled
+from loco4_recipes import Data, pooled, read_moments
 
-from emofuse.corpora import load_corpus
-from emofuse.corpora.labels import apply_task, get_task
 from emofuse.device import set_threads
 from emofuse.experiments.loading import evenly_spread
-from emofuse.features import feature_spec
 from emofuse.metrics import expected_calibration_error, max_share
 from emofuse.metrics import unweighted_accuracy as ua
-from emofuse.pipeline.cache import FeatureCache
-from emofuse.training.linear_head import (
-    fit_logistic,
-    fit_temperature,
-    pooled_moments,
-    utterance_moments,
-)
-from emofuse.training.speech import SpeechRegions, speech_frames
+from emofuse.training.linear_head import fit_logistic, fit_temperature, pooled_moments
 
 SHARED = ("emodb", "ravdess", "emovo", "ased")
 CLONED = ("spanish", "korean", "turkish", "commands")
@@ -76,42 +66,12 @@ RECIPES = {
 }
 
 
-def read_moments(roots: dict[str, Path]) -> tuple[Data, Data]:
-    """Per clip, the moments of all its frames and of its speech frames only
-    (:func:`emofuse.training.speech.speech_frames`), from the feature cache (Whisper layers 1-4,
-    computed on a miss)."""
-    task = get_task("bundled7")
-    cache = FeatureCache([feature_spec("whisper", layers=list(LAYERS))], None, "cpu")
-    regions = SpeechRegions(cache.root)  # the same regions (and cache) as train.speech_only
-    columns: dict[str, list] = {k: [] for k in ("labels", "corpus", "speaker", "place")}
-    moments: dict[str, list] = {"whole": [], "speech": []}
-    utterances = []
-    for corpus, root in roots.items():
-        for u in apply_task(load_corpus(corpus, root), task).utterances:
-            utterances.append(u)
-            frames = cache.get(u.path)["whisper"]
-            speech = speech_frames(frames, regions(u.path), FRAME_RATE)
-            for key, kept in (("whole", frames), ("speech", speech)):
-                moments[key].append(utterance_moments(kept))
-            for key, value in (("labels", task.index(u.label)), ("corpus", corpus),
-                               ("speaker", f"original/{corpus}/{u.speaker}"),
-                               ("place", u.extras.get("place", ""))):  # fmt: skip
-                columns[key].append(value)
-    return tuple(
-        Data.of(mean=np.stack([m.reshape(len(LAYERS), WIDTH) for m, _, _ in moments[key]]),
-                var=np.stack([v.reshape(len(LAYERS), WIDTH) for _, v, _ in moments[key]]),
-                frames=np.array([n for _, _, n in moments[key]]), roots=roots,
-                utterances=utterances, **{k: np.array(v) for k, v in columns.items()})
-        for key in ("whole", "speech")
-    )  # fmt: skip
-
-
 def load_data(roots: dict[str, Path], keep: Path | None) -> tuple[Data, Data]:
     """:func:`read_moments`, or the copy in ``keep`` written by an earlier run."""
     names = ("mean", "var", "frames", "labels", "corpus", "speaker", "place")
     if keep is not None and keep.is_file():
         with np.load(keep) as stored:
-            return tuple(Data.of(**{name: stored[f"{key}_{name}"] for name in names})
+            return tuple(Data(**{name: stored[f"{key}_{name}"] for name in names})
                          for key in ("whole", "speech"))  # fmt: skip
     whole, speech = read_moments(roots)
     if keep is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import _common as common
 import numpy as np
-from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled
+from loco4_recipes import CORPORA, Data, add_data_args, load_data, pooled, read_moments
 
 from emofuse.corpora import load_corpus
 from emofuse.corpora.labels import apply_task, get_task
@@ -113,8 +113,6 @@ def main() -> None:
     args = parser.parse_args()  # fmt: skip
     set_threads(args.threads)
     if args.speech_only:
-        from loco8_recipes import read_moments
-
         data = [read_moments({c: Path(args.corpora_root) / c for c in CORPORA})[1]]
     else:
         data = load_data(args, copies=0 if args.no_degraded else 2)
