@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import _common as common
@@ -26,6 +27,20 @@ from train_speed import LABELS, synthetic_features
 
 REPO = Path(__file__).resolve().parents[1]
 EMODB = common.CORPORA / "emodb"
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training run, timed by rank 0 (a row of the JSON)."""
+
+    processes: int
+    torch_threads: int
+    device: str
+    precision: str
+    global_batch: int
+    clips_per_epoch: int
+    epoch_seconds: list
+    clips_per_second: float
 
 
 def train_worker(n_clips: int, epochs: int, batch: int, precision: str, device: str,
@@ -48,16 +63,9 @@ def train_worker(n_clips: int, epochs: int, batch: int, precision: str, device: 
     ends = [h["seconds"] for h in result.history]
     epoch_seconds = [b - a for a, b in zip(ends, ends[1:], strict=False)]
     median = statistics.median(epoch_seconds)
-    out.write_text(json.dumps({
-        "processes": distributed.world().size,
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "precision": precision,
-        "global_batch": batch,
-        "clips_per_epoch": n_clips,
-        "epoch_seconds": epoch_seconds,
-        "clips_per_second": n_clips / median,
-    }))  # fmt: skip
+    out.write_text(json.dumps(asdict(Training(
+        distributed.world().size, torch.get_num_threads(), device, precision, batch, n_clips,
+        epoch_seconds, n_clips / median))))  # fmt: skip
 
 
 def _env(threads: int) -> dict:
