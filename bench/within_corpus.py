@@ -100,17 +100,11 @@ def render_markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(parser)
-    parser.add_argument(
-        "--no-degraded",
-        action="store_true",
-        help="train on the original clips only (the eight-corpus recipe)",
-    )
-    parser.add_argument(
-        "--speech-only",
-        action="store_true",
-        help="statistics of the speech frames only (implies --no-degraded)",
-    )
-    args = parser.parse_args()  # fmt: skip
+    parser.add_argument("--no-degraded", action="store_true", help="train on the original "
+                        "clips only (the eight-corpus recipe)")  # fmt: skip
+    parser.add_argument("--speech-only", action="store_true", help="statistics of the speech "
+                        "frames only (implies --no-degraded)")  # fmt: skip
+    args = parser.parse_args()
     set_threads(args.threads)
     if args.speech_only:
         data = [read_moments({c: Path(args.corpora_root) / c for c in CORPORA})[1]]
