@@ -408,7 +408,7 @@ if args.get("backend") == "onnx":
     from emofuse.inference.onnx import OnnxBackend
     backend = OnnxBackend(args["onnx"], num_threads=args["threads"])
 else:
-    backend = TorchBackend(load_pipeline(args["model"]), device="cpu")
+    backend = TorchBackend(load_pipeline(args["model"]), device="cpu", precision="fp32")
 recognizer = EmotionRecognizer(backend, vad=False)  # the synthetic voice is no speech to a VAD
 after_load = memory()
 began = time.perf_counter()

@@ -228,7 +228,7 @@ def recognizers(pipeline: torch.nn.Module, onnx: Path) -> dict:
     from emofuse.inference.onnx import OnnxBackend
     from emofuse.inference.recognizer import EmotionRecognizer, TorchBackend
 
-    torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, device="cpu"), vad=False)
+    torch_recognizer = EmotionRecognizer(TorchBackend(pipeline, "cpu", "fp32"), vad=False)
     return {
         "torch": {n: torch_recognizer for n in THREADS},
         "onnx": {n: EmotionRecognizer(OnnxBackend(onnx, num_threads=n), vad=False)

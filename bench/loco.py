@@ -115,7 +115,7 @@ def held_out_row(config, corpus: str, args: argparse.Namespace) -> dict:
     model_dir = Path(args.work) / corpus
     report = train_final(held, model_dir, progress=False)
     paths, labels = held_out_files(corpus, original, config.data.task, 60 if args.quick else None)
-    recognizer = EmotionRecognizer.load(model_dir / "model.pt", device="cpu")
+    recognizer = EmotionRecognizer.load(model_dir / "model.pt", device="cpu", precision="fp32")
     plain = score(recognizer, paths, labels)
     adapted_recognizer = recognizer.adapt(paths, min_seconds=30.0 if args.quick else 60.0)
     adapted = score(adapted_recognizer, paths, labels)

@@ -28,7 +28,8 @@ def held_out(corpus: str, config, args: argparse.Namespace) -> dict[str, dict]:
     the held-out ``corpus`` (both trained without it)."""
     spec = next(s for s in config.data.corpora if s.name == corpus)
     paths, labels = held_out_files(corpus, spec, config.data.task, None)
-    models = [EmotionRecognizer.load(Path(folder) / corpus / "model.pt", device="cpu")
+    models = [EmotionRecognizer.load(Path(folder) / corpus / "model.pt", device="cpu",
+                                     precision="fp32")
               for folder in (args.accurate, args.fast)]  # fmt: skip
     names = models[0].labels
     if models[1].labels != names:

@@ -188,7 +188,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "emofuse", "serve", "--host", "127.0.0.1", "--port",
                         str(self.port), "--model", model, "--threads", str(threads),
-                        *(["--precision", precision] if precision != "fp32" else [])]  # fmt: skip
+                        "--precision", precision]  # fmt: skip
         self.command += list(extra)
         self.log_path = log_dir / f"serve-{model}-{precision}-{threads}.log"
         self.log = self.log_path.open("wb")
