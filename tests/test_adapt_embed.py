@@ -176,3 +176,12 @@ def test_the_temperature_relaxes_as_the_statistics_become_the_users(recordings):
     assert adapted.extra["temperature"] == pytest.approx(1.5, rel=1e-3)
     untempered, _ = adapt_pipeline(tiny_pipeline().eval(), recordings, min_seconds=5.0)
     assert torch.equal(untempered.net.classifier.weight, pipeline.net.classifier.weight)
+
+
+def test_an_adapted_model_drops_the_measured_bf16_agreement(recordings):
+    """Its normalisation changed, so auto runs it in float32 until it is measured again."""
+    pipeline = tiny_pipeline()
+    pipeline.extra = {"bf16_agreement": {"emodb": 0.999}, "temperature": 2.0}
+    adapted, _ = adapt_pipeline(pipeline, recordings, min_seconds=5.0, prior_seconds=6.5)
+    assert "bf16_agreement" not in adapted.extra and adapted.extra["temperature"] != 2.0
+    assert pipeline.extra["bf16_agreement"] == {"emodb": 0.999}  # the original is unchanged

@@ -195,9 +195,10 @@ def adapt_pipeline(
     with torch.no_grad():
         adapted.net.classifier.weight.mul_(scale)
         adapted.net.classifier.bias.mul_(scale)
-    extra = pipeline.extra
-    if "temperature" in extra:
-        adapted.extra = {**extra, "temperature": extra["temperature"] / scale}
+    # its own model now: bfloat16 agreement is not measured on it (auto runs it in float32)
+    adapted.extra = {k: v for k, v in pipeline.extra.items() if k != "bf16_agreement"}
+    if "temperature" in adapted.extra:
+        adapted.extra["temperature"] = adapted.extra["temperature"] / scale
     report = {"files": used, "seconds": round(seconds, 1), "skipped_silent": silent,
               "prior_seconds": prior_seconds}  # fmt: skip
     return AdaptedPipeline(adapted.eval(), report)
