@@ -127,3 +127,30 @@ def test_the_cli_says_the_choice_once(capsys, tmp_path):
 def test_onnx_takes_auto_and_fp32_but_not_bf16(tmp_path):
     with pytest.raises(ValueError, match="float32"):
         EmotionRecognizer.load(tmp_path / "m.onnx", precision="bf16")
+
+
+def test_predict_says_the_precision_of_the_model_that_runs_after_adaptation(
+    capsys, tmp_path, cpu_reports
+):
+    """A measured model runs bf16 on a native CPU, but adapted to the inputs it is a model
+    without a measurement: the one note says fp32, the precision the answers come from."""
+    import soundfile as sf
+
+    from emofuse.pipeline import save_pipeline
+
+    cpu_reports(True, True)
+    pipeline = tiny_pipeline()
+    save_pipeline(pipeline, tmp_path / "measured.pt", bf16_agreement=GOOD)
+    clips = []
+    for seed in (1, 2):
+        clips.append(tmp_path / f"voice{seed}.wav")
+        sf.write(clips[-1], synthetic_voice(31.0, seed=seed), 16000)
+    model = str(tmp_path / "measured.pt")
+    assert main(["predict", *map(str, clips), "--model", model, "--no-vad"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
+    assert len(notes) == 1 and notes[0].startswith("emofuse: precision bf16: AMX")
+    argv = ["predict", *map(str, clips), "--model", model, "--no-vad", "--adapt-to-inputs"]
+    assert main(argv) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
+    assert notes == ["emofuse: precision fp32: the model file carries no measured bfloat16 "
+                     "agreement (bench/precision.py --save-into-models)"]  # fmt: skip

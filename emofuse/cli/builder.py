@@ -14,6 +14,7 @@ from emofuse.cli.common import (
     load_recognizer,
     progress,
     reporter,
+    say_precision,
 )
 from emofuse.cli.deprecated import add_old_predict_options, run_old_spelling
 from emofuse.cli.live import PCM_CHOICES
@@ -59,6 +60,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"emofuse: adapted to the inputs: {used['files']} files, {used['seconds']:g} s of "
               f"audio ({used['skipped_silent']} silent skipped; training statistics weigh as "
               f"{used['prior_seconds']:g} s)", file=sys.stderr)  # fmt: skip
+    say_precision(recognizer)
     show_progress = len(files) > 1 and (args.output is not None or not sys.stdout.isatty())
     keys = ["file", "start", "end"] if timeline else ["file", "duration"]
     answered, segments = [], []

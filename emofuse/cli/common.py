@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODEL_HELP", "add_model_args", "add_runtime_args", "apply_runtime", "audio_inputs",
-    "deprecated", "load_recognizer", "progress", "reporter",
+    "deprecated", "load_recognizer", "progress", "reporter", "say_precision",
 ]
 
 MODEL_HELP = ("accurate or fast (the bundled models), a model file, or an exported .onnx "
@@ -61,18 +61,21 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def load_recognizer(args: argparse.Namespace, threads: int) -> EmotionRecognizer:
     """The recogniser :func:`add_model_args`'s options name, on ``--device``, with ``threads``
-    onnxruntime threads (torch's are set by :func:`apply_runtime` or the command). The
-    precision ``auto`` chose is said once on stderr."""
+    onnxruntime threads (torch's are set by :func:`apply_runtime` or the command)."""
     from emofuse.inference.recognizer import EmotionRecognizer
 
-    recognizer = EmotionRecognizer.load(
+    return EmotionRecognizer.load(
         args.model, backend=args.backend, device=args.device,
         threads=threads, precision=args.precision, vad=not args.no_vad,
     )  # fmt: skip
+
+
+def say_precision(recognizer: EmotionRecognizer) -> None:
+    """Say on stderr what ``auto`` chose for the recogniser that will run (after any
+    adaptation, which may change it), once per command."""
     choice = recognizer.backend.precision_choice
     if choice.requested == "auto":
         print(f"emofuse: precision {choice.used}: {choice.reason}", file=sys.stderr)
-    return recognizer
 
 
 def deprecated(old: str, new: str) -> None:

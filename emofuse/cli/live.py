@@ -8,7 +8,7 @@ import json
 import sys
 from typing import BinaryIO, TextIO
 
-from emofuse.cli.common import add_model_args, add_runtime_args, load_recognizer
+from emofuse.cli.common import add_model_args, add_runtime_args, load_recognizer, say_precision
 from emofuse.inference.stream import EmotionStream
 
 __all__ = ["PCM_CHOICES", "add_commands", "cmd_live", "stream_events"]
@@ -25,7 +25,9 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     check_sample_rate(args.rate, "--rate")
     torch.set_num_threads(args.threads or 1)
-    stream = load_recognizer(args, args.threads or 1).stream(args.rate, labels=args.labels)
+    recognizer = load_recognizer(args, args.threads or 1)
+    say_precision(recognizer)
+    stream = recognizer.stream(args.rate, labels=args.labels)
     try:
         stream_events(stream, sys.stdin.buffer, sys.stdout, args.pcm)
     except BrokenPipeError:  # the reader went away: nothing left to say

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from emofuse.cli.common import add_model_args, add_runtime_args, load_recognizer
+from emofuse.cli.common import add_model_args, add_runtime_args, load_recognizer, say_precision
 
 __all__ = ["add_commands"]
 
@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     one_torch_thread()
     recognizer = load_recognizer(args, threads=1)
+    say_precision(recognizer)
     app = create_app(
         recognizer,
         max_upload_mb=args.max_upload_mb,

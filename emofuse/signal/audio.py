@@ -35,7 +35,7 @@ __all__ = [
 
 PathLike = str | os.PathLike
 LOAD_BLOCK_SECONDS = 30  # load_audio decodes in blocks of this many seconds (native rate)
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192_000  # Hz, of live audio: check_sample_rate
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192_000  # Hz, of arrays and live audio: check_sample_rate
 
 
 class AudioError(ValueError):
