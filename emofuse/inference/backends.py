@@ -101,13 +101,17 @@ class TorchBackend:
         self.device = resolve_device(device)
         agreement = pipeline.extra.get("bf16_agreement")
         self.precision_choice = choose_precision(precision, self.device.type, agreement)
-        self.precision = self.precision_choice.used
         self.pipeline = pipeline.to(self.device).eval()
         self.labels = tuple(pipeline.labels)
         self.sample_rate = pipeline.sample_rate
         self.window_seconds = pipeline.windows.window_seconds
         self.hop_seconds = pipeline.windows.hop_seconds
         self.speech_only = bool(pipeline.extra.get("speech_only", False))
+
+    @property
+    def precision(self) -> str:
+        """The precision it runs in: ``fp32`` or ``bf16``."""
+        return self.precision_choice.used
 
     @property
     def normalised_per(self) -> str | None:
